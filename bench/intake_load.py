@@ -1,0 +1,118 @@
+"""Intake throughput and latency: intake, the straightforward reference and the no-publish ceiling under wrk."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_APPLICATION_SUBMITTED
+from bench.stack import ROOT, Process, Stack, rss_kib
+from tests.support.data import application
+from tests.support.servers import free_port
+
+LUA = ROOT / "bench" / "application.lua"
+
+
+def application_body() -> bytes:
+    """A realistic application of about 3 KB: English and Chinese in every free-text field."""
+    body = application(
+        {
+            "account.description": (
+                "Canadian maple tea and syrup gift sets for customers in China, sold through our Mini Program. "
+                "加拿大枫叶茶和枫糖浆礼盒，小程序销售。"
+            ),
+            "notes": (
+                "We would like to start with a Service Account and add WeChat Pay once verified. "
+                "Our marketing team in Vancouver will manage the content; our partner in Shanghai handles "
+                "customer service in Chinese. Please tell us which documents you need for verification.\n"
+                "希望尽快开通服务号，认证后开通微信支付。温哥华的市场团队负责内容运营，上海的合作伙伴负责中文客服。"
+                "请告知认证所需的全部材料，以及大概需要多长时间。我们已经准备好营业执照的中文翻译件。\n"
+                "Timeline: launch before the Mid-Autumn Festival. 目标：中秋节前上线。" * 4
+            ),
+        }
+    )
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def wrk(url: str, body_file: Path, connections: int, seconds: int) -> dict[str, Any]:
+    """One bounded wrk run (2 threads, keep-alive connections); the Lua script prints one JSON line."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA), url],
+        env={**os.environ, "BENCH_BODY": str(body_file)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    [line] = [line for line in out.splitlines() if line.startswith("BENCH_JSON ")]
+    figures: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+    seconds_taken = figures["duration_us"] / 1e6
+    figures["accepted_per_s"] = round(figures["accepted"] / seconds_taken, 1)
+    figures["errors"] = figures["requests"] - figures["accepted"] + figures["socket_errors"]
+    return figures
+
+
+def run(stack: Stack, runs: int, seconds: int, connections: int) -> dict[str, Any]:
+    body_file = stack.folder / "application.json"
+    body_file.write_bytes(application_body())
+    servers = start_servers(stack)
+    queues = (AGREEMENTS_APPLICATION_SUBMITTED.name, NOTIFICATIONS_APPLICATION_SUBMITTED.name)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    wrk(f"http://127.0.0.1:{servers['intake'].port}/v1/applications", body_file, connections, 2)  # warm-up
+    for number in range(runs):
+        # Interleaved, so drift on a shared machine touches every contender alike.
+        for name, process in servers.items():
+            asyncio.run(stack.purge(*queues))
+            figures = wrk(f"http://127.0.0.1:{process.port}/v1/applications", body_file, connections, seconds)
+            figures["peak_rss_mib"] = round(rss_kib(process.pid, "VmHWM") / 1024, 1)
+            rounds[name].append(figures)
+            print(f"  intake run {number + 1}/{runs} {name:9}: {summary(figures)}", file=sys.stderr, flush=True)
+            time.sleep(1)
+    asyncio.run(stack.purge(*queues))
+    result: dict[str, Any] = {name: {"runs": runs_, "median": medians(runs_)} for name, runs_ in rounds.items()}
+    result["ratio_intake_to_reference"] = round(
+        result["intake"]["median"]["accepted_per_s"] / result["reference"]["median"]["accepted_per_s"], 2
+    )
+    result["body_bytes"] = body_file.stat().st_size
+    result["connections"], result["seconds"] = connections, seconds
+    return result
+
+
+def start_servers(stack: Stack) -> dict[str, Process]:
+    # Intake first: it declares the topology the reference publishes into.
+    intake = stack.service("intake", "bench_intake", RATE_LIMIT="10/minute")
+    intake.wait_ready()
+    reference_port = free_port()
+    reference = stack.launch(
+        "reference",
+        [sys.executable, "bench/reference_intake.py", "--port", str(reference_port), "--amqp-url", stack.amqp_url],
+        stack.env("bench_intake"),
+        reference_port,
+    )
+    ceiling_port = free_port()
+    ceiling = stack.launch(
+        "ceiling",
+        [sys.executable, "bench/ceiling_intake.py"],
+        stack.env("bench_intake", INTAKE_PORT=str(ceiling_port), RATE_LIMIT="10/minute"),
+        ceiling_port,
+    )
+    reference.wait_ready(path="/docs")
+    ceiling.wait_ready()
+    return {"reference": reference, "intake": intake, "ceiling": ceiling}
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    keys = ("accepted_per_s", "p50_ms", "p99_ms", "errors", "peak_rss_mib")
+    return {key: round(median(run[key] for run in runs), 2) for key in keys}
+
+
+def summary(figures: dict[str, Any]) -> str:
+    return (
+        f"{figures['accepted_per_s']:8.1f}/s  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
+        f"errors {figures['errors']}  statuses {figures['statuses']}"
+    )

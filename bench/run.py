@@ -1,0 +1,94 @@
+"""``make bench``: every benchmark, each figure the median of several runs beside its reference.
+
+python -m bench.run [--only intake,consumers,e2e,memory] [--runs 3] [--seconds 10]
+"""
+
+import argparse
+import asyncio
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import consumers, end_to_end, intake_load
+from bench.stack import ROOT, Stack, write_results
+
+SECTIONS = ("intake", "consumers", "e2e", "memory")
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    import os
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures as a plain-text table (medians; the JSON file has every run)."""
+    rows = [("what", "median", "reference", "ratio", "peak RSS MiB")]
+    if intake := results.get("intake"):
+        for name in ("intake", "reference", "ceiling"):
+            m = intake[name]["median"]
+            rows.append((f"{name} accepted/s (p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, errors {m['errors']:.0f})",
+                         f"{m['accepted_per_s']}", "", "", f"{m['peak_rss_mib']}"))  # fmt: skip
+        ratio = f"{intake['ratio_intake_to_reference']}"
+        rows.append(("intake / reference", "", "", ratio, ""))
+    if consumers := results.get("consumers"):
+        for name in ("agreements", "notifications"):
+            m = consumers[name]["median"]
+            rows.append((f"{name} drain/s", f"{m['service_per_s']}", f"{m['raw_per_s']}", f"{m['ratio']}",
+                         f"{m['peak_rss_mib']}"))  # fmt: skip
+    if e2e := results.get("e2e"):
+        for what in ("stored", "emailed"):
+            m = e2e["median"][what]
+            rows.append((f"POST -> {what} p50/p95/p99 ms", f"{m['p50_ms']}/{m['p95_ms']}/{m['p99_ms']}", "", "", ""))
+    if memory := results.get("memory"):
+        for name, m in memory["services"].items():
+            rows.append((f"{name} RSS over 60 s (settled -> end)", f"{m['settled_mib']} -> {m['end_mib']}", "", "",
+                         f"{m['max_mib']}"))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--backlog", type=int, default=5000)
+    parser.add_argument("--e2e-rate", type=float, default=100, help="submissions per second offered end to end")
+    args = parser.parse_args()
+    sections = args.only.split(",")
+    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
+    # Written after every section, so a section that fails leaves the others' figures.
+    path = ROOT / "bench" / "results" / time.strftime("%Y%m%dT%H%M%SZ.json", time.gmtime())
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder, Stack(Path(folder)).running() as stack:
+        if "intake" in sections:
+            print("intake: reference, intake and ceiling under wrk", file=sys.stderr, flush=True)
+            results["intake"] = intake_load.run(stack, args.runs, args.seconds, args.connections)
+            write_results(results, path)
+        if "consumers" in sections:
+            print(f"consumers: a backlog of {args.backlog} events each, beside the raw rates", file=sys.stderr)
+            results["consumers"] = asyncio.run(consumers.run(stack, args.runs, args.backlog))
+            write_results(results, path)
+        if "e2e" in sections:
+            print(f"e2e: {args.e2e_rate:g} submissions/s through all three services", file=sys.stderr)
+            results["e2e"] = asyncio.run(end_to_end.run(stack, args.runs, rate=args.e2e_rate, seconds=30))
+            write_results(results, path)
+        if "memory" in sections:
+            print("memory: all three services for 60 s at 100 submissions/s", file=sys.stderr)
+            results["memory"] = asyncio.run(end_to_end.memory(stack, rate=100, seconds=60))
+            write_results(results, path)
+    print(table(results))
+    print(f"written to {path.relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""The servers a benchmark runs against: a RabbitMQ vhost of its own, SecantusDB, an SMTP sink, and the services."""
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aio_pika
+import httpx
+from faststream.rabbit import RabbitBroker
+
+from agency_shared.topology import declare_topology
+from tests.support.servers import free_port, rabbitmqctl, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+STAFF = "staff@agency.example"
+# Room for every backlog the benchmarks build (the queues refuse publishes beyond it).
+QUEUE_MAX_LENGTH = 1_000_000
+
+
+def rss_kib(pid: int, key: str = "VmRSS") -> int:
+    """Resident memory of a process in KiB (``VmHWM`` is its peak since it started)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise LookupError(f"{key} of {pid}")
+
+
+@dataclass
+class Process:
+    """A server process with its output in a log file under the run's folder."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Process":
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def wait_ready(self, path: str = "/readyz", timeout: float = 60) -> None:
+        assert self.port is not None
+        assert self.popen is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class Stack:
+    """Everything one benchmark run uses, torn down at the end (the vhost is deleted)."""
+
+    folder: Path
+    vhost: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    mongo_port: int = field(default_factory=free_port)
+    smtp_port: int = field(default_factory=free_port)
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}"
+
+    @property
+    def mongo_url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.mongo_port}"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.folder / "mail"
+
+    def env(self, database: str, **extra: str) -> dict[str, str]:
+        """The services' settings for this stack (local development mode, limits out of the way of the load)."""
+        return {
+            **os.environ,
+            "ENVIRONMENT": "local",
+            "AMQP_URL": self.amqp_url,
+            "MONGODB_URL": self.mongo_url,
+            "MONGODB_DB": database,
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.smtp_port),
+            "STAFF_EMAILS": STAFF,
+            "STAFF_API_TOKEN": uuid.uuid4().hex,
+            "MAIL_FROM": "WeChat Agency <no-reply@agency.example>",
+            "QUEUE_MAX_LENGTH": str(QUEUE_MAX_LENGTH),
+            "LOG_LEVEL": "WARNING",
+            # The load comes from one address; X-Forwarded-For from the load generator spreads
+            # it over many clients, as a public site's traffic is, so the limiter works as in production.
+            "TRUSTED_PROXIES": "127.0.0.1/32",
+            **extra,
+        }
+
+    def launch(self, name: str, argv: list[str], env: dict[str, str], port: int | None = None) -> Process:
+        process = Process(name, argv, env, self.folder / f"{name}.log", port).start()
+        self.processes.append(process)
+        return process
+
+    def service(self, name: str, database: str, port: int | None = None, **extra: str) -> Process:
+        port = port or free_port()
+        env = self.env(database, **{f"{name.upper()}_PORT": str(port), **extra})
+        return self.launch(name, [sys.executable, "-m", name], env, port)
+
+    def start_database(self) -> None:
+        """A new SecantusDB on a new port and folder; services started afterwards use it.
+
+        Each consumer measurement gets a fresh server: SecantusDB 0.7.0b3 slows down
+        several-fold once a server has taken about 10,000 writes, so the service and its raw
+        reference must start from the same state to be compared.
+        """
+        self.mongo_port = free_port()
+        secantus = str(Path(sys.executable).parent / "secantusd-py")
+        mongo = self.launch(
+            f"secantusdb-{self.mongo_port}",
+            [secantus, "--host", "127.0.0.1", "--port", str(self.mongo_port), "--storage-path",
+             str(self.folder / f"mongo-{self.mongo_port}"), "--log-level", "WARNING", "--sync-on-commit"],
+            dict(os.environ),
+        )  # fmt: skip
+        wait_for_port(self.mongo_port, timeout=30, process=mongo.popen)
+
+    def stop_database(self) -> None:
+        """Stop the current SecantusDB (a later ``start_database`` replaces it)."""
+        for process in self.processes:
+            if process.name == f"secantusdb-{self.mongo_port}":
+                process.stop()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator["Stack"]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.mail_dir.mkdir(exist_ok=True)
+        rabbitmqctl("add_vhost", self.vhost)
+        try:
+            rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+            asyncio.run(self.declare_topology())
+            self.start_database()
+            sink = self.launch(
+                "mail-sink",
+                [sys.executable, "scripts/mail_sink.py", "--port", str(self.smtp_port), "--dir", str(self.mail_dir)],
+                dict(os.environ),
+            )
+            wait_for_port(self.smtp_port, timeout=30, process=sink.popen)
+            yield self
+        finally:
+            for process in reversed(self.processes):
+                process.stop()
+            rabbitmqctl("delete_vhost", self.vhost)
+
+    async def declare_topology(self) -> None:
+        broker = RabbitBroker(self.amqp_url)
+        await broker.connect()
+        try:
+            await declare_topology(broker, QUEUE_MAX_LENGTH)
+        finally:
+            await broker.stop()
+
+    async def purge(self, *queues: str) -> None:
+        connection = await aio_pika.connect(self.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            for name in queues:
+                queue = await channel.get_queue(name, ensure=True)
+                await queue.purge()
+
+    async def depth(self, queue: str) -> int:
+        connection = await aio_pika.connect(self.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            declared = await channel.declare_queue(queue, passive=True)
+            count = declared.declaration_result.message_count
+            return int(count or 0)
+
+
+def write_results(results: dict[str, object], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,160 @@
+"""Run the whole system on this machine (``make run``): RabbitMQ check, SecantusDB, a mail sink, three services."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Child:
+    name: str
+    process: "subprocess.Popen[bytes]"
+
+
+def log(message: str) -> None:
+    print(f"[run] {message}", flush=True)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def ensure_rabbitmq(amqp_url: str) -> None:
+    parts = urlsplit(amqp_url)
+    host, port = parts.hostname or "localhost", parts.port or 5672
+    if port_open(host, port):
+        return
+    if host in ("localhost", "127.0.0.1") and shutil.which("rabbitmq-server"):
+        log("RabbitMQ is not running; starting it with `rabbitmq-server -detached`")
+        subprocess.run(["rabbitmq-server", "-detached"], check=False)
+        wait_until(lambda: port_open(host, port), 90, "RabbitMQ")
+        return
+    sys.exit(
+        f"RabbitMQ is not reachable at {host}:{port}. Install it (Debian: apt-get install rabbitmq-server, "
+        "then rabbitmq-server -detached), point AMQP_URL at a running broker, or run `docker compose up`."
+    )
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - a fixed local URL
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def main() -> int:
+    env = dict(os.environ)
+    if sys.argv[1:] == ["--check-broker"]:
+        ensure_rabbitmq(env.get("AMQP_URL", "amqp://guest:guest@localhost:5672/"))
+        return 0
+    var = Path(env.get("VAR_DIR", ROOT / "var"))
+    # Development rules: the local defaults and placeholders below are accepted (the default is production).
+    env.setdefault("ENVIRONMENT", "local")
+    amqp_url = env.setdefault("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+    env.setdefault("STAFF_EMAILS", "staff@localhost")
+    env.setdefault("STAFF_API_TOKEN", "local-development-token")
+    smtp_port = int(env.setdefault("SMTP_PORT", "1025"))
+    ports = {
+        "intake": int(env.get("INTAKE_PORT", "8000")),
+        "agreements": int(env.get("AGREEMENTS_PORT", "8001")),
+        "notifications": int(env.get("NOTIFICATIONS_PORT", "8002")),
+    }
+    env.setdefault("STATUS_BASE_URL", f"http://127.0.0.1:{ports['agreements']}")
+    children: list[Child] = []
+
+    def start(name: str, *command: str) -> None:
+        children.append(Child(name, subprocess.Popen(command, env=env, cwd=ROOT)))
+
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        ensure_rabbitmq(amqp_url)
+        if "MONGODB_URL" not in env:
+            mongo_port = int(env.get("LOCAL_MONGO_PORT", "27017"))
+            (var / "mongo").mkdir(parents=True, exist_ok=True)
+            start(
+                "secantusdb",
+                str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(mongo_port),
+                "--storage-path", str(var / "mongo"), "--log-level", "WARNING", "--sync-on-commit",
+            )  # fmt: skip
+            env["MONGODB_URL"] = f"mongodb://127.0.0.1:{mongo_port}"
+            wait_until(lambda: port_open("127.0.0.1", mongo_port), 60, "SecantusDB")
+        start("mail-sink", sys.executable, str(ROOT / "scripts" / "mail_sink.py"), "--port", str(smtp_port),
+              "--dir", str(var / "mail"))  # fmt: skip
+        wait_until(lambda: port_open("127.0.0.1", smtp_port), 30, "mail sink")
+        for service in ports:
+            start(service, sys.executable, "-m", service)
+
+        def answers_ready(port: int) -> Callable[[], bool]:
+            return lambda: stopping or ready(f"http://127.0.0.1:{port}/readyz")
+
+        for service, port in ports.items():
+            wait_until(answers_ready(port), 60, service)
+        if not stopping:
+            log("all services ready")
+            log(f"intake:        http://127.0.0.1:{ports['intake']}  (POST /v1/applications, docs at /docs)")
+            log(f"agreements:    http://127.0.0.1:{ports['agreements']}/readyz")
+            log(f"notifications: http://127.0.0.1:{ports['notifications']}/readyz")
+            log(f"database:      {env['MONGODB_URL']}   emails: {var / 'mail'}/*.eml")
+            log("Ctrl-C stops everything")
+        while not stopping:
+            exited = next((c for c in children if c.process.poll() is not None), None)
+            if exited is not None:
+                log(f"{exited.name} exited with {exited.process.returncode}; stopping everything")
+                return 1
+            time.sleep(0.3)
+        return 0
+    except TimeoutError as exc:
+        log(str(exc))
+        return 1
+    finally:
+        shutdown(children)
+
+
+def shutdown(children: list[Child]) -> None:
+    # Services first (they finish in-flight messages), the servers they use last.
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.terminate()
+            try:
+                child.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                log(f"{child.name} did not stop in time; killing it")
+                child.process.kill()
+                child.process.wait()
+    log("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Agreements: records each application and its agreement acceptance."""

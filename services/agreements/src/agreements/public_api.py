@@ -1,0 +1,128 @@
+"""What anyone may read: agreement versions, an application's status and receipt, the receipt verifier."""
+
+import uuid
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+
+from agency_shared.agreement_documents import AgreementCatalog, AgreementDocument
+from agency_shared.receipts import Receipt
+from agreements.storage import MongoAcceptanceLedger, MongoApplications
+
+router = APIRouter()
+
+
+async def _applications(request: Request) -> MongoApplications:
+    applications: MongoApplications = request.app.state.applications
+    return applications
+
+
+async def _ledger(request: Request) -> MongoAcceptanceLedger:
+    ledger: MongoAcceptanceLedger = request.app.state.ledger
+    return ledger
+
+
+async def _catalog(request: Request) -> AgreementCatalog:
+    catalog: AgreementCatalog = request.app.state.catalog
+    return catalog
+
+
+Applications = Annotated[MongoApplications, Depends(_applications)]
+Ledger = Annotated[MongoAcceptanceLedger, Depends(_ledger)]
+Catalog = Annotated[AgreementCatalog, Depends(_catalog)]
+
+
+class AgreementVersion(BaseModel):
+    id: str
+    version: str
+    title: str
+    effective_date: str
+    sha256: str
+    current: bool
+
+
+class ApplicationStatus(BaseModel):
+    """Only the status: the id is the capability, and nothing about the applicant is shown."""
+
+    application_id: uuid.UUID
+    status: str
+    description: str
+
+
+DESCRIPTIONS = {
+    "received": "Your application has been received and is being recorded.",
+    "recorded": "Your application and your acceptance of the Service Agreement are recorded.",
+    "confirmed": "Recorded, and the confirmation email with your receipt has been sent.",
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such application (a submission accepted moments ago appears within seconds)"}
+}
+
+
+@router.get("/v1/agreements", response_model=list[AgreementVersion], tags=["agreements"])
+async def agreement_versions(catalog: Catalog) -> list[AgreementVersion]:
+    """Every version of the agreement, oldest first; ``current`` marks the one applicants accept now."""
+    current = catalog.current()
+    return [
+        AgreementVersion(
+            id=d.id,
+            version=d.version,
+            title=d.title,
+            effective_date=d.effective_date.isoformat(),
+            sha256=d.sha256,
+            current=d == current,
+        )
+        for d in catalog
+    ]
+
+
+@router.get("/v1/agreements/current", response_model=AgreementDocument, tags=["agreements"])
+async def current_agreement(catalog: Catalog) -> AgreementDocument:
+    return catalog.current()
+
+
+@router.get("/v1/agreements/{version}", response_model=AgreementDocument, tags=["agreements"], responses=NOT_FOUND)
+async def agreement_version(version: str, catalog: Catalog) -> AgreementDocument:
+    """One version's exact text: the text whose SHA-256 a receipt names."""
+    document = catalog.find(version)
+    if document is None:
+        raise HTTPException(404, f"no agreement version {version}")
+    return document
+
+
+@router.get(
+    "/v1/applications/{application_id}/status",
+    response_model=ApplicationStatus,
+    tags=["applications"],
+    responses=NOT_FOUND,
+)
+async def application_status(application_id: uuid.UUID, applications: Applications) -> ApplicationStatus:
+    found = await applications.collection.find_one({"application_id": str(application_id)}, {"status": 1})
+    if found is None:
+        raise HTTPException(404, "no such application (yet)")
+    status = str(found["status"])
+    return ApplicationStatus(application_id=application_id, status=status, description=DESCRIPTIONS[status])
+
+
+@router.get("/v1/applications/{application_id}/receipt", tags=["applications"], responses=NOT_FOUND)
+async def application_receipt(application_id: uuid.UUID, ledger: Ledger) -> dict[str, Any]:
+    """The acceptance receipt: check it offline with the verifier from ``/v1/receipt-verifier.py``."""
+    entry = await ledger.find(application_id)
+    if entry is None:
+        raise HTTPException(404, "no recorded acceptance for this application (yet)")
+    return Receipt.from_record(entry.record, entry.record_hash).as_json()
+
+
+@router.get(
+    "/v1/receipt-verifier.py",
+    response_class=PlainTextResponse,
+    tags=["applications"],
+    responses={200: {"content": {"text/x-python": {}}, "description": "The standalone verifier"}},
+)
+async def receipt_verifier() -> PlainTextResponse:
+    """The standalone verifier (standard library only): ``python receipt_verifier.py receipt.json agreement.txt``."""
+    source = (resources.files("agency_shared") / "receipt_verifier.py").read_text(encoding="utf-8")
+    return PlainTextResponse(source, media_type="text/x-python; charset=utf-8")

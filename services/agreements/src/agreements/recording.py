@@ -1,0 +1,147 @@
+"""Recording an application and its acceptance exactly once, as a link in the hash chain, and announcing it."""
+
+import uuid
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from agency_shared.events import (
+    AcceptanceEvidence,
+    AgreementRecorded,
+    AgreementRecordedData,
+    ApplicationSubmitted,
+    NotificationSettledData,
+    derived_id,
+)
+from agency_shared.forms import ApplicationForm, Locale
+from agency_shared.receipt_verifier import timestamp
+
+
+class ApplicationRecord(BaseModel):
+    """An application as stored: the form, the acceptance evidence, and how it arrived."""
+
+    model_config = ConfigDict(frozen=True)
+
+    application_id: uuid.UUID
+    acceptance_id: uuid.UUID
+    application: ApplicationForm
+    acceptance: AcceptanceEvidence
+    locale: Locale
+    correlation_id: str
+    submitted_event_id: uuid.UUID
+    received_at: AwareDatetime
+    recorded_at: AwareDatetime
+
+
+class LedgerEntry(BaseModel):
+    """One link of the acceptance chain: ``record_hash`` = SHA-256 of the canonical ``record``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sequence: int
+    prev_hash: str
+    record_hash: str
+    record: dict[str, Any]
+
+
+class ApplicationStore(Protocol):
+    async def add(self, record: ApplicationRecord) -> ApplicationRecord:
+        """Store ``record`` unless its application is already stored; return the stored one either way."""
+        ...
+
+    async def mark_recorded(self, record: ApplicationRecord, entry: LedgerEntry) -> None: ...
+
+    async def note_notification(self, settled: NotificationSettledData) -> None:
+        """Add an email's outcome to the application's timeline (a repeat changes nothing)."""
+        ...
+
+
+class AcceptanceLedger(Protocol):
+    async def append(self, record: ApplicationRecord) -> LedgerEntry:
+        """Add the acceptance as the next link, or return its existing link: one per application."""
+        ...
+
+
+def _millisecond_precision(moment: datetime) -> datetime:
+    # MongoDB keeps dates to the millisecond; trimming first means the record
+    # we publish about is exactly the record a later read returns.
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def record_from_event(event: ApplicationSubmitted, now: datetime) -> ApplicationRecord:
+    data = event.data
+    return ApplicationRecord(
+        application_id=data.application_id,
+        acceptance_id=derived_id("acceptance", str(data.application_id)),
+        application=data.application,
+        acceptance=data.acceptance,
+        locale=data.locale,
+        correlation_id=event.correlation_id,
+        submitted_event_id=event.event_id,
+        received_at=_millisecond_precision(event.occurred_at),
+        recorded_at=_millisecond_precision(now),
+    )
+
+
+def acceptance_record(application: ApplicationRecord, sequence: int, prev_hash: str) -> dict[str, Any]:
+    """The canonical record that is hashed: flat, strings and one integer, times in one fixed format."""
+    evidence = application.acceptance
+    form = application.application
+    return {
+        "sequence": sequence,
+        "prev_hash": prev_hash,
+        "acceptance_id": str(application.acceptance_id),
+        "application_id": str(application.application_id),
+        "agreement_id": evidence.agreement_id,
+        "agreement_version": evidence.agreement_version,
+        "agreement_sha256": evidence.agreement_sha256,
+        "accepted_at": timestamp(evidence.accepted_at),
+        "recorded_at": timestamp(application.recorded_at),
+        "client_ip": evidence.client_ip,
+        "user_agent": evidence.user_agent,
+        "applicant_name": form.operator.name,
+        "applicant_email": str(form.operator.email),
+        "account_name": form.account.name,
+        "company_name": form.company.legal_name,
+        "company_registration_number": form.company.registration_number,
+        "company_country": form.company.country,
+        "locale": application.locale,
+    }
+
+
+def agreement_recorded(application: ApplicationRecord, entry: LedgerEntry) -> AgreementRecorded:
+    """The event for a stored acceptance; the same acceptance always gives the same event (same id)."""
+    acceptance = application.acceptance
+    return AgreementRecorded(
+        event_id=derived_id(AgreementRecorded.routing_key, str(application.application_id)),
+        occurred_at=application.recorded_at,
+        correlation_id=application.correlation_id,
+        data=AgreementRecordedData(
+            application_id=application.application_id,
+            acceptance_id=application.acceptance_id,
+            sequence=entry.sequence,
+            prev_hash=entry.prev_hash,
+            record_hash=entry.record_hash,
+            record=entry.record,
+            agreement_id=acceptance.agreement_id,
+            agreement_version=acceptance.agreement_version,
+            agreement_sha256=acceptance.agreement_sha256,
+            accepted_at=acceptance.accepted_at,
+            recorded_at=application.recorded_at,
+            applicant_name=application.application.operator.name,
+            applicant_email=application.application.operator.email,
+            account_name=application.application.account.name,
+            company_name=application.application.company.legal_name,
+            locale=application.locale,
+        ),
+    )
+
+
+async def record_application(
+    event: ApplicationSubmitted, store: ApplicationStore, ledger: AcceptanceLedger, now: datetime
+) -> AgreementRecorded:
+    stored = await store.add(record_from_event(event, now))
+    entry = await ledger.append(stored)
+    await store.mark_recorded(stored, entry)
+    return agreement_recorded(stored, entry)

@@ -1,0 +1,150 @@
+"""The staff read API (bearer token): applications with filters, timelines, re-acceptance, CSV, ledger checks."""
+
+import base64
+import binascii
+import json
+import secrets
+import uuid
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from agreements.exports import ACCEPTANCE_COLUMNS, APPLICATION_COLUMNS, csv_rows
+from agreements.public_api import Applications, Catalog, Ledger
+from agreements.verification import ChainReport, verify_chain
+
+_bearer = HTTPBearer(auto_error=False, description="STAFF_API_TOKEN")
+
+
+async def require_staff(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    token = request.app.state.staff_token
+    presented = credentials.credentials if credentials else ""
+    # Compared in constant time, so response timing says nothing about the token.
+    if token is None or not secrets.compare_digest(presented.encode(), token.encode()):
+        raise HTTPException(401, "a valid staff bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or wrong bearer token"}}
+router = APIRouter(tags=["staff"], dependencies=[Depends(require_staff)], responses=UNAUTHORIZED)
+
+Status = Literal["received", "recorded", "confirmed"]
+
+
+class ApplicationPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class Filters(BaseModel):
+    status: Status | None = None
+    received_from: date | None = None
+    received_to: date | None = None
+    country: str | None = None
+    agreement_version: str | None = None
+
+    def query(self) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        if self.status:
+            query["status"] = self.status
+        received: dict[str, datetime] = {}
+        if self.received_from:
+            received["$gte"] = datetime.combine(self.received_from, time.min, timezone.utc)  # noqa: UP017
+        if self.received_to:  # the whole day is included
+            received["$lt"] = datetime.combine(self.received_to + timedelta(days=1), time.min, timezone.utc)  # noqa: UP017
+        if received:
+            query["received_at"] = received
+        if self.country:
+            query["application.company.country"] = self.country.upper()
+        if self.agreement_version:
+            query["acceptance.agreement_version"] = self.agreement_version
+        return query
+
+
+def _encode_cursor(document: dict[str, Any]) -> str:
+    raw = json.dumps([document["received_at"].isoformat(), document["application_id"]])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _after(cursor: str) -> dict[str, Any]:
+    try:
+        received, application_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        at = datetime.fromisoformat(received)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise HTTPException(400, "the cursor is not one this API gave out") from exc
+    return {"$or": [{"received_at": {"$lt": at}}, {"received_at": at, "application_id": {"$lt": str(application_id)}}]}
+
+
+async def _page(applications: Applications, query: dict[str, Any], cursor: str | None, limit: int) -> ApplicationPage:
+    if cursor:
+        query = {"$and": [query, _after(cursor)]}
+    items = [d async for d in applications.find(query, limit=limit + 1)]
+    next_cursor = _encode_cursor(items[limit - 1]) if len(items) > limit else None
+    for item in items:
+        item.pop("timeline", None)
+    return ApplicationPage(items=items[:limit], next_cursor=next_cursor)
+
+
+@router.get("/v1/staff/applications", response_model=ApplicationPage)
+async def list_applications(
+    applications: Applications,
+    filters: Annotated[Filters, Query()],
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ApplicationPage:
+    """Newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+    return await _page(applications, filters.query(), cursor, limit)
+
+
+@router.get("/v1/staff/reacceptance", response_model=ApplicationPage)
+async def must_reaccept(
+    applications: Applications,
+    catalog: Catalog,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ApplicationPage:
+    """Applications whose accepted agreement is older than the current version: they must accept again."""
+    current = catalog.current().version
+    return await _page(applications, {"acceptance.agreement_version": {"$ne": current}}, cursor, limit)
+
+
+@router.get("/v1/staff/applications/{application_id}", responses={404: {"description": "No such application"}})
+async def application_detail(application_id: uuid.UUID, applications: Applications, ledger: Ledger) -> dict[str, Any]:
+    """The application, its ledger link, and its timeline (submitted, recorded, each email sent or failed)."""
+    document = await applications.get(application_id)
+    if document is None:
+        raise HTTPException(404, "no such application")
+    entry = await ledger.find(application_id)
+    document["ledger"] = entry.model_dump() if entry else None
+    document["timeline"] = sorted(document.get("timeline", []), key=lambda moment: moment["at"])
+    return document
+
+
+def _csv(rows: Any, name: str) -> StreamingResponse:
+    return StreamingResponse(
+        rows, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "CSV, streamed"}}
+
+
+@router.get("/v1/staff/exports/applications.csv", response_class=StreamingResponse, responses=CSV)
+async def export_applications(applications: Applications, filters: Annotated[Filters, Query()]) -> StreamingResponse:
+    return _csv(csv_rows(applications.find(filters.query()), APPLICATION_COLUMNS), "applications.csv")
+
+
+@router.get("/v1/staff/exports/acceptances.csv", response_class=StreamingResponse, responses=CSV)
+async def export_acceptances(ledger: Ledger) -> StreamingResponse:
+    return _csv(csv_rows(ledger.entries(), ACCEPTANCE_COLUMNS), "acceptances.csv")
+
+
+@router.get("/v1/ledger/verify", response_model=ChainReport)
+async def verify_ledger(ledger: Ledger) -> ChainReport:
+    """Walk the whole chain and report the first broken link, if any."""
+    return await verify_chain(ledger.walk(), await ledger.head())

@@ -1,0 +1,216 @@
+"""MongoDB adapters: applications (with status and timeline) and the append-only acceptance chain."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from agency_shared.events import NotificationSettledData
+from agency_shared.metrics import LEDGER_LENGTH
+from agency_shared.receipt_verifier import GENESIS_HASH, record_hash
+from agreements.recording import ApplicationRecord, LedgerEntry, acceptance_record
+
+Document = dict[str, Any]
+
+# Public status of an application, in the order it moves through them.
+RECEIVED, RECORDED, CONFIRMED = "received", "recorded", "confirmed"
+
+
+class LedgerContention(Exception):
+    """Other writers kept taking the next sequence number; the message is retried later."""
+
+
+class MongoApplications:
+    """One document per application: the submission, its status, and a timeline of what happened to it."""
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self.collection: AsyncCollection[Document] = client[database]["applications"]
+
+    async def ensure_indexes(self) -> None:
+        c = self.collection
+        await c.create_index([("application_id", ASCENDING)], unique=True, name="application_id_unique")
+        await c.create_index([("received_at", DESCENDING), ("application_id", DESCENDING)], name="received_order")
+        await c.create_index([("status", ASCENDING)], name="status")
+        await c.create_index([("application.company.country", ASCENDING)], name="country")
+        await c.create_index([("acceptance.agreement_version", ASCENDING)], name="agreement_version")
+
+    async def add(self, record: ApplicationRecord) -> ApplicationRecord:
+        document = record.model_dump(mode="json")
+        # Dates that staff filter on are stored as BSON dates, not strings.
+        document["received_at"] = record.received_at
+        document["recorded_at"] = record.recorded_at
+        document["status"] = RECEIVED
+        document["timeline"] = [
+            _moment("submitted", "submitted", record.received_at, {"client_ip": record.acceptance.client_ip})
+        ]
+        try:
+            await self.collection.insert_one(document)
+        except DuplicateKeyError:
+            existing = await self.get(record.application_id)
+            if existing is None:  # pragma: no cover - a unique index violation implies the document exists
+                raise
+            return ApplicationRecord.model_validate(existing)
+        return record
+
+    async def mark_recorded(self, record: ApplicationRecord, entry: LedgerEntry) -> None:
+        # One atomic update, and only from "received": a repeat finds nothing left to do.
+        moment = _moment("recorded", "recorded", record.recorded_at, {"sequence": entry.sequence})
+        await self.collection.update_one(
+            {"application_id": str(record.application_id), "status": RECEIVED},
+            {"$set": {"status": RECORDED, "sequence": entry.sequence, "record_hash": entry.record_hash},
+             "$push": {"timeline": moment}},
+        )  # fmt: skip
+
+    async def note_notification(self, settled: NotificationSettledData) -> None:
+        """Add an email's outcome to its application's timeline (a repeat changes nothing)."""
+        if settled.application_id is None:
+            return
+        key = str(settled.application_id)
+        kind = "email_sent" if settled.state == "sent" else "email_failed"
+        detail = {"template": settled.template, "recipient": settled.recipient, "detail": settled.detail}
+        await self._add_moment(
+            key, _moment(f"{settled.notification_key}:{settled.state}", kind, settled.settled_at, detail)
+        )
+        if settled.state == "sent" and settled.template == "client_confirmation":
+            await self.collection.update_one(
+                {"application_id": key, "status": {"$in": [RECEIVED, RECORDED]}}, {"$set": {"status": CONFIRMED}}
+            )
+
+    async def _add_moment(self, application_id: str, moment: Document) -> None:
+        # Filtering on the key makes a repeated event a no-op.
+        await self.collection.update_one(
+            {"application_id": application_id, "timeline.key": {"$ne": moment["key"]}}, {"$push": {"timeline": moment}}
+        )
+
+    async def get(self, application_id: uuid.UUID | str) -> Document | None:
+        return await self.collection.find_one({"application_id": str(application_id)}, {"_id": 0})
+
+    def find(self, query: Document, limit: int | None = None) -> AsyncIterator[Document]:
+        cursor = self.collection.find(query, {"_id": 0}).sort(
+            [("received_at", DESCENDING), ("application_id", DESCENDING)]
+        )
+        return cursor.limit(limit) if limit else cursor
+
+
+def _moment(key: str, kind: str, at: datetime, detail: Document) -> Document:
+    return {"key": key, "kind": kind, "at": at, "detail": detail}
+
+
+@dataclass
+class MongoAcceptanceLedger:
+    """The chain: link ``n`` is the document with ``_id`` n. Appends race optimistically on that key.
+
+    A writer builds the next link on the last one it knows and inserts it; when
+    another writer took that sequence first, the unique ``_id`` refuses the insert
+    and the writer goes on from the newer link. Nothing is ever updated or
+    deleted, so every stored link's predecessor exists and is final: no gaps, and
+    every ``prev_hash`` is right, however many replicas write at once.
+
+    Within one process appends take turns (a lock) and remember the link they
+    wrote, so a steady stream costs one insert per link: concurrent handlers
+    racing for the same sequence would each lose round trips instead.
+    """
+
+    client: AsyncMongoClient[Document]
+    database: str
+    max_tries: int = 200
+    _writing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _next: tuple[int, str] | None = field(default=None, init=False, repr=False)  # (sequence, prev_hash)
+
+    @property
+    def links(self) -> AsyncCollection[Document]:
+        return self.client[self.database]["acceptance_ledger"]
+
+    @property
+    def heads(self) -> AsyncCollection[Document]:
+        return self.client[self.database]["acceptance_ledger_head"]
+
+    async def ensure_indexes(self) -> None:
+        await self.links.create_index([("application_id", ASCENDING)], unique=True, name="application_id_unique")
+
+    async def append(self, record: ApplicationRecord) -> LedgerEntry:
+        async with self._writing:
+            entry, new = await self._link(record)
+        if new:
+            await self._advance_head(entry)
+            # The length is the sequence of the last link; a racing writer's lower value is
+            # overwritten by the next append.
+            LEDGER_LENGTH.set(entry.sequence)
+        return entry
+
+    async def _link(self, record: ApplicationRecord) -> tuple[LedgerEntry, bool]:
+        sequence, prev_hash = self._next or await self._after_head()
+        for _ in range(self.max_tries):
+            canonical = acceptance_record(record, sequence, prev_hash)
+            entry = LedgerEntry(
+                sequence=sequence, prev_hash=prev_hash, record_hash=record_hash(canonical), record=canonical
+            )
+            try:
+                await self.links.insert_one(
+                    {"_id": sequence, "sequence": sequence, "application_id": str(record.application_id),
+                     "record_hash": entry.record_hash, "record": canonical}
+                )  # fmt: skip
+            except DuplicateKeyError:
+                self._next = None
+                found = await self.find(record.application_id)
+                if found is not None:  # a redelivery: the application has its link already
+                    return found, False
+                sequence, prev_hash = await self._after(sequence)
+                continue
+            self._next = (sequence + 1, entry.record_hash)
+            return entry, True
+        raise LedgerContention(f"no free sequence after {self.max_tries} tries")
+
+    async def _after_head(self) -> tuple[int, str]:
+        head = await self.head()
+        return (int(head["sequence"]) + 1, str(head["record_hash"])) if head else (1, GENESIS_HASH)
+
+    async def _after(self, sequence: int) -> tuple[int, str]:
+        """Where to try next once ``sequence`` was taken by another writer."""
+        following = await self._after_head()
+        if following[0] > sequence:  # the head is past it: jump
+            return following
+        # The head lags behind the link just written: step onto that link (or start over from the head).
+        taken = await self.links.find_one({"_id": sequence}, {"record_hash": 1})
+        return (sequence + 1, str(taken["record_hash"])) if taken else following
+
+    async def _advance_head(self, entry: LedgerEntry) -> None:
+        # The head remembers the last link written, so removing links from the end is detectable.
+        with contextlib.suppress(DuplicateKeyError):  # a later link already moved the head past this one
+            await self.heads.update_one(
+                {"_id": "head", "sequence": {"$lt": entry.sequence}},
+                {"$set": {"sequence": entry.sequence, "record_hash": entry.record_hash}},
+                upsert=True,
+            )
+
+    async def find(self, application_id: uuid.UUID | str) -> LedgerEntry | None:
+        link = await self.links.find_one({"application_id": str(application_id)})
+        return None if link is None else _entry(link)
+
+    def walk(self) -> AsyncIterator[Document]:
+        return self.links.find({}).sort("_id", ASCENDING)
+
+    async def head(self) -> Document | None:
+        return await self.heads.find_one({"_id": "head"})
+
+    async def measure(self) -> None:
+        """Set ``wechat_ledger_length`` from the head (at start-up; appends keep it current)."""
+        head = await self.head()
+        LEDGER_LENGTH.set(int(head["sequence"]) if head else 0)
+
+    def entries(self) -> AsyncIterator[Document]:
+        return self.links.find({}, {"_id": 0, "record": 1, "record_hash": 1}).sort("_id", ASCENDING)
+
+
+def _entry(link: Document) -> LedgerEntry:
+    record = link["record"]
+    return LedgerEntry(
+        sequence=link["sequence"], prev_hash=record["prev_hash"], record_hash=link["record_hash"], record=record
+    )

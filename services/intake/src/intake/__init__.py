@@ -1,0 +1,1 @@
+"""Intake: the HTTP API behind the agency's web forms."""

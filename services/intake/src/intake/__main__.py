@@ -1,0 +1,31 @@
+"""``python -m intake``: serve with uvicorn; ``python -m intake dlq list|replay``: dead letters."""
+
+import sys
+
+import uvicorn
+
+from agency_shared import dead_letters
+from agency_shared.startup import load_settings
+from intake.settings import IntakeSettings
+
+
+def main() -> None:
+    # Serving refuses missing settings and placeholders; the dead-letter tools need only AMQP_URL.
+    settings = load_settings(IntakeSettings, "intake", check=sys.argv[1:2] != ["dlq"])
+    if sys.argv[1:2] == ["dlq"]:
+        sys.exit(dead_letters.main(sys.argv[2:], str(settings.amqp_url)))
+    # No access log: intake logs every submission itself (with its correlation id) and
+    # counts requests by route and status in /metrics; a second line per request would only cost throughput.
+    uvicorn.run(
+        "intake.main:create_app",
+        factory=True,
+        host=settings.bind_host,
+        port=settings.intake_port,
+        access_log=False,
+        # Which X-Forwarded-For to believe is intake's own setting (TRUSTED_PROXIES), not uvicorn's.
+        proxy_headers=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Abuse limits in front of the forms: client identity, rate limit, body size and type, origins."""
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
+from urllib.parse import parse_qsl
+
+from limits import parse
+from starlette.requests import Request
+
+Network = IPv4Network | IPv6Network
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is larger than {limit} bytes")
+        self.limit = limit
+
+
+class UnsupportedMediaType(Exception):
+    def __init__(self, received: str) -> None:
+        super().__init__(f"content type {received or '(none)'} is not accepted; send {JSON} or {FORM}")
+
+
+class MalformedBody(Exception):
+    """The body is not valid JSON (or not a JSON object) or not decodable form data."""
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many submissions; retry in {retry_after}s")
+        self.retry_after = retry_after
+
+
+def client_address(request: Request, trusted_proxies: list[Network]) -> str:
+    """The client's IP: the peer, unless the peer is a trusted proxy, then the nearest untrusted hop it forwarded."""
+    peer = request.client.host if request.client else "unknown"
+    if not trusted_proxies or not _is_in(peer, trusted_proxies):
+        return peer
+    forwarded = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
+    # Walk from the nearest hop outwards; every trusted hop may have appended the one before it.
+    for hop in reversed(forwarded):
+        if not _is_in(hop, trusted_proxies):
+            return hop if _is_ip(hop) else peer
+    return peer
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_in(address: str, networks: list[Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+class SubmissionRateLimiter:
+    """A per-client limit kept in this process (each replica counts its own), by GCRA.
+
+    "10/minute" lets a client send a burst of 10, then one more every 6 s. Each
+    client costs one float, updated in O(1); idle clients are swept in one pass
+    now and then. (``limits``' in-memory storage, which we used before, rescans
+    every client key on a timer, with a thread hop per key in its asyncio flavour:
+    a fifth of intake's CPU under load. We still use ``limits`` to read the rate.)
+    """
+
+    SWEEP_EVERY_SECONDS = 10.0
+
+    def __init__(self, rate: str, clock: Callable[[], float] = time.monotonic) -> None:
+        item = parse(rate)
+        self._period = float(item.get_expiry())
+        self._interval = self._period / item.amount
+        self._clock = clock
+        self._ready_at: dict[str, float] = {}  # client -> theoretical arrival time of its next request
+        self._next_sweep = clock() + self.SWEEP_EVERY_SECONDS
+
+    async def check(self, client: str) -> None:
+        now = self._clock()
+        ready_at = max(self._ready_at.get(client, now), now) + self._interval
+        allowed_from = ready_at - self._period
+        if allowed_from > now:
+            raise RateLimited(max(1, math.ceil(allowed_from - now)))
+        self._ready_at[client] = ready_at
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    @property
+    def tracked_clients(self) -> int:
+        return len(self._ready_at)
+
+    def _sweep(self, now: float) -> None:
+        # A client whose next arrival time has passed is exactly like a new one.
+        self._ready_at = {client: at for client, at in self._ready_at.items() if at > now}
+        self._next_sweep = now + self.SWEEP_EVERY_SECONDS
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes whatever Content-Length claims."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def parse_submission(body: bytes, content_type: str) -> dict[str, Any]:
+    """A JSON object, or form fields with dotted names (``company.country``) folded into the same shape."""
+    if content_type == JSON:
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedBody(f"the body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise MalformedBody("the body must be a JSON object")
+        return data
+    if content_type == FORM:
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError as exc:
+            raise MalformedBody("form data must be UTF-8") from exc
+        return fold_form_fields(pairs)
+    raise UnsupportedMediaType(content_type)
+
+
+# Form fields that may repeat (checkbox groups) become lists.
+LIST_FIELDS = frozenset({"services"})
+# Checkboxes send "on" when ticked and nothing when not.
+CHECKBOX_FIELDS = frozenset({"agreement.accepted"})
+
+
+def fold_form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    lists: dict[str, list[str]] = defaultdict(list)
+    nested: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in LIST_FIELDS:
+            lists[name].append(value)
+            continue
+        *parents, leaf = name.split(".")
+        target = nested
+        # Sections exist even when all their inputs are empty, so a missing
+        # field is reported by its own name ("account.name"), not its section's.
+        for key in parents:
+            child = target.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise MalformedBody(f"form field {name} conflicts with {key}")
+            target = child
+        if name in CHECKBOX_FIELDS:
+            target[leaf] = value.lower() in ("on", "true", "1", "yes")
+        elif value != "":  # an empty input means "not given"
+            target[leaf] = value
+    nested.update(lists)
+    return nested
+
+
+def origin_allowed(request: Request, allowed: list[str]) -> bool:
+    """Same-origin posts and the configured frontends may submit; a post without Origin is not a browser's."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    own = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+    return origin.rstrip("/") in (*allowed, own)
+
+
+class OriginRefused(Exception):
+    def __init__(self, origin: str) -> None:
+        super().__init__(f"origin {origin} is not an allowed frontend")
+
+
+class SubmissionGuard:
+    """Everything a submission passes before its fields are read: origin, rate, media type, size."""
+
+    def __init__(self, rate: str, max_body_bytes: int, allowed_origins: list[str]) -> None:
+        self._limiter = SubmissionRateLimiter(rate)
+        self._max_body_bytes = max_body_bytes
+        self._allowed_origins = allowed_origins
+
+    async def admit(self, request: Request, client: str) -> dict[str, Any]:
+        if not origin_allowed(request, self._allowed_origins):
+            raise OriginRefused(request.headers.get("origin", ""))
+        await self._limiter.check(client)
+        content_type = media_type(request)
+        if content_type not in (JSON, FORM):
+            raise UnsupportedMediaType(content_type)
+        return parse_submission(await read_body(request, self._max_body_bytes), content_type)

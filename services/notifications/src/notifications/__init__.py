@@ -1,0 +1,1 @@
+"""Notifications: emails staff and clients about applications and enquiries."""

@@ -1,0 +1,23 @@
+"""``python -m notifications``: serve with uvicorn; ``python -m notifications dlq list|replay``: dead letters."""
+
+import sys
+
+import uvicorn
+
+from agency_shared import dead_letters
+from agency_shared.startup import load_settings
+from notifications.settings import NotificationsSettings
+
+
+def main() -> None:
+    # Serving refuses missing settings and placeholders; the dead-letter tools need only AMQP_URL.
+    settings = load_settings(NotificationsSettings, "notifications", check=sys.argv[1:2] != ["dlq"])
+    if sys.argv[1:2] == ["dlq"]:
+        sys.exit(dead_letters.main(sys.argv[2:], str(settings.amqp_url)))
+    uvicorn.run(
+        "notifications.main:create_app", factory=True, host=settings.bind_host, port=settings.notifications_port
+    )
+
+
+if __name__ == "__main__":
+    main()

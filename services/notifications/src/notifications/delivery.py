@@ -1,0 +1,127 @@
+"""Delivering the emails one event causes, each at most once, and saying what is left to do."""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Literal, Protocol
+
+from agency_shared.events import Event
+from agency_shared.metrics import EMAILS
+from notifications.ledger import Claim
+from notifications.mailer import DeliveryFailed, Mailer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    template: str
+    recipient: str
+    message: EmailMessage
+
+    def key(self, event: Event) -> str:
+        return f"{event.event_id}/{self.template}/{self.recipient.lower()}"
+
+
+class Ledger(Protocol):
+    async def claim(self, key: str, details: dict[str, object], retry_failed: bool = False) -> Claim: ...
+    async def sent(self, key: str, reply: str) -> None: ...
+    async def retrying(self, key: str, error: str) -> None: ...
+    async def failed(self, key: str, error: str) -> None: ...
+    async def abandoned(self, key: str, error: str) -> None: ...
+    async def reason(self, key: str) -> str | None: ...
+
+
+@dataclass
+class DeliveryReport:
+    sent: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
+    # Settled by an earlier delivery of the same event: (email, "sent" or "failed").
+    skipped: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
+    # Temporary failures and emails another worker holds: the event must come back later.
+    unfinished: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
+    failed: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
+
+    def merge(self, other: "DeliveryReport") -> None:
+        self.sent += other.sent
+        self.skipped += other.skipped
+        self.unfinished += other.unfinished
+        self.failed += other.failed
+
+
+async def deliver(
+    event: Event, emails: list[OutgoingEmail], ledger: Ledger, mailer: Mailer, retry_failed: bool = False
+) -> DeliveryReport:
+    report = DeliveryReport()
+    for email in emails:
+        key = email.key(event)
+        claim = await ledger.claim(
+            key,
+            {
+                "event_id": str(event.event_id),
+                "event_type": event.event_type,
+                "template": email.template,
+                "recipient": email.recipient.lower(),
+                "message_id": email.message["Message-ID"],
+                "correlation_id": event.correlation_id,
+            },
+            retry_failed=retry_failed,
+        )
+        if claim in (Claim.SENT, Claim.FAILED):
+            report.skipped.append((email, claim.value))
+            continue
+        if claim is Claim.BUSY:
+            report.unfinished.append((email, "another worker is sending it"))
+            continue
+        # Shielded: if the handler is cancelled (the broker connection dropped), the
+        # send and its ledger entry still finish together, so a redelivery finds the
+        # email marked sent instead of sending it again when the lease runs out.
+        await asyncio.shield(_attempt(event, email, key, ledger, mailer, report))
+    return report
+
+
+async def _attempt(
+    event: Event, email: OutgoingEmail, key: str, ledger: Ledger, mailer: Mailer, report: DeliveryReport
+) -> None:
+    try:
+        reply = await mailer.send(email.message)
+    except DeliveryFailed as exc:
+        if exc.permanent:
+            await ledger.failed(key, str(exc))
+            report.failed.append((email, str(exc)))
+        else:
+            await ledger.retrying(key, str(exc))
+            report.unfinished.append((email, str(exc)))
+        logger.warning(
+            "%s to %s failed (%s): %s",
+            email.template,
+            email.recipient,
+            "permanent" if exc.permanent else "will retry",
+            exc,
+            extra={"correlation_id": event.correlation_id},
+        )
+        return
+    await ledger.sent(key, reply)
+    report.sent.append((email, reply))
+
+
+async def give_up(event: Event, report: DeliveryReport, ledger: Ledger) -> None:
+    """After the last attempt, what is still unfinished has failed."""
+    for email, reason in report.unfinished:
+        await ledger.abandoned(email.key(event), f"retries exhausted: {reason}")
+
+
+def count_outcomes(report: DeliveryReport) -> None:
+    """Count what became of each email this delivery tried (``skipped`` ones were counted when they settled)."""
+    for outcome, emails in (("sent", report.sent), ("retried", report.unfinished), ("failed", report.failed)):
+        for email, _ in emails:
+            EMAILS.labels(email.template, outcome).inc()
+
+
+def settled_outcomes(report: DeliveryReport) -> list[tuple[OutgoingEmail, Literal["sent", "failed"], str | None]]:
+    """Every email of the event that is in a final state, with what is known about it."""
+    outcomes: list[tuple[OutgoingEmail, Literal["sent", "failed"], str | None]] = []
+    outcomes += [(email, "sent", reply) for email, reply in report.sent]
+    outcomes += [(email, "failed", reason) for email, reason in report.failed]
+    outcomes += [(email, "sent" if state == "sent" else "failed", None) for email, state in report.skipped]
+    return outcomes

@@ -1,0 +1,240 @@
+"""Composing the emails from events with Jinja2 templates (autoescaped HTML plus plain text)."""
+
+import json
+import re
+from dataclasses import dataclass
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from agency_shared.events import AgreementRecorded, ApplicationSubmitted, EnquiryReceived, Event, derived_id
+from agency_shared.forms import SERVICE_LABELS, Locale
+from agency_shared.receipts import Receipt
+
+_templates = Environment(
+    loader=PackageLoader("notifications", "templates"),
+    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# CPython (3.11) folds a header that mixes ASCII words with encoded words by
+# leaving a trailing space before the fold, which readers show as a double
+# space ("Ltd.  枫叶茶"). Our headers are bounded well below 998 characters, so
+# folding only at RFC 5322's hard limit avoids the defect.
+EMAIL_POLICY = policy.default.clone(max_line_length=998)
+
+SUBJECTS: dict[str, dict[Locale, str]] = {
+    "staff_new_application": {
+        "en": "New Official Account application: {company} ({account})",
+        "zh-CN": "新的公众号申请：{company}（{account}）",
+    },
+    "staff_new_enquiry": {
+        "en": "New enquiry from {name} ({company})",
+        "zh-CN": "来自{name}（{company}）的新咨询",
+    },
+    "enquiry_autoresponse": {
+        "en": "Thank you! Your submission has been received!",
+        "zh-CN": "感谢您！我们已收到您的咨询",
+    },
+    "staff_client_unreachable": {
+        "en": "Client not reachable: {name} ({what} {short_id})",
+        "zh-CN": "无法联系客户：{name}（{what} {short_id}）",
+    },
+    "client_confirmation": {
+        "en": "Thank you! Your submission has been received! (application {short_id})",
+        "zh-CN": "感谢您！我们已收到您的申请（申请编号 {short_id}）",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    content: bytes
+    maintype: str
+    subtype: str
+    filename: str
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def header_text(value: str) -> str:
+    """User text made safe for a header: one line, and no encoded-word that a mail client would decode.
+
+    Intake already refuses line breaks; this is the second line of defence, and the
+    only one against "=?utf-8?b?...?=" in a name, which readers would show decoded.
+    """
+    return _CONTROL.sub(" ", value).replace("=?", "=\u200b?").strip()
+
+
+def person(name: str, address: str) -> Address:
+    return Address(display_name=header_text(name), addr_spec=address)
+
+
+def parse_address(value: str) -> Address:
+    """``"Name <user@host>"`` or ``user@host`` as a header-safe ``Address``."""
+    name, addr = parseaddr(value)
+    return Address(display_name=name, addr_spec=addr)
+
+
+def message_id(event: Event, template: str, recipient: str) -> str:
+    # Derived from what makes this email unique, so a resend carries the same id
+    # and mail systems can tell it is the same message.
+    return f"<{derived_id(str(event.event_id), template, recipient.lower())}@wechat-agency>"
+
+
+def _compose(
+    *,
+    template: str,
+    locale: Locale,
+    subject: str,
+    sender: Address,
+    recipient: Address,
+    event: Event,
+    context: dict[str, Any],
+    reply_to: Address | None = None,
+    attachments: tuple[Attachment, ...] = (),
+) -> EmailMessage:
+    message = EmailMessage(policy=EMAIL_POLICY)
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = recipient
+    if reply_to is not None:
+        message["Reply-To"] = reply_to
+    message["Date"] = format_datetime(event.occurred_at)
+    message["Message-ID"] = message_id(event, template, recipient.addr_spec)
+    message["X-Correlation-ID"] = event.correlation_id
+    text = _templates.get_template(f"{template}.{locale}.txt").render(**context)
+    html = _templates.get_template(f"{template}.{locale}.html").render(**context)
+    message.set_content(text, charset="utf-8")
+    message.add_alternative(html, subtype="html", charset="utf-8")
+    for attachment in attachments:
+        message.add_attachment(
+            attachment.content, maintype=attachment.maintype, subtype=attachment.subtype, filename=attachment.filename
+        )
+    # Set after the parts exist: making the message multipart moves Content-* headers into the first part.
+    message["Content-Language"] = locale
+    return message
+
+
+def staff_new_application(event: ApplicationSubmitted, staff: str, mail_from: str, locale: Locale) -> EmailMessage:
+    data = event.data
+    form = data.application
+    operator = form.operator
+    subject = SUBJECTS["staff_new_application"][locale].format(
+        company=header_text(form.company.legal_name), account=header_text(form.account.name)
+    )
+    return _compose(
+        template="staff_new_application",
+        locale=locale,
+        subject=subject,
+        sender=parse_address(mail_from),
+        recipient=parse_address(staff),
+        reply_to=person(operator.name, str(operator.email)),
+        event=event,
+        context={"application_id": data.application_id, "form": form, "acceptance": data.acceptance},
+    )
+
+
+def client_confirmation(event: AgreementRecorded, mail_from: str) -> EmailMessage:
+    """The confirmation, with the acceptance receipt summarised in the body and attached as JSON."""
+    data = event.data
+    receipt = Receipt.from_event(data)
+    return _compose(
+        template="client_confirmation",
+        locale=data.locale,
+        subject=SUBJECTS["client_confirmation"][data.locale].format(short_id=str(data.application_id)[:8]),
+        sender=parse_address(mail_from),
+        recipient=person(data.applicant_name, data.applicant_email),
+        event=event,
+        context={"data": data},
+        attachments=(
+            Attachment(
+                content=json.dumps(receipt.as_json(), ensure_ascii=False, indent=2).encode(),
+                maintype="application",
+                subtype="json",
+                filename=f"receipt-{data.application_id}.json",
+            ),
+        ),
+    )
+
+
+def _enquiry_context(event: EnquiryReceived, locale: Locale) -> dict[str, Any]:
+    enquiry = event.data.enquiry
+    services = [SERVICE_LABELS[locale][service] for service in enquiry.services]
+    return {"enquiry_id": event.data.enquiry_id, "enquiry": enquiry, "services": services}
+
+
+def staff_new_enquiry(event: EnquiryReceived, staff: str, mail_from: str, locale: Locale) -> EmailMessage:
+    enquiry = event.data.enquiry
+    return _compose(
+        template="staff_new_enquiry",
+        locale=locale,
+        subject=SUBJECTS["staff_new_enquiry"][locale].format(
+            name=header_text(enquiry.name), company=header_text(enquiry.company or "-")
+        ),
+        sender=parse_address(mail_from),
+        recipient=parse_address(staff),
+        reply_to=person(enquiry.name, str(enquiry.email)),
+        event=event,
+        context=_enquiry_context(event, locale),
+    )
+
+
+def enquiry_autoresponse(event: EnquiryReceived, mail_from: str) -> EmailMessage:
+    enquiry = event.data.enquiry
+    locale = event.data.locale
+    return _compose(
+        template="enquiry_autoresponse",
+        locale=locale,
+        subject=SUBJECTS["enquiry_autoresponse"][locale],
+        sender=parse_address(mail_from),
+        recipient=person(enquiry.name, str(enquiry.email)),
+        event=event,
+        context=_enquiry_context(event, locale),
+    )
+
+
+SUBJECT_KINDS: dict[Locale, dict[str, str]] = {
+    "en": {"application_id": "Application", "enquiry_id": "Enquiry"},
+    "zh-CN": {"application_id": "申请", "enquiry_id": "咨询"},
+}
+
+
+def staff_client_unreachable(
+    event: Event,
+    subject: tuple[str, str],
+    failed: EmailMessage,
+    reason: str,
+    staff: str,
+    mail_from: str,
+    locale: Locale,
+) -> EmailMessage:
+    """Tell the staff that a client email failed for good, so the lead is not lost silently."""
+    kind, subject_id = subject
+    what = SUBJECT_KINDS[locale][kind]
+    client = failed["To"].addresses[0]
+    return _compose(
+        template="staff_client_unreachable",
+        locale=locale,
+        subject=SUBJECTS["staff_client_unreachable"][locale].format(
+            name=header_text(client.display_name or client.addr_spec), what=what, short_id=subject_id[:8]
+        ),
+        sender=parse_address(mail_from),
+        recipient=parse_address(staff),
+        event=event,
+        context={
+            "what": what,
+            "subject_id": subject_id,
+            "recipient_name": client.display_name,
+            "recipient": client.addr_spec,
+            "template": failed["Subject"],
+            "reason": reason,
+        },
+    )

@@ -1,0 +1,1 @@
+"""Contracts shared by the WeChat agency services: events, forms, topology, settings."""

@@ -1,0 +1,123 @@
+"""Correlation ids: taken from an HTTP request (``X-Correlation-ID``) or an incoming message, kept for the log lines.
+
+An HTTP id is kept when it is a plain token, else made up, and echoed on the response.
+While a request or a message is handled, ``log_context()`` says which service handles it
+and for which correlation id (and application, when the message names one).
+"""
+
+import re
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aio_pika import IncomingMessage
+from faststream import BaseMiddleware, ContextRepo
+from faststream.exceptions import RejectMessage
+from faststream.message import StreamMessage
+from faststream.rabbit.subscriber import RabbitSubscriber
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agency_shared.metrics import DEAD_LETTERED
+
+HEADER = "X-Correlation-ID"
+_TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class LogContext:
+    service: str | None = None
+    correlation_id: str | None = None
+    application_id: str | None = None
+
+
+_NOTHING = LogContext()
+_current: ContextVar[LogContext] = ContextVar("agency_log_context", default=_NOTHING)
+
+
+def log_context() -> LogContext:
+    """What the request or message being handled in this task is about (all ``None`` outside one)."""
+    return _current.get()
+
+
+def correlation_id_from(value: str | None) -> str:
+    # Only a plain token is kept, so it can go into logs and message headers as it is.
+    return value if value and _TOKEN.match(value) else uuid.uuid4().hex
+
+
+class CorrelationIdMiddleware:
+    """Puts the id in ``request.state.correlation_id``, the log context and every response (plain ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp, service: str | None = None) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-correlation-id"), None)
+        correlation_id = correlation_id_from(incoming)
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[HEADER] = correlation_id
+            await send(message)
+
+        token = _current.set(LogContext(self.service, correlation_id))
+        try:
+            await self.app(scope, receive, send_with_header)
+        finally:
+            _current.reset(token)
+
+
+class MessageContext:
+    """A broker middleware: the log context of each delivery, and a count of what our code dead-letters.
+
+    List it before ``RejectUnreadableMessages`` so it sees that middleware's rejections too.
+    """
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __call__(self, msg: IncomingMessage | None, /, *, context: ContextRepo) -> "_MessageScope":
+        return _MessageScope(msg, context=context, service=self.service)
+
+
+class _MessageScope(BaseMiddleware):
+    def __init__(self, msg: IncomingMessage | None, /, *, context: ContextRepo, service: str) -> None:
+        super().__init__(msg, context=context)
+        self.service = service
+
+    async def on_receive(self) -> None:
+        # Set before FastStream's own "Received" line and never reset, so its "Processed"
+        # line (written after the middlewares exit) carries it too: every delivery runs in
+        # a task of its own (aiormq), so the value ends with it.
+        if self.msg is not None:
+            _current.set(LogContext(self.service, self.msg.correlation_id))
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        application_id = await _application_id(msg)
+        if application_id is not None:
+            _current.set(replace(_current.get(), application_id=application_id))
+        try:
+            return await call_next(msg)
+        except RejectMessage:
+            DEAD_LETTERED.labels(self._queue()).inc()
+            raise
+
+    def _queue(self) -> str:
+        subscriber = self.context.get_local("handler_")
+        return subscriber.queue.name if isinstance(subscriber, RabbitSubscriber) else "unknown"
+
+
+async def _application_id(msg: StreamMessage[Any]) -> str | None:
+    try:
+        body = await msg.decode()  # cached: the handler reuses the decoded body
+    except Exception:  # an unreadable body is the handler's to reject
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    application_id = data.get("application_id") if isinstance(data, dict) else None
+    return application_id if isinstance(application_id, str) else None

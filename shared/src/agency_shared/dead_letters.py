@@ -1,0 +1,148 @@
+"""Inspect and replay dead letters: ``python -m <service> dlq list`` / ``dlq replay (--all | ID ...)``.
+
+A replay puts the message back on the queue it died in, with a fresh attempt count and
+an ``x-replayed`` header. Consumers are idempotent, so replaying something that was
+already handled records nothing twice and sends no email twice.
+"""
+
+import argparse
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from agency_shared.retries import ATTEMPT_HEADER
+from agency_shared.topology import CONSUMER_QUEUES
+
+REPLAYED_HEADER = "x-replayed"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    dead_letter_queue: str
+    queue: str
+    message_id: str | None
+    event_type: str | None
+    reason: str | None
+    attempts: int
+    dead_lettered_at: str | None
+
+
+def describe(dlq: str, message: AbstractIncomingMessage) -> DeadLetter:
+    deaths = message.headers.get("x-death")
+    death: dict[str, Any] = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
+    try:
+        event_type = json.loads(message.body).get("event_type")
+    except (ValueError, AttributeError):
+        event_type = None
+    attempt = message.headers.get(ATTEMPT_HEADER)
+    return DeadLetter(
+        dead_letter_queue=dlq,
+        queue=str(death.get("queue") or dlq.removesuffix(".dlq")),
+        message_id=message.message_id,
+        event_type=event_type if isinstance(event_type, str) else message.type,
+        reason=str(death["reason"]) if "reason" in death else None,
+        attempts=attempt if isinstance(attempt, int) else int(death.get("count", 1)),
+        dead_lettered_at=str(death["time"]) if "time" in death else None,
+    )
+
+
+def _dead_letter_queues(names: Sequence[str] | None) -> list[str]:
+    known = [q.dead_letter_queue.name for q in CONSUMER_QUEUES]
+    return [q for q in known if not names or q in names or q.removesuffix(".dlq") in names]
+
+
+async def _drain(channel: AbstractChannel, dlq: str) -> list[AbstractIncomingMessage]:
+    """Every message now in ``dlq``, unacknowledged: they return to it unless acked."""
+    queue = await channel.get_queue(dlq, ensure=True)
+    taken: list[AbstractIncomingMessage] = []
+    while (message := await queue.get(no_ack=False, fail=False)) is not None:
+        taken.append(message)
+    return taken
+
+
+async def list_dead_letters(amqp_url: str, queues: Sequence[str] | None = None) -> list[DeadLetter]:
+    found: list[DeadLetter] = []
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for dlq in _dead_letter_queues(queues):
+            channel = await connection.channel()
+            found += [describe(dlq, m) for m in await _drain(channel, dlq)]
+            await channel.close()  # unacked messages go back to the queue
+    return found
+
+
+async def replay(
+    amqp_url: str, message_ids: Sequence[str] | None, queues: Sequence[str] | None = None
+) -> list[DeadLetter]:
+    """Move the chosen dead letters (``None``: all) back to their queues; return what was moved."""
+    moved: list[DeadLetter] = []
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for dlq in _dead_letter_queues(queues):
+            channel = await connection.channel(publisher_confirms=True)
+            for message in await _drain(channel, dlq):
+                letter = describe(dlq, message)
+                if message_ids is not None and letter.message_id not in message_ids:
+                    continue  # left unacked: back to the queue when the channel closes
+                replayed = message.headers.get(REPLAYED_HEADER)
+                headers = {
+                    **message.headers,
+                    ATTEMPT_HEADER: 1,
+                    REPLAYED_HEADER: (replayed if isinstance(replayed, int) else 0) + 1,
+                }
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        message.body,
+                        headers=headers,
+                        message_id=message.message_id,
+                        correlation_id=message.correlation_id,
+                        content_type=message.content_type,
+                        type=message.type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=letter.queue,
+                    mandatory=True,
+                )
+                await message.ack()  # only after the broker confirmed the copy
+                moved.append(letter)
+            await channel.close()
+    return moved
+
+
+def main(argv: Sequence[str], amqp_url: str) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dlq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--queue", action="append", help="only this queue (or its .dlq); repeatable")
+    common.add_argument("--json", action="store_true", help="one JSON object per line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="show the dead letters", parents=[common])
+    chosen = commands.add_parser("replay", help="put dead letters back on their queues", parents=[common])
+    which = chosen.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true")
+    which.add_argument("ids", nargs="*", default=[], metavar="MESSAGE_ID")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        letters = asyncio.run(list_dead_letters(amqp_url, args.queue))
+    else:
+        letters = asyncio.run(replay(amqp_url, None if args.all else args.ids, args.queue))
+    _print(letters, args.json, "replayed" if args.command == "replay" else "dead letters")
+    return 0
+
+
+def _print(letters: list[DeadLetter], as_json: bool, what: str) -> None:
+    if as_json:
+        for letter in letters:
+            print(json.dumps(asdict(letter), ensure_ascii=False))
+        return
+    print(f"{len(letters)} {what}")
+    for d in letters:
+        print(
+            f"{d.queue}\t{d.event_type}\t{d.message_id}\treason={d.reason}\tattempts={d.attempts}\t{d.dead_lettered_at}"
+        )

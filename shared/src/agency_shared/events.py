@@ -1,0 +1,130 @@
+"""Events on the wechat_agency.events exchange: one envelope, one data model per event type."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from agency_shared.forms import ApplicationForm, EnquiryForm, Locale
+
+# Event ids are derived (UUIDv5) wherever the same fact may be published twice,
+# so consumers can recognise a repeat by its id alone.
+EVENT_NAMESPACE = uuid.UUID("6f1c7d2a-4a0e-5f35-9d0c-2b7f0e5d9a41")
+
+
+def derived_id(*parts: str) -> uuid.UUID:
+    """A stable UUIDv5 for the given parts, e.g. ``derived_id("agreement.recorded", application_id)``."""
+    return uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AcceptanceEvidence(Model):
+    """What the server observed when the applicant accepted the agreement."""
+
+    agreement_id: str
+    agreement_version: str
+    agreement_sha256: str
+    accepted_at: AwareDatetime
+    client_ip: str
+    user_agent: str
+
+
+class ApplicationSubmittedData(Model):
+    application_id: uuid.UUID
+    application: ApplicationForm
+    acceptance: AcceptanceEvidence
+    locale: Locale
+
+
+class AgreementRecordedData(Model):
+    application_id: uuid.UUID
+    acceptance_id: uuid.UUID
+    sequence: int
+    prev_hash: str
+    record_hash: str
+    # The canonical record that record_hash covers (see agency_shared.receipt_verifier).
+    record: dict[str, Any]
+    agreement_id: str
+    agreement_version: str
+    agreement_sha256: str
+    accepted_at: AwareDatetime
+    recorded_at: AwareDatetime
+    applicant_name: str
+    applicant_email: str
+    account_name: str
+    company_name: str
+    locale: Locale
+
+
+class NotificationSettledData(Model):
+    """An email reached a final state: sent (the SMTP server accepted it) or failed for good."""
+
+    notification_key: str
+    source_event_id: uuid.UUID
+    source_event_type: str
+    application_id: uuid.UUID | None = None
+    enquiry_id: uuid.UUID | None = None
+    template: str
+    recipient: str
+    state: Literal["sent", "failed"]
+    detail: str | None = None
+    settled_at: AwareDatetime
+
+
+class EnquiryReceivedData(Model):
+    enquiry_id: uuid.UUID
+    enquiry: EnquiryForm
+    received_at: AwareDatetime
+    locale: Locale
+
+
+class Event(Model):
+    """The envelope every message carries; subclasses fix ``event_type`` and ``data``."""
+
+    event_type: str
+    schema_version: int = 1
+    event_id: uuid.UUID
+    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    correlation_id: str
+
+    routing_key: ClassVar[str]
+
+
+class ApplicationSubmitted(Event):
+    """An applicant submitted the Official Account application and accepted the Service Agreement (intake)."""
+
+    routing_key: ClassVar[str] = "application.submitted"
+    event_type: Literal["application.submitted"] = "application.submitted"
+    data: ApplicationSubmittedData
+
+
+class AgreementRecorded(Event):
+    """An application and its acceptance were stored as the next link of the acceptance ledger (agreements)."""
+
+    routing_key: ClassVar[str] = "agreement.recorded"
+    event_type: Literal["agreement.recorded"] = "agreement.recorded"
+    data: AgreementRecordedData
+
+
+class EnquiryReceived(Event):
+    """Someone sent the "Get in touch" enquiry form (intake)."""
+
+    routing_key: ClassVar[str] = "enquiry.received"
+    event_type: Literal["enquiry.received"] = "enquiry.received"
+    data: EnquiryReceivedData
+
+
+class NotificationSettled(Event):
+    """An email reached its final state, sent or failed for good (notifications)."""
+
+    routing_key: ClassVar[str] = "notification.settled"
+    event_type: Literal["notification.settled"] = "notification.settled"
+    data: NotificationSettledData

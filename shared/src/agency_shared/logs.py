@@ -1,0 +1,89 @@
+"""Log set-up shared by the services: one JSON object per line (or plain text for local reading).
+
+Every line names its ``service`` and, while a request or message is handled, its
+``correlation_id`` (and ``application_id`` where known): FastStream's and uvicorn's
+lines too, since their loggers are routed to the same handler.
+"""
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+from pythonjsonlogger.json import JsonFormatter
+
+from agency_shared.correlation import log_context
+
+LogFormat = Literal["json", "text"]
+
+# FastStream and uvicorn give these loggers handlers and levels of their own; ours replace them.
+_FOREIGN_LOGGERS = ("faststream", "faststream.access", "uvicorn", "uvicorn.error", "uvicorn.access")
+# The logger the brokers write their "Received"/"Processed" lines to (passed as ``logger=``);
+# not FastStream's default one, which gets a handler of its own on first use.
+BROKER_LOGGER = logging.getLogger("faststream.access")
+
+_TEXT_FORMAT = "%(asctime)s %(service)s %(levelname)s %(name)s [%(correlation_id)s]: %(message)s"
+
+
+class LogContextFilter(logging.Filter):
+    """Adds ``service``, ``correlation_id`` and ``application_id`` to a record, unless it has them already."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = log_context()
+        if not hasattr(record, "service"):
+            record.service = context.service or self.service
+        if context.correlation_id is not None and not hasattr(record, "correlation_id"):
+            record.correlation_id = context.correlation_id
+        if context.application_id is not None and not hasattr(record, "application_id"):
+            record.application_id = context.application_id
+        return True
+
+
+class JsonLineFormatter(JsonFormatter):
+    """``{"timestamp", "level", "service", "logger", "event", ...extra fields}`` on one line."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(service)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger", "message": "event"},
+            json_ensure_ascii=False,
+        )
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        log_data["timestamp"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        super().add_fields(log_data, record, message_dict)
+
+
+class ServiceLogHandler(logging.StreamHandler[TextIO]):
+    """The root handler ``configure_logging`` installs (and replaces when called again)."""
+
+
+def formatter(log_format: LogFormat) -> logging.Formatter:
+    if log_format == "text":
+        return logging.Formatter(_TEXT_FORMAT, defaults={"correlation_id": "-"})
+    return JsonLineFormatter()
+
+
+def configure_logging(service: str, level: str, log_format: LogFormat = "json", stream: TextIO | None = None) -> None:
+    """Send every log line, ours and the libraries', through one handler on the root logger.
+
+    Handlers others put on the root logger (a test runner's) stay; only ours is replaced,
+    so creating several apps in one process leaves one handler.
+    """
+    handler = ServiceLogHandler(stream or sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    handler.addFilter(LogContextFilter(service))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, ServiceLogHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _FOREIGN_LOGGERS:
+        foreign = logging.getLogger(name)
+        foreign.handlers.clear()
+        foreign.propagate = True
+        foreign.setLevel(logging.NOTSET)  # LOG_LEVEL decides for them too

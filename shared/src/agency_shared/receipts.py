@@ -1,0 +1,52 @@
+"""The acceptance receipt a client can check without the server (see ``receipt_verifier``)."""
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from agency_shared.events import AgreementRecordedData
+
+VERIFY_HINT = (
+    "record_hash is the SHA-256 of the canonical JSON of record (keys sorted, no whitespace, UTF-8). "
+    "Check it with receipt_verifier.py (Python standard library only), optionally with the agreement text."
+)
+
+
+class Receipt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    application_id: uuid.UUID
+    acceptance_id: uuid.UUID
+    agreement_id: str
+    agreement_version: str
+    agreement_sha256: str
+    accepted_at: str
+    sequence: int
+    prev_hash: str
+    record_hash: str
+    record: dict[str, Any]
+    how_to_verify: str = VERIFY_HINT
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], record_hash: str) -> "Receipt":
+        return cls(
+            application_id=record["application_id"],
+            acceptance_id=record["acceptance_id"],
+            agreement_id=record["agreement_id"],
+            agreement_version=record["agreement_version"],
+            agreement_sha256=record["agreement_sha256"],
+            accepted_at=record["accepted_at"],
+            sequence=record["sequence"],
+            prev_hash=record["prev_hash"],
+            record_hash=record_hash,
+            record=record,
+        )
+
+    @classmethod
+    def from_event(cls, data: AgreementRecordedData) -> "Receipt":
+        return cls.from_record(data.record, data.record_hash)
+
+    def as_json(self) -> dict[str, Any]:
+        """As served and attached: UUIDs as strings, the record exactly as hashed."""
+        return self.model_dump(mode="json")

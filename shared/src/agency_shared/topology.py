@@ -1,0 +1,131 @@
+"""The RabbitMQ topology: one topic exchange, a quorum queue per consumer and event, each with a DLQ."""
+
+import inspect
+from dataclasses import dataclass
+
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue, RabbitRouter
+from faststream.rabbit.publisher import RabbitPublisher
+from faststream.rabbit.subscriber import RabbitSubscriber
+
+from agency_shared.events import AgreementRecorded, ApplicationSubmitted, EnquiryReceived, Event, NotificationSettled
+
+EVENTS_EXCHANGE = RabbitExchange("wechat_agency.events", type=ExchangeType.TOPIC, durable=True)
+DEAD_LETTER_EXCHANGE = RabbitExchange("wechat_agency.dead-letter", type=ExchangeType.DIRECT, durable=True)
+
+# A message that keeps failing (a crash loop, not a bad payload: those are
+# rejected at once) is dead-lettered after this many deliveries.
+DELIVERY_LIMIT = 10
+# Back-pressure: a consumer queue holds at most this many messages (QUEUE_MAX_LENGTH);
+# past it the broker refuses publishes (intake then answers 503) instead of growing.
+DEFAULT_MAX_LENGTH = 100_000
+
+
+@dataclass(frozen=True)
+class ConsumerQueue:
+    """A durable quorum queue bound to one event type, with its dead-letter queue."""
+
+    name: str
+    event: type[Event]
+
+    def declaration(self, max_length: int = DEFAULT_MAX_LENGTH) -> RabbitQueue:
+        """The queue as every service declares it (the arguments must be identical everywhere)."""
+        return RabbitQueue(
+            self.name,
+            durable=True,
+            queue_type=QueueType.QUORUM,
+            routing_key=self.event.routing_key,
+            arguments={
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
+                "x-dead-letter-routing-key": self.name,
+                "x-delivery-limit": DELIVERY_LIMIT,
+                "x-max-length": max_length,
+                "x-overflow": "reject-publish",
+            },
+        )
+
+    def retry_queue(self, delay_ms: int) -> RabbitQueue:
+        """A queue nobody consumes: messages wait ``delay_ms`` (or their own shorter expiration), then
+        dead-letter back into this queue. One queue per delay keeps a long wait from blocking a short one."""
+        return RabbitQueue(
+            f"{self.name}.retry.{delay_ms}ms",
+            durable=True,
+            queue_type=QueueType.QUORUM,
+            arguments={
+                "x-message-ttl": delay_ms,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.name,
+                # Moving back is at-least-once: the message leaves only once the target queue has it.
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
+    @property
+    def dead_letter_queue(self) -> RabbitQueue:
+        return RabbitQueue(f"{self.name}.dlq", durable=True, queue_type=QueueType.QUORUM, routing_key=self.name)
+
+
+AGREEMENTS_APPLICATION_SUBMITTED = ConsumerQueue("agreements.application-submitted", ApplicationSubmitted)
+AGREEMENTS_NOTIFICATION_SETTLED = ConsumerQueue("agreements.notification-settled", NotificationSettled)
+NOTIFICATIONS_APPLICATION_SUBMITTED = ConsumerQueue("notifications.application-submitted", ApplicationSubmitted)
+NOTIFICATIONS_AGREEMENT_RECORDED = ConsumerQueue("notifications.agreement-recorded", AgreementRecorded)
+NOTIFICATIONS_ENQUIRY_RECEIVED = ConsumerQueue("notifications.enquiry-received", EnquiryReceived)
+
+CONSUMER_QUEUES = (
+    AGREEMENTS_APPLICATION_SUBMITTED,
+    AGREEMENTS_NOTIFICATION_SETTLED,
+    NOTIFICATIONS_APPLICATION_SUBMITTED,
+    NOTIFICATIONS_AGREEMENT_RECORDED,
+    NOTIFICATIONS_ENQUIRY_RECEIVED,
+)
+
+
+def subscribe(router: RabbitRouter, consumer: ConsumerQueue, max_length: int = DEFAULT_MAX_LENGTH) -> RabbitSubscriber:
+    """The subscriber of ``consumer``'s queue: its arguments, binding and ack policy live here, once.
+
+    Acked only when the handler returns; an unexpected error requeues the message.
+    """
+    return router.subscriber(
+        consumer.declaration(max_length), EVENTS_EXCHANGE, ack_policy=AckPolicy.NACK_ON_ERROR, title=consumer.name
+    )
+
+
+def declare_publishers(broker: RabbitBroker, *events: type[Event]) -> list[RabbitPublisher]:
+    """Declare that this broker's service publishes ``events``, so its AsyncAPI document lists them.
+
+    Events are sent by `agency_shared.messaging.EventPublisher`; these declarations
+    describe exactly what it sends (the events exchange, the event type as routing
+    key, persistent, mandatory, JSON, the event model as payload) from the same
+    constants, and are never published through.
+    """
+    return [
+        broker.publisher(
+            exchange=EVENTS_EXCHANGE,
+            routing_key=event.routing_key,
+            persist=True,
+            mandatory=True,
+            content_type="application/json",
+            message_type=event.routing_key,
+            schema=event,
+            title=event.routing_key,
+            description=inspect.getdoc(event),
+        )
+        for event in events
+    ]
+
+
+async def declare_topology(broker: RabbitBroker, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+    """Declare exchanges, queues, DLQs and bindings; idempotent, so every service runs it at start-up.
+
+    Every service declares the whole topology, not only its own queues: a
+    publisher that comes up first must still find its events routed (publishes
+    are mandatory, so an unroutable event is an error, never a silent loss).
+    """
+    events = await broker.declare_exchange(EVENTS_EXCHANGE)
+    dead_letters = await broker.declare_exchange(DEAD_LETTER_EXCHANGE)
+    for consumer in CONSUMER_QUEUES:
+        queue = await broker.declare_queue(consumer.declaration(max_length))
+        await queue.bind(events, routing_key=consumer.event.routing_key)
+        dlq = await broker.declare_queue(consumer.dead_letter_queue)
+        await dlq.bind(dead_letters, routing_key=consumer.name)

@@ -1,0 +1,97 @@
+"""The whole flow on real servers: POST → RabbitMQ → MongoDB record → staff and client emails."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+import agreements.main
+import intake.main
+import notifications.main
+from agency_shared.topology import CONSUMER_QUEUES
+from agreements.settings import AgreementsSettings
+from intake.settings import IntakeSettings
+from notifications.settings import NotificationsSettings
+from tests.conftest import STAFF
+from tests.support import broker
+from tests.support.apps import client, serving
+from tests.support.data import CURRENT, application
+from tests.support.servers import Inbox
+
+
+@pytest.fixture
+async def front(
+    intake_settings: IntakeSettings,
+    agreements_settings: AgreementsSettings,
+    notifications_settings: NotificationsSettings,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The three services running in-process; a client of intake's HTTP API."""
+    intake_app = intake.main.create_app(intake_settings)
+    apps = (
+        intake_app,
+        agreements.main.create_app(agreements_settings),
+        notifications.main.create_app(notifications_settings),
+    )
+    async with serving(*apps), client(intake_app) as http:
+        yield http
+
+
+async def test_an_application_is_recorded_and_emailed_to_staff_and_client(
+    front: httpx.AsyncClient,
+    agreements_settings: AgreementsSettings,
+    mongo: AsyncMongoClient[dict[str, Any]],
+    inbox: Inbox,
+) -> None:
+    response = await front.post(
+        "/v1/applications", json=application({"locale": "zh-CN"}), headers={"X-Correlation-ID": "e2e-1"}
+    )
+    assert response.status_code == 202, response.text
+    application_id = response.json()["application_id"]
+    client_address = "li.wei@mapletea.example"
+    await inbox.wait_for(lambda _: len(inbox.to(client_address)) == 1 and all(inbox.to(s) for s in STAFF))
+
+    record = await mongo[agreements_settings.mongodb_db]["applications"].find_one({"application_id": application_id})
+    assert record is not None
+    assert record["acceptance"]["agreement_sha256"] == CURRENT.sha256
+    assert record["acceptance"]["client_ip"] == "203.0.113.7"
+    assert record["correlation_id"] == "e2e-1"
+
+    [confirmation] = inbox.to(client_address)
+    text = confirmation.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert confirmation["Subject"].startswith("感谢您！我们已收到您的申请")
+    assert application_id in text
+    assert CURRENT.sha256 in text
+    assert f"版本 {CURRENT.version}" in text
+    for staff in STAFF:
+        [staff_email] = inbox.to(staff)
+        assert application_id in staff_email.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert staff_email["Reply-To"].addresses[0].addr_spec == client_address
+    assert len(inbox.messages) == len(STAFF) + 1
+
+
+async def test_concurrent_posts_with_one_idempotency_key_make_one_record_and_one_pair_of_emails(
+    front: httpx.AsyncClient,
+    agreements_settings: AgreementsSettings,
+    amqp_url: str,
+    mongo: AsyncMongoClient[dict[str, Any]],
+    inbox: Inbox,
+) -> None:
+    headers = {"Idempotency-Key": "double-click-0001-0002-0003"}
+    responses = await asyncio.gather(
+        *(front.post("/v1/applications", json=application(), headers=headers) for _ in range(4))
+    )
+    assert {r.status_code for r in responses} == {202}
+    [application_id] = {r.json()["application_id"] for r in responses}
+    await inbox.wait_for(lambda _: bool(inbox.to("li.wei@mapletea.example")) and all(inbox.to(s) for s in STAFF))
+    # Every copy of every event is settled before counting.
+    async with asyncio.timeout(20):
+        while any([await broker.depth(amqp_url, q.name) for q in CONSUMER_QUEUES]):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    db = mongo[agreements_settings.mongodb_db]
+    assert await db["applications"].count_documents({"application_id": application_id}) == 1
+    assert await db["acceptance_ledger"].count_documents({}) == 1
+    assert len(inbox.to("li.wei@mapletea.example")) == 1
+    assert all(len(inbox.to(s)) == 1 for s in STAFF)

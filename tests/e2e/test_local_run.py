@@ -1,0 +1,77 @@
+"""`make run`'s runner as a new user starts it: separate processes, real ports, emails as .eml files."""
+
+import asyncio
+import os
+import signal
+import sys
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import httpx
+from pymongo import AsyncMongoClient
+
+from tests.support.data import application
+from tests.support.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def read_until(stream: asyncio.StreamReader, marker: str, seen: list[str]) -> None:
+    while True:
+        line = await stream.readline()
+        if not line:
+            raise AssertionError("runner exited before: " + marker + "\n" + "".join(seen[-40:]))
+        seen.append(line.decode(errors="replace"))
+        if marker in seen[-1]:
+            return
+
+
+async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanly(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    ports = {
+        name: free_port()
+        for name in ("INTAKE_PORT", "AGREEMENTS_PORT", "NOTIFICATIONS_PORT", "SMTP_PORT", "LOCAL_MONGO_PORT")
+    }
+    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URL"}
+    env.update({k: str(v) for k, v in ports.items()})
+    env.update({"AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example"})
+    runner = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "scripts" / "run_local.py"), env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert runner.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(90):
+            await read_until(runner.stdout, "all services ready", output)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['INTAKE_PORT']}") as http:
+            response = await http.post("/v1/applications", json=application())
+        assert response.status_code == 202, response.text
+        application_id = response.json()["application_id"]
+
+        mail = tmp_path / "mail"
+        async with asyncio.timeout(30):
+            # Another process writes the files; there is nothing to await but the folder itself.
+            while len(list(mail.glob("*.eml"))) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        emails = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(mail.glob("*.eml"))]
+        assert sorted(str(m["To"]) for m in emails) == ["Li Wei 李伟 <li.wei@mapletea.example>", "staff@agency.example"]
+
+        mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+            f"mongodb://127.0.0.1:{ports['LOCAL_MONGO_PORT']}"
+        )
+        try:
+            record = await mongo["wechat_agency"]["applications"].find_one({"application_id": application_id})
+        finally:
+            await mongo.close()
+        assert record is not None
+        assert (tmp_path / "mongo").is_dir()
+    finally:
+        if runner.returncode is None:
+            runner.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            rest = await runner.stdout.read()
+            code = await runner.wait()
+    assert code == 0, "".join(output) + rest.decode(errors="replace")
+    assert "[run] stopped" in rest.decode()

@@ -1,0 +1,159 @@
+"""Break things on purpose under load and account for every submission (run: make test-faults)."""
+
+import asyncio
+import json
+import signal
+import time
+
+import pytest
+
+from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED
+from tests.faults.conftest import MakeSystem
+from tests.faults.harness import SERVICES, System, rabbitmqctl
+from tests.support import broker
+from tests.support.servers import Inbox
+
+pytestmark = pytest.mark.timeout(300)
+
+
+async def steady(seconds: float) -> None:
+    """Let the load run: the harness posts at a fixed rate meanwhile."""
+    await asyncio.sleep(seconds)
+
+
+@pytest.mark.parametrize("service", ["agreements", "notifications"])
+async def test_kill_9_mid_stream_then_restart(system: System, service: str) -> None:
+    async with system.load(rate=20):
+        await steady(2)
+        await system.services[service].stop(signal.SIGKILL)
+        await steady(1)
+        await system.services[service].start()
+        await steady(2)
+    result = await system.account(f"kill-9-{service}")
+    assert result.accepted > 60
+    assert result.lost == []
+    assert result.duplicate_records == 0
+    if service == "agreements":
+        assert result.duplicate_emails == 0
+    else:
+        # Only an email the SMTP server took just before the kill, not yet marked sent, can go twice.
+        assert result.duplicate_emails <= 16  # PREFETCH_COUNT: the messages in flight
+
+
+async def test_rabbitmq_stopped_and_restarted_during_load(system: System) -> None:
+    # The broker is certainly down from the moment stop_app returns until start_app is
+    # invoked (it stops gradually, and accepts connections before start_app returns).
+    down_from = down_until = back_at = 0.0
+    async with system.load(rate=20) as submissions:
+        await steady(2)
+        try:
+            await rabbitmqctl("stop_app")
+            down_from = time.monotonic()
+            await steady(4)
+        finally:
+            down_until = time.monotonic()
+            await rabbitmqctl("start_app")
+            back_at = time.monotonic()
+        async with asyncio.timeout(30):  # wait for intake to accept again, then a little more load
+            while not any(s.status == 202 and s.started > back_at for s in submissions):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        back_after = min(s.started for s in submissions if s.status == 202 and s.started > back_at) - back_at
+        await steady(2)
+    during = [s for s in system.submissions if down_from <= s.started and s.started + s.latency <= down_until]
+    slowest = round(max((s.latency for s in during), default=0), 2)
+    result = await system.account(
+        "rabbitmq-restart",
+        refused_while_down=len(during),
+        back_after_seconds=round(back_after, 2),
+        slowest_refusal=slowest,
+    )
+    assert len(during) > 40, "too few requests fell inside the outage"
+    assert all(s.status != 202 for s in during)
+    assert all(s.latency <= 2.0 for s in during), sorted(s.latency for s in during)[-5:]
+    assert back_after <= 15
+    assert result.lost == []
+    assert result.duplicate_records == 0
+
+
+async def test_database_killed_and_restarted(system: System) -> None:
+    async with system.load(rate=20):
+        await steady(2)
+        system.database.kill()
+        await steady(3)
+        system.database.start()
+        await steady(2)
+    result = await system.account("database-restart")
+    assert result.lost == []
+    assert result.duplicate_records == 0
+    assert result.duplicate_emails == 0
+
+
+async def test_smtp_refusing_for_a_while_then_accepting(system: System, inbox: Inbox) -> None:
+    async with system.load(rate=20):
+        await steady(1)
+        inbox.refuse(10_000, "451 4.3.2 System not accepting network messages")
+        await steady(3)
+        inbox.refuse(0, "")
+        await steady(1)
+    result = await system.account("smtp-refusing", refusals=len(inbox.refusals))
+    assert len(inbox.refusals) > 20
+    assert result.lost == []
+    assert result.duplicate_emails == 0
+
+
+async def test_poison_messages_among_good_ones(system: System) -> None:
+    poison = [b"{not json", b'{"event_type": "application.submitted", "data": {}}', b"\xff\xfe\x00"]
+    async with system.load(rate=20):
+        await steady(1)
+        for number, body in enumerate(poison):
+            await broker.publish_raw(system.amqp_url, body, "application.submitted", f"poison-{number}")
+        await steady(2)
+    result = await system.account("poison-messages")
+    dead = await broker.take(
+        system.amqp_url, AGREEMENTS_APPLICATION_SUBMITTED.dead_letter_queue.name, count=len(poison)
+    )
+    assert sorted(m.message_id or "" for m in dead) == [f"poison-{n}" for n in range(len(poison))]
+    assert result.lost == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_sigterm_during_load_shuts_down_gracefully(system: System, service: str) -> None:
+    async with system.load(rate=20):
+        await steady(2)
+        log = system.services[service].log_path
+        before = log.stat().st_size
+        started = time.monotonic()
+        code = await system.services[service].stop(signal.SIGTERM)
+        shutdown = time.monotonic() - started
+        with log.open("rb") as output:
+            output.seek(before)
+            shutdown_log = output.read().decode(errors="replace")
+        await system.services[service].start()
+        await steady(2)
+    result = await system.account(f"sigterm-{service}", shutdown_seconds=round(shutdown, 2), exit_code=code)
+    # uvicorn finishes its graceful shutdown, then re-raises the signal: the status says SIGTERM.
+    assert code in (0, -signal.SIGTERM), system.services[service].tail()
+    assert "Application shutdown complete" in shutdown_log
+    assert result.lost == []
+    assert result.duplicate_records == 0
+    assert result.duplicate_emails == 0
+
+
+async def test_back_pressure_refuses_instead_of_growing(make_system: MakeSystem) -> None:
+    limit = 25
+    system = await make_system(QUEUE_MAX_LENGTH=str(limit))
+    for consumer in ("agreements", "notifications"):
+        await system.services[consumer].stop(signal.SIGTERM)
+    async with system.load(rate=25):
+        await steady(3)
+    statuses = [s.status for s in system.submissions]
+    accepted = statuses.count(202)
+    depths = await system.queue_depths()
+    # A quorum queue refuses once it is over its limit, so it holds at most one more.
+    assert limit <= accepted <= limit + 1
+    assert statuses.count(503) == len(statuses) - accepted
+    assert all(depth <= limit + 1 for depth in depths.values()), json.dumps(depths)
+    for consumer in ("agreements", "notifications"):
+        await system.services[consumer].start()
+    result = await system.account("back-pressure", queue_limit=limit, refused_503=statuses.count(503))
+    assert result.lost == []

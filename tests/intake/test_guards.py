@@ -1,0 +1,79 @@
+"""Unit tests of the abuse limits' building blocks."""
+
+from ipaddress import ip_network
+
+import pytest
+from starlette.requests import Request
+
+from intake.guards import MalformedBody, client_address, fold_form_fields, origin_allowed, parse_submission
+
+PROXIES = [ip_network("10.0.0.0/8")]
+
+
+def request(peer: str, headers: dict[str, str] | None = None) -> Request:
+    raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return Request(
+        {
+            "type": "http",
+            "client": (peer, 1234),
+            "headers": raw,
+            "scheme": "http",
+            "server": ("intake", 80),
+            "path": "/",
+        }
+    )
+
+
+def test_forwarded_for_is_ignored_from_untrusted_peers() -> None:
+    assert client_address(request("203.0.113.9", {"X-Forwarded-For": "1.2.3.4"}), PROXIES) == "203.0.113.9"
+    assert client_address(request("10.1.1.1", {"X-Forwarded-For": "1.2.3.4"}), []) == "10.1.1.1"
+
+
+def test_the_nearest_untrusted_hop_is_the_client_behind_trusted_proxies() -> None:
+    # The client forged the first entry; the proxies appended what they saw.
+    forwarded = {"X-Forwarded-For": "6.6.6.6, 198.51.100.7, 10.0.0.2"}
+    assert client_address(request("10.0.0.1", forwarded), PROXIES) == "198.51.100.7"
+
+
+def test_garbage_in_forwarded_for_falls_back_to_the_peer() -> None:
+    assert client_address(request("10.0.0.1", {"X-Forwarded-For": "not-an-ip"}), PROXIES) == "10.0.0.1"
+
+
+def test_form_fields_fold_into_the_json_shape() -> None:
+    pairs = [
+        ("account.name", "枫叶"),
+        ("account.category", ""),
+        ("agreement.accepted", "on"),
+        ("services", "official_account"),
+        ("services", "china_marketing"),
+        ("company.website", ""),
+    ]
+    assert fold_form_fields(pairs) == {
+        "account": {"name": "枫叶"},
+        "agreement": {"accepted": True},
+        "company": {},
+        "services": ["official_account", "china_marketing"],
+    }
+
+
+def test_conflicting_form_names_are_malformed_not_a_crash() -> None:
+    with pytest.raises(MalformedBody):
+        fold_form_fields([("account", "x"), ("account.name", "y")])
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"\xff", b"{"])
+def test_json_that_is_not_an_object_is_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedBody):
+        parse_submission(body, "application/json")
+
+
+def test_same_origin_and_allowed_origins_may_post() -> None:
+    headers = {"Host": "apply.agency.example", "Origin": "http://apply.agency.example"}
+    assert origin_allowed(request("1.1.1.1", headers), [])
+    assert origin_allowed(
+        request("1.1.1.1", {**headers, "Origin": "https://www.agency.example"}), ["https://www.agency.example"]
+    )
+    assert not origin_allowed(
+        request("1.1.1.1", {**headers, "Origin": "https://evil.example"}), ["https://www.agency.example"]
+    )
+    assert origin_allowed(request("1.1.1.1", {"Host": "x"}), [])  # no Origin: not a browser's cross-site post

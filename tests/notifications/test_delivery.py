@@ -1,0 +1,234 @@
+"""The notifications service against the real RabbitMQ, SecantusDB and an aiosmtpd server."""
+
+import asyncio
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from agency_shared.events import Event
+from agency_shared.topology import (
+    NOTIFICATIONS_AGREEMENT_RECORDED,
+    NOTIFICATIONS_APPLICATION_SUBMITTED,
+    NOTIFICATIONS_ENQUIRY_RECEIVED,
+)
+from notifications.main import create_app
+from notifications.settings import NotificationsSettings
+from tests.conftest import STAFF
+from tests.notifications.test_emails import recorded
+from tests.support import broker
+from tests.support.apps import serving
+from tests.support.events import application_submitted, enquiry_received
+from tests.support.servers import Inbox, free_port, smtp_server
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+CLIENT = "li.wei@mapletea.example"
+
+
+async def publish(amqp_url: str, event: Event) -> None:
+    await broker.publish_raw(amqp_url, event.model_dump_json().encode(), event.routing_key, str(event.event_id))
+
+
+async def ledger_entries(mongo: Mongo, db: str, event: Event) -> list[dict[str, Any]]:
+    return await mongo[db]["notifications"].find({"event_id": str(event.event_id)}).to_list()
+
+
+async def test_staff_are_emailed_about_a_submitted_application(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    event = application_submitted()
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, event)
+        await inbox.wait_for(lambda messages: len(messages) == len(STAFF))
+    assert sorted(m["To"] for m in inbox.messages) == sorted(STAFF)
+    entries = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
+    assert sorted(e["recipient"] for e in entries) == sorted(STAFF)
+    assert all(e["state"] == "sent" and e["attempts"] == 1 and e["smtp_reply"] for e in entries)
+
+
+async def test_client_is_emailed_when_the_agreement_is_recorded(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
+) -> None:
+    event = recorded("zh-CN")
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, event)
+        [message] = await inbox.wait_for(lambda messages: len(messages) == 1)
+    assert message["To"].addresses[0].addr_spec == CLIENT
+    assert message["Subject"].startswith("感谢您")
+    assert message["X-Correlation-ID"] == event.correlation_id
+
+
+async def test_a_redelivered_event_sends_nothing_twice_even_to_concurrent_replicas(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    event = application_submitted()
+    replicas = [create_app(notifications_settings) for _ in range(2)]
+    async with serving(*replicas):
+        await asyncio.gather(*(publish(amqp_url, event) for _ in range(4)))
+        await inbox.wait_for(lambda messages: len(messages) >= len(STAFF))
+        # Every copy is settled (acked) before we count: the queue drains.
+        async with asyncio.timeout(15):
+            while await broker.depth(amqp_url, NOTIFICATIONS_APPLICATION_SUBMITTED.name):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    assert sorted(m["To"] for m in inbox.messages) == sorted(STAFF)
+    entries = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
+    assert [e["state"] for e in entries] == ["sent"] * len(STAFF)
+
+
+async def test_temporary_smtp_refusals_are_retried_later_and_the_email_arrives_once(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    inbox.refuse(2, "451 4.3.0 Mailbox temporarily unavailable")
+    event = recorded()
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, event)
+        [message] = await inbox.wait_for(lambda messages: len(messages) == 1)
+    assert len(inbox.refusals) == 2
+    assert message["To"].addresses[0].addr_spec == CLIENT
+    [entry] = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
+    assert (entry["state"], entry["attempts"]) == ("sent", 3)
+    assert "451" in entry["last_error"]
+
+
+async def test_an_unreachable_smtp_server_is_retried_until_it_is_back(
+    notifications_settings: NotificationsSettings, amqp_url: str, mongo: Mongo
+) -> None:
+    port = free_port()
+    later = Inbox()
+    event = recorded()
+    async with serving(create_app(notifications_settings.model_copy(update={"smtp_port": port}))):
+        await publish(amqp_url, event)
+        async with asyncio.timeout(15):  # the first attempt has failed and is recorded as pending a retry
+            while not any(  # noqa: ASYNC110
+                entry["state"] == "pending" and entry.get("last_error")
+                for entry in await ledger_entries(mongo, notifications_settings.mongodb_db, event)
+            ):
+                await asyncio.sleep(0.05)
+        async with smtp_server(later, port=port):
+            await later.wait_for(lambda messages: len(messages) == 1)
+    [entry] = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
+    assert entry["state"] == "sent"
+    assert entry["attempts"] >= 2
+
+
+async def test_retries_end_in_the_dead_letter_queue_with_the_ledger_saying_failed(
+    notifications_settings: NotificationsSettings, amqp_url: str, mongo: Mongo
+) -> None:
+    unreachable = notifications_settings.model_copy(update={"smtp_port": free_port()})
+    event = recorded()
+    async with serving(create_app(unreachable)):
+        await publish(amqp_url, event)
+        [dead] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name)
+    assert dead.message_id == str(event.event_id)
+    assert broker.death_reason(dead) == "rejected"
+    assert dead.headers["x-attempt"] == notifications_settings.max_attempts
+    entries = {e["template"]: e for e in await ledger_entries(mongo, notifications_settings.mongodb_db, event)}
+    entry = entries["client_confirmation"]
+    assert entry["state"] == "failed"
+    assert entry["attempts"] == notifications_settings.max_attempts
+    assert entry["last_error"].startswith("retries exhausted")
+    # The staff alert could not go out either (the same server is down): it failed too, and says so.
+    assert entries["staff_client_unreachable"]["state"] == "failed"
+
+
+async def test_a_permanent_smtp_rejection_is_not_retried_and_the_staff_are_alerted(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    inbox.reject_mailbox(CLIENT, "550 5.1.1 <li.wei@mapletea.example>: no such user")
+    event = recorded()
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, event)
+        [dead] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name)
+        await inbox.wait_for(lambda messages: len(messages) == len(STAFF))
+    assert dead.message_id == str(event.event_id)
+    assert len(inbox.refusals) == 1  # no retry
+    entries = {e["template"]: e for e in await ledger_entries(mongo, notifications_settings.mongodb_db, event)}
+    client_entry = entries["client_confirmation"]
+    assert (client_entry["state"], client_entry["attempts"]) == ("failed", 1)
+    assert "550" in client_entry["last_error"]
+    for staff in STAFF:
+        [alert] = inbox.to(staff)
+        assert (
+            alert["Subject"] == f"Client not reachable: Li Wei 李伟 (Application {str(event.data.application_id)[:8]})"
+        )
+        text = alert.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert str(event.data.application_id) in text
+        assert "no such user" in text
+        assert CLIENT in text
+
+
+async def test_after_exhausted_retries_the_staff_hear_about_an_enquirer_they_cannot_reach(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
+) -> None:
+    # The enquirer's mailbox keeps answering "try later" until the attempts run out.
+    inbox.reject_mailbox("wang.fang@example.cn", "450 4.2.1 Mailbox busy, try later")
+    settings = notifications_settings.model_copy(
+        update={"staff_emails": ["ops@agency.example"], "staff_language": "zh-CN"}
+    )
+    event = enquiry_received(locale="zh-CN")
+    async with serving(create_app(settings)):
+        await publish(amqp_url, event)
+        await inbox.wait_for(lambda _: any("无法联系客户" in m["Subject"] for m in inbox.messages), timeout=30)
+    [alert] = [m for m in inbox.messages if "无法联系客户" in m["Subject"]]
+    assert str(event.data.enquiry_id) in alert.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "retries exhausted" in alert.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+async def test_an_enquiry_reaches_staff_and_the_enquirer_gets_an_autoresponse_in_their_language(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
+) -> None:
+    event = enquiry_received(locale="zh-CN")
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, event)
+        await inbox.wait_for(lambda messages: len(messages) == len(STAFF) + 1)
+    [reply] = inbox.to("wang.fang@example.cn")
+    assert reply["Subject"] == "感谢您！我们已收到您的咨询"
+    assert "微信支付与电商" in reply.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    for staff in STAFF:
+        [email] = inbox.to(staff)
+        assert email["Reply-To"].addresses[0].addr_spec == "wang.fang@example.cn"
+        assert "我们想在微信上开店" in email.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+async def test_unreadable_message_is_dead_lettered(
+    notifications_settings: NotificationsSettings, amqp_url: str
+) -> None:
+    async with serving(create_app(notifications_settings)):
+        await broker.publish_raw(
+            amqp_url, b'{"event_type": "agreement.recorded", "data": {}}', "agreement.recorded", "bad-1"
+        )
+        await broker.publish_raw(amqp_url, b"\xff\xfe", "enquiry.received", "bad-2")
+        [dead] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name)
+        [dead_enquiry] = await broker.take(amqp_url, NOTIFICATIONS_ENQUIRY_RECEIVED.dead_letter_queue.name)
+    assert (dead.message_id, dead_enquiry.message_id) == ("bad-1", "bad-2")
+
+
+async def test_one_smtp_connection_carries_many_messages_and_a_dropped_one_is_replaced(
+    notifications_settings: NotificationsSettings, amqp_url: str
+) -> None:
+    port = free_port()
+    first, second = Inbox(), Inbox()
+    events = [application_submitted() for _ in range(5)]
+    settings = notifications_settings.model_copy(update={"smtp_port": port, "smtp_pool_size": 2})
+    async with serving(create_app(settings)):
+        async with smtp_server(first, port=port):
+            await broker.publish_events(amqp_url, events)
+            await first.wait_for(lambda messages: len(messages) == 2 * len(events))
+        # The server went away with our idle connection; the next message opens a new one.
+        async with smtp_server(second, port=port):
+            await publish(amqp_url, recorded())
+            await second.wait_for(lambda messages: len(messages) == 1)
+    assert first.connections <= 2  # ten messages, not ten connections
+    assert second.connections == 1
+
+
+async def test_sending_respects_smtp_max_per_second(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
+) -> None:
+    settings = notifications_settings.model_copy(update={"smtp_max_per_second": 4.0})
+    events = [application_submitted() for _ in range(6)]  # twelve emails
+    async with serving(create_app(settings)):
+        await broker.publish_events(amqp_url, events)
+        await inbox.wait_for(lambda messages: len(messages) == 12)
+    # A bucket of 4 lets the first four through at once, then four a second: the other
+    # eight need 2 s (less the first connection's set-up, which delays the first arrival).
+    assert inbox.arrivals[-1] - inbox.arrivals[0] >= 1.7

@@ -1,0 +1,47 @@
+"""Running the services' ASGI apps in-process, lifespan included, for integration tests."""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+
+@asynccontextmanager
+async def serving(*apps: FastAPI) -> AsyncIterator[None]:
+    """Run each app's lifespan (broker connect, topology, consumers) for the duration."""
+    async with AsyncExitStack() as stack:
+        for app in apps:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        yield
+
+
+def client(app: FastAPI, client_ip: str = "203.0.113.7") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(client_ip, 51515))
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers={"User-Agent": "pytest-browser/1.0"}
+    )
+
+
+@asynccontextmanager
+async def http_server(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port, in this event loop, lifespan included; yield its URL."""
+    import asyncio
+
+    import uvicorn
+
+    from tests.support.servers import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

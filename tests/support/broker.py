@@ -1,0 +1,84 @@
+"""Looking into RabbitMQ queues from tests with aio-pika, independent of the services' own code."""
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from agency_shared.events import Event
+
+
+@asynccontextmanager
+async def channel(amqp_url: str) -> AsyncIterator[AbstractChannel]:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        yield await connection.channel()
+
+
+async def take(amqp_url: str, queue: str, count: int = 1, timeout: float = 15) -> list[AbstractIncomingMessage]:
+    """Wait for ``count`` messages on ``queue`` and take them off it (acked)."""
+    taken: list[AbstractIncomingMessage] = []
+    async with channel(amqp_url) as ch:
+        q = await ch.get_queue(queue, ensure=True)
+        async with asyncio.timeout(timeout), q.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                taken.append(message)
+                if len(taken) == count:
+                    break
+    return taken
+
+
+async def depth(amqp_url: str, queue: str) -> int:
+    async with channel(amqp_url) as ch:
+        declared = await ch.declare_queue(queue, passive=True)
+        count = declared.declaration_result.message_count
+        return count or 0
+
+
+async def publish_raw(
+    amqp_url: str, body: bytes, routing_key: str, message_id: str, exchange: str = "wechat_agency.events"
+) -> None:
+    """Publish bytes as any client could, to put malformed or repeated messages in front of a consumer."""
+    async with channel(amqp_url) as ch:
+        await ch.set_qos(0)
+        target = await ch.get_exchange(exchange)
+        await target.publish(
+            aio_pika.Message(
+                body,
+                message_id=message_id,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=routing_key,
+            mandatory=True,
+        )
+
+
+def death_reason(message: AbstractIncomingMessage) -> str:
+    """Why RabbitMQ dead-lettered ``message`` (the newest ``x-death`` entry)."""
+    deaths = message.headers.get("x-death")
+    assert isinstance(deaths, list), f"{message.message_id} was not dead-lettered"
+    newest = deaths[0]
+    assert isinstance(newest, dict)
+    return str(newest["reason"])
+
+
+async def publish_events(amqp_url: str, events: Sequence[Event]) -> None:
+    """Publish many events on one confirmed channel, as intake would."""
+    async with channel(amqp_url) as ch:
+        exchange = await ch.get_exchange("wechat_agency.events")
+        for event in events:
+            await exchange.publish(
+                aio_pika.Message(
+                    event.model_dump_json().encode(),
+                    message_id=str(event.event_id),
+                    correlation_id=event.correlation_id,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=event.routing_key,
+                mandatory=True,
+            )

@@ -1,0 +1,213 @@
+"""Real servers for the test suite: a RabbitMQ vhost per test, SecantusDB, and an SMTP inbox."""
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+RABBITMQ_HOST = os.environ.get("TEST_RABBITMQ_HOST", "localhost")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def set_queue_policy(vhost: str, name: str, pattern: str, definition: str, timeout: float = 30) -> None:
+    """Set a queue policy and return once RabbitMQ reports it applied (it applies asynchronously)."""
+    import time
+
+    rabbitmqctl("set_policy", "-p", vhost, name, pattern, definition, "--apply-to", "queues")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listing = subprocess.run(
+            ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "policy"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        applied = [line.split("\t") for line in listing.splitlines()[1:] if re.match(pattern, line)]
+        if applied and all(len(row) > 1 and row[1] == name for row in applied):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"policy {name} not applied to {pattern} in {vhost}")
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A fresh vhost on the local RabbitMQ, so every test sees an empty topology; deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{RABBITMQ_HOST}:5672/{name}"
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+@contextlib.contextmanager
+def secantus_server(storage: Path) -> Iterator[str]:
+    """A SecantusDB (MongoDB wire protocol) server on a free port, with its data under ``storage``."""
+    beside_python = Path(sys.executable).parent / "secantusd-py"
+    executable = str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
+    assert executable, "secantusd-py not found: run the tests through `make test`"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            executable,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(storage),
+            "--log-level",
+            "WARNING",
+            "--sync-on-commit",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=30, process=process)
+        yield f"mongodb://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen[Any] | None = None) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every accepted message and lets tests await them."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refusals: list[str] = []
+        self._refuse_next = 0
+        self._refusal = ""
+        self._unknown_mailboxes: dict[str, str] = {}
+        self.connections = 0
+        self.arrivals: list[float] = []
+        self._changed = asyncio.Condition()
+
+    def refuse(self, count: int, reply: str) -> None:
+        """Answer the next ``count`` messages with ``reply`` (e.g. "451 4.3.0 try later") instead of accepting."""
+        self._refuse_next, self._refusal = count, reply
+
+    def reject_mailbox(self, address: str, reply: str = "550 5.1.1 No such user") -> None:
+        """Refuse ``address`` as a recipient (at RCPT), as a server does for a mailbox that does not exist."""
+        self._unknown_mailboxes[address.lower()] = reply
+
+    def accept_mailbox(self, address: str) -> None:
+        self._unknown_mailboxes.pop(address.lower(), None)
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        reply = self._unknown_mailboxes.get(address.lower())
+        if reply is not None:
+            async with self._changed:
+                self.refusals.append(reply)
+                self._changed.notify_all()
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self._refuse_next > 0:
+            self._refuse_next -= 1
+            async with self._changed:
+                self.refusals.append(self._refusal)
+                self._changed.notify_all()
+            return self._refusal
+        content = envelope.original_content or b""
+        message = message_from_bytes(content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        async with self._changed:
+            self.arrivals.append(asyncio.get_running_loop().time())
+            self.messages.append(message)
+            self._changed.notify_all()
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address in m["X-Envelope-To"]]
+
+    async def wait_for(
+        self, predicate: Callable[[list[EmailMessage]], bool], timeout: float = 15
+    ) -> list[EmailMessage]:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: predicate(self.messages))
+        return self.messages
+
+    async def wait_for_refusals(self, count: int, timeout: float = 15) -> None:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.refusals) >= count)
+
+
+@contextlib.asynccontextmanager
+async def smtp_server(inbox: Inbox, port: int | None = None) -> AsyncIterator[int]:
+    """An aiosmtpd SMTP server on the running event loop, delivering into ``inbox``.
+
+    On exit it also drops the connections it accepted, as a server that goes away does
+    (asyncio's ``Server.close`` leaves them open before Python 3.12).
+    """
+    loop = asyncio.get_running_loop()
+    port = port or free_port()
+    sessions: list[SMTP] = []
+
+    def session() -> SMTP:
+        sessions.append(SMTP(inbox, hostname="localhost", enable_SMTPUTF8=True))
+        return sessions[-1]
+
+    server = await loop.create_server(session, "127.0.0.1", port)
+    try:
+        yield port
+    finally:
+        server.close()
+        for smtp in sessions:
+            if smtp.transport is not None:
+                smtp.transport.close()
+        await server.wait_closed()

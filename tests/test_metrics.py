@@ -1,0 +1,244 @@
+"""The /metrics of every service move with real traffic through real RabbitMQ, SecantusDB and SMTP."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from faststream.rabbit import RabbitBroker
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+import agreements.main
+import intake.main
+import notifications.main
+from agency_shared.messaging import EventPublisher, PublishFailed
+from agency_shared.metrics import publish_failure_reason
+from agency_shared.topology import EVENTS_EXCHANGE
+from agreements.settings import AgreementsSettings
+from intake.settings import IntakeSettings
+from notifications.settings import NotificationsSettings
+from tests.conftest import STAFF
+from tests.support import broker
+from tests.support.apps import client, serving
+from tests.support.data import application
+from tests.support.events import agreement_recorded_event, application_submitted
+from tests.support.servers import Inbox
+
+CLIENT = "li.wei@mapletea.example"
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+@dataclass
+class Services:
+    intake: httpx.AsyncClient
+    agreements: httpx.AsyncClient
+    notifications: httpx.AsyncClient
+
+    async def scrape(self) -> dict[str, Samples]:
+        scraped = {}
+        for name in ("intake", "agreements", "notifications"):
+            response = await getattr(self, name).get("/metrics")
+            assert response.status_code == 200
+            scraped[name] = parse(response.text)
+        return scraped
+
+
+@pytest.fixture
+async def services(
+    intake_settings: IntakeSettings,
+    agreements_settings: AgreementsSettings,
+    notifications_settings: NotificationsSettings,
+) -> AsyncIterator[Services]:
+    apps = (
+        intake.main.create_app(intake_settings),
+        agreements.main.create_app(agreements_settings),
+        notifications.main.create_app(notifications_settings),
+    )
+    async with serving(*apps), client(apps[0]) as i, client(apps[1]) as a, client(apps[2]) as n:
+        yield Services(i, a, n)
+
+
+async def until(services: Services, moved: Callable[[dict[str, Samples]], bool], timeout: float = 20) -> None:
+    """Scrape until ``moved`` holds: FastStream counts a message once its handler returned, after the email."""
+    async with asyncio.timeout(timeout):
+        while not moved(await services.scrape()):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+def processed(service: str, event_type: str, status: str) -> dict[str, str]:
+    return {
+        "app_name": service,
+        "broker": "rabbitmq",
+        "handler": f"wechat_agency.events.{event_type}",
+        "status": status,
+    }
+
+
+async def test_an_application_moves_the_http_message_email_ledger_and_publish_metrics(
+    services: Services, inbox: Inbox
+) -> None:
+    before = await services.scrape()
+    assert value(before["agreements"], "wechat_ledger_length") == 0  # measured at start-up: a fresh database
+
+    response = await services.intake.post("/v1/applications", json=application())
+    assert response.status_code == 202, response.text
+    application_id = response.json()["application_id"]
+    await inbox.wait_for(lambda _: bool(inbox.to(CLIENT)) and all(inbox.to(s) for s in STAFF))
+    acked = processed("notifications", "agreement.recorded", "acked")
+    await until(
+        services,
+        lambda now: (
+            value(now["notifications"], "faststream_received_processed_messages_total", **acked)
+            > value(before["notifications"], "faststream_received_processed_messages_total", **acked)
+        ),
+    )
+    status = await services.agreements.get(f"/v1/applications/{application_id}/status")
+    assert status.status_code == 200
+    assert (await services.notifications.get("/healthz")).status_code == 200
+    after = await services.scrape()
+
+    def moved(service: str, name: str, /, **labels: str) -> float:
+        return value(after[service], name, **labels) - value(before[service], name, **labels)
+
+    post = {"service": "intake", "route": "/v1/applications", "method": "POST"}
+    assert moved("intake", "wechat_http_requests_total", **post, status="202") == 1
+    assert moved("intake", "wechat_http_request_duration_seconds_count", **post) == 1
+    assert moved("intake", "intake_submissions_total", form="application", outcome="accepted") == 1
+    # The route template, never the raw path.
+    template = {"service": "agreements", "route": "/v1/applications/{application_id}/status", "method": "GET"}
+    assert moved("agreements", "wechat_http_requests_total", **template, status="200") == 1
+    assert not any(application_id in str(labels) for _, labels in after["agreements"])
+    assert (
+        moved(
+            "notifications",
+            "wechat_http_requests_total",
+            service="notifications",
+            route="/healthz",
+            method="GET",
+            status="200",
+        )
+        == 1
+    )
+
+    for service, event_type in (
+        ("agreements", "application.submitted"),
+        ("notifications", "application.submitted"),
+        ("notifications", "agreement.recorded"),
+    ):
+        labels = processed(service, event_type, "acked")
+        assert moved(service, "faststream_received_processed_messages_total", **labels) == 1, (service, event_type)
+        del labels["status"]
+        assert moved(service, "faststream_received_messages_total", **labels) == 1
+        assert moved(service, "faststream_received_processed_messages_duration_seconds_count", **labels) == 1
+
+    assert moved("notifications", "wechat_emails_total", template="staff_new_application", outcome="sent") == len(STAFF)
+    assert moved("notifications", "wechat_emails_total", template="client_confirmation", outcome="sent") == 1
+    assert value(after["agreements"], "wechat_ledger_length") == 1
+    assert moved("intake", "wechat_publish_confirm_seconds_count", service="intake") == 1
+    assert moved("agreements", "wechat_publish_confirm_seconds_count", service="agreements") >= 1  # agreement.recorded
+
+
+async def test_a_honeypot_hit_is_counted(services: Services) -> None:
+    before = await services.scrape()
+    response = await services.intake.post("/v1/applications", json={**application(), "fax": "+1 555 0100"})
+    assert response.status_code == 202
+    after = await services.scrape()
+    labels = {"form": "application"}
+    assert (
+        value(after["intake"], "intake_honeypot_hits_total", **labels)
+        - value(before["intake"], "intake_honeypot_hits_total", **labels)
+        == 1
+    )
+
+
+async def test_an_unreadable_message_is_counted_as_dead_lettered_by_queue(services: Services, amqp_url: str) -> None:
+    before = await services.scrape()
+    await broker.publish_raw(amqp_url, b'{"event_type": "application.submitted"', "application.submitted", "bad-1")
+    for queue in ("agreements.application-submitted", "notifications.application-submitted"):
+        await broker.take(amqp_url, f"{queue}.dlq")
+    after = await services.scrape()
+    for service, queue in (
+        ("agreements", "agreements.application-submitted"),
+        ("notifications", "notifications.application-submitted"),
+    ):
+        dead = value(after[service], "wechat_dead_lettered_total", queue=queue) - value(
+            before[service], "wechat_dead_lettered_total", queue=queue
+        )
+        assert dead == 1, queue
+        rejected = processed(service, "application.submitted", "rejected")
+        assert (
+            value(after[service], "faststream_received_processed_messages_total", **rejected)
+            - value(before[service], "faststream_received_processed_messages_total", **rejected)
+            == 1
+        )
+
+
+async def test_a_retried_email_and_a_failed_one_given_up_to_the_dead_letter_queue_are_counted(
+    services: Services, amqp_url: str, inbox: Inbox
+) -> None:
+    before = await services.scrape()
+    inbox.refuse(1, "451 4.3.0 Mailbox temporarily unavailable")
+    await broker.publish_events(amqp_url, [agreement_recorded_event()])
+    await inbox.wait_for(lambda messages: len(messages) == 1)
+    inbox.reject_mailbox(CLIENT)  # the next client's mailbox does not exist: a permanent failure
+    await broker.publish_events(amqp_url, [agreement_recorded_event()])
+    await broker.take(amqp_url, "notifications.agreement-recorded.dlq")
+    after = await services.scrape()
+
+    def moved(name: str, /, **labels: str) -> float:
+        return value(after["notifications"], name, **labels) - value(before["notifications"], name, **labels)
+
+    assert moved("wechat_emails_total", template="client_confirmation", outcome="retried") == 1
+    assert moved("wechat_emails_total", template="client_confirmation", outcome="sent") == 1
+    assert moved("wechat_emails_total", template="client_confirmation", outcome="failed") == 1
+    # The staff are told about the client they could not reach.
+    assert moved("wechat_emails_total", template="staff_client_unreachable", outcome="sent") == len(STAFF)
+    assert moved("wechat_dead_lettered_total", queue="notifications.agreement-recorded") == 1
+
+
+async def test_a_publish_the_broker_returns_is_counted_as_a_failure(amqp_url: str) -> None:
+    service = f"test-{uuid.uuid4().hex[:6]}"
+    async with RabbitBroker(amqp_url) as rabbit:
+        await rabbit.declare_exchange(EVENTS_EXCHANGE)  # no queue bound: every event is returned
+    publisher = EventPublisher(amqp_url, timeout=5, service=service)
+    await publisher.start()
+    try:
+        with pytest.raises(PublishFailed):
+            await publisher.publish(application_submitted())
+    finally:
+        await publisher.stop()
+    metrics = parse(generate_latest(REGISTRY).decode())
+    assert value(metrics, "wechat_publish_failures_total", service=service, reason="unroutable") == 1
+    assert value(metrics, "wechat_publish_confirm_seconds_count", service=service) == 0
+
+
+def test_failure_reasons_are_a_short_fixed_list() -> None:
+    assert publish_failure_reason(TimeoutError()) == "timeout"
+    assert publish_failure_reason(ConnectionError("gone")) == "unavailable"
+
+
+def test_several_apps_in_one_process_share_the_metrics(
+    intake_settings: IntakeSettings,
+    agreements_settings: AgreementsSettings,
+    notifications_settings: NotificationsSettings,
+) -> None:
+    # Each create_app registers FastStream's collectors and our middlewares: a second must not clash.
+    for _ in range(2):
+        intake.main.create_app(intake_settings)
+        agreements.main.create_app(agreements_settings)
+        notifications.main.create_app(notifications_settings)
