@@ -11,7 +11,6 @@ from pymongo import AsyncMongoClient
 import agreements.main
 import intake.main
 import notifications.main
-from agency_shared.topology import CONSUMER_QUEUES
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
@@ -87,9 +86,7 @@ async def test_concurrent_posts_with_one_idempotency_key_make_one_record_and_one
     [application_id] = {r.json()["application_id"] for r in responses}
     await inbox.wait_for(lambda _: bool(inbox.to("li.wei@mapletea.example")) and all(inbox.to(s) for s in STAFF))
     # Every copy of every event is settled before counting.
-    async with asyncio.timeout(20):
-        while any([await broker.depth(amqp_url, q.name) for q in CONSUMER_QUEUES]):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    await broker.wait_settled(amqp_url)
     db = mongo[agreements_settings.mongodb_db]
     assert await db["applications"].count_documents({"application_id": application_id}) == 1
     assert await db["acceptance_ledger"].count_documents({}) == 1

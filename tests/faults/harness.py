@@ -147,14 +147,22 @@ class Accounting:
     duplicate_records: int = 0
     duplicate_emails: int = 0
     duplicated: list[str] = field(default_factory=list)
+    # Recorded although the client was not told 202 (a 503 or no answer after the broker had
+    # taken it): not a loss and not a duplicate, as Jepsen's "recovered".
+    recovered: int = 0
+    # Records that belong to no submission of this run at all: must never happen.
+    unexpected: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+    # One row per submission: what the client was told, and what became of it.
+    submissions: list[dict[str, Any]] = field(default_factory=list)
 
     def line(self) -> str:
         return (
             f"{self.fault}: submitted {self.submitted}, accepted {self.accepted}, refused {self.refused}; "
             f"recorded {self.recorded}, staff-emailed {self.staff_emailed}, client-emailed {self.client_emailed}; "
             f"lost {len(self.lost)}, duplicate records {self.duplicate_records}, "
-            f"duplicate emails {self.duplicate_emails}" + (f"; {self.notes}" if self.notes else "")
+            f"duplicate emails {self.duplicate_emails}, recovered {self.recovered}, unexpected {self.unexpected}"
+            + (f"; {self.notes}" if self.notes else "")
         )
 
     def save(self) -> None:
@@ -298,8 +306,13 @@ class System:
     async def _count(self, fault: str, mongo: AsyncMongoClient[dict[str, Any]], notes: dict[str, Any]) -> Accounting:
         db = mongo["faults"]
         accepted = [s for s in self.submissions if s.status == 202]
-        recorded = {d["application_id"] async for d in db["applications"].find({}, {"application_id": 1})}
+        # Records are counted per submission (its client address), not per application_id: that
+        # id has a unique index, so a second record of one submission would carry another id.
+        records = Counter(
+            [d["application"]["operator"]["email"] async for d in db["applications"].find({}, {"application": 1})]
+        )
         links = Counter([d["application_id"] async for d in db["acceptance_ledger"].find({}, {"application_id": 1})])
+        recorded_ids = {d["application_id"] async for d in db["applications"].find({}, {"application_id": 1})}
         client_emails = Counter(
             str(m["To"].addresses[0].addr_spec) for m in self.inbox.messages if m["To"] and STAFF not in str(m["To"])
         )
@@ -312,21 +325,30 @@ class System:
         lost = [
             s.application_id or ""
             for s in accepted
-            if s.application_id not in recorded
+            if s.application_id not in recorded_ids
             or not staff_emails[s.application_id or ""]
             or not client_emails[s.client]
         ]
+        clients = {s.client for s in self.submissions}
+        rows = [
+            {**asdict(s), "recorded": records[s.client], "staff_emails": staff_emails[s.application_id or ""],
+             "client_emails": client_emails[s.client]}
+            for s in self.submissions
+        ]  # fmt: skip
         return Accounting(
             fault=fault,
             submitted=len(self.submissions),
             accepted=len(accepted),
             refused=len(self.submissions) - len(accepted),
-            recorded=sum(1 for s in accepted if s.application_id in recorded),
+            recorded=sum(1 for s in accepted if s.application_id in recorded_ids),
             staff_emailed=sum(1 for s in accepted if staff_emails[s.application_id or ""]),
             client_emailed=sum(1 for s in accepted if client_emails[s.client]),
             lost=lost,
-            duplicate_records=sum(count - 1 for count in links.values() if count > 1),
+            duplicate_records=sum(count - 1 for count in [*records.values(), *links.values()] if count > 1),
             duplicate_emails=sum(c - 1 for c in [*client_emails.values(), *staff_emails.values()] if c > 1),
             duplicated=[key for key, c in [*client_emails.items(), *staff_emails.items()] if c > 1],
+            recovered=sum(1 for s in self.submissions if s.status != 202 and records[s.client]),
+            unexpected=sum(count for client, count in records.items() if client not in clients),
             notes=dict(notes),
+            submissions=rows,
         )

@@ -1,8 +1,11 @@
 """Intake's HTTP contract against the real RabbitMQ."""
 
 import json
+import time
+from urllib.parse import urlsplit
 
 import pytest
+from pydantic import AmqpDsn
 
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_APPLICATION_SUBMITTED
 from intake.main import create_app
@@ -10,7 +13,7 @@ from intake.settings import IntakeSettings
 from tests.support import broker
 from tests.support.apps import client, serving
 from tests.support.data import CURRENT, application
-from tests.support.servers import set_queue_policy
+from tests.support.servers import FreezableRelay, set_queue_policy
 
 
 async def test_accepted_application_is_a_persistent_confirmed_event_in_every_consumer_queue(
@@ -119,6 +122,28 @@ async def test_503_with_retry_after_when_the_broker_does_not_take_the_event(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == str(intake_settings.retry_after_seconds)
     assert response.json()["type"] == "/problems/temporarily-unavailable"
+
+
+async def test_503_within_the_publish_timeout_when_the_broker_never_confirms(
+    intake_settings: IntakeSettings, amqp_url: str
+) -> None:
+    # Intake reaches RabbitMQ through a relay; frozen, the broker's confirms stop arriving.
+    url = urlsplit(amqp_url)
+    relay = FreezableRelay(url.hostname or "localhost", url.port or 5672)
+    async with relay.serving() as port:
+        relayed = url._replace(netloc=f"{url.username}:{url.password}@127.0.0.1:{port}").geturl()
+        app = create_app(intake_settings.model_copy(update={"amqp_url": AmqpDsn(relayed)}))
+        async with serving(app), client(app) as http:
+            assert (await http.post("/v1/applications", json=application())).status_code == 202
+            relay.freeze()
+            started = time.monotonic()
+            response = await http.post("/v1/applications", json=application())
+            waited = time.monotonic() - started
+            relay.thaw()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == str(intake_settings.retry_after_seconds)
+    assert response.json()["type"] == "/problems/temporarily-unavailable"
+    assert intake_settings.publish_timeout_seconds <= waited < intake_settings.publish_timeout_seconds + 1
 
 
 async def test_health_and_readiness(intake_settings: IntakeSettings) -> None:

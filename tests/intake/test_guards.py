@@ -69,11 +69,23 @@ def test_json_that_is_not_an_object_is_malformed(body: bytes) -> None:
 
 def test_same_origin_and_allowed_origins_may_post() -> None:
     headers = {"Host": "apply.agency.example", "Origin": "http://apply.agency.example"}
-    assert origin_allowed(request("1.1.1.1", headers), [])
+    assert origin_allowed(request("1.1.1.1", headers), [], PROXIES)
     assert origin_allowed(
-        request("1.1.1.1", {**headers, "Origin": "https://www.agency.example"}), ["https://www.agency.example"]
+        request("1.1.1.1", {**headers, "Origin": "https://www.agency.example"}), ["https://www.agency.example"], []
     )
     assert not origin_allowed(
-        request("1.1.1.1", {**headers, "Origin": "https://evil.example"}), ["https://www.agency.example"]
+        request("1.1.1.1", {**headers, "Origin": "https://evil.example"}), ["https://www.agency.example"], []
     )
-    assert origin_allowed(request("1.1.1.1", {"Host": "x"}), [])  # no Origin: not a browser's cross-site post
+    assert origin_allowed(request("1.1.1.1", {"Host": "x"}), [], [])  # no Origin: not a browser's cross-site post
+
+
+def test_behind_a_tls_proxy_the_own_origin_is_what_the_proxy_says() -> None:
+    # The ingress terminates TLS: the browser posts from https://apply..., intake sees plain http.
+    browser = {"Host": "apply.agency.example", "Origin": "https://apply.agency.example"}
+    forwarded = {**browser, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "apply.agency.example"}
+    assert origin_allowed(request("10.0.0.7", forwarded), [], PROXIES)
+    assert not origin_allowed(request("10.0.0.7", browser), [], PROXIES)  # the proxy did not say https
+    # Only a trusted proxy is believed: anyone else could claim any origin.
+    assert not origin_allowed(request("203.0.113.9", forwarded), [], PROXIES)
+    spoofed = {**forwarded, "Origin": "https://evil.example", "X-Forwarded-Host": "evil.example"}
+    assert not origin_allowed(request("203.0.113.9", spoofed), [], PROXIES)

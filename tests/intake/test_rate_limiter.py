@@ -47,3 +47,29 @@ async def test_idle_clients_are_forgotten_so_memory_stays_bounded() -> None:
     clock.now += limiter.SWEEP_EVERY_SECONDS + 60
     await limiter.check("203.0.113.7")
     assert limiter.tracked_clients == 1
+
+
+@pytest.mark.parametrize("now", [196.88728398270516, 32716.664605429436, 262129.06386380675])
+async def test_a_new_clients_first_request_passes_whatever_the_clock_reads(now: float) -> None:
+    # At these clock readings ``now + 60 - 60 > now`` in floating point; the first request must still pass.
+    clock = Clock()
+    clock.now = now
+    limiter = SubmissionRateLimiter("1/minute", clock=clock)
+    await limiter.check("192.0.2.1")
+    with pytest.raises(RateLimited) as refused:
+        await limiter.check("192.0.2.1")
+    assert refused.value.retry_after == 60
+
+
+@pytest.mark.parametrize("now", [196.88728398270516, 32716.664605429436, 262129.06386380675])
+async def test_a_client_that_waited_exactly_one_interval_passes_whatever_the_clock_reads(now: float) -> None:
+    clock = Clock()
+    clock.now = now
+    limiter = SubmissionRateLimiter("3/minute", clock=clock)
+    for _ in range(3):
+        await limiter.check("192.0.2.1")
+    with pytest.raises(RateLimited) as refused:
+        await limiter.check("192.0.2.1")
+    assert refused.value.retry_after == 20
+    clock.now += 20
+    await limiter.check("192.0.2.1")

@@ -8,7 +8,6 @@ from pymongo import AsyncMongoClient
 from agency_shared.events import Event
 from agency_shared.topology import (
     NOTIFICATIONS_AGREEMENT_RECORDED,
-    NOTIFICATIONS_APPLICATION_SUBMITTED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
 )
 from notifications.main import create_app
@@ -65,10 +64,7 @@ async def test_a_redelivered_event_sends_nothing_twice_even_to_concurrent_replic
     async with serving(*replicas):
         await asyncio.gather(*(publish(amqp_url, event) for _ in range(4)))
         await inbox.wait_for(lambda messages: len(messages) >= len(STAFF))
-        # Every copy is settled (acked) before we count: the queue drains.
-        async with asyncio.timeout(15):
-            while await broker.depth(amqp_url, NOTIFICATIONS_APPLICATION_SUBMITTED.name):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        await broker.wait_settled(amqp_url)  # every copy acked (or parked) before we count
     assert sorted(m["To"] for m in inbox.messages) == sorted(STAFF)
     entries = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
     assert [e["state"] for e in entries] == ["sent"] * len(STAFF)
@@ -82,6 +78,8 @@ async def test_temporary_smtp_refusals_are_retried_later_and_the_email_arrives_o
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, event)
         [message] = await inbox.wait_for(lambda messages: len(messages) == 1)
+        await broker.wait_settled(amqp_url)  # nothing left that could send it again
+    assert len(inbox.messages) == 1
     assert len(inbox.refusals) == 2
     assert message["To"].addresses[0].addr_spec == CLIENT
     [entry] = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
@@ -154,6 +152,29 @@ async def test_a_permanent_smtp_rejection_is_not_retried_and_the_staff_are_alert
         assert str(event.data.application_id) in text
         assert "no such user" in text
         assert CLIENT in text
+
+
+async def test_a_permanent_rejection_still_dead_letters_when_the_staff_alert_needed_a_retry(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    # The client's mailbox refuses for good; the staff alerts meet "try later" once. The retry
+    # that sends the alerts must not ack the event: its client email failed, so it goes to the DLQ.
+    inbox.reject_mailbox(CLIENT, "550 5.1.1 <li.wei@mapletea.example>: no such user")
+    inbox.refuse(len(STAFF), "451 4.3.0 Try again later")
+    event = recorded()
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, event)
+        [dead] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name, timeout=30)
+        await inbox.wait_for(lambda messages: len(messages) == len(STAFF))
+    assert dead.message_id == str(event.event_id)
+    assert dead.headers["x-attempt"] == 2  # the first delivery parked a retry for the alerts
+    assert len(inbox.refusals) == 1 + len(STAFF)  # the client's address was tried once, not again
+    entries = {
+        (e["template"], e["recipient"]): e
+        for e in await ledger_entries(mongo, notifications_settings.mongodb_db, event)
+    }
+    assert entries["client_confirmation", CLIENT]["state"] == "failed"
+    assert all(entries["staff_client_unreachable", staff]["state"] == "sent" for staff in STAFF)
 
 
 async def test_after_exhausted_retries_the_staff_hear_about_an_enquirer_they_cannot_reach(

@@ -8,9 +8,9 @@ import pytest
 
 from agency_shared.events import AgreementRecorded
 from agency_shared.receipt_verifier import verify_receipt
-from notifications.emails import client_confirmation, staff_new_application
+from notifications.emails import client_confirmation, staff_new_application, staff_new_enquiry
 from tests.support.data import CURRENT
-from tests.support.events import agreement_recorded_event, application_submitted
+from tests.support.events import agreement_recorded_event, application_submitted, enquiry_received
 
 SENDER = "WeChat Agency <no-reply@agency.example>"
 
@@ -119,10 +119,51 @@ def test_names_from_user_input_can_never_inject_headers_or_recipients(name: str)
     assert "Bcc" not in message
     assert message["Subject"].startswith("Thank you!")
     assert "Support Team" not in str(message["To"])
-    assert "Admin <admin" not in recipient.display_name.replace("\u200b", "")[:6]
+    assert "Admin <admin" not in recipient.display_name  # the encoded word was not decoded into an address
     header_block = raw.split(b"\n\n", 1)[0]
     assert header_block.count(b"\nTo:") == 1
     assert b"victim@example.com" not in header_block.split(b"\nTo:")[0]
+
+
+HOSTILE_TEXT = [
+    "Acme\r\nBcc: victim@example.com",
+    "Acme\nReply-To: thief@evil.example",
+    "=?utf-8?b?U3VwcG9ydCBUZWFt?=",  # "Support Team" once decoded
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+def test_subjects_and_reply_to_built_from_user_input_can_never_inject_headers(text: str) -> None:
+    event = application_submitted()
+    form = event.data.application
+    hostile_form = form.model_copy(
+        update={
+            "company": form.company.model_copy(update={"legal_name": text}),
+            "account": form.account.model_copy(update={"name": text}),
+            "operator": form.operator.model_copy(update={"name": text}),
+        }
+    )
+    hostile = event.model_copy(update={"data": event.data.model_copy(update={"application": hostile_form})})
+    enquiry = enquiry_received()
+    hostile_enquiry = enquiry.model_copy(
+        update={
+            "data": enquiry.data.model_copy(
+                update={"enquiry": enquiry.data.enquiry.model_copy(update={"name": text, "company": text})}
+            )
+        }
+    )
+    replies_to = {str(form.operator.email), str(enquiry.data.enquiry.email)}
+    for message in (
+        reparse(staff_new_application(hostile, "ops@agency.example", SENDER, "en")),
+        reparse(staff_new_enquiry(hostile_enquiry, "ops@agency.example", SENDER, "en")),
+    ):
+        assert "Bcc" not in message
+        [reply_to] = message.get_all("Reply-To") or []
+        [address] = reply_to.addresses
+        assert address.addr_spec in replies_to
+        assert "\n" not in message["Subject"]
+        assert "Support Team" not in message["Subject"]
+        assert message["To"] == "ops@agency.example"
 
 
 def test_staff_emails_follow_the_staff_language() -> None:

@@ -38,6 +38,26 @@ async def depth(amqp_url: str, queue: str) -> int:
         return count or 0
 
 
+async def wait_settled(amqp_url: str, timeout: float = 30) -> None:
+    """Wait until no queue of the vhost holds a message, counting unacked and parked retries; DLQs aside.
+
+    A passive declare counts only ready messages, so a copy a consumer holds unacked would
+    pass for settled; ``rabbitmqctl list_queues messages`` counts ready + unacked.
+    """
+    vhost = amqp_url.rsplit("/", 1)[1]
+    async with asyncio.timeout(timeout):
+        while True:
+            process = await asyncio.create_subprocess_exec(
+                "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _ = await process.communicate()
+            rows = [line.split("\t") for line in out.decode().splitlines()[1:] if line.strip()]
+            if process.returncode == 0 and not any(int(n) for name, n in rows if not name.endswith(".dlq")):
+                return
+            await asyncio.sleep(0.2)
+
+
 async def publish_raw(
     amqp_url: str, body: bytes, routing_key: str, message_id: str, exchange: str = "wechat_agency.events"
 ) -> None:

@@ -211,3 +211,56 @@ async def smtp_server(inbox: Inbox, port: int | None = None) -> AsyncIterator[in
             if smtp.transport is not None:
                 smtp.transport.close()
         await server.wait_closed()
+
+
+class FreezableRelay:
+    """A TCP relay in front of a server that a test can freeze: what the server sends stops arriving.
+
+    Frozen, the connection stays open and the client's bytes still go through, so to the
+    client the server looks alive but silent (a broker that never confirms a publish).
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[int]:
+        server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            self.thaw()
+            server.close()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(*self._target)
+        for task in (
+            asyncio.create_task(self._pump(client_reader, server_writer, gated=False)),
+            asyncio.create_task(self._pump(server_reader, client_writer, gated=True)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gated: bool) -> None:
+        try:
+            while data := await reader.read(65536):
+                if gated:
+                    await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()

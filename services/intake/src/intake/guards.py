@@ -79,22 +79,27 @@ class SubmissionRateLimiter:
     """
 
     SWEEP_EVERY_SECONDS = 10.0
+    SLACK_SECONDS = 1e-6
 
     def __init__(self, rate: str, clock: Callable[[], float] = time.monotonic) -> None:
         item = parse(rate)
         self._period = float(item.get_expiry())
         self._interval = self._period / item.amount
+        self._tolerance = self._period - self._interval  # how far ahead of now a client may be: its burst
         self._clock = clock
         self._ready_at: dict[str, float] = {}  # client -> theoretical arrival time of its next request
         self._next_sweep = clock() + self.SWEEP_EVERY_SECONDS
 
     async def check(self, client: str) -> None:
         now = self._clock()
-        ready_at = max(self._ready_at.get(client, now), now) + self._interval
-        allowed_from = ready_at - self._period
-        if allowed_from > now:
-            raise RateLimited(max(1, math.ceil(allowed_from - now)))
-        self._ready_at[client] = ready_at
+        ready_at = max(self._ready_at.get(client, now), now)
+        # Compare how far ahead the client is, not absolute times, and allow a microsecond of
+        # slack: clock readings are floats, and ``now + 60 - 60`` can round to just above ``now``,
+        # which would refuse a client's very first request or one that waited exactly long enough.
+        wait = (ready_at - now) - self._tolerance  # > 0: the client has used up its burst
+        if wait > self.SLACK_SECONDS:
+            raise RateLimited(max(1, math.ceil(wait - self.SLACK_SECONDS)))
+        self._ready_at[client] = ready_at + self._interval
         if now >= self._next_sweep:
             self._sweep(now)
 
@@ -175,13 +180,27 @@ def fold_form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return nested
 
 
-def origin_allowed(request: Request, allowed: list[str]) -> bool:
+def origin_allowed(request: Request, allowed: list[str], trusted_proxies: list[Network]) -> bool:
     """Same-origin posts and the configured frontends may submit; a post without Origin is not a browser's."""
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    own = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
-    return origin.rstrip("/") in (*allowed, own)
+    return origin.rstrip("/") in (*allowed, own_origin(request, trusted_proxies))
+
+
+def own_origin(request: Request, trusted_proxies: list[Network]) -> str:
+    """The origin the browser sees intake's own pages at: behind a TLS-terminating proxy, what the proxy says."""
+    scheme, host = request.url.scheme, request.headers.get("host", request.url.netloc)
+    peer = request.client.host if request.client else ""
+    if trusted_proxies and _is_in(peer, trusted_proxies):
+        # The first value is what the outermost proxy saw from the browser.
+        scheme = _first(request.headers.get("x-forwarded-proto")) or scheme
+        host = _first(request.headers.get("x-forwarded-host")) or host
+    return f"{scheme.lower()}://{host.lower()}"
+
+
+def _first(header: str | None) -> str:
+    return header.split(",", 1)[0].strip() if header else ""
 
 
 class OriginRefused(Exception):
@@ -192,13 +211,16 @@ class OriginRefused(Exception):
 class SubmissionGuard:
     """Everything a submission passes before its fields are read: origin, rate, media type, size."""
 
-    def __init__(self, rate: str, max_body_bytes: int, allowed_origins: list[str]) -> None:
+    def __init__(
+        self, rate: str, max_body_bytes: int, allowed_origins: list[str], trusted_proxies: list[Network]
+    ) -> None:
         self._limiter = SubmissionRateLimiter(rate)
         self._max_body_bytes = max_body_bytes
         self._allowed_origins = allowed_origins
+        self._trusted_proxies = trusted_proxies
 
     async def admit(self, request: Request, client: str) -> dict[str, Any]:
-        if not origin_allowed(request, self._allowed_origins):
+        if not origin_allowed(request, self._allowed_origins, self._trusted_proxies):
             raise OriginRefused(request.headers.get("origin", ""))
         await self._limiter.check(client)
         content_type = media_type(request)

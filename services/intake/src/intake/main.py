@@ -65,7 +65,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         AgreementCatalog.configured(settings.agreements_dir),
         publisher,
     )
-    app.state.guard = SubmissionGuard(settings.rate_limit, settings.max_body_bytes, settings.allowed_origins)
+    app.state.guard = SubmissionGuard(
+        settings.rate_limit, settings.max_body_bytes, settings.allowed_origins, settings.trusted_proxies
+    )
     install_problem_handlers(app, settings.retry_after_seconds)
     app.include_router(pages.router)
     app.include_router(api.router)

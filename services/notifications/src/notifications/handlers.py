@@ -95,10 +95,13 @@ class Notifier:
                 event.event_type, event.event_id, len(report.unfinished), delay_ms, extra=log,
             )  # fmt: skip
             return
-        if report.failed:
+        # Also an email that failed for good in an earlier delivery of this message (the retry was
+        # for its staff alert): the event still belongs in the DLQ, where an operator can replay it.
+        failed = len(report.failed) + sum(1 for _, state in report.skipped if state == "failed")
+        if failed:
             logger.error(
                 "%s %s: %d email(s) failed for good after attempt %d",
-                event.event_type, event.event_id, len(report.failed), attempt_of(message), extra=log,
+                event.event_type, event.event_id, failed, attempt_of(message), extra=log,
             )  # fmt: skip
             raise RejectMessage()
         logger.info(

@@ -1,0 +1,73 @@
+"""The topology as RabbitMQ itself reports it once the three services have declared it (each does, idempotently)."""
+
+import asyncio
+import json
+
+import agreements.main
+import intake.main
+import notifications.main
+from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT, EVENTS_EXCHANGE
+from agreements.settings import AgreementsSettings
+from intake.settings import IntakeSettings
+from notifications.settings import NotificationsSettings
+from tests.support.apps import serving
+
+
+async def listing(vhost: str, what: str, *columns: str) -> list[dict[str, object]]:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", what, "-p", vhost, *columns, "--formatter", "json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    rows = json.loads(out)
+    assert isinstance(rows, list)
+    return rows
+
+
+def queue_arguments(queue: dict[str, object]) -> dict[str, object]:
+    """rabbitmqctl's JSON lists a queue's arguments as [name, type, value] triples."""
+    entries = queue["arguments"]
+    assert isinstance(entries, list)
+    return {str(entry[0]): entry[-1] for entry in entries}
+
+
+async def test_every_service_declares_the_same_topology_and_consumes_with_a_bounded_prefetch(
+    intake_settings: IntakeSettings,
+    agreements_settings: AgreementsSettings,
+    notifications_settings: NotificationsSettings,
+    amqp_url: str,
+) -> None:
+    vhost = amqp_url.rsplit("/", 1)[1]
+    apps = (
+        intake.main.create_app(intake_settings),
+        agreements.main.create_app(agreements_settings),
+        notifications.main.create_app(notifications_settings),
+        # A second replica declares it all again: declarations are idempotent (a mismatch would fail its start).
+        agreements.main.create_app(agreements_settings),
+    )
+    async with serving(*apps):
+        exchanges = {e["name"]: e for e in await listing(vhost, "list_exchanges", "name", "type", "durable")}
+        queues = {q["name"]: q for q in await listing(vhost, "list_queues", "name", "type", "durable", "arguments")}
+        bindings = await listing(vhost, "list_bindings", "source_name", "destination_name", "routing_key")
+        consumers = await listing(vhost, "list_consumers", "queue_name", "ack_required", "prefetch_count")
+
+    assert exchanges[EVENTS_EXCHANGE.name]["type"] == "topic"
+    assert exchanges[EVENTS_EXCHANGE.name]["durable"] is True
+    assert exchanges[DEAD_LETTER_EXCHANGE.name]["durable"] is True
+    routes = {(b["source_name"], b["destination_name"], b["routing_key"]) for b in bindings}
+    for consumer in CONSUMER_QUEUES:
+        queue, dlq = queues[consumer.name], queues[consumer.dead_letter_queue.name]
+        assert (queue["type"], queue["durable"]) == ("quorum", True), consumer.name
+        assert (dlq["type"], dlq["durable"]) == ("quorum", True), consumer.name
+        arguments = queue_arguments(queue)
+        assert arguments["x-dead-letter-exchange"] == DEAD_LETTER_EXCHANGE.name
+        assert arguments["x-dead-letter-routing-key"] == consumer.name
+        assert arguments["x-delivery-limit"] == DELIVERY_LIMIT
+        assert arguments["x-overflow"] == "reject-publish"
+        assert (EVENTS_EXCHANGE.name, consumer.name, consumer.event.routing_key) in routes
+        assert (DEAD_LETTER_EXCHANGE.name, dlq["name"], consumer.name) in routes
+    # Every consumer queue is consumed, with manual acks and an explicit, bounded prefetch.
+    assert {c["queue_name"] for c in consumers} >= {q.name for q in CONSUMER_QUEUES}
+    assert all(c["ack_required"] is True for c in consumers)
+    assert {c["prefetch_count"] for c in consumers} == {agreements_settings.prefetch_count}
