@@ -48,15 +48,21 @@ def ensure_rabbitmq(amqp_url: str) -> None:
     host, port = parts.hostname or "localhost", parts.port or 5672
     if port_open(host, port):
         return
+    what_to_do = (
+        "Install it (Debian: apt-get install rabbitmq-server, then rabbitmq-server -detached), "
+        "point AMQP_URL at a running broker, or run `docker compose up`."
+    )
     if host in ("localhost", "127.0.0.1") and shutil.which("rabbitmq-server"):
         log("RabbitMQ is not running; starting it with `rabbitmq-server -detached`")
-        subprocess.run(["rabbitmq-server", "-detached"], check=False)
-        wait_until(lambda: port_open(host, port), 90, "RabbitMQ")
+        started = subprocess.run(["rabbitmq-server", "-detached"], check=False)
+        try:
+            if started.returncode != 0:
+                raise TimeoutError(f"`rabbitmq-server -detached` failed with exit code {started.returncode}")
+            wait_until(lambda: port_open(host, port), 90, "RabbitMQ")
+        except TimeoutError as problem:
+            sys.exit(f"RabbitMQ could not be started at {host}:{port} ({problem}). {what_to_do}")
         return
-    sys.exit(
-        f"RabbitMQ is not reachable at {host}:{port}. Install it (Debian: apt-get install rabbitmq-server, "
-        "then rabbitmq-server -detached), point AMQP_URL at a running broker, or run `docker compose up`."
-    )
+    sys.exit(f"RabbitMQ is not reachable at {host}:{port}. {what_to_do}")
 
 
 def ready(url: str) -> bool:

@@ -11,7 +11,14 @@ import agreements.main
 import intake.main
 import notifications.main
 from agency_shared.asyncapi import EventDocument
-from agency_shared.events import AgreementRecorded, ApplicationSubmitted, EnquiryReceived, Event, NotificationSettled
+from agency_shared.events import (
+    AgreementRecorded,
+    ApplicantErased,
+    ApplicationSubmitted,
+    EnquiryReceived,
+    Event,
+    NotificationSettled,
+)
 from agency_shared.topology import CONSUMER_QUEUES, EVENTS_EXCHANGE
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
@@ -22,7 +29,7 @@ from tests.support.apps import client, serving
 SERVICES = ("intake", "agreements", "notifications")
 PUBLISHES: dict[str, tuple[type[Event], ...]] = {
     "intake": (ApplicationSubmitted, EnquiryReceived),
-    "agreements": (AgreementRecorded,),
+    "agreements": (AgreementRecorded, ApplicantErased),
     "notifications": (NotificationSettled,),
 }
 

@@ -83,7 +83,7 @@ async def test_tampering_is_detected_and_located(
     links = mongo[agreements_settings.mongodb_db]["acceptance_ledger"]
     assert (await report(mongo, agreements_settings.mongodb_db)).ok
     if tampering == "change-a-field":
-        await links.update_one({"_id": 3}, {"$set": {"record.client_ip": "192.0.2.99"}})
+        await links.update_one({"_id": 3}, {"$set": {"record.company_country": "XX"}})
         expected = (3, "altered")
     elif tampering == "delete-a-link":
         await links.delete_one({"_id": 4})
@@ -166,6 +166,12 @@ async def test_a_receipt_verifies_offline_with_the_standalone_verifier(
 
     (tmp_path / "other.txt").write_text(CURRENT.text + " ", encoding="utf-8")
     assert verify("receipt.json", "other.txt").returncode == 1
+    assert "the personal data matches" in intact.stdout
+    impostor = {**receipt, "personal_data": {**receipt["personal_data"], "applicant_email": "someone@else.example"}}
+    (tmp_path / "impostor.json").write_text(json.dumps(impostor), encoding="utf-8")
+    claimed = verify("impostor.json")
+    assert claimed.returncode == 1
+    assert "applicant_email is not the value whose salted hash the record holds" in claimed.stdout
     forged = {**receipt, "record": {**receipt["record"], "accepted_at": "2020-01-01T00:00:00.000000Z"}}
     (tmp_path / "forged.json").write_text(json.dumps(forged), encoding="utf-8")
     rejected = verify("forged.json")

@@ -75,3 +75,35 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
             code = await runner.wait()
     assert code == 0, "".join(output) + rest.decode(errors="replace")
     assert "[run] stopped" in rest.decode()
+
+
+async def test_the_runner_says_what_to_do_when_rabbitmq_is_unreachable(tmp_path: Path) -> None:
+    # A remote broker that does not answer: nothing to start here, so the runner must say what to do.
+    env = {**os.environ, "AMQP_URL": f"amqp://guest:guest@127.0.0.2:{free_port()}/"}
+    remote = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "scripts" / "run_local.py"), "--check-broker",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, remote_err = await asyncio.wait_for(remote.communicate(), timeout=30)
+    # A local broker whose start fails (a `rabbitmq-server` on PATH that cannot start): say so at once, not after 90 s.
+    failing = tmp_path / "bin" / "rabbitmq-server"
+    failing.parent.mkdir()
+    failing.write_text("#!/bin/sh\necho 'ERROR: node with name rabbit already running' >&2\nexit 69\n")
+    failing.chmod(0o755)
+    env = {
+        **os.environ,
+        "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/",
+        "PATH": f"{failing.parent}:{os.environ['PATH']}",
+    }
+    local = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "scripts" / "run_local.py"), "--check-broker",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, local_err = await asyncio.wait_for(local.communicate(), timeout=30)
+    assert remote.returncode == 1
+    assert "RabbitMQ is not reachable at 127.0.0.2" in remote_err.decode()
+    assert local.returncode == 1
+    assert "exit code 69" in local_err.decode()
+    for err in (remote_err.decode(), local_err.decode()):
+        assert "apt-get install rabbitmq-server" in err
+        assert "docker compose up" in err

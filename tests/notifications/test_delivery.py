@@ -53,6 +53,8 @@ async def test_client_is_emailed_when_the_agreement_is_recorded(
         [message] = await inbox.wait_for(lambda messages: len(messages) == 1)
     assert message["To"].addresses[0].addr_spec == CLIENT
     assert message["Subject"].startswith("感谢您")
+    # "If anything above is wrong, reply to this email": the reply reaches the staff, not no-reply.
+    assert sorted(a.addr_spec for a in message["Reply-To"].addresses) == sorted(STAFF)
     assert message["X-Correlation-ID"] == event.correlation_id
 
 
@@ -203,6 +205,7 @@ async def test_an_enquiry_reaches_staff_and_the_enquirer_gets_an_autoresponse_in
         await inbox.wait_for(lambda messages: len(messages) == len(STAFF) + 1)
     [reply] = inbox.to("wang.fang@example.cn")
     assert reply["Subject"] == "感谢您！我们已收到您的咨询"
+    assert sorted(a.addr_spec for a in reply["Reply-To"].addresses) == sorted(STAFF)
     assert "微信支付与电商" in reply.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     for staff in STAFF:
         [email] = inbox.to(staff)

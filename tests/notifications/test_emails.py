@@ -184,7 +184,12 @@ def test_client_confirmation_carries_a_verifiable_receipt() -> None:
     assert attachment.get_filename() == f"receipt-{event.data.application_id}.json"
     receipt = json.loads(attachment.get_content())
     assert verify_receipt(receipt, CURRENT.text) == []
-    assert receipt["record"]["applicant_name"] == "Li Wei 李伟"
+    # The record holds only a salted hash of the name; the receipt carries the name and salt to check it.
+    assert "applicant_name" not in receipt["record"]
+    assert receipt["personal_data"]["applicant_name"] == "Li Wei 李伟"
+    assert verify_receipt({**receipt, "personal_data": {**receipt["personal_data"], "applicant_name": "Li Wei"}}) == [
+        "applicant_name is not the value whose salted hash the record holds"
+    ]
     text, _ = bodies(message)
     assert f"#{event.data.sequence}" in text
     assert event.data.record_hash in text

@@ -44,6 +44,20 @@ class ApplicationSubmittedData(Model):
     locale: Locale
 
 
+class PersonalData(Model):
+    """The applicant's personal data, kept outside the hashed record (which holds each field's salted hash).
+
+    ``salt`` is random per acceptance; see ``receipt_verifier.personal_sha256`` for the hash.
+    """
+
+    salt: str
+    applicant_name: str
+    applicant_email: str
+    applicant_phone: str
+    client_ip: str
+    user_agent: str
+
+
 class AgreementRecordedData(Model):
     application_id: uuid.UUID
     acceptance_id: uuid.UUID
@@ -62,6 +76,15 @@ class AgreementRecordedData(Model):
     account_name: str
     company_name: str
     locale: Locale
+    # What the record's salted hashes were made from, so the client's receipt can be checked offline.
+    personal_data: PersonalData
+
+
+class ApplicantErasedData(Model):
+    application_id: uuid.UUID
+    # The events about this application whose emails went to the applicant: their records forget the address.
+    event_ids: tuple[uuid.UUID, ...]
+    erased_at: AwareDatetime
 
 
 class NotificationSettledData(Model):
@@ -128,3 +151,11 @@ class NotificationSettled(Event):
     routing_key: ClassVar[str] = "notification.settled"
     event_type: Literal["notification.settled"] = "notification.settled"
     data: NotificationSettledData
+
+
+class ApplicantErased(Event):
+    """Staff erased an applicant's personal data; every service forgets what it kept of it (agreements)."""
+
+    routing_key: ClassVar[str] = "applicant.erased"
+    event_type: Literal["applicant.erased"] = "applicant.erased"
+    data: ApplicantErasedData

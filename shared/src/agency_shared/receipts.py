@@ -5,10 +5,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from agency_shared.events import AgreementRecordedData
+from agency_shared.events import AgreementRecordedData, PersonalData
 
 VERIFY_HINT = (
-    "record_hash is the SHA-256 of the canonical JSON of record (keys sorted, no whitespace, UTF-8). "
+    "record_hash is the SHA-256 of the canonical JSON of record (keys sorted, no whitespace, UTF-8); "
+    "each <field>_sha256 of record is the SHA-256 of 'salt:field:value' over personal_data. "
     "Check it with receipt_verifier.py (Python standard library only), optionally with the agreement text."
 )
 
@@ -26,10 +27,19 @@ class Receipt(BaseModel):
     prev_hash: str
     record_hash: str
     record: dict[str, Any]
+    # The values and salt behind the record's salted hashes; None once erased (then erased_at says when).
+    personal_data: PersonalData | None = None
+    personal_data_erased_at: str | None = None
     how_to_verify: str = VERIFY_HINT
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], record_hash: str) -> "Receipt":
+    def from_record(
+        cls,
+        record: dict[str, Any],
+        record_hash: str,
+        personal_data: PersonalData | None = None,
+        erased_at: str | None = None,
+    ) -> "Receipt":
         return cls(
             application_id=record["application_id"],
             acceptance_id=record["acceptance_id"],
@@ -41,11 +51,13 @@ class Receipt(BaseModel):
             prev_hash=record["prev_hash"],
             record_hash=record_hash,
             record=record,
+            personal_data=personal_data,
+            personal_data_erased_at=erased_at,
         )
 
     @classmethod
     def from_event(cls, data: AgreementRecordedData) -> "Receipt":
-        return cls.from_record(data.record, data.record_hash)
+        return cls.from_record(data.record, data.record_hash, data.personal_data)
 
     def as_json(self) -> dict[str, Any]:
         """As served and attached: UUIDs as strings, the record exactly as hashed."""

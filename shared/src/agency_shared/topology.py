@@ -8,7 +8,14 @@ from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExcha
 from faststream.rabbit.publisher import RabbitPublisher
 from faststream.rabbit.subscriber import RabbitSubscriber
 
-from agency_shared.events import AgreementRecorded, ApplicationSubmitted, EnquiryReceived, Event, NotificationSettled
+from agency_shared.events import (
+    AgreementRecorded,
+    ApplicantErased,
+    ApplicationSubmitted,
+    EnquiryReceived,
+    Event,
+    NotificationSettled,
+)
 
 EVENTS_EXCHANGE = RabbitExchange("wechat_agency.events", type=ExchangeType.TOPIC, durable=True)
 DEAD_LETTER_EXCHANGE = RabbitExchange("wechat_agency.dead-letter", type=ExchangeType.DIRECT, durable=True)
@@ -71,6 +78,7 @@ AGREEMENTS_NOTIFICATION_SETTLED = ConsumerQueue("agreements.notification-settled
 NOTIFICATIONS_APPLICATION_SUBMITTED = ConsumerQueue("notifications.application-submitted", ApplicationSubmitted)
 NOTIFICATIONS_AGREEMENT_RECORDED = ConsumerQueue("notifications.agreement-recorded", AgreementRecorded)
 NOTIFICATIONS_ENQUIRY_RECEIVED = ConsumerQueue("notifications.enquiry-received", EnquiryReceived)
+NOTIFICATIONS_APPLICANT_ERASED = ConsumerQueue("notifications.applicant-erased", ApplicantErased)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -78,6 +86,7 @@ CONSUMER_QUEUES = (
     NOTIFICATIONS_APPLICATION_SUBMITTED,
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
+    NOTIFICATIONS_APPLICANT_ERASED,
 )
 
 

@@ -46,13 +46,16 @@ APPLICATION_COLUMNS: Sequence[Column] = (
     ("agreement_version", _get("acceptance", "agreement_version")),
     ("locale", _get("locale")),
     ("sequence", _get("sequence")),
+    # An erased application keeps its row; the personal cells above are then empty.
+    ("personal_data_erased_at", lambda d: d["erasure"]["erased_at"].isoformat() if d.get("erasure") else ""),
 )
 
 ACCEPTANCE_COLUMNS: Sequence[Column] = (
     *((name, _get("record", name)) for name in (
         "sequence", "application_id", "acceptance_id", "agreement_id", "agreement_version", "agreement_sha256",
-        "accepted_at", "recorded_at", "client_ip", "user_agent", "applicant_name", "applicant_email",
-        "account_name", "company_name", "company_registration_number", "company_country", "locale", "prev_hash",
+        "accepted_at", "recorded_at", "client_ip_sha256", "user_agent_sha256", "applicant_name_sha256",
+        "applicant_email_sha256", "applicant_phone_sha256", "account_name", "company_name",
+        "company_registration_number", "company_country", "locale", "prev_hash",
     )),
     ("record_hash", _get("record_hash")),
 )  # fmt: skip

@@ -17,7 +17,7 @@ from agency_shared.topology import (
     DEFAULT_MAX_LENGTH,
     subscribe,
 )
-from agreements.recording import AcceptanceLedger, ApplicationStore, record_application
+from agreements.recording import AcceptanceLedger, ApplicationErased, ApplicationStore, record_application
 from agreements.storage import LedgerContention
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,16 @@ def build_router(
         """Record the application and its acceptance as the next ledger link, then announce agreement.recorded."""
 
         async def record() -> None:
-            recorded = await record_application(event, applications, ledger, now=utc_now())
+            try:
+                recorded = await record_application(event, applications, ledger, now=utc_now())
+            except ApplicationErased:
+                # A replay after the applicant's data was erased: announcing it again would email them.
+                logger.warning(
+                    "application %s was erased: not recorded again",
+                    event.data.application_id,
+                    extra={"correlation_id": event.correlation_id},
+                )
+                return
             await publish(recorded)
             logger.info(
                 "application %s recorded as link %d",

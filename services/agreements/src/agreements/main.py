@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.asyncapi import document_events
 from agency_shared.correlation import CorrelationIdMiddleware, MessageContext
-from agency_shared.events import AgreementRecorded
+from agency_shared.events import AgreementRecorded, ApplicantErased
 from agency_shared.health import health_router
 from agency_shared.logs import BROKER_LOGGER, configure_logging
 from agency_shared.messaging import EventPublisher, RejectUnreadableMessages
@@ -80,6 +80,7 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
     )
     app.state.applications = applications
     app.state.ledger = ledger
+    app.state.publish = publisher.publish
     app.state.catalog = AgreementCatalog.configured(settings.agreements_dir)
     app.state.staff_token = settings.staff_api_token.get_secret_value() if settings.staff_api_token else None
     app.include_router(public_api.router)
@@ -94,7 +95,10 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
     document_events(
         app,
         broker,
-        publishes=(AgreementRecorded,),
-        description="Records each application in the acceptance ledger and announces it; follows each email's outcome.",
+        publishes=(AgreementRecorded, ApplicantErased),
+        description=(
+            "Records each application in the acceptance ledger and announces it; follows each email's outcome; "
+            "announces the erasure of an applicant's personal data."
+        ),
     )
     return app

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from agency_shared.agreement_documents import AgreementCatalog, AgreementDocument
+from agency_shared.receipt_verifier import timestamp
 from agency_shared.receipts import Receipt
 from agreements.storage import MongoAcceptanceLedger, MongoApplications
 
@@ -108,12 +109,17 @@ async def application_status(application_id: uuid.UUID, applications: Applicatio
 
 
 @router.get("/v1/applications/{application_id}/receipt", tags=["applications"], responses=NOT_FOUND)
-async def application_receipt(application_id: uuid.UUID, ledger: Ledger) -> dict[str, Any]:
-    """The acceptance receipt: check it offline with the verifier from ``/v1/receipt-verifier.py``."""
+async def application_receipt(application_id: uuid.UUID, ledger: Ledger, applications: Applications) -> dict[str, Any]:
+    """The acceptance receipt: check it offline with the verifier from ``/v1/receipt-verifier.py``.
+
+    After an erasure it still proves the acceptance, with ``personal_data`` null and ``personal_data_erased_at`` set.
+    """
     entry = await ledger.find(application_id)
     if entry is None:
         raise HTTPException(404, "no recorded acceptance for this application (yet)")
-    return Receipt.from_record(entry.record, entry.record_hash).as_json()
+    personal, erased_at = await applications.personal_data(application_id)
+    erased = timestamp(erased_at) if erased_at else None
+    return Receipt.from_record(entry.record, entry.record_hash, personal, erased).as_json()
 
 
 @router.get(

@@ -1,5 +1,6 @@
 """Recording an application and its acceptance exactly once, as a link in the hash chain, and announcing it."""
 
+import secrets
 import uuid
 from datetime import datetime
 from typing import Any, Protocol
@@ -12,10 +13,15 @@ from agency_shared.events import (
     AgreementRecordedData,
     ApplicationSubmitted,
     NotificationSettledData,
+    PersonalData,
     derived_id,
 )
 from agency_shared.forms import ApplicationForm, Locale
-from agency_shared.receipt_verifier import timestamp
+from agency_shared.receipt_verifier import personal_hashes, timestamp
+
+
+class ApplicationErased(Exception):
+    """The application's personal data was erased: it is never recorded or announced again."""
 
 
 class ApplicationRecord(BaseModel):
@@ -32,6 +38,19 @@ class ApplicationRecord(BaseModel):
     submitted_event_id: uuid.UUID
     received_at: AwareDatetime
     recorded_at: AwareDatetime
+    # Random per acceptance, so the record's hashes of personal fields cannot be matched against guesses.
+    personal_salt: str
+
+    def personal_data(self) -> PersonalData:
+        operator = self.application.operator
+        return PersonalData(
+            salt=self.personal_salt,
+            applicant_name=operator.name,
+            applicant_email=str(operator.email),
+            applicant_phone=operator.phone,
+            client_ip=self.acceptance.client_ip,
+            user_agent=self.acceptance.user_agent,
+        )
 
 
 class LedgerEntry(BaseModel):
@@ -47,7 +66,10 @@ class LedgerEntry(BaseModel):
 
 class ApplicationStore(Protocol):
     async def add(self, record: ApplicationRecord) -> ApplicationRecord:
-        """Store ``record`` unless its application is already stored; return the stored one either way."""
+        """Store ``record`` unless its application is already stored; return the stored one either way.
+
+        Raises ``ApplicationErased`` when the stored one's personal data was erased.
+        """
         ...
 
     async def mark_recorded(self, record: ApplicationRecord, entry: LedgerEntry) -> None: ...
@@ -81,11 +103,15 @@ def record_from_event(event: ApplicationSubmitted, now: datetime) -> Application
         submitted_event_id=event.event_id,
         received_at=_millisecond_precision(event.occurred_at),
         recorded_at=_millisecond_precision(now),
+        personal_salt=secrets.token_hex(32),
     )
 
 
 def acceptance_record(application: ApplicationRecord, sequence: int, prev_hash: str) -> dict[str, Any]:
-    """The canonical record that is hashed: flat, strings and one integer, times in one fixed format."""
+    """The canonical record that is hashed: flat, strings and one integer, times in one fixed format.
+
+    Personal fields appear only as salted hashes, so erasing them leaves every link verifiable.
+    """
     evidence = application.acceptance
     form = application.application
     return {
@@ -98,10 +124,7 @@ def acceptance_record(application: ApplicationRecord, sequence: int, prev_hash: 
         "agreement_sha256": evidence.agreement_sha256,
         "accepted_at": timestamp(evidence.accepted_at),
         "recorded_at": timestamp(application.recorded_at),
-        "client_ip": evidence.client_ip,
-        "user_agent": evidence.user_agent,
-        "applicant_name": form.operator.name,
-        "applicant_email": str(form.operator.email),
+        **personal_hashes(application.personal_data().model_dump()),
         "account_name": form.account.name,
         "company_name": form.company.legal_name,
         "company_registration_number": form.company.registration_number,
@@ -110,11 +133,15 @@ def acceptance_record(application: ApplicationRecord, sequence: int, prev_hash: 
     }
 
 
+def recorded_event_id(application_id: uuid.UUID) -> uuid.UUID:
+    return derived_id(AgreementRecorded.routing_key, str(application_id))
+
+
 def agreement_recorded(application: ApplicationRecord, entry: LedgerEntry) -> AgreementRecorded:
     """The event for a stored acceptance; the same acceptance always gives the same event (same id)."""
     acceptance = application.acceptance
     return AgreementRecorded(
-        event_id=derived_id(AgreementRecorded.routing_key, str(application.application_id)),
+        event_id=recorded_event_id(application.application_id),
         occurred_at=application.recorded_at,
         correlation_id=application.correlation_id,
         data=AgreementRecordedData(
@@ -134,6 +161,7 @@ def agreement_recorded(application: ApplicationRecord, entry: LedgerEntry) -> Ag
             account_name=application.application.account.name,
             company_name=application.application.company.legal_name,
             locale=application.locale,
+            personal_data=application.personal_data(),
         ),
     )
 

@@ -5,16 +5,22 @@ import binascii
 import json
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from agency_shared.events import Event, utc_now
+from agency_shared.messaging import PublishFailed
+from agency_shared.text import SINGLE_LINE
+from agreements.erasure import erase_applicant
 from agreements.exports import ACCEPTANCE_COLUMNS, APPLICATION_COLUMNS, csv_rows
 from agreements.public_api import Applications, Catalog, Ledger
+from agreements.storage import ErasureContention
 from agreements.verification import ChainReport, verify_chain
 
 _bearer = HTTPBearer(auto_error=False, description="STAFF_API_TOKEN")
@@ -123,6 +129,52 @@ async def application_detail(application_id: uuid.UUID, applications: Applicatio
     document["ledger"] = entry.model_dump() if entry else None
     document["timeline"] = sorted(document.get("timeline", []), key=lambda moment: moment["at"])
     return document
+
+
+class ErasureRequest(BaseModel):
+    # Kept in the tombstone; any personal value it repeats is blanked like everywhere else.
+    reason: Annotated[str, SINGLE_LINE, Field(max_length=500)] | None = None
+
+
+class Erasure(BaseModel):
+    application_id: uuid.UUID
+    erased_at: datetime
+    reason: str | None
+
+
+async def _publish(request: Request) -> Callable[[Event], Awaitable[None]]:
+    publish: Callable[[Event], Awaitable[None]] = request.app.state.publish
+    return publish
+
+
+@router.post(
+    "/v1/staff/applications/{application_id}/erasure",
+    response_model=Erasure,
+    responses={
+        404: {"description": "No such application"},
+        503: {"description": "Erased here, but not yet announced to the other services: ask again"},
+    },
+)
+async def erase_personal_data(
+    application_id: uuid.UUID,
+    request: Request,
+    applications: Applications,
+    publish: Annotated[Callable[[Event], Awaitable[None]], Depends(_publish)],
+    body: ErasureRequest | None = None,
+) -> Erasure:
+    """Erase the applicant's name, email, phone, IP and user agent from every service; repeating it is harmless.
+
+    The ledger link stays and still verifies: it holds only salted hashes of those fields.
+    """
+    reason = body.reason if body else None
+    correlation_id = request.state.correlation_id
+    try:
+        tombstone = await erase_applicant(application_id, reason, applications, publish, correlation_id, utc_now())
+    except (PublishFailed, ErasureContention) as exc:
+        raise HTTPException(503, f"not finished ({exc}): ask again", headers={"Retry-After": "5"}) from exc
+    if tombstone is None:
+        raise HTTPException(404, "no such application")
+    return Erasure(application_id=application_id, **tombstone)
 
 
 def _csv(rows: Any, name: str) -> StreamingResponse:

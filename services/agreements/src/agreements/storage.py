@@ -2,8 +2,9 @@
 
 import asyncio
 import contextlib
+import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,10 +13,10 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from agency_shared.events import NotificationSettledData
+from agency_shared.events import NotificationSettledData, PersonalData
 from agency_shared.metrics import LEDGER_LENGTH
 from agency_shared.receipt_verifier import GENESIS_HASH, record_hash
-from agreements.recording import ApplicationRecord, LedgerEntry, acceptance_record
+from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_record
 
 Document = dict[str, Any]
 
@@ -23,8 +24,16 @@ Document = dict[str, Any]
 RECEIVED, RECORDED, CONFIRMED = "received", "recorded", "confirmed"
 
 
+# What an erased value becomes wherever it appeared in text (timeline keys, SMTP replies, notes).
+ERASED = "[erased]"
+
+
 class LedgerContention(Exception):
     """Other writers kept taking the next sequence number; the message is retried later."""
+
+
+class ErasureContention(Exception):
+    """The application kept changing while its personal data was being erased; asking again finishes it."""
 
 
 class MongoApplications:
@@ -56,6 +65,8 @@ class MongoApplications:
             existing = await self.get(record.application_id)
             if existing is None:  # pragma: no cover - a unique index violation implies the document exists
                 raise
+            if "erasure" in existing:
+                raise ApplicationErased(str(record.application_id)) from None
             return ApplicationRecord.model_validate(existing)
         return record
 
@@ -84,10 +95,44 @@ class MongoApplications:
             )
 
     async def _add_moment(self, application_id: str, moment: Document) -> None:
-        # Filtering on the key makes a repeated event a no-op.
+        # Filtering on the key makes a repeated event a no-op. An erased application's timeline
+        # is closed: a late outcome would bring the applicant's address back.
         await self.collection.update_one(
-            {"application_id": application_id, "timeline.key": {"$ne": moment["key"]}}, {"$push": {"timeline": moment}}
+            {"application_id": application_id, "timeline.key": {"$ne": moment["key"]}, "erasure": {"$exists": False}},
+            {"$push": {"timeline": moment}},
         )
+
+    async def personal_data(self, application_id: uuid.UUID | str) -> tuple[PersonalData | None, datetime | None]:
+        """What the record's salted hashes were made from, or (None, when it was erased)."""
+        document = await self.get(application_id)
+        if document is not None and "erasure" in document:
+            return None, document["erasure"]["erased_at"]
+        if document is None:
+            return None, None
+        return ApplicationRecord.model_validate(document).personal_data(), None
+
+    async def erase(self, application_id: uuid.UUID | str, reason: str | None, now: datetime) -> Document | None:
+        """Remove the applicant's personal data, leaving a tombstone; the existing tombstone if erased before.
+
+        The document is rewritten only if its timeline has not grown meanwhile (moments are
+        only ever pushed), so an email outcome noted concurrently is never written back in plain.
+        """
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as MongoDB keeps it: a repeat answers alike
+        for _ in range(10):
+            document = await self.collection.find_one({"application_id": str(application_id)})
+            if document is None:
+                return None
+            if "erasure" in document:
+                return dict(document["erasure"])
+            update = erasure_update(document, reason, now)
+            written = await self.collection.update_one(
+                {"_id": document["_id"], "erasure": {"$exists": False},
+                 "timeline": {"$size": len(document.get("timeline", []))}},
+                update,
+            )  # fmt: skip
+            if written.matched_count:
+                return dict(update["$set"]["erasure"])
+        raise ErasureContention(str(application_id))
 
     async def get(self, application_id: uuid.UUID | str) -> Document | None:
         return await self.collection.find_one({"application_id": str(application_id)}, {"_id": 0})
@@ -101,6 +146,45 @@ class MongoApplications:
 
 def _moment(key: str, kind: str, at: datetime, detail: Document) -> Document:
     return {"key": key, "kind": kind, "at": at, "detail": detail}
+
+
+def erasure_update(document: Document, reason: str | None, now: datetime) -> Document:
+    """The update that erases ``document``: personal fields removed, every text repeating them blanked, a tombstone.
+
+    Free text may repeat them too: notes, SMTP replies, timeline keys naming the recipient.
+    """
+    application, acceptance = document.get("application", {}), document.get("acceptance", {})
+    operator = application.get("operator", {})
+    personal = [operator.get(name) for name in ("name", "email", "phone")]
+    blank = _blanker([*personal, acceptance.get("client_ip"), acceptance.get("user_agent")])
+    tombstone = {"erased_at": now, "reason": blank(reason) if reason else None}
+    kept = {key: value for key, value in document.items() if key not in ("_id", "personal_salt")}
+    kept["application"] = {key: value for key, value in application.items() if key != "operator"}
+    kept["acceptance"] = {key: value for key, value in acceptance.items() if key not in ("client_ip", "user_agent")}
+    kept["timeline"] = [*document.get("timeline", []), _moment("erased", "personal_data_erased", now, tombstone)]
+    kept["erasure"] = tombstone
+    # Only what changes is written: a status moving on meanwhile is kept.
+    changed = {key: new for key, value in kept.items() if (new := _scrubbed(value, blank)) != document.get(key)}
+    return {"$set": changed, "$unset": {"personal_salt": ""}}
+
+
+def _blanker(values: Iterable[Any]) -> Callable[[str], str]:
+    """Replaces each of ``values`` in a text, as a whole word, in any case (keys hold addresses lower-cased)."""
+    words = sorted({value for value in values if isinstance(value, str) and value}, key=len, reverse=True)
+    if not words:
+        return lambda text: text
+    pattern = re.compile(rf"(?<!\w)(?:{'|'.join(map(re.escape, words))})(?!\w)", re.IGNORECASE)
+    return lambda text: pattern.sub(ERASED, text)
+
+
+def _scrubbed(value: Any, blank: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return blank(value)
+    if isinstance(value, dict):
+        return {key: _scrubbed(item, blank) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(item, blank) for item in value]
+    return value
 
 
 @dataclass

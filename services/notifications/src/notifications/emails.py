@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
@@ -98,14 +99,14 @@ def _compose(
     recipient: Address,
     event: Event,
     context: dict[str, Any],
-    reply_to: Address | None = None,
+    reply_to: Address | tuple[Address, ...] | None = None,
     attachments: tuple[Attachment, ...] = (),
 ) -> EmailMessage:
     message = EmailMessage(policy=EMAIL_POLICY)
     message["Subject"] = subject
     message["From"] = sender
     message["To"] = recipient
-    if reply_to is not None:
+    if reply_to:
         message["Reply-To"] = reply_to
     message["Date"] = format_datetime(event.occurred_at)
     message["Message-ID"] = message_id(event, template, recipient.addr_spec)
@@ -142,8 +143,11 @@ def staff_new_application(event: ApplicationSubmitted, staff: str, mail_from: st
     )
 
 
-def client_confirmation(event: AgreementRecorded, mail_from: str) -> EmailMessage:
-    """The confirmation, with the acceptance receipt summarised in the body and attached as JSON."""
+def client_confirmation(event: AgreementRecorded, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
+    """The confirmation, with the acceptance receipt summarised in the body and attached as JSON.
+
+    The client's reply goes to the staff (``MAIL_FROM`` is usually a no-reply address).
+    """
     data = event.data
     receipt = Receipt.from_event(data)
     return _compose(
@@ -152,6 +156,7 @@ def client_confirmation(event: AgreementRecorded, mail_from: str) -> EmailMessag
         subject=SUBJECTS["client_confirmation"][data.locale].format(short_id=str(data.application_id)[:8]),
         sender=parse_address(mail_from),
         recipient=person(data.applicant_name, data.applicant_email),
+        reply_to=tuple(parse_address(address) for address in staff),
         event=event,
         context={"data": data},
         attachments=(
@@ -187,7 +192,7 @@ def staff_new_enquiry(event: EnquiryReceived, staff: str, mail_from: str, locale
     )
 
 
-def enquiry_autoresponse(event: EnquiryReceived, mail_from: str) -> EmailMessage:
+def enquiry_autoresponse(event: EnquiryReceived, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
     enquiry = event.data.enquiry
     locale = event.data.locale
     return _compose(
@@ -196,6 +201,7 @@ def enquiry_autoresponse(event: EnquiryReceived, mail_from: str) -> EmailMessage
         subject=SUBJECTS["enquiry_autoresponse"][locale],
         sender=parse_address(mail_from),
         recipient=person(enquiry.name, str(enquiry.email)),
+        reply_to=tuple(parse_address(address) for address in staff),
         event=event,
         context=_enquiry_context(event, locale),
     )

@@ -190,7 +190,9 @@ def build_router(notifier: Notifier, settings: NotificationsSettings) -> RabbitR
     async def on_agreement_recorded(event: AgreementRecorded, message: RabbitMessage) -> None:
         """Send the client the confirmation of their application and agreement acceptance."""
         email = OutgoingEmail(
-            "client_confirmation", event.data.applicant_email, client_confirmation(event, settings.mail_from)
+            "client_confirmation",
+            event.data.applicant_email,
+            client_confirmation(event, settings.mail_from, settings.staff_emails),
         )
         subject = {"application_id": event.data.application_id}
         await notifier.settle(NOTIFICATIONS_AGREEMENT_RECORDED, event, subject, [email], message)
@@ -204,7 +206,9 @@ def build_router(notifier: Notifier, settings: NotificationsSettings) -> RabbitR
         ]
         emails.append(
             OutgoingEmail(
-                "enquiry_autoresponse", str(event.data.enquiry.email), enquiry_autoresponse(event, settings.mail_from)
+                "enquiry_autoresponse",
+                str(event.data.enquiry.email),
+                enquiry_autoresponse(event, settings.mail_from, settings.staff_emails),
             )
         )
         subject = {"enquiry_id": event.data.enquiry_id}

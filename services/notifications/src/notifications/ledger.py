@@ -1,5 +1,7 @@
 """The notification ledger in MongoDB: one entry per (event, template, recipient), so no email goes out twice."""
 
+import contextlib
+from collections.abc import Collection
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -11,6 +13,13 @@ from pymongo.errors import DuplicateKeyError
 from agency_shared.events import utc_now
 
 Document = dict[str, Any]
+# What a forgotten recipient's address becomes, in the entry and in its key.
+ERASED = "[erased]"
+
+
+def forgotten_key(event_id: str, template: str) -> str:
+    """The key of an email whose recipient was erased (the usual key ends with the address)."""
+    return f"{event_id}/{template}/{ERASED}"
 
 
 class Claim(StrEnum):
@@ -35,6 +44,12 @@ class NotificationLedger:
         ``retry_failed`` (an operator replayed the event) takes failed emails back too.
         """
         now = utc_now()
+        # A replayed event must not email an applicant who asked to be forgotten.
+        forgotten = await self._emails.find_one(
+            {"_id": forgotten_key(str(details.get("event_id")), str(details.get("template")))}, {"state": 1}
+        )
+        if forgotten is not None:
+            return Claim.SENT if forgotten["state"] == "sent" else Claim.FAILED
         try:
             await self._emails.insert_one(
                 {"_id": key, **details, "state": "sending", "lease_until": now + self._lease, "attempts": 0,
@@ -88,3 +103,28 @@ class NotificationLedger:
 
     async def entries(self, event_id: str) -> list[Document]:
         return await self._emails.find({"event_id": event_id}).to_list()
+
+    async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int:
+        """Erase the address from these events' emails of ``templates`` (those to the applicant); a repeat is a no-op.
+
+        The entry is re-keyed (its key ends with the address) and loses the SMTP reply or error and
+        the Message-ID, which may name or be derived from the address. An email not sent by now never
+        will be: it becomes failed.
+        """
+        query = {
+            "event_id": {"$in": list(event_ids)},
+            "template": {"$in": list(templates)},
+            "recipient": {"$ne": ERASED},
+        }
+        forgotten = 0
+        async for entry in self._emails.find(query):
+            kept = {key: value for key, value in entry.items() if key not in ("smtp_reply", "last_error", "message_id")}
+            state = "sent" if entry.get("state") == "sent" else "failed"
+            erased = {**kept, "_id": forgotten_key(entry["event_id"], entry["template"]), "recipient": ERASED,
+                      "state": state, "lease_until": None, "updated_at": utc_now()}  # fmt: skip
+            # Insert before delete: an interrupted run leaves both, and its repeat removes the original.
+            with contextlib.suppress(DuplicateKeyError):
+                await self._emails.insert_one(erased)
+            await self._emails.delete_one({"_id": entry["_id"]})
+            forgotten += 1
+        return forgotten

@@ -18,6 +18,7 @@ from agency_shared.metrics import HttpMetricsMiddleware, broker_metrics
 from agency_shared.retries import Backoff, RetryScheduler
 from agency_shared.startup import check_at_startup
 from agency_shared.topology import CONSUMER_QUEUES, declare_topology
+from notifications.erasure import build_erasure_router
 from notifications.handlers import Notifier, build_router, staff_alerts
 from notifications.ledger import NotificationLedger
 from notifications.mailer import Mailer, SmtpMailer
@@ -50,6 +51,7 @@ def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | N
     smtp = SmtpMailer(settings)
     notifier = Notifier(ledger, mailer or smtp, retries, publisher.publish, staff_alerts(settings))
     broker.include_router(build_router(notifier, settings))
+    broker.include_router(build_erasure_router(ledger, settings.queue_max_length))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,0 +1,159 @@
+"""Erasing an applicant's personal data: gone from every collection, while the ledger still verifies."""
+
+import asyncio
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from pymongo import AsyncMongoClient
+
+import agreements.main
+import intake.main
+import notifications.main
+from agency_shared.receipt_verifier import verify_receipt
+from agreements.settings import AgreementsSettings
+from intake.settings import IntakeSettings
+from notifications.ledger import Claim, NotificationLedger
+from notifications.settings import NotificationsSettings
+from tests.agreements.test_ledger import STAFF_TOKEN, run_verify_command
+from tests.support import broker
+from tests.support.apps import client, serving
+from tests.support.data import CURRENT, application
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+AUTH = {"Authorization": f"Bearer {STAFF_TOKEN}"}
+CLIENT_IP, USER_AGENT = "203.0.113.7", "pytest-browser/1.0"  # what tests.support.apps.client sends
+NAME, EMAIL, PHONE = "Li Wei 李伟", "li.wei@mapletea.example", "+16045550199"
+PERSONAL = (NAME, EMAIL, PHONE, CLIENT_IP, USER_AGENT)
+KEY = "erasure-test-idempotency-key"
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings(item)
+
+
+async def personal_data_found(mongo: Mongo, db: str) -> dict[str, set[str]]:
+    """Every collection of the database, every document, every string: which personal values appear where."""
+    found: dict[str, set[str]] = {}
+    for name in await mongo[db].list_collection_names():
+        async for document in mongo[db][name].find({}):
+            for text in strings(document):
+                for value in PERSONAL:
+                    if value.lower() in text.lower():
+                        found.setdefault(value, set()).add(name)
+    return found
+
+
+async def timeline(mongo: Mongo, db: str, application_id: str) -> list[Any]:
+    document = await mongo[db]["applications"].find_one({"application_id": application_id})
+    return document["timeline"] if document else []
+
+
+@pytest.fixture
+def staff_settings(agreements_settings: AgreementsSettings) -> AgreementsSettings:
+    return agreements_settings.model_copy(update={"staff_api_token": SecretStr(STAFF_TOKEN)})
+
+
+async def test_erasure_removes_personal_data_everywhere_and_the_ledger_still_verifies(
+    staff_settings: AgreementsSettings,
+    intake_settings: IntakeSettings,
+    notifications_settings: NotificationsSettings,
+    mongo: Mongo,
+    amqp_url: str,
+) -> None:
+    db = mongo[staff_settings.mongodb_db]
+    agreements_app = agreements.main.create_app(staff_settings)
+    intake_app = intake.main.create_app(intake_settings)
+    # Free text may repeat personal data too.
+    form = application({"notes": f"Please call {PHONE} or write to {EMAIL.upper()}."})
+    async with (
+        serving(intake_app, agreements_app, notifications.main.create_app(notifications_settings)),
+        client(intake_app) as front,
+        client(agreements_app) as back,
+    ):
+        accepted = await front.post("/v1/applications", json=form, headers={"Idempotency-Key": KEY})
+        application_id = accepted.json()["application_id"]
+        async with asyncio.timeout(30):  # recorded, and all three emails (two staff, one client) settled
+            while len(await timeline(mongo, staff_settings.mongodb_db, application_id)) < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        receipt_before = (await back.get(f"/v1/applications/{application_id}/receipt")).json()
+        before = await personal_data_found(mongo, staff_settings.mongodb_db)
+        confirmation = await db["notifications"].find_one({"template": "client_confirmation"})
+
+        path = f"/v1/staff/applications/{application_id}/erasure"
+        unauthorised = await back.post(path, json={"reason": "GDPR request"})
+        unknown = await back.post("/v1/staff/applications/00000000-0000-4000-8000-000000000000/erasure", headers=AUTH)
+        erased = await back.post(path, json={"reason": f"request by email from {EMAIL}"}, headers=AUTH)
+        repeated = await back.post(path, headers=AUTH)
+        # The notifications service forgets the address when applicant.erased reaches it.
+        async with asyncio.timeout(15):
+            while await db["notifications"].count_documents({"recipient": EMAIL}):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        # A retried POST replays application.submitted: it must not bring the data back.
+        replayed = await front.post("/v1/applications", json=form, headers={"Idempotency-Key": KEY})
+        await broker.wait_settled(amqp_url)
+
+        verified = (await back.get("/v1/ledger/verify", headers=AUTH)).json()
+        receipt = (await back.get(f"/v1/applications/{application_id}/receipt")).json()
+        detail = (await back.get(f"/v1/staff/applications/{application_id}", headers=AUTH)).json()
+        listed = (await back.get("/v1/staff/applications", headers=AUTH)).text
+        exported = (await back.get("/v1/staff/exports/applications.csv", headers=AUTH)).content.decode("utf-8-sig")
+        acceptances = (await back.get("/v1/staff/exports/acceptances.csv", headers=AUTH)).text
+
+    # Before: the scan sees the data, so its silence afterwards means something.
+    assert set(before) == set(PERSONAL)
+    assert {"applications", "notifications"} <= set().union(*before.values())
+    assert "acceptance_ledger" not in set().union(*before.values())  # the chain never held it
+    assert verify_receipt(receipt_before, CURRENT.text) == []
+    assert receipt_before["personal_data"]["applicant_email"] == EMAIL
+    assert confirmation is not None
+
+    assert unauthorised.status_code == 401
+    assert unknown.status_code == 404
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["reason"] == "request by email from [erased]"
+    assert repeated.status_code == 200
+    assert repeated.json() == erased.json()  # the first erasure's tombstone, unchanged
+    assert replayed.json()["application_id"] == application_id
+
+    assert await personal_data_found(mongo, staff_settings.mongodb_db) == {}
+    assert verified["ok"] is True, verified
+    assert verified["checked"] == 1
+    command = run_verify_command(staff_settings)
+    assert command.returncode == 0, command.stdout + command.stderr
+
+    # The receipt still proves the acceptance; only the values behind its salted hashes are gone.
+    assert receipt["record"] == receipt_before["record"]
+    assert receipt["record_hash"] == receipt_before["record_hash"]
+    assert receipt["personal_data"] is None
+    erased_at = datetime.fromisoformat(erased.json()["erased_at"])
+    assert datetime.fromisoformat(receipt["personal_data_erased_at"]) == erased_at
+    assert verify_receipt(receipt, CURRENT.text) == []
+
+    assert detail["erasure"]["reason"] == "request by email from [erased]"
+    assert detail["timeline"][-1]["kind"] == "personal_data_erased"
+    assert "operator" not in detail["application"]
+    assert detail["application"]["notes"] == "Please call [erased] or write to [erased]."
+    assert detail["ledger"]["record_hash"] == receipt["record_hash"]
+    [row] = list(csv.DictReader(io.StringIO(exported)))
+    assert row["operator_email"] == row["operator_name"] == row["operator_phone"] == ""
+    assert row["personal_data_erased_at"]
+    for text in (listed, exported, acceptances, str(detail)):
+        assert not [value for value in PERSONAL if value.lower() in text.lower()]
+
+    # An operator replaying agreement.recorded later must not email the erased applicant again.
+    ledger = NotificationLedger(mongo, staff_settings.mongodb_db, lease_seconds=30)
+    assert await ledger.claim(confirmation["_id"], confirmation) is Claim.SENT
+    assert await db["notifications"].count_documents({"_id": confirmation["_id"]}) == 0
