@@ -3,7 +3,7 @@
 import asyncio
 import csv
 import io
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,14 @@ async def test_listing_filters_and_cursor_pagination(
 ) -> None:
     countries = ["CA", "SG", "CA", "GB", "CA"]
     ids = await record(staff_settings, amqp_url, mongo, [application({"company.country": c}) for c in countries])
+    # So that every filter has something to leave out: one application already confirmed by
+    # email, one received ten days ago, one accepted under an earlier agreement version.
+    collection = mongo[staff_settings.mongodb_db]["applications"]
+    confirmed, earlier, older_version = ids[1], ids[2], ids[3]
+    await collection.update_one({"application_id": confirmed}, {"$set": {"status": "confirmed"}})
+    ten_days_ago = datetime.now(UTC) - timedelta(days=10)
+    await collection.update_one({"application_id": earlier}, {"$set": {"received_at": ten_days_ago}})
+    await collection.update_one({"application_id": older_version}, {"$set": {"acceptance.agreement_version": "0"}})
     app = agreements.main.create_app(staff_settings)
     async with client(app) as http:
         seen: list[str] = []
@@ -86,6 +94,14 @@ async def test_listing_filters_and_cursor_pagination(
                 break
         canadian = (await http.get("/v1/staff/applications", params={"country": "ca"}, headers=AUTH)).json()
         recorded = (await http.get("/v1/staff/applications", params={"status": "recorded"}, headers=AUTH)).json()
+        by_status = (await http.get("/v1/staff/applications", params={"status": "confirmed"}, headers=AUTH)).json()
+        back_then = (
+            await http.get(
+                "/v1/staff/applications",
+                params={"received_to": (date.today() - timedelta(days=9)).isoformat()},
+                headers=AUTH,
+            )
+        ).json()
         today = date.today().isoformat()
         in_range = (
             await http.get(
@@ -110,10 +126,16 @@ async def test_listing_filters_and_cursor_pagination(
     assert sorted(seen) == sorted(ids)
     assert len(canadian["items"]) == 3
     assert all(item["application"]["company"]["country"] == "CA" for item in canadian["items"])
-    assert len(recorded["items"]) == 5
-    assert len(in_range["items"]) == 5
+
+    def found(page: dict[str, Any]) -> set[str]:
+        return {item["application_id"] for item in page["items"]}
+
+    assert found(recorded) == set(ids) - {confirmed}
+    assert found(by_status) == {confirmed}
+    assert found(in_range) == set(ids) - {earlier}
+    assert found(back_then) == {earlier}
     assert future["items"] == []
-    assert len(by_version["items"]) == 5
+    assert found(by_version) == set(ids) - {older_version}
     assert bad_cursor.status_code == 400
 
 
