@@ -27,12 +27,16 @@ class JsonSubmissions:
         self.app = app
         self._intake, self._guard, self._settings = intake, guard, settings
         # The FastAPI routes these requests belong to: metrics label them by the route's path.
+        # ``routes`` are those of the router that declares them (``api.router``, included
+        # without a prefix): FastAPI 0.165 keeps an included router whole in ``app.routes``.
         wanted = {api.submit_application: "application", api.submit_enquiry: "enquiry"}
         self._routes = {
             route.path: (route, wanted[route.endpoint])  # type: ignore[attr-defined]
             for route in routes
             if getattr(route, "endpoint", None) in wanted and "POST" in getattr(route, "methods", ())
         }
+        if len(self._routes) != len(wanted):  # a silent miss would only make every submission slower
+            raise LookupError(f"the submission routes were not found among {routes!r}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = self._routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None

@@ -75,7 +75,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(packages=[("intake", "static")]), name="static")
     # Innermost: JSON submissions skip FastAPI's routing but still pass CORS, correlation and metrics.
     app.add_middleware(
-        JsonSubmissions, routes=app.routes, intake=app.state.intake, guard=app.state.guard, settings=settings
+        JsonSubmissions, routes=api.router.routes, intake=app.state.intake, guard=app.state.guard, settings=settings
     )
     app.add_middleware(
         CORSMiddleware,

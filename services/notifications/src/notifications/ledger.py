@@ -30,9 +30,18 @@ class Claim(StrEnum):
 
 
 class NotificationLedger:
-    def __init__(self, client: AsyncMongoClient[Document], database: str, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Document],
+        database: str,
+        lease_seconds: float,
+        forgettable_templates: Collection[str] | None = None,
+    ) -> None:
         self._emails: AsyncCollection[Document] = client[database]["notifications"]
         self._lease = timedelta(seconds=lease_seconds)
+        # The templates whose recipient can ask to be forgotten (None: any). Only their claims
+        # cost the extra look-up for a forgotten entry; staff emails skip it.
+        self._forgettable = forgettable_templates
 
     async def ensure_indexes(self) -> None:
         await self._emails.create_index([("event_id", ASCENDING)], name="event_id")
@@ -45,11 +54,13 @@ class NotificationLedger:
         """
         now = utc_now()
         # A replayed event must not email an applicant who asked to be forgotten.
-        forgotten = await self._emails.find_one(
-            {"_id": forgotten_key(str(details.get("event_id")), str(details.get("template")))}, {"state": 1}
-        )
-        if forgotten is not None:
-            return Claim.SENT if forgotten["state"] == "sent" else Claim.FAILED
+        template = str(details.get("template"))
+        if self._forgettable is None or template in self._forgettable:
+            forgotten = await self._emails.find_one(
+                {"_id": forgotten_key(str(details.get("event_id")), template)}, {"state": 1}
+            )
+            if forgotten is not None:
+                return Claim.SENT if forgotten["state"] == "sent" else Claim.FAILED
         try:
             await self._emails.insert_one(
                 {"_id": key, **details, "state": "sending", "lease_until": now + self._lease, "attempts": 0,

@@ -19,7 +19,7 @@ from agency_shared.retries import Backoff, RetryScheduler
 from agency_shared.startup import check_at_startup
 from agency_shared.topology import CONSUMER_QUEUES, declare_topology
 from notifications.erasure import build_erasure_router
-from notifications.handlers import Notifier, build_router, staff_alerts
+from notifications.handlers import CLIENT_TEMPLATES, Notifier, build_router, staff_alerts
 from notifications.ledger import NotificationLedger
 from notifications.mailer import Mailer, SmtpMailer
 from notifications.settings import NotificationsSettings
@@ -40,7 +40,9 @@ def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | N
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         str(settings.mongodb_url), **settings.mongo_client_options()
     )
-    ledger = NotificationLedger(mongo, settings.mongodb_db, settings.send_lease_seconds)
+    ledger = NotificationLedger(
+        mongo, settings.mongodb_db, settings.send_lease_seconds, forgettable_templates=CLIENT_TEMPLATES
+    )
     backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds, settings.max_attempts)
     retries = {
         queue.name: RetryScheduler(broker, queue, backoff, settings.publish_timeout_seconds)
