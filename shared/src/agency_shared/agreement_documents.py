@@ -3,7 +3,7 @@
 import hashlib
 import tomllib
 from collections.abc import Iterable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import cached_property
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -57,7 +57,8 @@ class AgreementCatalog:
         return cls.bundled() if folder is None else cls.from_folder(folder)
 
     def current(self, today: date | None = None) -> AgreementDocument:
-        today = today or date.today()
+        # The UTC day, so replicas in different time zones agree on when a version takes effect.
+        today = today or datetime.now(UTC).date()
         in_effect = [d for d in self._documents if d.effective_date <= today]
         return in_effect[-1] if in_effect else self._documents[0]
 
