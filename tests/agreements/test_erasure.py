@@ -14,8 +14,11 @@ from pymongo import AsyncMongoClient
 import agreements.main
 import intake.main
 import notifications.main
+from agency_shared.events import utc_now
 from agency_shared.receipt_verifier import verify_receipt
+from agreements.recording import record_from_event
 from agreements.settings import AgreementsSettings
+from agreements.storage import MongoApplications, erasure_update
 from intake.settings import IntakeSettings
 from notifications.ledger import Claim, NotificationLedger
 from notifications.settings import NotificationsSettings
@@ -23,6 +26,7 @@ from tests.agreements.test_ledger import STAFF_TOKEN, run_verify_command
 from tests.support import broker
 from tests.support.apps import client, serving
 from tests.support.data import CURRENT, application
+from tests.support.events import application_submitted
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 AUTH = {"Authorization": f"Bearer {STAFF_TOKEN}"}
@@ -117,7 +121,7 @@ async def test_erasure_removes_personal_data_everywhere_and_the_ledger_still_ver
     assert {"applications", "notifications"} <= set().union(*before.values())
     assert "acceptance_ledger" not in set().union(*before.values())  # the chain never held it
     assert verify_receipt(receipt_before, CURRENT.text) == []
-    assert receipt_before["personal_data"]["applicant_email"] == EMAIL
+    assert receipt_before["personal_data"] is None  # the public receipt never carries it; the emailed one does
     assert confirmation is not None
 
     assert unauthorised.status_code == 401
@@ -157,3 +161,43 @@ async def test_erasure_removes_personal_data_everywhere_and_the_ledger_still_ver
     ledger = NotificationLedger(mongo, staff_settings.mongodb_db, lease_seconds=30)
     assert await ledger.claim(confirmation["_id"], confirmation) is Claim.SENT
     assert await db["notifications"].count_documents({"_id": confirmation["_id"]}) == 0
+
+
+async def test_no_erasure_before_the_acceptance_is_in_the_ledger(
+    staff_settings: AgreementsSettings, mongo: Mongo
+) -> None:
+    # Stored but not yet linked (its ledger append is being retried): erasing now would leave no evidence.
+    record = record_from_event(application_submitted(), utc_now())
+    await MongoApplications(mongo, staff_settings.mongodb_db).add(record)
+    async with client(agreements.main.create_app(staff_settings)) as back:
+        refused = await back.post(f"/v1/staff/applications/{record.application_id}/erasure", headers=AUTH)
+    assert refused.status_code == 409
+    assert refused.headers["Retry-After"] == "5"
+    stored = await mongo[staff_settings.mongodb_db]["applications"].find_one(
+        {"application_id": str(record.application_id)}
+    )
+    assert stored is not None
+    assert "erasure" not in stored
+    assert stored["application"]["operator"]["email"] == str(record.application.operator.email)
+
+
+@pytest.mark.parametrize(
+    ("text", "erased"),
+    [
+        ("申请人李伟要求删除", "申请人[erased]要求删除"),  # no spaces between Chinese words
+        ("Li Wei asked; Limited company", "[erased] asked; Limited company"),  # "Li" inside a word stays
+        ("Suite A, Building B", "Suite A, Building B"),  # a one-letter value would blank everything
+        ("mail LI.WEI@MAPLETEA.EXAMPLE now", "mail [erased] now"),
+    ],
+)
+def test_free_text_repeating_a_personal_value_is_blanked(text: str, erased: str) -> None:
+    # "李伟" stands for a name given in Chinese; the phone "A" for a one-character value.
+    name = "李伟" if "李伟" in text else "Li Wei"
+    operator = {"name": name, "email": "li.wei@mapletea.example", "phone": "A"}
+    document: dict[str, Any] = {
+        "application": {"operator": operator, "notes": text},
+        "acceptance": {"client_ip": "203.0.113.7", "user_agent": "Li"},
+        "timeline": [],
+    }
+    update = erasure_update(document, None, utc_now())
+    assert update["$set"]["application"]["notes"] == erased

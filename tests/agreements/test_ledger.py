@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 
 from agency_shared.receipt_verifier import GENESIS_HASH, record_hash, verify_receipt
 from agreements.main import create_app
+from agreements.recording import ApplicationRecord
 from agreements.settings import AgreementsSettings
 from agreements.storage import MongoAcceptanceLedger
 from agreements.verification import verify_chain
@@ -135,12 +136,20 @@ async def test_a_receipt_verifies_offline_with_the_standalone_verifier(
     agreements_settings: AgreementsSettings, amqp_url: str, mongo: Mongo, tmp_path: Path
 ) -> None:
     [application_id, *_] = await recorded_chain(agreements_settings, amqp_url, mongo, 2)
+    stored = await mongo[agreements_settings.mongodb_db]["applications"].find_one({"application_id": application_id})
+    assert stored is not None
     app = create_app(agreements_settings)
     async with client(app) as http:
-        receipt = (await http.get(f"/v1/applications/{application_id}/receipt")).json()
+        public = (await http.get(f"/v1/applications/{application_id}/receipt")).json()
         verifier = (await http.get("/v1/receipt-verifier.py")).text
         missing = await http.get(f"/v1/applications/{'0' * 8}-0000-4000-8000-{'0' * 12}/receipt")
     assert missing.status_code == 404
+    # Anyone with the id may fetch the receipt: it carries no personal data, only the record's salted hashes.
+    assert public["personal_data"] is None
+    assert verify_receipt(public, CURRENT.text) == []
+    # The applicant's copy (emailed) carries the values and the salt behind those hashes.
+    personal = ApplicationRecord.model_validate(stored).personal_data().model_dump()
+    receipt = {**public, "personal_data": personal}
     assert receipt["agreement_sha256"] == CURRENT.sha256
     assert receipt["record_hash"] == record_hash(receipt["record"])
     assert receipt["sequence"] in (1, 2)

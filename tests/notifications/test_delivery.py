@@ -1,12 +1,15 @@
 """The notifications service against the real RabbitMQ, SecantusDB and an aiosmtpd server."""
 
 import asyncio
+import uuid
 from typing import Any
 
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
-from agency_shared.events import Event
+from agency_shared.events import AgreementRecorded, ApplicantErased, ApplicantErasedData, Event, utc_now
 from agency_shared.topology import (
+    CONSUMER_QUEUES,
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
 )
@@ -66,7 +69,7 @@ async def test_a_redelivered_event_sends_nothing_twice_even_to_concurrent_replic
     async with serving(*replicas):
         await asyncio.gather(*(publish(amqp_url, event) for _ in range(4)))
         await inbox.wait_for(lambda messages: len(messages) >= len(STAFF))
-        await broker.wait_settled(amqp_url)  # every copy acked (or parked) before we count
+        await broker.wait_settled(amqp_url, "notifications.")  # every copy acked before we count
     assert sorted(m["To"] for m in inbox.messages) == sorted(STAFF)
     entries = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
     assert [e["state"] for e in entries] == ["sent"] * len(STAFF)
@@ -80,7 +83,7 @@ async def test_temporary_smtp_refusals_are_retried_later_and_the_email_arrives_o
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, event)
         [message] = await inbox.wait_for(lambda messages: len(messages) == 1)
-        await broker.wait_settled(amqp_url)  # nothing left that could send it again
+        await broker.wait_settled(amqp_url, "notifications.")  # nothing left that could send it again
     assert len(inbox.messages) == 1
     assert len(inbox.refusals) == 2
     assert message["To"].addresses[0].addr_spec == CLIENT
@@ -177,6 +180,79 @@ async def test_a_permanent_rejection_still_dead_letters_when_the_staff_alert_nee
     }
     assert entries["client_confirmation", CLIENT]["state"] == "failed"
     assert all(entries["staff_client_unreachable", staff]["state"] == "sent" for staff in STAFF)
+
+
+def erased(event: AgreementRecorded) -> ApplicantErased:
+    return ApplicantErased(
+        event_id=uuid.uuid4(),
+        correlation_id=event.correlation_id,
+        data=ApplicantErasedData(
+            application_id=event.data.application_id, event_ids=(event.event_id,), erased_at=utc_now()
+        ),
+    )
+
+
+def handled(event_type: str) -> float:
+    """Deliveries of ``event_type`` notifications finished handling, whatever the outcome (FastStream metric).
+
+    A copy back from a delay queue comes through the default exchange, and is labelled by its queue.
+    """
+    queue = {q.event.routing_key: q.name for q in CONSUMER_QUEUES if q.name.startswith("notifications.")}[event_type]
+    handlers = {f"wechat_agency.events.{event_type}", f"default.{queue}"}
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "faststream_received_processed_messages"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+        and sample.labels.get("app_name") == "notifications"
+        and sample.labels.get("handler") in handlers
+    )
+
+
+async def until_handled(event_type: str, count: float, timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while handled(event_type) < count:  # noqa: ASYNC110 - the metric has no waiter to await
+            await asyncio.sleep(0.05)
+
+
+async def test_nothing_goes_out_about_an_erased_applicant_even_when_the_confirmation_comes_later(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    # notifications was behind: the erasure reaches it before the confirmation it was about to send.
+    event = recorded()
+    erasures, confirmations = handled("applicant.erased"), handled("agreement.recorded")
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, erased(event))
+        await until_handled("applicant.erased", erasures + 1)
+        await publish(amqp_url, event)
+        await until_handled("agreement.recorded", confirmations + 1)
+        dlq = await broker.depth(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name)
+    assert inbox.messages == []
+    assert dlq == 0  # settled (acked), not failed
+    assert await ledger_entries(mongo, notifications_settings.mongodb_db, event) == []
+
+
+async def test_an_erasure_stops_a_parked_retry_without_alerting_the_staff(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    # The confirmation met "try later" and waits in a delay queue when the applicant is erased.
+    inbox.refuse(1, "451 4.3.0 Mailbox temporarily unavailable")
+    event = recorded()
+    erasures, confirmations = handled("applicant.erased"), handled("agreement.recorded")
+    slow = notifications_settings.model_copy(update={"retry_base_seconds": 2.0, "retry_max_seconds": 2.0})
+    async with serving(create_app(slow)):
+        await publish(amqp_url, event)
+        await until_handled("agreement.recorded", confirmations + 1)  # parked for about 2 s
+        await publish(amqp_url, erased(event))
+        await until_handled("applicant.erased", erasures + 1)
+        await until_handled("agreement.recorded", confirmations + 2)  # the parked copy came back and was handled
+        dlq = await broker.depth(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name)
+    assert len(inbox.refusals) == 1
+    assert inbox.messages == []  # neither the confirmation nor a staff alert naming the applicant
+    assert dlq == 0
+    [entry] = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
+    assert entry["recipient"] == "[erased]"
 
 
 async def test_after_exhausted_retries_the_staff_hear_about_an_enquirer_they_cannot_reach(

@@ -38,23 +38,42 @@ async def depth(amqp_url: str, queue: str) -> int:
         return count or 0
 
 
-async def wait_settled(amqp_url: str, timeout: float = 30) -> None:
-    """Wait until no queue of the vhost holds a message, counting unacked and parked retries; DLQs aside.
+# How often RabbitMQ refreshes the message counts it reports for quorum queues
+# (collect_statistics_interval, 5 s by default), with a margin.
+STATISTICS_INTERVAL_SECONDS = 6.0
+
+
+async def queued_messages(vhost: str, prefix: str = "") -> int | None:
+    """Messages (ready + unacked) in the vhost's queues named ``prefix…``, DLQs aside, as RabbitMQ last counted them."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        return None
+    rows = [line.split("\t") for line in out.decode().splitlines()[1:] if line.strip()]
+    return sum(int(count) for name, count in rows if name.startswith(prefix) and not name.endswith(".dlq"))
+
+
+async def wait_settled(amqp_url: str, prefix: str = "", timeout: float = 45) -> None:
+    """Wait until every message published so far is acked (or dead-lettered): no queue holds one, retries included.
+
+    ``prefix`` limits the wait to one service's queues (``"notifications."``) when the others have no consumer.
 
     A passive declare counts only ready messages, so a copy a consumer holds unacked would
-    pass for settled; ``rabbitmqctl list_queues messages`` counts ready + unacked.
+    pass for settled; ``rabbitmqctl list_queues messages`` counts ready + unacked, but for
+    quorum queues only as of its last statistics refresh. So the count must read zero twice,
+    a refresh interval apart: the second reading then describes a moment after the first,
+    which came after every publish of the caller.
     """
     vhost = amqp_url.rsplit("/", 1)[1]
     async with asyncio.timeout(timeout):
         while True:
-            process = await asyncio.create_subprocess_exec(
-                "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            out, _ = await process.communicate()
-            rows = [line.split("\t") for line in out.decode().splitlines()[1:] if line.strip()]
-            if process.returncode == 0 and not any(int(n) for name, n in rows if not name.endswith(".dlq")):
-                return
+            if await queued_messages(vhost, prefix) == 0:
+                await asyncio.sleep(STATISTICS_INTERVAL_SECONDS)
+                if await queued_messages(vhost, prefix) == 0:
+                    return
             await asyncio.sleep(0.2)
 
 

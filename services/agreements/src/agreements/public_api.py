@@ -112,14 +112,16 @@ async def application_status(application_id: uuid.UUID, applications: Applicatio
 async def application_receipt(application_id: uuid.UUID, ledger: Ledger, applications: Applications) -> dict[str, Any]:
     """The acceptance receipt: check it offline with the verifier from ``/v1/receipt-verifier.py``.
 
-    After an erasure it still proves the acceptance, with ``personal_data`` null and ``personal_data_erased_at`` set.
+    Anyone holding the application id may fetch it, so it carries no personal data: its record
+    holds only their salted hashes (``personal_data`` is null). The copy emailed to the applicant
+    carries the values and the salt. After an erasure ``personal_data_erased_at`` is set.
     """
     entry = await ledger.find(application_id)
     if entry is None:
         raise HTTPException(404, "no recorded acceptance for this application (yet)")
-    personal, erased_at = await applications.personal_data(application_id)
+    _, erased_at = await applications.personal_data(application_id)
     erased = timestamp(erased_at) if erased_at else None
-    return Receipt.from_record(entry.record, entry.record_hash, personal, erased).as_json()
+    return Receipt.from_record(entry.record, entry.record_hash, None, erased).as_json()
 
 
 @router.get(

@@ -20,7 +20,7 @@ from agency_shared.text import SINGLE_LINE
 from agreements.erasure import erase_applicant
 from agreements.exports import ACCEPTANCE_COLUMNS, APPLICATION_COLUMNS, csv_rows
 from agreements.public_api import Applications, Catalog, Ledger
-from agreements.storage import ErasureContention
+from agreements.storage import ErasureContention, StillRecording
 from agreements.verification import ChainReport, verify_chain
 
 _bearer = HTTPBearer(auto_error=False, description="STAFF_API_TOKEN")
@@ -152,6 +152,7 @@ async def _publish(request: Request) -> Callable[[Event], Awaitable[None]]:
     response_model=Erasure,
     responses={
         404: {"description": "No such application"},
+        409: {"description": "The acceptance is still being recorded in the ledger: ask again shortly"},
         503: {"description": "Erased here, but not yet announced to the other services: ask again"},
     },
 )
@@ -170,6 +171,11 @@ async def erase_personal_data(
     correlation_id = request.state.correlation_id
     try:
         tombstone = await erase_applicant(application_id, reason, applications, publish, correlation_id, utc_now())
+    except StillRecording as exc:
+        # Erasing the values before the ledger link is written would lose the evidence that the acceptance happened.
+        raise HTTPException(
+            409, "the acceptance is still being recorded; ask again shortly", headers={"Retry-After": "5"}
+        ) from exc
     except (PublishFailed, ErasureContention) as exc:
         raise HTTPException(503, f"not finished ({exc}): ask again", headers={"Retry-After": "5"}) from exc
     if tombstone is None:

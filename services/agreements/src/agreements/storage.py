@@ -36,6 +36,10 @@ class ErasureContention(Exception):
     """The application kept changing while its personal data was being erased; asking again finishes it."""
 
 
+class StillRecording(Exception):
+    """The acceptance is not in the ledger yet: erasing now would leave no record that it happened."""
+
+
 class MongoApplications:
     """One document per application: the submission, its status, and a timeline of what happened to it."""
 
@@ -124,6 +128,8 @@ class MongoApplications:
                 return None
             if "erasure" in document:
                 return dict(document["erasure"])
+            if document.get("status") == RECEIVED:
+                raise StillRecording(str(application_id))
             update = erasure_update(document, reason, now)
             written = await self.collection.update_one(
                 {"_id": document["_id"], "erasure": {"$exists": False},
@@ -169,11 +175,18 @@ def erasure_update(document: Document, reason: str | None, now: datetime) -> Doc
 
 
 def _blanker(values: Iterable[Any]) -> Callable[[str], str]:
-    """Replaces each of ``values`` in a text, as a whole word, in any case (keys hold addresses lower-cased)."""
-    words = sorted({value for value in values if isinstance(value, str) and value}, key=len, reverse=True)
+    """Replaces each of ``values`` in a text, in any case (keys hold addresses lower-cased).
+
+    A value must stand on its own among Latin letters and digits ("Li" is not blanked in
+    "Limited"), but not among Chinese characters, which have no spaces between words
+    ("李伟" is blanked in "申请人李伟要求删除"). One-character values are left alone: they
+    would blank unrelated letters everywhere.
+    """
+    words = sorted({value for value in values if isinstance(value, str) and len(value) > 1}, key=len, reverse=True)
     if not words:
         return lambda text: text
-    pattern = re.compile(rf"(?<!\w)(?:{'|'.join(map(re.escape, words))})(?!\w)", re.IGNORECASE)
+    alone = "(?<![A-Za-z0-9_])", "(?![A-Za-z0-9_])"
+    pattern = re.compile(rf"{alone[0]}(?:{'|'.join(map(re.escape, words))}){alone[1]}", re.IGNORECASE)
     return lambda text: pattern.sub(ERASED, text)
 
 

@@ -31,6 +31,7 @@ class Ledger(Protocol):
     async def failed(self, key: str, error: str) -> None: ...
     async def abandoned(self, key: str, error: str) -> None: ...
     async def reason(self, key: str) -> str | None: ...
+    async def is_erased(self, application_id: str) -> bool: ...
 
 
 @dataclass
@@ -92,12 +93,14 @@ async def _attempt(
         else:
             await ledger.retrying(key, str(exc))
             report.unfinished.append((email, str(exc)))
+        # Neither the address nor the SMTP reply (which often repeats it) goes to the log: logs
+        # outlive an erasure. The notification ledger has both, under the event id and template.
         logger.warning(
-            "%s to %s failed (%s): %s",
+            "%s of %s %s failed (%s)",
             email.template,
-            email.recipient,
+            event.event_type,
+            event.event_id,
             "permanent" if exc.permanent else "will retry",
-            exc,
             extra={"correlation_id": event.correlation_id},
         )
         return

@@ -19,6 +19,9 @@ def build_erasure_router(ledger: NotificationLedger, max_length: int = DEFAULT_M
     @subscribe(router, NOTIFICATIONS_APPLICANT_ERASED, max_length)
     async def on_applicant_erased(event: ApplicantErased) -> None:
         """Erase the applicant's address from the ledger entries of the emails sent to them."""
+        # First the tombstone: from then on no email about the application goes out, whatever
+        # arrives later (a confirmation still queued, a retry parked in a delay queue).
+        await ledger.forget_application(str(event.data.application_id), event.data.erased_at)
         event_ids = [str(event_id) for event_id in event.data.event_ids]
         forgotten = await ledger.forget_recipients(event_ids, CLIENT_TEMPLATES)
         logger.info(

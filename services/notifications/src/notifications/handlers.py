@@ -77,6 +77,12 @@ class Notifier:
         self, queue: ConsumerQueue, event: Event, subject: Subject, emails: list[OutgoingEmail], message: RabbitMessage
     ) -> None:
         log = {"correlation_id": event.correlation_id}
+        application_id = subject.get("application_id")
+        if application_id is not None and await self._ledger.is_erased(str(application_id)):
+            # The applicant asked to be forgotten: nothing about them goes out any more, not even
+            # a staff alert (it would repeat their name and address). Settled: acked, not dead-lettered.
+            logger.info("%s %s: applicant erased, nothing sent", event.event_type, event.event_id, extra=log)
+            return
         retries = self._retries[queue.name]
         exhausted = retries.exhausted(message)
         # An operator's replay means: try what failed for good again.

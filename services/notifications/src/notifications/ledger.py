@@ -2,7 +2,7 @@
 
 import contextlib
 from collections.abc import Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +38,8 @@ class NotificationLedger:
         forgettable_templates: Collection[str] | None = None,
     ) -> None:
         self._emails: AsyncCollection[Document] = client[database]["notifications"]
+        # Applications whose applicant was erased: nothing more is sent about them.
+        self._erased: AsyncCollection[Document] = client[database]["notifications_erased_applications"]
         self._lease = timedelta(seconds=lease_seconds)
         # The templates whose recipient can ask to be forgotten (None: any). Only their claims
         # cost the extra look-up for a forgotten entry; staff emails skip it.
@@ -114,6 +116,13 @@ class NotificationLedger:
 
     async def entries(self, event_id: str) -> list[Document]:
         return await self._emails.find({"event_id": event_id}).to_list()
+
+    async def forget_application(self, application_id: str, erased_at: datetime) -> None:
+        """Remember that ``application_id``'s applicant was erased (idempotent); see ``is_erased``."""
+        await self._erased.update_one({"_id": application_id}, {"$setOnInsert": {"erased_at": erased_at}}, upsert=True)
+
+    async def is_erased(self, application_id: str) -> bool:
+        return await self._erased.find_one({"_id": application_id}, {"_id": 1}) is not None
 
     async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int:
         """Erase the address from these events' emails of ``templates`` (those to the applicant); a repeat is a no-op.
