@@ -119,7 +119,7 @@ async def application_receipt(application_id: uuid.UUID, ledger: Ledger, applica
     entry = await ledger.find(application_id)
     if entry is None:
         raise HTTPException(404, "no recorded acceptance for this application (yet)")
-    _, erased_at = await applications.personal_data(application_id)
+    erased_at = await applications.erased_at(application_id)
     erased = timestamp(erased_at) if erased_at else None
     return Receipt.from_record(entry.record, entry.record_hash, None, erased).as_json()
 

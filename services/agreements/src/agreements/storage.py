@@ -13,7 +13,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from agency_shared.events import NotificationSettledData, PersonalData
+from agency_shared.events import NotificationSettledData
 from agency_shared.metrics import LEDGER_LENGTH
 from agency_shared.receipt_verifier import GENESIS_HASH, record_hash
 from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_record
@@ -106,14 +106,11 @@ class MongoApplications:
             {"$push": {"timeline": moment}},
         )
 
-    async def personal_data(self, application_id: uuid.UUID | str) -> tuple[PersonalData | None, datetime | None]:
-        """What the record's salted hashes were made from, or (None, when it was erased)."""
-        document = await self.get(application_id)
-        if document is not None and "erasure" in document:
-            return None, document["erasure"]["erased_at"]
-        if document is None:
-            return None, None
-        return ApplicationRecord.model_validate(document).personal_data(), None
+    async def erased_at(self, application_id: uuid.UUID | str) -> datetime | None:
+        """When the applicant's personal data was erased; None if it was not (or the application is unknown)."""
+        document = await self.collection.find_one({"application_id": str(application_id)}, {"erasure.erased_at": 1})
+        erasure = document.get("erasure") if document else None
+        return erasure["erased_at"] if erasure else None
 
     async def erase(self, application_id: uuid.UUID | str, reason: str | None, now: datetime) -> Document | None:
         """Remove the applicant's personal data, leaving a tombstone; the existing tombstone if erased before.
