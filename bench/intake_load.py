@@ -1,4 +1,9 @@
-"""Intake throughput and latency: intake, the straightforward reference and the no-publish ceiling under wrk."""
+"""Intake throughput and latency under wrk: intake, the straightforward reference and the no-publish ceiling.
+
+Intake runs as deployed on a machine of its own: ``INTAKE_WORKERS`` processes, one per
+core. It is measured as a single process too, so what the code gains and what the
+second process gains read apart. The reference is one process, as written.
+"""
 
 import asyncio
 import json
@@ -11,7 +16,7 @@ from statistics import median
 from typing import Any
 
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_APPLICATION_SUBMITTED
-from bench.stack import ROOT, Process, Stack, rss_kib
+from bench.stack import ROOT, CpuMeter, Process, Stack, peak_rss_mib
 from tests.support.data import application
 from tests.support.servers import free_port
 
@@ -57,36 +62,41 @@ def wrk(url: str, body_file: Path, connections: int, seconds: int) -> dict[str, 
     return figures
 
 
-def run(stack: Stack, runs: int, seconds: int, connections: int) -> dict[str, Any]:
+def run(stack: Stack, runs: int, seconds: int, connections: int, workers: int) -> dict[str, Any]:
     body_file = stack.folder / "application.json"
     body_file.write_bytes(application_body())
-    servers = start_servers(stack)
+    servers = start_servers(stack, workers)
     queues = (AGREEMENTS_APPLICATION_SUBMITTED.name, NOTIFICATIONS_APPLICATION_SUBMITTED.name)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
-    wrk(f"http://127.0.0.1:{servers['intake'].port}/v1/applications", body_file, connections, 2)  # warm-up
+    for process in servers.values():  # warm-up
+        wrk(f"http://127.0.0.1:{process.port}/v1/applications", body_file, connections, 2)
     for number in range(runs):
         # Interleaved, so drift on a shared machine touches every contender alike.
         for name, process in servers.items():
             asyncio.run(stack.purge(*queues))
+            meter = CpuMeter(process.pid).start()
             figures = wrk(f"http://127.0.0.1:{process.port}/v1/applications", body_file, connections, seconds)
-            figures["peak_rss_mib"] = round(rss_kib(process.pid, "VmHWM") / 1024, 1)
+            figures.update(meter.stop(figures["requests"]))
+            figures["peak_rss_mib"] = peak_rss_mib(process.pid)
             rounds[name].append(figures)
-            print(f"  intake run {number + 1}/{runs} {name:9}: {summary(figures)}", file=sys.stderr, flush=True)
+            print(f"  intake run {number + 1}/{runs} {name:13}: {summary(figures)}", file=sys.stderr, flush=True)
             time.sleep(1)
     asyncio.run(stack.purge(*queues))
     result: dict[str, Any] = {name: {"runs": runs_, "median": medians(runs_)} for name, runs_ in rounds.items()}
-    result["ratio_intake_to_reference"] = round(
-        result["intake"]["median"]["accepted_per_s"] / result["reference"]["median"]["accepted_per_s"], 2
-    )
+    reference = result["reference"]["median"]["accepted_per_s"]
+    for name in ("intake", "intake_single", "ceiling"):
+        result[f"ratio_{name}_to_reference"] = round(result[name]["median"]["accepted_per_s"] / reference, 2)
     result["body_bytes"] = body_file.stat().st_size
-    result["connections"], result["seconds"] = connections, seconds
+    result["connections"], result["seconds"], result["intake_workers"] = connections, seconds, workers
     return result
 
 
-def start_servers(stack: Stack) -> dict[str, Process]:
+def start_servers(stack: Stack, workers: int) -> dict[str, Process]:
+    """The reference, intake with ``workers`` processes and with one, and the ceiling with ``workers``."""
     # Intake first: it declares the topology the reference publishes into.
-    intake = stack.service("intake", "bench_intake", RATE_LIMIT="10/minute")
+    intake = stack.service("intake", "bench_intake", RATE_LIMIT="10/minute", INTAKE_WORKERS=str(workers))
     intake.wait_ready()
+    single = stack.service("intake", "bench_intake", RATE_LIMIT="10/minute", INTAKE_WORKERS="1")
     reference_port = free_port()
     reference = stack.launch(
         "reference",
@@ -97,22 +107,26 @@ def start_servers(stack: Stack) -> dict[str, Process]:
     ceiling_port = free_port()
     ceiling = stack.launch(
         "ceiling",
-        [sys.executable, "bench/ceiling_intake.py"],
-        stack.env("bench_intake", INTAKE_PORT=str(ceiling_port), RATE_LIMIT="10/minute"),
+        [sys.executable, "-m", "bench.ceiling_intake"],
+        stack.env("bench_intake", INTAKE_PORT=str(ceiling_port), RATE_LIMIT="10/minute", INTAKE_WORKERS=str(workers)),
         ceiling_port,
     )
+    single.wait_ready()
     reference.wait_ready(path="/docs")
     ceiling.wait_ready()
-    return {"reference": reference, "intake": intake, "ceiling": ceiling}
+    return {"reference": reference, "intake": intake, "intake_single": single, "ceiling": ceiling}
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
-    keys = ("accepted_per_s", "p50_ms", "p99_ms", "errors", "peak_rss_mib")
+    keys = ("accepted_per_s", "p50_ms", "p99_ms", "errors", "peak_rss_mib", "server_cpu_ms_per_request",
+            "broker_cpu_ms_per_request", "load_generator_cpu_ms_per_request", "machine_busy_pct")  # fmt: skip
     return {key: round(median(run[key] for run in runs), 2) for key in keys}
 
 
 def summary(figures: dict[str, Any]) -> str:
     return (
         f"{figures['accepted_per_s']:8.1f}/s  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
-        f"errors {figures['errors']}  statuses {figures['statuses']}"
+        f"errors {figures['errors']}  statuses {figures['statuses']}  CPU ms/request: server "
+        f"{figures['server_cpu_ms_per_request']:.3f}, broker {figures['broker_cpu_ms_per_request']:.3f}, wrk "
+        f"{figures['load_generator_cpu_ms_per_request']:.3f}; machine {figures['machine_busy_pct']:.0f}% busy"
     )

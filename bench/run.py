@@ -5,6 +5,7 @@ python -m bench.run [--only intake,consumers,e2e,memory] [--runs 3] [--seconds 1
 
 import argparse
 import asyncio
+import os
 import platform
 import sys
 import tempfile
@@ -24,8 +25,6 @@ def machine() -> dict[str, Any]:
          if line.startswith("model name")),
         platform.processor(),
     )  # fmt: skip
-    import os
-
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
 
 
@@ -33,12 +32,19 @@ def table(results: dict[str, Any]) -> str:
     """The figures as a plain-text table (medians; the JSON file has every run)."""
     rows = [("what", "median", "reference", "ratio", "peak RSS MiB")]
     if intake := results.get("intake"):
-        for name in ("intake", "reference", "ceiling"):
+        workers = intake["intake_workers"]
+        names = {
+            "reference": "reference (1 process)",
+            "intake": f"intake ({workers} workers)",
+            "intake_single": "intake (1 process)",
+            "ceiling": f"ceiling ({workers} workers, no publish)",
+        }
+        reference = intake["reference"]["median"]["accepted_per_s"]
+        for name, label in names.items():
             m = intake[name]["median"]
-            rows.append((f"{name} accepted/s (p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, errors {m['errors']:.0f})",
-                         f"{m['accepted_per_s']}", "", "", f"{m['peak_rss_mib']}"))  # fmt: skip
-        ratio = f"{intake['ratio_intake_to_reference']}"
-        rows.append(("intake / reference", "", "", ratio, ""))
+            ratio = "" if name == "reference" else f"{intake[f'ratio_{name}_to_reference']}"
+            rows.append((f"{label} accepted/s (p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, errors {m['errors']:.0f})",
+                         f"{m['accepted_per_s']}", f"{reference}", ratio, f"{m['peak_rss_mib']}"))  # fmt: skip
     if consumers := results.get("consumers"):
         for name in ("agreements", "notifications"):
             m = consumers[name]["median"]
@@ -62,6 +68,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--intake-workers", type=int, default=os.cpu_count() or 1, help="default: one per core")
     parser.add_argument("--backlog", type=int, default=5000)
     parser.add_argument("--e2e-rate", type=float, default=100, help="submissions per second offered end to end")
     args = parser.parse_args()
@@ -72,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as folder, Stack(Path(folder)).running() as stack:
         if "intake" in sections:
             print("intake: reference, intake and ceiling under wrk", file=sys.stderr, flush=True)
-            results["intake"] = intake_load.run(stack, args.runs, args.seconds, args.connections)
+            results["intake"] = intake_load.run(stack, args.runs, args.seconds, args.connections, args.intake_workers)
             write_results(results, path)
         if "consumers" in sections:
             print(f"consumers: a backlog of {args.backlog} events each, beside the raw rates", file=sys.stderr)

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -32,6 +33,92 @@ def rss_kib(pid: int, key: str = "VmRSS") -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     raise LookupError(f"{key} of {pid}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (a server's worker processes)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        with contextlib.suppress(FileNotFoundError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+    return tree
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The largest peak resident memory of any process of a server (its supervisor or one of its workers)."""
+    peaks = []
+    for member in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError):
+            peaks.append(rss_kib(member, "VmHWM"))
+    return round(max(peaks) / 1024, 1)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (those gone since count nothing)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / CLOCK_TICKS
+
+
+def broker_pids() -> list[int]:
+    """The Erlang VM(s) running RabbitMQ on this machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                if (entry / "comm").read_text().strip() == "beam.smp":
+                    pids.append(int(entry.name))
+    return pids
+
+
+def machine_busy_and_total() -> tuple[int, int]:
+    """Jiffies the machine's CPUs spent busy, and in all (first line of /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class CpuMeter:
+    """Where the CPU went while ``requests`` were served: server, broker, load generator, the machine."""
+
+    server_pid: int
+    started: dict[str, float] = field(default_factory=dict)
+
+    def _read(self) -> dict[str, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # ended children: the load generator
+        busy, total = machine_busy_and_total()
+        return {
+            "server": cpu_seconds(process_tree(self.server_pid)),
+            "broker": cpu_seconds(broker_pids()),
+            "load_generator": children.ru_utime + children.ru_stime,
+            "busy": busy,
+            "total": total,
+        }
+
+    def start(self) -> "CpuMeter":
+        self.started = self._read()
+        return self
+
+    def stop(self, requests: int) -> dict[str, float]:
+        """CPU milliseconds per request of each party, and how busy the machine was (percent of all cores)."""
+        now = self._read()
+        spent = {key: now[key] - self.started[key] for key in now}
+        figures = {
+            f"{key}_cpu_ms_per_request": round(1000 * spent[key] / max(requests, 1), 3)
+            for key in ("server", "broker", "load_generator")
+        }
+        figures["machine_busy_pct"] = round(100 * spent["busy"] / max(spent["total"], 1), 1)
+        return figures
 
 
 @dataclass

@@ -33,7 +33,10 @@ def restored_logging() -> Iterator[None]:
     """Put the root logger back as it was: these tests point the service handler at a buffer."""
     root = logging.getLogger()
     ours, level = [h for h in root.handlers if isinstance(h, ServiceLogHandler)], root.level
+    access = logging.getLogger("uvicorn.access")
+    access_propagates = access.propagate
     yield
+    access.propagate = access_propagates
     for handler in root.handlers[:]:
         if isinstance(handler, ServiceLogHandler):
             root.removeHandler(handler)
@@ -111,12 +114,16 @@ def test_the_text_format_is_one_readable_line() -> None:
     assert second.endswith(" intake WARNING intake.api [-]: no id here")
 
 
-@pytest.mark.usefixtures("restored_logging")
-async def test_uvicorn_access_lines_are_json_with_the_request_correlation_id(intake_settings: IntakeSettings) -> None:
+async def served_lines(intake_settings: IntakeSettings, access_log: bool) -> list[dict[str, Any]]:
+    """The log lines of a GET /healthz to intake served as `python -m` does: uvicorn sets up logging, then the app."""
     port = free_port()
-    # As `python -m intake` runs it: uvicorn configures its logging first, then calls the factory.
     config = uvicorn.Config(
-        lambda: intake.main.create_app(intake_settings), factory=True, host="127.0.0.1", port=port, log_level="info"
+        lambda: intake.main.create_app(intake_settings),
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        log_level="info",
+        access_log=access_log,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -132,10 +139,23 @@ async def test_uvicorn_access_lines_are_json_with_the_request_correlation_id(int
     finally:
         server.should_exit = True
         await task
-    [access] = [line for line in lines(buffer) if line["logger"] == "uvicorn.access"]
+    return lines(buffer)
+
+
+@pytest.mark.usefixtures("restored_logging")
+async def test_uvicorn_access_lines_are_json_with_the_request_correlation_id(intake_settings: IntakeSettings) -> None:
+    [access] = [line for line in await served_lines(intake_settings, True) if line["logger"] == "uvicorn.access"]
     assert access["correlation_id"] == "access-1"
     assert access["service"] == "intake"
     assert "GET /healthz" in access["event"]
+
+
+@pytest.mark.usefixtures("restored_logging")
+async def test_an_access_log_uvicorn_was_told_to_skip_stays_off(intake_settings: IntakeSettings) -> None:
+    # `python -m intake` serves with access_log=False: it logs each submission itself.
+    served = await served_lines(intake_settings, False)
+    assert any(line["logger"] == "uvicorn.error" for line in served)  # the server's own lines still come
+    assert not [line for line in served if line["logger"] == "uvicorn.access"]
 
 
 @pytest.mark.usefixtures("restored_logging")

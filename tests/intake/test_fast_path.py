@@ -4,6 +4,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from bench.ceiling_intake import DiscardingSink
 from intake.guards import FORM
 from intake.main import create_app
 from intake.settings import IntakeSettings
@@ -40,6 +41,17 @@ async def test_json_submissions_are_answered_without_the_fastapi_routes(intake_s
     assert form_post.status_code == 422
     assert ["endpoint" in scope for scope in scopes] == [False, False, True]
     assert all(scope["route"].path == "/v1/applications" for scope in scopes)  # metrics label by it
+
+
+async def test_the_benchmark_ceiling_takes_every_submission_without_the_broker(
+    intake_settings: IntakeSettings,
+) -> None:
+    # No lifespan: the broker publisher never connects, so a submission it took would get 503.
+    sink = DiscardingSink()
+    async with client(create_app(intake_settings, sink=sink)) as http:
+        accepted = await http.post("/v1/applications", json=application())
+    assert accepted.status_code == 202, accepted.text
+    assert sink.discarded == 1
 
 
 async def test_form_posts_and_other_media_types_still_take_the_routes(intake_settings: IntakeSettings) -> None:

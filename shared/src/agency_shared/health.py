@@ -5,7 +5,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from agency_shared.metrics import exposition
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -41,7 +43,7 @@ def health_router(checks: Mapping[str, ReadinessCheck]) -> APIRouter:
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics in the text format"}},
     )
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

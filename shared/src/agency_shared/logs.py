@@ -82,8 +82,13 @@ def configure_logging(service: str, level: str, log_format: LogFormat = "json", 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # uvicorn started with access_log=False (intake) leaves its access logger without
+    # handlers and not propagating; it stays off (uvicorn then skips the line altogether).
+    access = logging.getLogger("uvicorn.access")
+    access_off = not access.propagate and not access.handlers
     for name in _FOREIGN_LOGGERS:
         foreign = logging.getLogger(name)
         foreign.handlers.clear()
         foreign.propagate = True
         foreign.setLevel(logging.NOTSET)  # LOG_LEVEL decides for them too
+    access.propagate = not access_off

@@ -5,12 +5,19 @@ Message counts and handler latency by queue come from FastStream's own middlewar
 this module adds what only our code knows.
 """
 
+import contextlib
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from aio_pika.exceptions import DeliveryError, PublishError
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
@@ -39,6 +46,10 @@ PUBLISH_CONFIRM = Histogram(
 PUBLISH_FAILURES = Counter(
     "wechat_publish_failures_total", "Events the broker did not confirm, by reason", ["service", "reason"]
 )
+
+# prometheus_client's multiprocess mode: set, every process of a service writes its
+# metrics to files in this folder, and /metrics sums them.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # Any other method (a client may send anything) shares one label value, so it cannot grow the series.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -105,3 +116,35 @@ class HttpMetricsMiddleware:
             )
         series[0].inc()
         series[1].observe(seconds)
+
+
+def exposition() -> bytes:
+    """The text /metrics answers: this process's metrics, or every worker's when several serve one port."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+@contextlib.contextmanager
+def shared_by_workers() -> Iterator[Path]:
+    """Around starting several worker processes: one metrics folder for all of them, emptied first.
+
+    The workers must be new interpreters (uvicorn spawns them), because prometheus_client
+    reads ``PROMETHEUS_MULTIPROC_DIR`` when it is imported. A folder the operator names
+    (e.g. a Kubernetes ``emptyDir``) is used and emptied; otherwise a temporary one is
+    made and removed afterwards.
+    """
+    named = os.environ.get(MULTIPROCESS_DIR)
+    folder = Path(named) if named else Path(tempfile.mkdtemp(prefix="metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # left by processes of an earlier run: they would count twice
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR] = str(folder)
+    try:
+        yield folder
+    finally:
+        if not named:
+            del os.environ[MULTIPROCESS_DIR]
+            shutil.rmtree(folder, ignore_errors=True)

@@ -5,6 +5,7 @@ import sys
 import uvicorn
 
 from agency_shared import dead_letters
+from agency_shared.metrics import shared_by_workers
 from agency_shared.startup import load_settings
 from intake.settings import IntakeSettings
 
@@ -14,6 +15,15 @@ def main() -> None:
     settings = load_settings(IntakeSettings, "intake", check=sys.argv[1:2] != ["dlq"])
     if sys.argv[1:2] == ["dlq"]:
         sys.exit(dead_letters.main(sys.argv[2:], str(settings.amqp_url)))
+    if settings.intake_workers == 1:
+        serve(settings)
+        return
+    # Several processes answer on one port; /metrics (served by any of them) sums them all.
+    with shared_by_workers():
+        serve(settings)
+
+
+def serve(settings: IntakeSettings) -> None:
     # No access log: intake logs every submission itself (with its correlation id) and
     # counts requests by route and status in /metrics; a second line per request would only cost throughput.
     uvicorn.run(
@@ -21,6 +31,7 @@ def main() -> None:
         factory=True,
         host=settings.bind_host,
         port=settings.intake_port,
+        workers=settings.intake_workers,
         access_log=False,
         # Which X-Forwarded-For to believe is intake's own setting (TRUSTED_PROXIES), not uvicorn's.
         proxy_headers=False,

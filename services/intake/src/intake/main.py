@@ -24,7 +24,7 @@ from agency_shared.metrics import HttpMetricsMiddleware, broker_metrics
 from agency_shared.startup import check_at_startup
 from agency_shared.topology import declare_topology
 from intake import api, pages
-from intake.accepting import Intake
+from intake.accepting import EventSink, Intake
 from intake.fast_path import JsonSubmissions
 from intake.guards import SubmissionGuard
 from intake.problems import Problem, install_problem_handlers
@@ -33,7 +33,8 @@ from intake.settings import IntakeSettings
 SERVICE = "intake"
 
 
-def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = None) -> FastAPI:
+    """The intake app; ``sink``, if given, takes the events instead of the broker (the benchmark's ceiling)."""
     settings = settings or IntakeSettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
     check_at_startup(settings, "intake")
@@ -59,12 +60,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         version="1",
         description="Applications for WeChat Official Accounts, enquiries, and the Service Agreement to accept.",
         lifespan=lifespan,
+        # FastAPI's OpenTelemetry bridge looks up the global providers on every request
+        # (a few % of intake's CPU) only to find none: our metrics are Prometheus's.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
-    app.state.intake = Intake(
-        AgreementCatalog.configured(settings.agreements_dir),
-        publisher,
-    )
+    app.state.intake = Intake(AgreementCatalog.configured(settings.agreements_dir), sink or publisher)
     app.state.guard = SubmissionGuard(
         settings.rate_limit, settings.max_body_bytes, settings.allowed_origins, settings.trusted_proxies
     )

@@ -11,6 +11,9 @@ from agency_shared.settings import SharedSettings, split_commas
 
 class IntakeSettings(SharedSettings):
     intake_port: int = 8000
+    # Server processes sharing the port. Each is a replica in one host: its own broker
+    # connection and its own rate-limit counts. Set it to the cores intake may use.
+    intake_workers: int = Field(default=1, ge=1, le=64)
     # Where a client can follow its application (served by the agreements service).
     status_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8001")
     # What a 503 tells the client to wait before retrying.
