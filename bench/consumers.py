@@ -22,7 +22,7 @@ from agency_shared.topology import (
     NOTIFICATIONS_ENQUIRY_RECEIVED,
 )
 from agreements.recording import record_from_event
-from bench.stack import Stack, rss_kib
+from bench.stack import CpuMeter, Process, Stack, broker_pids, process_tree, rss_kib
 from notifications.emails import client_confirmation
 from tests.support.events import agreement_recorded_event, application_submitted
 
@@ -51,16 +51,28 @@ async def publish_backlog(stack: Stack, events: list[Event]) -> None:
         await asyncio.gather(*(one(event) for event in events))
 
 
-async def drain_rate(count: Any, total: int, timeout: float = 600) -> tuple[float, float]:
-    """Poll ``count()`` until it reaches ``total``; the rate from the first item done to the last, and the time."""
+async def drain_rate(
+    count: Any, total: int, meter: CpuMeter, timeout: float = 600
+) -> tuple[float, float, dict[str, float]]:
+    """Poll ``count()`` until it reaches ``total``.
+
+    The rate from the first item done to the last, the time, and the CPU each of ``meter``'s
+    parties spent per item meanwhile (the service's start-up is not counted).
+    """
     async with asyncio.timeout(timeout):
         while (first := await count()) == 0:
             await asyncio.sleep(0.05)
         started = time.perf_counter()
+        meter.start()
         while (done := await count()) < total:
             await asyncio.sleep(0.1)
     seconds = time.perf_counter() - started
-    return (done - first) / seconds, seconds
+    return (done - first) / seconds, seconds, meter.stop(done - first, unit="message")
+
+
+def consumer_meter(stack: Stack, service: Process) -> CpuMeter:
+    return CpuMeter({"service": lambda: process_tree(service.pid), "database": stack.database_pids,
+                     "broker": broker_pids})  # fmt: skip
 
 
 async def on_fresh_database(stack: Stack, measure: Callable[[Mongo], Awaitable[float]]) -> float:
@@ -88,7 +100,7 @@ async def agreements_round(stack: Stack, backlog: int, number: int) -> dict[str,
         head = await heads.find_one({"_id": "head"})
         return int(head["sequence"]) if head else 0
 
-    rate, seconds = await drain_rate(linked, backlog)
+    rate, seconds, cpu = await drain_rate(linked, backlog, consumer_meter(stack, service))
     peak = rss_kib(service.pid, "VmHWM")
     service.stop()
     # What agreements announced is not the notifications benchmark's backlog.
@@ -96,7 +108,7 @@ async def agreements_round(stack: Stack, backlog: int, number: int) -> dict[str,
     await mongo.close()
     stack.stop_database()
     return {"service_per_s": round(rate, 1), "seconds": round(seconds, 1), "raw_per_s": round(raw, 1),
-            "ratio": round(rate / raw, 2), "peak_rss_mib": round(peak / 1024, 1)}  # fmt: skip
+            "ratio": round(rate / raw, 2), "peak_rss_mib": round(peak / 1024, 1)} | cpu  # fmt: skip
 
 
 async def raw_inserts(mongo: Mongo, database: str, events: list[Any]) -> float:
@@ -148,7 +160,7 @@ async def notifications_round(stack: Stack, backlog: int, number: int) -> dict[s
     async def sent() -> int:
         return sum(1 for _ in stack.mail_dir.iterdir()) - before
 
-    rate, seconds = await drain_rate(sent, backlog)
+    rate, seconds, cpu = await drain_rate(sent, backlog, consumer_meter(stack, service))
     peak = rss_kib(service.pid, "VmHWM")
     service.stop()
     stack.stop_database()
@@ -158,7 +170,7 @@ async def notifications_round(stack: Stack, backlog: int, number: int) -> dict[s
     email = client_confirmation(first, "WeChat Agency <no-reply@agency.example>")
     raw = await raw_sends(stack, email, min(backlog, 2000))
     return {"service_per_s": round(rate, 1), "seconds": round(seconds, 1), "raw_per_s": round(raw, 1),
-            "ratio": round(rate / raw, 2), "peak_rss_mib": round(peak / 1024, 1)}  # fmt: skip
+            "ratio": round(rate / raw, 2), "peak_rss_mib": round(peak / 1024, 1)} | cpu  # fmt: skip
 
 
 async def raw_sends(stack: Stack, message: Any, count: int) -> float:

@@ -74,7 +74,7 @@ def run(stack: Stack, runs: int, seconds: int, connections: int, workers: int) -
         # Interleaved, so drift on a shared machine touches every contender alike.
         for name, process in servers.items():
             asyncio.run(stack.purge(*queues))
-            meter = CpuMeter(process.pid).start()
+            meter = CpuMeter.serving(process.pid).start()
             figures = wrk(f"http://127.0.0.1:{process.port}/v1/applications", body_file, connections, seconds)
             figures.update(meter.stop(figures["requests"]))
             figures["peak_rss_mib"] = peak_rss_mib(process.pid)

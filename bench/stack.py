@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,33 +89,42 @@ def machine_busy_and_total() -> tuple[int, int]:
 
 @dataclass
 class CpuMeter:
-    """Where the CPU went while ``requests`` were served: server, broker, load generator, the machine."""
+    """CPU time each party used between ``start`` and ``stop``, per item done, and how busy the machine was.
 
-    server_pid: int
+    A party is a name and a function giving its processes' ids now (a server's workers come
+    and go with it). ``children=True`` adds the load generator: our own children that ended
+    in between (``wrk``).
+    """
+
+    parties: dict[str, Callable[[], list[int]]]
+    children: bool = False
     started: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def serving(cls, server_pid: int) -> "CpuMeter":
+        """An HTTP server under wrk: the server's processes, RabbitMQ, and wrk."""
+        return cls({"server": lambda: process_tree(server_pid), "broker": broker_pids}, children=True)
+
     def _read(self) -> dict[str, float]:
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # ended children: the load generator
-        busy, total = machine_busy_and_total()
-        return {
-            "server": cpu_seconds(process_tree(self.server_pid)),
-            "broker": cpu_seconds(broker_pids()),
-            "load_generator": children.ru_utime + children.ru_stime,
-            "busy": busy,
-            "total": total,
-        }
+        reading = {name: cpu_seconds(pids()) for name, pids in self.parties.items()}
+        if self.children:
+            ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+            reading["load_generator"] = ended.ru_utime + ended.ru_stime
+        reading["busy"], reading["total"] = machine_busy_and_total()
+        return reading
 
     def start(self) -> "CpuMeter":
         self.started = self._read()
         return self
 
-    def stop(self, requests: int) -> dict[str, float]:
-        """CPU milliseconds per request of each party, and how busy the machine was (percent of all cores)."""
+    def stop(self, items: int, unit: str = "request") -> dict[str, float]:
+        """``<party>_cpu_ms_per_<unit>`` for each party, and ``machine_busy_pct`` (percent of all cores)."""
         now = self._read()
         spent = {key: now[key] - self.started[key] for key in now}
         figures = {
-            f"{key}_cpu_ms_per_request": round(1000 * spent[key] / max(requests, 1), 3)
-            for key in ("server", "broker", "load_generator")
+            f"{key}_cpu_ms_per_{unit}": round(1000 * spent[key] / max(items, 1), 3)
+            for key in spent
+            if key not in ("busy", "total")
         }
         figures["machine_busy_pct"] = round(100 * spent["busy"] / max(spent["total"], 1), 1)
         return figures
@@ -234,6 +243,11 @@ class Stack:
             dict(os.environ),
         )  # fmt: skip
         wait_for_port(self.mongo_port, timeout=30, process=mongo.popen)
+
+    def database_pids(self) -> list[int]:
+        """The current SecantusDB server's process."""
+        name = f"secantusdb-{self.mongo_port}"
+        return [p.pid for p in self.processes if p.name == name and p.popen is not None and p.popen.poll() is None]
 
     def stop_database(self) -> None:
         """Stop the current SecantusDB (a later ``start_database`` replaces it)."""
