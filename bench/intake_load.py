@@ -7,6 +7,7 @@ second process gains read apart. The reference is one process, as written.
 
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,6 +15,9 @@ import time
 from pathlib import Path
 from statistics import median
 from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_APPLICATION_SUBMITTED
 from bench.stack import ROOT, CpuMeter, Process, Stack, peak_rss_mib
@@ -75,8 +79,11 @@ def run(stack: Stack, runs: int, seconds: int, connections: int, workers: int) -
         for name, process in servers.items():
             asyncio.run(stack.purge(*queues))
             meter = CpuMeter.serving(process.pid).start()
+            confirms = confirm_buckets(process) if name in CONFIRMING else {}
             figures = wrk(f"http://127.0.0.1:{process.port}/v1/applications", body_file, connections, seconds)
             figures.update(meter.stop(figures["requests"]))
+            if confirms:
+                figures.update(confirm_quantiles(confirms, confirm_buckets(process)))
             figures["peak_rss_mib"] = peak_rss_mib(process.pid)
             rounds[name].append(figures)
             print(f"  intake run {number + 1}/{runs} {name:13}: {summary(figures)}", file=sys.stderr, flush=True)
@@ -117,10 +124,37 @@ def start_servers(stack: Stack, workers: int) -> dict[str, Process]:
     return {"reference": reference, "intake": intake, "intake_single": single, "ceiling": ceiling}
 
 
+# The contenders that publish and count the broker's confirm times (wechat_publish_confirm_seconds).
+CONFIRMING = ("intake", "intake_single")
+
+
+def confirm_buckets(process: Process) -> dict[float, float]:
+    """The cumulative buckets of intake's confirm-time histogram, as its /metrics says now (all workers)."""
+    text = httpx.get(f"http://127.0.0.1:{process.port}/metrics", timeout=10).text
+    return {
+        float(sample.labels["le"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "wechat_publish_confirm_seconds_bucket" and sample.labels.get("service") == "intake"
+    }
+
+
+def confirm_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    """The bucket bounds (ms) under which half and 99 % of the run's publishes had their confirm."""
+    delta = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = delta[math.inf]
+    figures = {}
+    for name, share in (("confirm_p50_le_ms", 0.5), ("confirm_p99_le_ms", 0.99)):
+        bound = next(bound for bound, count in delta.items() if count >= share * total)
+        figures[name] = bound * 1000
+    return figures
+
+
 def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     keys = ("accepted_per_s", "p50_ms", "p99_ms", "errors", "peak_rss_mib", "server_cpu_ms_per_request",
-            "broker_cpu_ms_per_request", "load_generator_cpu_ms_per_request", "machine_busy_pct")  # fmt: skip
-    return {key: round(median(run[key] for run in runs), 2) for key in keys}
+            "broker_cpu_ms_per_request", "load_generator_cpu_ms_per_request", "machine_busy_pct",
+            "confirm_p50_le_ms", "confirm_p99_le_ms")  # fmt: skip
+    return {key: round(median(run[key] for run in runs), 2) for key in keys if key in runs[0]}
 
 
 def summary(figures: dict[str, Any]) -> str:
@@ -129,4 +163,9 @@ def summary(figures: dict[str, Any]) -> str:
         f"errors {figures['errors']}  statuses {figures['statuses']}  CPU ms/request: server "
         f"{figures['server_cpu_ms_per_request']:.3f}, broker {figures['broker_cpu_ms_per_request']:.3f}, wrk "
         f"{figures['load_generator_cpu_ms_per_request']:.3f}; machine {figures['machine_busy_pct']:.0f}% busy"
+        + (
+            f"; confirms p50 <= {figures['confirm_p50_le_ms']:g} ms, p99 <= {figures['confirm_p99_le_ms']:g} ms"
+            if "confirm_p99_le_ms" in figures
+            else ""
+        )
     )

@@ -30,7 +30,7 @@ def machine() -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     """The figures as a plain-text table (medians; the JSON file has every run)."""
-    rows = [("what", "median", "reference", "ratio", "peak RSS MiB")]
+    rows = [("what", "median", "reference", "ratio", "peak RSS MiB", "CPU ms per item: ours / broker / database")]
     if intake := results.get("intake"):
         workers = intake["intake_workers"]
         names = {
@@ -43,22 +43,28 @@ def table(results: dict[str, Any]) -> str:
         for name, label in names.items():
             m = intake[name]["median"]
             ratio = "" if name == "reference" else f"{intake[f'ratio_{name}_to_reference']}"
-            rows.append((f"{label} accepted/s (p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, errors {m['errors']:.0f})",
-                         f"{m['accepted_per_s']}", f"{reference}", ratio, f"{m['peak_rss_mib']}"))  # fmt: skip
+            confirms = f", confirm p99 <= {m['confirm_p99_le_ms']:g} ms" if "confirm_p99_le_ms" in m else ""
+            rows.append((f"{label} accepted/s (p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms{confirms}, "
+                         f"errors {m['errors']:.0f})", f"{m['accepted_per_s']}", f"{reference}", ratio,
+                         f"{m['peak_rss_mib']}",
+                         f"{m['server_cpu_ms_per_request']} / {m['broker_cpu_ms_per_request']} / -"))  # fmt: skip
     if consumers := results.get("consumers"):
         for name in ("agreements", "notifications"):
             m = consumers[name]["median"]
+            cpu = " / ".join(f"{m[f'{party}_cpu_ms_per_message']:.2f}" for party in ("service", "broker", "database"))
             rows.append((f"{name} drain/s", f"{m['service_per_s']}", f"{m['raw_per_s']}", f"{m['ratio']}",
-                         f"{m['peak_rss_mib']}"))  # fmt: skip
+                         f"{m['peak_rss_mib']}", cpu))  # fmt: skip
     if e2e := results.get("e2e"):
         for what in ("stored", "emailed"):
             m = e2e["median"][what]
-            rows.append((f"POST -> {what} p50/p95/p99 ms", f"{m['p50_ms']}/{m['p95_ms']}/{m['p99_ms']}", "", "", ""))
+            rows.append(
+                (f"POST -> {what} p50/p95/p99 ms", f"{m['p50_ms']}/{m['p95_ms']}/{m['p99_ms']}", "", "", "", "")
+            )
     if memory := results.get("memory"):
         for name, m in memory["services"].items():
             rows.append((f"{name} RSS over 60 s (settled -> end)", f"{m['settled_mib']} -> {m['end_mib']}", "", "",
-                         f"{m['max_mib']}"))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+                         f"{m['max_mib']}", ""))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
 
 

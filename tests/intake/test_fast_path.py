@@ -1,5 +1,7 @@
 """JSON submissions take the fast path; everything else the documented FastAPI routes: same answers either way."""
 
+import gc
+
 import httpx
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -52,6 +54,15 @@ async def test_the_benchmark_ceiling_takes_every_submission_without_the_broker(
         accepted = await http.post("/v1/applications", json=application())
     assert accepted.status_code == 202, accepted.text
     assert sink.discarded == 1
+
+
+async def test_what_start_up_made_is_kept_from_the_collector_while_intake_serves(
+    intake_settings: IntakeSettings,
+) -> None:
+    app = create_app(intake_settings)
+    async with serving(app):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
 
 
 async def test_form_posts_and_other_media_types_still_take_the_routes(intake_settings: IntakeSettings) -> None:

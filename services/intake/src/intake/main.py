@@ -1,5 +1,6 @@
 """Composition root of intake: ``create_app`` wires the broker, the agreement catalog, the guards and the routes."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,7 +52,12 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
         await broker.start()
         await declare_topology(broker, settings.queue_max_length)
         await publisher.start()
+        # What exists now (modules, schemas, the app) lives as long as the process: keep it
+        # out of the cyclic collector's reach, so a full collection under load walks only what
+        # requests made. Unfrozen, one took up to 30 ms, a pause for every request in flight.
+        gc.freeze()
         yield
+        gc.unfreeze()
         await publisher.stop()
         await broker.stop()
 
