@@ -2,12 +2,15 @@
 
 import json
 from email import message_from_bytes, policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 
 import pytest
 
 from agency_shared.events import AgreementRecorded
 from agency_shared.receipt_verifier import verify_receipt
+from notifications import emails
 from notifications.emails import client_confirmation, staff_new_application, staff_new_enquiry
 from tests.support.data import CURRENT
 from tests.support.events import agreement_recorded_event, application_submitted, enquiry_received
@@ -193,3 +196,32 @@ def test_client_confirmation_carries_a_verifiable_receipt() -> None:
     text, _ = bodies(message)
     assert f"#{event.data.sequence}" in text
     assert event.data.record_hash in text
+
+
+def without_boundaries(message: EmailMessage) -> bytes:
+    """The message as sent, its random MIME boundaries replaced by placeholders."""
+    sent = message.as_bytes()
+    boundaries = [part.get_boundary() for part in message.walk() if part.is_multipart()]
+    for number, boundary in enumerate(boundaries):
+        assert boundary is not None
+        sent = sent.replace(boundary.encode(), f"boundary-{number}".encode())
+    return sent
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_header_classes_made_once_give_the_same_emails_as_the_standard_registry(
+    monkeypatch: pytest.MonkeyPatch, locale: str
+) -> None:
+    event = agreement_recorded_event(locale)
+    ours = client_confirmation(event, "WeChat Agency <no-reply@agency.example>", ["staff@agency.example"])
+    standard_policy = emails.EMAIL_POLICY.clone(header_factory=HeaderRegistry())
+    monkeypatch.setattr(emails, "EMAIL_POLICY", standard_policy)
+    standard = client_confirmation(event, "WeChat Agency <no-reply@agency.example>", ["staff@agency.example"])
+    assert ours.policy is not standard.policy
+    assert without_boundaries(ours) == without_boundaries(standard)
+    # One class per header name, reused: what the standard registry builds anew on every header.
+    assert isinstance(ours.policy, EmailPolicy)
+    registry = ours.policy.header_factory
+    assert isinstance(registry, emails.HeaderClasses)
+    assert registry["Subject"] is registry["subject"]
+    assert HeaderRegistry()["Subject"] is not HeaderRegistry()["Subject"]
