@@ -22,7 +22,7 @@ from agency_shared.topology import (
     NOTIFICATIONS_ENQUIRY_RECEIVED,
 )
 from agreements.recording import record_from_event
-from bench.stack import CpuMeter, Process, Stack, broker_pids, process_tree, rss_kib
+from bench.stack import CpuMeter, Stack, peak_rss_mib
 from notifications.emails import client_confirmation
 from tests.support.events import agreement_recorded_event, application_submitted
 
@@ -70,11 +70,6 @@ async def drain_rate(
     return (done - first) / seconds, seconds, meter.stop(done - first, unit="message")
 
 
-def consumer_meter(stack: Stack, service: Process) -> CpuMeter:
-    return CpuMeter({"service": lambda: process_tree(service.pid), "database": stack.database_pids,
-                     "broker": broker_pids})  # fmt: skip
-
-
 async def on_fresh_database(stack: Stack, measure: Callable[[Mongo], Awaitable[float]]) -> float:
     stack.start_database()
     mongo: Mongo = AsyncMongoClient(stack.mongo_url)
@@ -100,15 +95,15 @@ async def agreements_round(stack: Stack, backlog: int, number: int) -> dict[str,
         head = await heads.find_one({"_id": "head"})
         return int(head["sequence"]) if head else 0
 
-    rate, seconds, cpu = await drain_rate(linked, backlog, consumer_meter(stack, service))
-    peak = rss_kib(service.pid, "VmHWM")
+    rate, seconds, cpu = await drain_rate(linked, backlog, CpuMeter.consuming(stack, service))
+    peak = peak_rss_mib(service.pid)
     service.stop()
     # What agreements announced is not the notifications benchmark's backlog.
     await stack.purge(NOTIFICATIONS_AGREEMENT_RECORDED.name)
     await mongo.close()
     stack.stop_database()
     return {"service_per_s": round(rate, 1), "seconds": round(seconds, 1), "raw_per_s": round(raw, 1),
-            "ratio": round(rate / raw, 2), "peak_rss_mib": round(peak / 1024, 1)} | cpu  # fmt: skip
+            "ratio": round(rate / raw, 2), "peak_rss_mib": peak} | cpu  # fmt: skip
 
 
 async def raw_inserts(mongo: Mongo, database: str, events: list[Any]) -> float:
@@ -160,8 +155,8 @@ async def notifications_round(stack: Stack, backlog: int, number: int) -> dict[s
     async def sent() -> int:
         return sum(1 for _ in stack.mail_dir.iterdir()) - before
 
-    rate, seconds, cpu = await drain_rate(sent, backlog, consumer_meter(stack, service))
-    peak = rss_kib(service.pid, "VmHWM")
+    rate, seconds, cpu = await drain_rate(sent, backlog, CpuMeter.consuming(stack, service))
+    peak = peak_rss_mib(service.pid)
     service.stop()
     stack.stop_database()
     await stack.purge(AGREEMENTS_NOTIFICATION_SETTLED.name, NOTIFICATIONS_AGREEMENT_RECORDED.name)
@@ -170,7 +165,7 @@ async def notifications_round(stack: Stack, backlog: int, number: int) -> dict[s
     email = client_confirmation(first, "WeChat Agency <no-reply@agency.example>")
     raw = await raw_sends(stack, email, min(backlog, 2000))
     return {"service_per_s": round(rate, 1), "seconds": round(seconds, 1), "raw_per_s": round(raw, 1),
-            "ratio": round(rate / raw, 2), "peak_rss_mib": round(peak / 1024, 1)} | cpu  # fmt: skip
+            "ratio": round(rate / raw, 2), "peak_rss_mib": peak} | cpu  # fmt: skip
 
 
 async def raw_sends(stack: Stack, message: Any, count: int) -> float:

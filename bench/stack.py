@@ -105,6 +105,12 @@ class CpuMeter:
         """An HTTP server under wrk: the server's processes, RabbitMQ, and wrk."""
         return cls({"server": lambda: process_tree(server_pid), "broker": broker_pids}, children=True)
 
+    @classmethod
+    def consuming(cls, stack: "Stack", service: "Process") -> "CpuMeter":
+        """A consumer draining a backlog: the service's processes, the stack's SecantusDB, and RabbitMQ."""
+        return cls({"service": lambda: process_tree(service.pid), "database": stack.database_pids,
+                    "broker": broker_pids})  # fmt: skip
+
     def _read(self) -> dict[str, float]:
         reading = {name: cpu_seconds(pids()) for name, pids in self.parties.items()}
         if self.children:

@@ -2,13 +2,14 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from faststream.rabbit import RabbitBroker
 from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 import agreements.main
@@ -32,9 +33,13 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def parse(text: str) -> Samples:
+    return samples_of(text_string_to_metric_families(text))
+
+
+def samples_of(families: Iterable[Metric]) -> Samples:
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
+        for family in families
         for sample in family.samples
     }
 

@@ -17,7 +17,7 @@ from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED
 from tests.support import broker
 from tests.support.data import application
 from tests.support.servers import free_port
-from tests.test_metrics import parse, value
+from tests.test_metrics import parse, samples_of, value
 
 ACCEPTED = {"form": "application", "outcome": "accepted"}
 
@@ -67,11 +67,7 @@ def accepted_by_worker(metrics_dir: Path) -> dict[str, float]:
     """Each worker's own count of accepted applications, from the files it writes its metrics to."""
     counts = {}
     for file in metrics_dir.glob("counter_*.db"):
-        samples = {
-            (sample.name, frozenset(sample.labels.items())): sample.value
-            for family in MultiProcessCollector.merge([str(file)], accumulate=True)  # type: ignore[no-untyped-call]
-            for sample in family.samples
-        }
+        samples = samples_of(MultiProcessCollector.merge([str(file)], accumulate=True))  # type: ignore[no-untyped-call]
         counts[file.stem] = value(samples, "intake_submissions_total", **ACCEPTED)
     return counts
 
