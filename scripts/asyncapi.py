@@ -14,7 +14,7 @@ from pydantic import AmqpDsn
 import agreements.main
 import intake.main
 import notifications.main
-from agency_shared.asyncapi import EventDocument
+from agency_chassis.asyncapi import EventDocument
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings

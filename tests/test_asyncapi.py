@@ -10,7 +10,7 @@ from fastapi import FastAPI
 import agreements.main
 import intake.main
 import notifications.main
-from agency_shared.asyncapi import EventDocument
+from agency_chassis.asyncapi import EventDocument
 from agency_shared.events import (
     AgreementRecorded,
     ApplicantErased,

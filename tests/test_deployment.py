@@ -50,7 +50,7 @@ SETTINGS = {
     name.upper() for cls in (IntakeSettings, AgreementsSettings, NotificationsSettings) for name in cls.model_fields
 }
 
-# What the services expose on /metrics: ours (agency_shared.metrics, intake) and
+# What the services expose on /metrics: ours (agency_chassis.metrics, intake) and
 # FastStream's Prometheus middleware, with their labels; Prometheus adds the target's.
 METRICS: dict[str, set[str]] = {
     "wechat_http_requests_total": {"service", "route", "method", "status"},

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 import agreements.main
 import intake.main
 import notifications.main
-from agency_shared.logs import ServiceLogHandler, configure_logging
+from agency_chassis.logs import ServiceLogHandler, configure_logging
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings

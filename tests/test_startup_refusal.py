@@ -14,7 +14,7 @@ from fastapi import FastAPI
 import agreements.main
 import intake.main
 import notifications.main
-from agency_shared.startup import EX_CONFIG, SettingsRefused
+from agency_chassis.startup import EX_CONFIG, SettingsRefused
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings

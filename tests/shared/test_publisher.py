@@ -2,7 +2,7 @@
 
 import pytest
 
-from agency_shared.messaging import EventPublisher, PublishFailed
+from agency_chassis.messaging import EventPublisher, PublishFailed
 from tests.support.events import application_submitted
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import AmqpDsn, MongoDsn, SecretStr
 
-from agency_shared.startup import (
+from agency_chassis.startup import (
     EX_CONFIG,
     MASK,
     SettingsRefused,
@@ -120,7 +120,7 @@ def test_complete_production_settings_start_and_are_logged_masked(caplog: pytest
         smtp_password=SecretStr("Smtp-Pa55"),
         **REAL_MAIL,
     )
-    with caplog.at_level(logging.INFO, logger="agency_shared.startup"):
+    with caplog.at_level(logging.INFO, logger="agency_chassis.startup"):
         check_at_startup(settings, "notifications")
 
     [record] = caplog.records

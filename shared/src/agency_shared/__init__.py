@@ -1,1 +1,1 @@
-"""Contracts shared by the WeChat agency services: events, forms, topology, settings."""
+"""Contracts any service or outside client may import: events, forms, topology, agreement documents, receipts."""

@@ -103,7 +103,7 @@ def subscribe(router: RabbitRouter, consumer: ConsumerQueue, max_length: int = D
 def declare_publishers(broker: RabbitBroker, *events: type[Event]) -> list[RabbitPublisher]:
     """Declare that this broker's service publishes ``events``, so its AsyncAPI document lists them.
 
-    Events are sent by `agency_shared.messaging.EventPublisher`; these declarations
+    Events are sent by `agency_chassis.messaging.EventPublisher`; these declarations
     describe exactly what it sends (the events exchange, the event type as routing
     key, persistent, mandatory, JSON, the event model as payload) from the same
     constants, and are never published through.

@@ -6,8 +6,8 @@ import sys
 
 import uvicorn
 
-from agency_shared import dead_letters
-from agency_shared.startup import load_settings
+from agency_chassis import dead_letters
+from agency_chassis.startup import load_settings
 from agreements.main import mongo_client
 from agreements.settings import AgreementsSettings
 from agreements.storage import MongoAcceptanceLedger

@@ -8,9 +8,9 @@ from faststream.rabbit import RabbitRouter
 from faststream.rabbit.annotations import RabbitMessage
 from pymongo.errors import ConnectionFailure
 
+from agency_chassis.messaging import PublishFailed
+from agency_chassis.retries import RetryScheduler, attempt_of
 from agency_shared.events import ApplicationSubmitted, Event, NotificationSettled, utc_now
-from agency_shared.messaging import PublishFailed
-from agency_shared.retries import RetryScheduler, attempt_of
 from agency_shared.topology import (
     AGREEMENTS_APPLICATION_SUBMITTED,
     AGREEMENTS_NOTIFICATION_SETTLED,

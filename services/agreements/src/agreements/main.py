@@ -8,16 +8,16 @@ from fastapi import FastAPI
 from faststream.rabbit import Channel, RabbitBroker
 from pymongo import AsyncMongoClient
 
+from agency_chassis.asyncapi import document_events
+from agency_chassis.correlation import CorrelationIdMiddleware, MessageContext
+from agency_chassis.health import health_router
+from agency_chassis.logs import BROKER_LOGGER, configure_logging
+from agency_chassis.messaging import EventPublisher, RejectUnreadableMessages
+from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
+from agency_chassis.retries import Backoff, RetryScheduler
+from agency_chassis.startup import check_at_startup
 from agency_shared.agreement_documents import AgreementCatalog
-from agency_shared.asyncapi import document_events
-from agency_shared.correlation import CorrelationIdMiddleware, MessageContext
 from agency_shared.events import AgreementRecorded, ApplicantErased
-from agency_shared.health import health_router
-from agency_shared.logs import BROKER_LOGGER, configure_logging
-from agency_shared.messaging import EventPublisher, RejectUnreadableMessages
-from agency_shared.metrics import HttpMetricsMiddleware, broker_metrics
-from agency_shared.retries import Backoff, RetryScheduler
-from agency_shared.startup import check_at_startup
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, AGREEMENTS_NOTIFICATION_SETTLED, declare_topology
 from agreements import public_api, staff_api
 from agreements.handlers import build_router

@@ -2,7 +2,7 @@
 
 from pydantic import SecretStr
 
-from agency_shared.settings import MongoSettings, SharedSettings
+from agency_chassis.settings import MongoSettings, SharedSettings
 
 
 class AgreementsSettings(SharedSettings, MongoSettings):

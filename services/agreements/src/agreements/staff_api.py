@@ -14,8 +14,8 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from agency_chassis.messaging import PublishFailed
 from agency_shared.events import Event, utc_now
-from agency_shared.messaging import PublishFailed
 from agency_shared.text import SINGLE_LINE
 from agreements.erasure import erase_applicant
 from agreements.exports import ACCEPTANCE_COLUMNS, APPLICATION_COLUMNS, csv_rows

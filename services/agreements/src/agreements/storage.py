@@ -13,8 +13,8 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from agency_chassis.metrics import LEDGER_LENGTH
 from agency_shared.events import NotificationSettledData
-from agency_shared.metrics import LEDGER_LENGTH
 from agency_shared.receipt_verifier import GENESIS_HASH, record_hash
 from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_record
 

@@ -4,9 +4,9 @@ import sys
 
 import uvicorn
 
-from agency_shared import dead_letters
-from agency_shared.metrics import shared_by_workers
-from agency_shared.startup import load_settings
+from agency_chassis import dead_letters
+from agency_chassis.metrics import shared_by_workers
+from agency_chassis.startup import load_settings
 from intake.settings import IntakeSettings
 
 

@@ -12,17 +12,17 @@ from fastapi.staticfiles import StaticFiles
 from faststream.rabbit import RabbitBroker
 from pydantic.json_schema import models_json_schema
 
+from agency_chassis.asyncapi import document_events
+from agency_chassis.correlation import HEADER as CORRELATION_HEADER
+from agency_chassis.correlation import CorrelationIdMiddleware
+from agency_chassis.health import health_router
+from agency_chassis.logs import BROKER_LOGGER, configure_logging
+from agency_chassis.messaging import EventPublisher
+from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
+from agency_chassis.startup import check_at_startup
 from agency_shared.agreement_documents import AgreementCatalog
-from agency_shared.asyncapi import document_events
-from agency_shared.correlation import HEADER as CORRELATION_HEADER
-from agency_shared.correlation import CorrelationIdMiddleware
 from agency_shared.events import ApplicationSubmitted, EnquiryReceived
 from agency_shared.forms import ApplicationForm, EnquiryForm
-from agency_shared.health import health_router
-from agency_shared.logs import BROKER_LOGGER, configure_logging
-from agency_shared.messaging import EventPublisher
-from agency_shared.metrics import HttpMetricsMiddleware, broker_metrics
-from agency_shared.startup import check_at_startup
 from agency_shared.topology import declare_topology
 from intake import api, pages
 from intake.accepting import EventSink, Intake

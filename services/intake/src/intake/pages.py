@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from agency_chassis.messaging import PublishFailed
 from agency_shared.agreement_documents import AgreementDocument
 from agency_shared.forms import EnquiryService, Locale
-from agency_shared.messaging import PublishFailed
 from intake.accepting import FieldProblem, InvalidSubmission, Taken
 from intake.deps import Context, Guard, IntakeService, Settings
 from intake.guards import (

@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, field_validator
 from pydantic_settings import NoDecode
 
-from agency_shared.settings import SharedSettings, split_commas
+from agency_chassis.settings import SharedSettings, split_commas
 
 
 class IntakeSettings(SharedSettings):

@@ -4,8 +4,8 @@ import sys
 
 import uvicorn
 
-from agency_shared import dead_letters
-from agency_shared.startup import load_settings
+from agency_chassis import dead_letters
+from agency_chassis.startup import load_settings
 from notifications.settings import NotificationsSettings
 
 

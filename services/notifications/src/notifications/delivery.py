@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal, Protocol
 
+from agency_chassis.metrics import EMAILS
 from agency_shared.events import Event
-from agency_shared.metrics import EMAILS
 from notifications.ledger import Claim
 from notifications.mailer import DeliveryFailed, Mailer
 

@@ -9,7 +9,8 @@ from faststream.exceptions import RejectMessage
 from faststream.rabbit import RabbitRouter
 from faststream.rabbit.annotations import RabbitMessage
 
-from agency_shared.dead_letters import REPLAYED_HEADER
+from agency_chassis.dead_letters import REPLAYED_HEADER
+from agency_chassis.retries import RetryScheduler, attempt_of
 from agency_shared.events import (
     AgreementRecorded,
     ApplicationSubmitted,
@@ -20,7 +21,6 @@ from agency_shared.events import (
     derived_id,
     utc_now,
 )
-from agency_shared.retries import RetryScheduler, attempt_of
 from agency_shared.topology import (
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_APPLICATION_SUBMITTED,

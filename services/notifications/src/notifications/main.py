@@ -8,15 +8,15 @@ from fastapi import FastAPI
 from faststream.rabbit import Channel, RabbitBroker
 from pymongo import AsyncMongoClient
 
-from agency_shared.asyncapi import document_events
-from agency_shared.correlation import CorrelationIdMiddleware, MessageContext
+from agency_chassis.asyncapi import document_events
+from agency_chassis.correlation import CorrelationIdMiddleware, MessageContext
+from agency_chassis.health import health_router
+from agency_chassis.logs import BROKER_LOGGER, configure_logging
+from agency_chassis.messaging import EventPublisher, RejectUnreadableMessages
+from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
+from agency_chassis.retries import Backoff, RetryScheduler
+from agency_chassis.startup import check_at_startup
 from agency_shared.events import NotificationSettled
-from agency_shared.health import health_router
-from agency_shared.logs import BROKER_LOGGER, configure_logging
-from agency_shared.messaging import EventPublisher, RejectUnreadableMessages
-from agency_shared.metrics import HttpMetricsMiddleware, broker_metrics
-from agency_shared.retries import Backoff, RetryScheduler
-from agency_shared.startup import check_at_startup
 from agency_shared.topology import CONSUMER_QUEUES, declare_topology
 from notifications.erasure import build_erasure_router
 from notifications.handlers import CLIENT_TEMPLATES, Notifier, build_router, staff_alerts

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agency_shared.settings import MongoSettings, SharedSettings, SmtpSettings
+from agency_chassis.settings import MongoSettings, SharedSettings, SmtpSettings
 
 
 class NotificationsSettings(SharedSettings, SmtpSettings, MongoSettings):

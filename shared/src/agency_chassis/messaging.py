@@ -14,8 +14,8 @@ from faststream.exceptions import RejectMessage
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
+from agency_chassis.metrics import PUBLISH_CONFIRM, PUBLISH_FAILURES, publish_failure_reason
 from agency_shared.events import Event
-from agency_shared.metrics import PUBLISH_CONFIRM, PUBLISH_FAILURES, publish_failure_reason
 from agency_shared.topology import EVENTS_EXCHANGE
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import SecretBytes, SecretStr, ValidationError
 
-from agency_shared.settings import MongoSettings, SharedSettings, SmtpSettings
+from agency_chassis.settings import MongoSettings, SharedSettings, SmtpSettings
 
 logger = logging.getLogger(__name__)
 

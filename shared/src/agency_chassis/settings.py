@@ -22,7 +22,7 @@ class SharedSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     # Production unless told otherwise: a deployment that forgets ENVIRONMENT is still held
-    # to production rules (agency_shared.startup refuses missing settings and placeholders);
+    # to production rules (agency_chassis.startup refuses missing settings and placeholders);
     # `make run` sets local and the tests set test.
     environment: Literal["local", "test", "production"] = "production"
     # Loopback by default; containers set BIND_HOST=0.0.0.0.

@@ -15,7 +15,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from agency_shared.retries import ATTEMPT_HEADER
+from agency_chassis.retries import ATTEMPT_HEADER
 from agency_shared.topology import CONSUMER_QUEUES
 
 REPLAYED_HEADER = "x-replayed"

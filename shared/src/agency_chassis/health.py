@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from agency_shared.metrics import exposition
+from agency_chassis.metrics import exposition
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 

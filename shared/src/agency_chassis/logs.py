@@ -12,7 +12,7 @@ from typing import Any, Literal, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
-from agency_shared.correlation import log_context
+from agency_chassis.correlation import log_context
 
 LogFormat = Literal["json", "text"]
 

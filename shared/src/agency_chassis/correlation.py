@@ -19,7 +19,7 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agency_shared.metrics import DEAD_LETTERED
+from agency_chassis.metrics import DEAD_LETTERED
 
 HEADER = "X-Correlation-ID"
 _TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
