@@ -1,5 +1,6 @@
 """A service started with unsafe settings stops at once, naming what is wrong; the compose file requires the secrets."""
 
+import logging
 import os
 import shutil
 import subprocess
@@ -8,13 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import uvicorn
 import yaml
 from fastapi import FastAPI
 
+import agreements.__main__
 import agreements.main
+import intake.__main__
 import intake.main
+import notifications.__main__
 import notifications.main
-from agency_chassis.startup import EX_CONFIG, SettingsRefused
+from agency_chassis.startup import EX_CONFIG
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
@@ -63,20 +68,74 @@ def test_agreements_without_staff_token_refuses_to_start(
 
 
 @pytest.mark.parametrize(
-    ("build", "variable"),
+    ("create_app", "service", "variable"),
     [
-        (lambda: intake.main.create_app(IntakeSettings(environment="production")), "STATUS_BASE_URL"),
-        (lambda: agreements.main.create_app(AgreementsSettings(environment="production")), "STAFF_API_TOKEN"),
-        (lambda: notifications.main.create_app(NotificationsSettings(environment="production")), "STAFF_EMAILS"),
+        (intake.main.create_app, "intake", "STATUS_BASE_URL"),
+        (agreements.main.create_app, "agreements", "STAFF_API_TOKEN"),
+        (notifications.main.create_app, "notifications", "STAFF_EMAILS"),
     ],
 )
-def test_create_app_refuses_too(build: Callable[[], FastAPI], variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # `uvicorn --factory <service>.main:create_app` bypasses __main__: the app factory checks as well.
+def test_create_app_without_settings_loads_and_checks_them(
+    create_app: Callable[[], FastAPI],
+    service: str,
+    variable: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `uvicorn --factory <service>.main:create_app` (and each of intake's worker processes) bypasses __main__.
     for name in SETTINGS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(SettingsRefused) as refused:
-        build()
-    assert variable in [problem.variable for problem in refused.value.problems]
+    monkeypatch.chdir(tmp_path)  # no .env
+    with pytest.raises(SystemExit) as exited:
+        create_app()
+    assert exited.value.code == EX_CONFIG
+    err = capsys.readouterr().err
+    assert f"{service} refuses to start with ENVIRONMENT=production:" in err
+    assert f"  - {variable}: " in err
+
+
+@pytest.mark.parametrize(
+    ("entry_point", "service", "port"),
+    [
+        (intake.__main__.main, "intake", "INTAKE_PORT"),
+        (agreements.__main__.main, "agreements", "AGREEMENTS_PORT"),
+        (notifications.__main__.main, "notifications", "NOTIFICATIONS_PORT"),
+    ],
+)
+async def test_the_entry_point_hands_the_settings_it_checked_to_the_app(
+    entry_point: Callable[[], None],
+    service: str,
+    port: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`python -m <service>` reads its settings once: the app it serves does not read the environment again."""
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.setattr(sys, "argv", [service])
+    monkeypatch.setenv("ENVIRONMENT", "local")
+    monkeypatch.setenv(port, "18123")
+    served: list[tuple[object, dict[str, object]]] = []
+    # What is under test is what the entry point gives uvicorn, not uvicorn serving it.
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append((app, options)))
+    entry_point()
+    [(factory, options)] = served
+    assert options["factory"] is True
+    assert options["port"] == 18123
+
+    # Were the app to load its settings now, it would find production without a setting and exit.
+    monkeypatch.delenv("ENVIRONMENT")
+    monkeypatch.delenv(port)
+    assert callable(factory)
+    with caplog.at_level(logging.INFO, logger="agency_chassis.startup"):
+        app = factory()
+    assert isinstance(app, FastAPI)
+    [started] = [record.getMessage() for record in caplog.records if " starts with " in record.getMessage()]
+    assert started.startswith(f"{service} starts with ENVIRONMENT=local and configuration ")
+    assert f'"{port}": 18123' in started
 
 
 def test_compose_runs_the_services_with_production_rules_and_no_default_secrets() -> None:

@@ -7,14 +7,15 @@ from typing import Any
 import pytest
 from pydantic import AmqpDsn, MongoDsn, SecretStr
 
+from agency_chassis.masking import MASK, mask_url
+from agency_chassis.settings import MongoSettings, SharedSettings, SmtpSettings
 from agency_chassis.startup import (
     EX_CONFIG,
-    MASK,
     SettingsRefused,
-    check_at_startup,
+    check_settings,
     effective_configuration,
     load_settings,
-    mask_url,
+    log_configuration,
     settings_problems,
 )
 from agreements.settings import AgreementsSettings
@@ -58,6 +59,27 @@ def test_production_refuses_every_development_default_and_missing_secret() -> No
     assert variables(IntakeSettings()) == ["AMQP_URL", "STATUS_BASE_URL"]
     assert variables(AgreementsSettings()) == ["AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN"]
     assert variables(NotificationsSettings()) == ["AMQP_URL", "MONGODB_URL", "SMTP_HOST", "MAIL_FROM", "STAFF_EMAILS"]
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "refused"),
+    [
+        (SharedSettings, ["AMQP_URL"]),
+        (MongoSettings, ["AMQP_URL", "MONGODB_URL"]),
+        (SmtpSettings, ["AMQP_URL", "SMTP_HOST", "MAIL_FROM", "STAFF_EMAILS"]),
+    ],
+)
+def test_each_chassis_settings_class_brings_the_rules_of_its_own_fields(
+    settings_class: type[SharedSettings], refused: list[str]
+) -> None:
+    # A service's class adds its own rules to these (see the test above); none is named here.
+    assert [problem.variable for problem in settings_class().production_problems()] == refused
+
+
+def test_the_rules_say_what_production_would_refuse_in_any_environment() -> None:
+    settings = IntakeSettings(environment="local")
+    assert [problem.variable for problem in settings.production_problems()] == ["AMQP_URL", "STATUS_BASE_URL"]
+    assert settings_problems(settings) == []
 
 
 @pytest.mark.parametrize("environment", ["local", "test"])
@@ -120,8 +142,9 @@ def test_complete_production_settings_start_and_are_logged_masked(caplog: pytest
         smtp_password=SecretStr("Smtp-Pa55"),
         **REAL_MAIL,
     )
+    check_settings(settings, "notifications")
     with caplog.at_level(logging.INFO, logger="agency_chassis.startup"):
-        check_at_startup(settings, "notifications")
+        log_configuration(settings, "notifications")
 
     [record] = caplog.records
     line = record.getMessage()
@@ -162,9 +185,9 @@ def test_url_passwords_are_masked(url: str, masked: str) -> None:
     assert mask_url(url) == masked
 
 
-def test_check_at_startup_raises_naming_each_variable() -> None:
+def test_check_settings_raises_naming_each_variable() -> None:
     with pytest.raises(SettingsRefused) as refused:
-        check_at_startup(AgreementsSettings(), "agreements")
+        check_settings(AgreementsSettings(), "agreements")
     message = str(refused.value)
     assert message.startswith("agreements refuses to start with ENVIRONMENT=production:")
     for variable in ("AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN"):

@@ -1,12 +1,31 @@
-"""Settings every service reads from the environment (one set of variables for all services)."""
+"""Settings every service reads from the environment (one set of variables for all services),
+each class with the production rules of its own fields."""
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AmqpDsn, Field, MongoDsn, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agency_chassis.masking import mask_url
+
 CommaSeparated = Annotated[list[str], NoDecode]
+# Domains reserved for examples and local use (RFC 2606, RFC 6761): never a real mailbox or site.
+PLACEHOLDER_DOMAINS = ("localhost", "example", "example.com", "example.net", "example.org", "test", "invalid")
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    """One environment variable a service cannot start with, and why."""
+
+    variable: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.variable}: {self.reason}"
 
 
 def split_commas(value: object) -> object:
@@ -17,7 +36,11 @@ def split_commas(value: object) -> object:
 
 
 class SharedSettings(BaseSettings):
-    """Fields common to all services; each service subclasses it with its own."""
+    """Fields common to all services; each service subclasses it (or a subclass below) with its own.
+
+    Each class states what production refuses among its own fields in ``production_problems``,
+    adding them to ``super()``'s; `agency_chassis.startup` applies them when ENVIRONMENT=production.
+    """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -50,9 +73,27 @@ class SharedSettings(BaseSettings):
     def _upper(cls, value: str) -> str:
         return value.upper()
 
+    def production_problems(self) -> list[SettingProblem]:
+        """The settings production refuses: missing, or still a development default or placeholder."""
+        if self.kept_default("amqp_url"):
+            return [self.unset_problem("amqp_url", "is for development")]
+        if self.amqp_url.username in (None, "", "guest"):
+            reason = "uses RabbitMQ's default guest account; give the services a user with its own password"
+            return [SettingProblem("AMQP_URL", reason)]
+        return []
 
-class MongoSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    def kept_default(self, field: str) -> bool:
+        """Nothing (environment, .env, argument) set ``field``: it holds its development default."""
+        return field not in self.model_fields_set
+
+    def unset_problem(self, field: str, why_not_the_default: str) -> SettingProblem:
+        """``FIELD: not set; the default <default, masked> <why_not_the_default>``."""
+        default = mask_url(str(type(self).model_fields[field].default))
+        return SettingProblem(field.upper(), f"not set; the default {default} {why_not_the_default}")
+
+
+class MongoSettings(SharedSettings):
+    """The settings of a service that keeps its data in MongoDB."""
 
     mongodb_url: MongoDsn = MongoDsn("mongodb://localhost:27017")
     mongodb_db: str = "wechat_agency"
@@ -62,9 +103,15 @@ class MongoSettings(BaseSettings):
         a crash right after an acknowledgement loses nothing (the ledger is legal evidence)."""
         return {"tz_aware": True, "serverSelectionTimeoutMS": 5000, "w": "majority", "journal": True}
 
+    def production_problems(self) -> list[SettingProblem]:
+        problems = super().production_problems()
+        if self.kept_default("mongodb_url"):
+            problems.append(self.unset_problem("mongodb_url", "is a development database"))
+        return problems
 
-class SmtpSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+class SmtpSettings(SharedSettings):
+    """The settings of a service that sends email."""
 
     smtp_host: str = "localhost"
     smtp_port: int = 1025
@@ -79,3 +126,33 @@ class SmtpSettings(BaseSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         return split_commas(value)
+
+    def production_problems(self) -> list[SettingProblem]:
+        return [*super().production_problems(), *self._mail_server_problems(), *self._address_problems()]
+
+    def _mail_server_problems(self) -> Iterator[SettingProblem]:
+        if self.kept_default("smtp_host"):
+            sink = f"{type(self).model_fields['smtp_host'].default}:{type(self).model_fields['smtp_port'].default}"
+            yield SettingProblem("SMTP_HOST", f"not set; the default {sink} is the development mail sink")
+        if self.smtp_username and not self.smtp_password:
+            yield SettingProblem("SMTP_PASSWORD", "missing while SMTP_USERNAME is set")
+
+    def _address_problems(self) -> Iterator[SettingProblem]:
+        if self.kept_default("mail_from"):
+            yield self.unset_problem("mail_from", "is a placeholder")
+        elif not real_address(parseaddr(self.mail_from)[1]):
+            yield SettingProblem(
+                "MAIL_FROM", "a placeholder or not an address; use the sender the SMTP server may send as"
+            )
+        if not self.staff_emails:
+            yield SettingProblem("STAFF_EMAILS", "missing; comma-separated addresses that get every application")
+        elif fake := [address for address in self.staff_emails if not real_address(address)]:
+            yield SettingProblem("STAFF_EMAILS", f"placeholders or not addresses: {', '.join(fake)}")
+
+
+def real_address(address: str) -> bool:
+    """``address`` could be someone's mailbox: a local part and a domain that is not reserved for examples."""
+    local, at, domain = address.strip().rpartition("@")
+    domain = domain.lower().rstrip(".")
+    placeholder = any(domain == d or domain.endswith(f".{d}") for d in PLACEHOLDER_DOMAINS)
+    return bool(local and at and "." in domain and not placeholder)

@@ -3,12 +3,13 @@
 import argparse
 import asyncio
 import sys
+from functools import partial
 
 import uvicorn
 
 from agency_chassis import dead_letters
 from agency_chassis.startup import load_settings
-from agreements.main import mongo_client
+from agreements.main import create_app, mongo_client
 from agreements.settings import AgreementsSettings
 from agreements.storage import MongoAcceptanceLedger
 from agreements.verification import verify_chain
@@ -38,7 +39,9 @@ def main() -> None:
     command = parser.parse_args().command
     if command == "verify":
         sys.exit(asyncio.run(verify(settings)))
-    uvicorn.run("agreements.main:create_app", factory=True, host=settings.bind_host, port=settings.agreements_port)
+    # The app gets the settings loaded and checked above: once per process.
+    app = partial(create_app, settings)
+    uvicorn.run(app, factory=True, host=settings.bind_host, port=settings.agreements_port)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from agency_chassis.logs import BROKER_LOGGER, configure_logging
 from agency_chassis.messaging import EventPublisher, RejectUnreadableMessages
 from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
 from agency_chassis.retries import Backoff, RetryScheduler
-from agency_chassis.startup import check_at_startup
+from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.events import AgreementRecorded, ApplicantErased
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, AGREEMENTS_NOTIFICATION_SETTLED, declare_topology
@@ -32,9 +32,9 @@ def mongo_client(settings: AgreementsSettings) -> AsyncMongoClient[dict[str, Any
 
 
 def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
-    settings = settings or AgreementsSettings()
+    settings = settings or load_settings(AgreementsSettings, SERVICE)
     configure_logging(SERVICE, settings.log_level, settings.log_format)
-    check_at_startup(settings, "agreements")
+    log_configuration(settings, SERVICE)
     broker = RabbitBroker(
         str(settings.amqp_url),
         default_channel=Channel(prefetch_count=settings.prefetch_count, publisher_confirms=True, on_return_raises=True),

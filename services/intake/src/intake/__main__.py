@@ -1,12 +1,14 @@
 """``python -m intake``: serve with uvicorn; ``python -m intake dlq list|replay``: dead letters."""
 
 import sys
+from functools import partial
 
 import uvicorn
 
 from agency_chassis import dead_letters
 from agency_chassis.metrics import shared_by_workers
 from agency_chassis.startup import load_settings
+from intake.main import create_app
 from intake.settings import IntakeSettings
 
 
@@ -24,10 +26,13 @@ def main() -> None:
 
 
 def serve(settings: IntakeSettings) -> None:
+    # One process serves with the settings loaded and checked above; several need the factory by name,
+    # and each worker process loads (and checks) its own, once.
+    app = partial(create_app, settings) if settings.intake_workers == 1 else "intake.main:create_app"
     # No access log: intake logs every submission itself (with its correlation id) and
     # counts requests by route and status in /metrics; a second line per request would only cost throughput.
     uvicorn.run(
-        "intake.main:create_app",
+        app,
         factory=True,
         host=settings.bind_host,
         port=settings.intake_port,

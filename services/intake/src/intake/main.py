@@ -19,7 +19,7 @@ from agency_chassis.health import health_router
 from agency_chassis.logs import BROKER_LOGGER, configure_logging
 from agency_chassis.messaging import EventPublisher
 from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
-from agency_chassis.startup import check_at_startup
+from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.events import ApplicationSubmitted, EnquiryReceived
 from agency_shared.forms import ApplicationForm, EnquiryForm
@@ -36,9 +36,9 @@ SERVICE = "intake"
 
 def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = None) -> FastAPI:
     """The intake app; ``sink``, if given, takes the events instead of the broker (the benchmark's ceiling)."""
-    settings = settings or IntakeSettings()
+    settings = settings or load_settings(IntakeSettings, SERVICE)
     configure_logging(SERVICE, settings.log_level, settings.log_format)
-    check_at_startup(settings, "intake")
+    log_configuration(settings, SERVICE)
     # The broker declares the topology and answers readiness; events go out through the publisher.
     broker = RabbitBroker(
         str(settings.amqp_url),

@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, field_validator
 from pydantic_settings import NoDecode
 
-from agency_chassis.settings import SharedSettings, split_commas
+from agency_chassis.settings import SettingProblem, SharedSettings, split_commas
 
 
 class IntakeSettings(SharedSettings):
@@ -37,3 +37,9 @@ class IntakeSettings(SharedSettings):
     def _origins(cls, value: object) -> object:
         parts = split_commas(value)
         return [p.rstrip("/") for p in parts] if isinstance(parts, list) else parts
+
+    def production_problems(self) -> list[SettingProblem]:
+        problems = super().production_problems()
+        if self.kept_default("status_base_url"):
+            problems.append(self.unset_problem("status_base_url", "would send clients to their own machine"))
+        return problems

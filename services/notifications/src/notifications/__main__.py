@@ -1,11 +1,13 @@
 """``python -m notifications``: serve with uvicorn; ``python -m notifications dlq list|replay``: dead letters."""
 
 import sys
+from functools import partial
 
 import uvicorn
 
 from agency_chassis import dead_letters
 from agency_chassis.startup import load_settings
+from notifications.main import create_app
 from notifications.settings import NotificationsSettings
 
 
@@ -14,9 +16,9 @@ def main() -> None:
     settings = load_settings(NotificationsSettings, "notifications", check=sys.argv[1:2] != ["dlq"])
     if sys.argv[1:2] == ["dlq"]:
         sys.exit(dead_letters.main(sys.argv[2:], str(settings.amqp_url)))
-    uvicorn.run(
-        "notifications.main:create_app", factory=True, host=settings.bind_host, port=settings.notifications_port
-    )
+    # The app gets the settings loaded and checked above: once per process.
+    app = partial(create_app, settings)
+    uvicorn.run(app, factory=True, host=settings.bind_host, port=settings.notifications_port)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from agency_chassis.logs import BROKER_LOGGER, configure_logging
 from agency_chassis.messaging import EventPublisher, RejectUnreadableMessages
 from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
 from agency_chassis.retries import Backoff, RetryScheduler
-from agency_chassis.startup import check_at_startup
+from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.events import NotificationSettled
 from agency_shared.topology import CONSUMER_QUEUES, declare_topology
 from notifications.erasure import build_erasure_router
@@ -28,9 +28,9 @@ SERVICE = "notifications"
 
 
 def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | None = None) -> FastAPI:
-    settings = settings or NotificationsSettings()
+    settings = settings or load_settings(NotificationsSettings, SERVICE)
     configure_logging(SERVICE, settings.log_level, settings.log_format)
-    check_at_startup(settings, "notifications")
+    log_configuration(settings, SERVICE)
     broker = RabbitBroker(
         str(settings.amqp_url),
         default_channel=Channel(prefetch_count=settings.prefetch_count, publisher_confirms=True, on_return_raises=True),

@@ -4,18 +4,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from agency_chassis.settings import MongoSettings, SharedSettings, SmtpSettings
+from agency_chassis.settings import MongoSettings, SmtpSettings
 
 
-class NotificationsSettings(SharedSettings, SmtpSettings, MongoSettings):
+class NotificationsSettings(SmtpSettings, MongoSettings):
     notifications_port: int = 8002
     staff_language: Literal["en", "zh-CN"] = "en"
-    # Temporary failures (SMTP 4xx, refused connection, timeout) are retried with
-    # exponential backoff through RabbitMQ; after the last attempt the message
-    # goes to its dead-letter queue and the ledger says failed.
-    max_attempts: int = Field(default=8, ge=1)
-    retry_base_seconds: float = Field(default=2.0, gt=0)
-    retry_max_seconds: float = Field(default=600.0, gt=0)
     # SMTP connections kept open and reused across messages, per process.
     smtp_pool_size: int = Field(default=4, ge=1)
     # Cap on messages per second handed to the SMTP server (unset: no cap).
