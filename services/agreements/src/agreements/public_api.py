@@ -1,7 +1,6 @@
 """What anyone may read: agreement versions, an application's status and receipt, the receipt verifier."""
 
 import uuid
-from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -10,7 +9,7 @@ from pydantic import BaseModel
 
 from agency_shared.agreement_documents import AgreementCatalog, AgreementDocument
 from agency_shared.receipt_verifier import timestamp
-from agency_shared.receipts import Receipt
+from agency_shared.receipts import Receipt, standalone_verifier
 from agreements.storage import MongoAcceptanceLedger, MongoApplications
 
 router = APIRouter()
@@ -132,5 +131,4 @@ async def application_receipt(application_id: uuid.UUID, ledger: Ledger, applica
 )
 async def receipt_verifier() -> PlainTextResponse:
     """The standalone verifier (standard library only): ``python receipt_verifier.py receipt.json agreement.txt``."""
-    source = (resources.files("agency_shared") / "receipt_verifier.py").read_text(encoding="utf-8")
-    return PlainTextResponse(source, media_type="text/x-python; charset=utf-8")
+    return PlainTextResponse(standalone_verifier(), media_type="text/x-python; charset=utf-8")

@@ -6,6 +6,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any, Literal
 
@@ -15,13 +16,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from agency_chassis.messaging import PublishFailed
+from agency_shared.chain import ChainReport
 from agency_shared.events import Event, utc_now
 from agency_shared.text import SINGLE_LINE
 from agreements.erasure import erase_applicant
 from agreements.exports import ACCEPTANCE_COLUMNS, APPLICATION_COLUMNS, csv_rows
 from agreements.public_api import Applications, Catalog, Ledger
 from agreements.storage import ErasureContention, StillRecording
-from agreements.verification import ChainReport, verify_chain
 
 _bearer = HTTPBearer(auto_error=False, description="STAFF_API_TOKEN")
 
@@ -126,7 +127,7 @@ async def application_detail(application_id: uuid.UUID, applications: Applicatio
     if document is None:
         raise HTTPException(404, "no such application")
     entry = await ledger.find(application_id)
-    document["ledger"] = entry.model_dump() if entry else None
+    document["ledger"] = asdict(entry) if entry else None
     document["timeline"] = sorted(document.get("timeline", []), key=lambda moment: moment["at"])
     return document
 
@@ -205,4 +206,4 @@ async def export_acceptances(ledger: Ledger) -> StreamingResponse:
 @router.get("/v1/ledger/verify", response_model=ChainReport)
 async def verify_ledger(ledger: Ledger) -> ChainReport:
     """Walk the whole chain and report the first broken link, if any."""
-    return await verify_chain(ledger.walk(), await ledger.head())
+    return await ledger.verify()
