@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from agency_chassis.messaging import PublishFailed
+from agency_shared.application_status import Status
 from agency_shared.chain import ChainReport
 from agency_shared.events import Event, utc_now
 from agency_shared.text import SINGLE_LINE
@@ -39,8 +40,6 @@ async def require_staff(
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or wrong bearer token"}}
 router = APIRouter(tags=["staff"], dependencies=[Depends(require_staff)], responses=UNAUTHORIZED)
-
-Status = Literal["received", "recorded", "confirmed"]
 
 
 class ApplicationPage(BaseModel):

@@ -14,14 +14,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from agency_chassis.metrics import LEDGER_LENGTH
+from agency_shared.application_status import Status
 from agency_shared.chain import GENESIS, ChainReport, Head, verify_links_async
 from agency_shared.events import NotificationSettledData
 from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_link
 
 Document = dict[str, Any]
-
-# Public status of an application, in the order it moves through them.
-RECEIVED, RECORDED, CONFIRMED = "received", "recorded", "confirmed"
 
 
 # What an erased value becomes wherever it appeared in text (timeline keys, SMTP replies, notes).
@@ -59,7 +57,7 @@ class MongoApplications:
         # Dates that staff filter on are stored as BSON dates, not strings.
         document["received_at"] = record.received_at
         document["recorded_at"] = record.recorded_at
-        document["status"] = RECEIVED
+        document["status"] = Status.RECEIVED
         document["timeline"] = [
             _moment("submitted", "submitted", record.received_at, {"client_ip": record.acceptance.client_ip})
         ]
@@ -78,8 +76,8 @@ class MongoApplications:
         # One atomic update, and only from "received": a repeat finds nothing left to do.
         moment = _moment("recorded", "recorded", record.recorded_at, {"sequence": entry.sequence})
         await self.collection.update_one(
-            {"application_id": str(record.application_id), "status": RECEIVED},
-            {"$set": {"status": RECORDED, "sequence": entry.sequence, "record_hash": entry.record_hash},
+            {"application_id": str(record.application_id), "status": Status.RECEIVED},
+            {"$set": {"status": Status.RECORDED, "sequence": entry.sequence, "record_hash": entry.record_hash},
              "$push": {"timeline": moment}},
         )  # fmt: skip
 
@@ -95,7 +93,8 @@ class MongoApplications:
         )
         if settled.state == "sent" and settled.template == "client_confirmation":
             await self.collection.update_one(
-                {"application_id": key, "status": {"$in": [RECEIVED, RECORDED]}}, {"$set": {"status": CONFIRMED}}
+                {"application_id": key, "status": {"$in": [Status.RECEIVED, Status.RECORDED]}},
+                {"$set": {"status": Status.CONFIRMED}},
             )
 
     async def _add_moment(self, application_id: str, moment: Document) -> None:
@@ -125,7 +124,7 @@ class MongoApplications:
                 return None
             if "erasure" in document:
                 return dict(document["erasure"])
-            if document.get("status") == RECEIVED:
+            if document.get("status") == Status.RECEIVED:
                 raise StillRecording(str(application_id))
             update = erasure_update(document, reason, now)
             written = await self.collection.update_one(
