@@ -1,9 +1,9 @@
 """The acceptance ledger's hash chain: canonical form, hashing, the next link, and verifying a chain of links.
 
-Pure functions on plain data, standard library only: ledger storage, ``python -m agreements
-verify``, the staff API's check, the receipt verifier and the tests all use these, and
-nothing else computes a link or a hash. Runs on Python 3.10+, since the one-file receipt
-verifier carries a copy of it (see ``agency_shared.receipts.standalone_verifier``).
+Pure functions on plain data: ledger storage, ``python -m agreements verify``, the staff
+API's check, the receipt verifier and the tests all use these, and nothing else computes a
+link or a hash. Standard library only, and nothing newer than the receipt verifier needs,
+because the one-file verifier carries a copy of it (``agency_shared.receipts.standalone_verifier``).
 """
 
 import hashlib
