@@ -14,6 +14,7 @@ import aiosmtplib
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
+from agency_shared.application_status import Status
 from agency_shared.events import AgreementRecorded, Event
 from agency_shared.topology import (
     AGREEMENTS_NOTIFICATION_SETTLED,
@@ -118,7 +119,7 @@ async def raw_inserts(mongo: Mongo, database: str, events: list[Any]) -> float:
     documents = []
     for sequence, event in enumerate(events, start=1):
         record = record_from_event(event, event.occurred_at)
-        application = record.model_dump(mode="json") | {"received_at": record.received_at, "status": "received"}
+        application = record.model_dump(mode="json") | {"received_at": record.received_at, "status": Status.RECEIVED}
         link = {"_id": sequence, "sequence": sequence, "application_id": str(record.application_id),
                 "record_hash": uuid.uuid4().hex * 2, "record": {"sequence": sequence}}  # fmt: skip
         documents.append((application, link))
@@ -135,7 +136,7 @@ async def raw_inserts(mongo: Mongo, database: str, events: list[Any]) -> float:
                     upsert=True,
                 )
             await db["applications"].update_one(
-                {"application_id": application["application_id"]}, {"$set": {"status": "recorded"}}
+                {"application_id": application["application_id"]}, {"$set": {"status": Status.RECORDED}}
             )
 
     started = time.perf_counter()

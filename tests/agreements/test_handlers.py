@@ -4,11 +4,11 @@ import uuid
 
 from faststream.rabbit import RabbitBroker, TestRabbitBroker
 
+from agency_shared.chain import GENESIS, GENESIS_HASH, record_hash
 from agency_shared.events import AgreementRecorded, Event, NotificationSettledData
-from agency_shared.receipt_verifier import GENESIS_HASH, record_hash
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, EVENTS_EXCHANGE
 from agreements.handlers import build_router
-from agreements.recording import ApplicationRecord, LedgerEntry, acceptance_record
+from agreements.recording import ApplicationRecord, LedgerEntry, acceptance_link
 from tests.support.events import application_submitted
 
 
@@ -36,13 +36,7 @@ class InMemoryLedger:
         for link in self.links:
             if link.record["application_id"] == str(record.application_id):
                 return link
-        prev = self.links[-1].record_hash if self.links else GENESIS_HASH
-        canonical = acceptance_record(record, len(self.links) + 1, prev)
-        self.links.append(
-            LedgerEntry(
-                sequence=len(self.links) + 1, prev_hash=prev, record_hash=record_hash(canonical), record=canonical
-            )
-        )
+        self.links.append(acceptance_link(record, self.links[-1].head if self.links else GENESIS))
         return self.links[-1]
 
 

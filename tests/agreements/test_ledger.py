@@ -12,12 +12,12 @@ import pytest
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
-from agency_shared.receipt_verifier import GENESIS_HASH, record_hash, verify_receipt
+from agency_shared.chain import GENESIS_HASH, ChainReport, record_hash
+from agency_shared.receipt_verifier import verify_receipt
 from agreements.main import create_app
 from agreements.recording import ApplicationRecord
 from agreements.settings import AgreementsSettings
 from agreements.storage import MongoAcceptanceLedger
-from agreements.verification import verify_chain
 from tests.support import broker
 from tests.support.apps import client, serving
 from tests.support.data import CURRENT
@@ -41,9 +41,8 @@ async def recorded_chain(settings: AgreementsSettings, amqp_url: str, mongo: Mon
     return [str(e.data.application_id) for e in events]
 
 
-async def report(mongo: Mongo, db: str) -> Any:
-    ledger = MongoAcceptanceLedger(mongo, db)
-    return await verify_chain(ledger.walk(), await ledger.head())
+async def report(mongo: Mongo, db: str) -> ChainReport:
+    return await MongoAcceptanceLedger(mongo, db).verify()
 
 
 async def test_three_concurrent_replicas_keep_one_gap_free_valid_chain(
@@ -160,9 +159,9 @@ async def test_a_receipt_verifies_offline_with_the_standalone_verifier(
     (tmp_path / "agreement.txt").write_text(CURRENT.text, encoding="utf-8")
 
     def verify(*files: str) -> subprocess.CompletedProcess[str]:
-        # -I: isolated mode, no site-packages: the verifier needs nothing but the standard library.
+        # -I (no PYTHONPATH, no script directory) and -S (no site-packages): nothing but the standard library.
         return subprocess.run(
-            [sys.executable, "-I", "receipt_verifier.py", *files],
+            [sys.executable, "-I", "-S", "receipt_verifier.py", *files],
             cwd=tmp_path,
             capture_output=True,
             text=True,

@@ -15,6 +15,7 @@ import agreements.main
 import intake.main
 import notifications.main
 from agency_shared.agreement_documents import AgreementCatalog
+from agency_shared.application_status import Status
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
@@ -75,7 +76,7 @@ async def test_listing_filters_and_cursor_pagination(
     # email, one received ten days ago, one accepted under an earlier agreement version.
     collection = mongo[staff_settings.mongodb_db]["applications"]
     confirmed, earlier, older_version = ids[1], ids[2], ids[3]
-    await collection.update_one({"application_id": confirmed}, {"$set": {"status": "confirmed"}})
+    await collection.update_one({"application_id": confirmed}, {"$set": {"status": Status.CONFIRMED}})
     ten_days_ago = datetime.now(UTC) - timedelta(days=10)
     await collection.update_one({"application_id": earlier}, {"$set": {"received_at": ten_days_ago}})
     await collection.update_one({"application_id": older_version}, {"$set": {"acceptance.agreement_version": "0"}})
@@ -93,8 +94,8 @@ async def test_listing_filters_and_cursor_pagination(
             if cursor is None:
                 break
         canadian = (await http.get("/v1/staff/applications", params={"country": "ca"}, headers=AUTH)).json()
-        recorded = (await http.get("/v1/staff/applications", params={"status": "recorded"}, headers=AUTH)).json()
-        by_status = (await http.get("/v1/staff/applications", params={"status": "confirmed"}, headers=AUTH)).json()
+        recorded = (await http.get("/v1/staff/applications", params={"status": Status.RECORDED}, headers=AUTH)).json()
+        by_status = (await http.get("/v1/staff/applications", params={"status": Status.CONFIRMED}, headers=AUTH)).json()
         back_then = (
             await http.get(
                 "/v1/staff/applications",
@@ -193,7 +194,7 @@ async def test_status_and_timeline_follow_the_application_to_the_confirmation_em
             while True:
                 status = (await back.get(status_path)).json()
                 detail = (await back.get(detail_path, headers=AUTH)).json()
-                if status.get("status") == "confirmed" and len(detail["timeline"]) >= 5:
+                if status.get("status") == Status.CONFIRMED and len(detail["timeline"]) >= 5:
                     break
                 await asyncio.sleep(0.1)
     assert unknown.status_code == 404
@@ -203,7 +204,7 @@ async def test_status_and_timeline_follow_the_application_to_the_confirmation_em
     assert sorted(kinds[2:]) == ["email_sent"] * 3  # two staff, one client
     assert {m["detail"]["template"] for m in detail["timeline"][2:]} == {"staff_new_application", "client_confirmation"}
     assert detail["ledger"]["sequence"] == 1
-    assert detail["status"] == "confirmed"
+    assert detail["status"] == Status.CONFIRMED
 
 
 def _toml(version: str, effective: date, text: str) -> str:

@@ -3,7 +3,8 @@
 import hashlib
 from datetime import datetime, timedelta, timezone
 
-from agency_shared.receipt_verifier import canonical_json, personal_sha256, record_hash, timestamp
+from agency_shared.chain import canonical_json, record_hash
+from agency_shared.receipt_verifier import personal_sha256, timestamp
 
 
 def test_the_canonical_bytes_are_exactly_what_the_readme_describes() -> None:

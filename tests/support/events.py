@@ -2,10 +2,10 @@
 
 import uuid
 
+from agency_shared.chain import GENESIS
 from agency_shared.events import AgreementRecorded, ApplicationSubmitted, EnquiryReceived
 from agency_shared.forms import ApplicationForm, EnquiryForm
-from agency_shared.receipt_verifier import GENESIS_HASH, record_hash
-from agreements.recording import LedgerEntry, acceptance_record, agreement_recorded, record_from_event
+from agreements.recording import acceptance_link, agreement_recorded, record_from_event
 from intake.submission import RequestContext, submit_application, submit_enquiry
 from tests.support.data import CURRENT, application
 
@@ -36,10 +36,8 @@ def enquiry_received(locale: str = "en") -> EnquiryReceived:
     return submit_enquiry(form, context)
 
 
-def agreement_recorded_event(locale: str = "en", sequence: int = 1) -> AgreementRecorded:
-    """agreement.recorded as the agreements service publishes it, for the link ``sequence`` of a fresh chain."""
+def agreement_recorded_event(locale: str = "en") -> AgreementRecorded:
+    """agreement.recorded as the agreements service publishes it, for the first link of a fresh chain."""
     submitted = application_submitted(locale=locale)
     record = record_from_event(submitted, now=submitted.occurred_at)
-    canonical = acceptance_record(record, sequence, GENESIS_HASH)
-    entry = LedgerEntry(sequence=sequence, prev_hash=GENESIS_HASH, record_hash=record_hash(canonical), record=canonical)
-    return agreement_recorded(record, entry)
+    return agreement_recorded(record, acceptance_link(record, GENESIS))

@@ -64,7 +64,7 @@ class AgreementRecordedData(Model):
     sequence: int
     prev_hash: str
     record_hash: str
-    # The canonical record that record_hash covers (see agency_shared.receipt_verifier).
+    # The canonical record that record_hash covers (see agency_shared.chain).
     record: dict[str, Any]
     agreement_id: str
     agreement_version: str

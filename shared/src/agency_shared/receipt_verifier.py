@@ -1,4 +1,4 @@
-"""Verify an agreement-acceptance receipt offline. Standard library only: copy this one file anywhere.
+"""Verify an agreement-acceptance receipt offline, with the Python standard library only.
 
     python receipt_verifier.py receipt.json [agreement.txt]
 
@@ -6,8 +6,9 @@ Checks that the receipt's ``record_hash`` is the SHA-256 of its canonical record
 record agrees with the receipt's summary fields, that the personal data the receipt carries
 is what the record's salted hashes were made from (unless it was erased), and, given the
 agreement text the client was shown, that the text's SHA-256 is the one the record says was
-accepted. Exit status 0 when everything holds, 1 otherwise. The services compute hashes with
-these same functions.
+accepted. Exit status 0 when everything holds, 1 otherwise. The record hash comes from the
+hash chain's module (``agency_shared.chain``), the one the services use; the copy served at
+``GET /v1/receipt-verifier.py`` has that module written in, so it is one file to copy anywhere.
 """
 
 import hashlib
@@ -17,7 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-GENESIS_HASH = "0" * 64
+# One line: the served copy has chain.py itself in its place (agency_shared.receipts.standalone_verifier).
+from agency_shared.chain import record_hash
+
 # Fields the receipt repeats outside the record, for people; each must equal the record's.
 SUMMARY_FIELDS = (
     "application_id", "acceptance_id", "sequence", "prev_hash",
@@ -26,19 +29,6 @@ SUMMARY_FIELDS = (
 # Personal data stays out of the record, so it can be erased without breaking the chain: the
 # record holds ``<field>_sha256`` for each, and the receipt's ``personal_data`` the values and salt.
 PERSONAL_FIELDS = ("applicant_name", "applicant_email", "applicant_phone", "client_ip", "user_agent")
-
-
-def canonical_json(record: dict[str, Any]) -> bytes:
-    """The bytes that are hashed: keys sorted, no whitespace, UTF-8, non-ASCII as is.
-
-    Values are only objects, strings, integers and null (no floats), so this is
-    RFC 8785 (JCS) for the records we write.
-    """
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-def record_hash(record: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(record)).hexdigest()
 
 
 def timestamp(moment: datetime) -> str:

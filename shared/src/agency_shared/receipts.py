@@ -1,6 +1,8 @@
-"""The acceptance receipt a client can check without the server (see ``receipt_verifier``)."""
+"""The acceptance receipt a client can check without the server, and the one-file verifier it is checked with."""
 
+import functools
 import uuid
+from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -62,3 +64,21 @@ class Receipt(BaseModel):
     def as_json(self) -> dict[str, Any]:
         """As served and attached: UUIDs as strings, the record exactly as hashed."""
         return self.model_dump(mode="json")
+
+
+# The line of receipt_verifier.py that the one-file copy replaces with chain.py itself.
+CHAIN_IMPORT = "from agency_shared.chain import "
+
+
+@functools.cache
+def standalone_verifier() -> str:
+    """``receipt_verifier.py`` as one file that needs only the standard library: ``chain.py`` written in.
+
+    The hash chain's rules stay in one module, which the services import and this copy carries.
+    """
+    package = resources.files("agency_shared")
+    verifier = (package / "receipt_verifier.py").read_text(encoding="utf-8").splitlines(keepends=True)
+    chain = (package / "chain.py").read_text(encoding="utf-8")
+    [at] = [number for number, line in enumerate(verifier) if line.startswith(CHAIN_IMPORT)]
+    inlined = f"# --- agency_shared/chain.py, written in ---\n{chain}# --- end of agency_shared/chain.py ---\n"
+    return "".join([*verifier[:at], inlined, *verifier[at + 1 :]])

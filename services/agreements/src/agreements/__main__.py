@@ -12,14 +12,12 @@ from agency_chassis.startup import load_settings
 from agreements.main import create_app, mongo_client
 from agreements.settings import AgreementsSettings
 from agreements.storage import MongoAcceptanceLedger
-from agreements.verification import verify_chain
 
 
 async def verify(settings: AgreementsSettings) -> int:
     client = mongo_client(settings)
     try:
-        ledger = MongoAcceptanceLedger(client, settings.mongodb_db)
-        report = await verify_chain(ledger.walk(), await ledger.head())
+        report = await MongoAcceptanceLedger(client, settings.mongodb_db).verify()
     finally:
         await client.close()
     if report.ok:

@@ -1,7 +1,6 @@
 """What anyone may read: agreement versions, an application's status and receipt, the receipt verifier."""
 
 import uuid
-from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -9,8 +8,9 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from agency_shared.agreement_documents import AgreementCatalog, AgreementDocument
+from agency_shared.application_status import Status
 from agency_shared.receipt_verifier import timestamp
-from agency_shared.receipts import Receipt
+from agency_shared.receipts import Receipt, standalone_verifier
 from agreements.storage import MongoAcceptanceLedger, MongoApplications
 
 router = APIRouter()
@@ -49,14 +49,14 @@ class ApplicationStatus(BaseModel):
     """Only the status: the id is the capability, and nothing about the applicant is shown."""
 
     application_id: uuid.UUID
-    status: str
+    status: Status
     description: str
 
 
 DESCRIPTIONS = {
-    "received": "Your application has been received and is being recorded.",
-    "recorded": "Your application and your acceptance of the Service Agreement are recorded.",
-    "confirmed": "Recorded, and the confirmation email with your receipt has been sent.",
+    Status.RECEIVED: "Your application has been received and is being recorded.",
+    Status.RECORDED: "Your application and your acceptance of the Service Agreement are recorded.",
+    Status.CONFIRMED: "Recorded, and the confirmation email with your receipt has been sent.",
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such application (a submission accepted moments ago appears within seconds)"}
@@ -104,7 +104,7 @@ async def application_status(application_id: uuid.UUID, applications: Applicatio
     found = await applications.collection.find_one({"application_id": str(application_id)}, {"status": 1})
     if found is None:
         raise HTTPException(404, "no such application (yet)")
-    status = str(found["status"])
+    status = Status(found["status"])
     return ApplicationStatus(application_id=application_id, status=status, description=DESCRIPTIONS[status])
 
 
@@ -132,5 +132,4 @@ async def application_receipt(application_id: uuid.UUID, ledger: Ledger, applica
 )
 async def receipt_verifier() -> PlainTextResponse:
     """The standalone verifier (standard library only): ``python receipt_verifier.py receipt.json agreement.txt``."""
-    source = (resources.files("agency_shared") / "receipt_verifier.py").read_text(encoding="utf-8")
-    return PlainTextResponse(source, media_type="text/x-python; charset=utf-8")
+    return PlainTextResponse(standalone_verifier(), media_type="text/x-python; charset=utf-8")

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from agency_shared.chain import Head, Link, next_link
 from agency_shared.events import (
     AcceptanceEvidence,
     AgreementRecorded,
@@ -53,15 +54,8 @@ class ApplicationRecord(BaseModel):
         )
 
 
-class LedgerEntry(BaseModel):
-    """One link of the acceptance chain: ``record_hash`` = SHA-256 of the canonical ``record``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    sequence: int
-    prev_hash: str
-    record_hash: str
-    record: dict[str, Any]
+# An entry of the acceptance ledger is a link of the hash chain, which owns how links are built and checked.
+LedgerEntry = Link
 
 
 class ApplicationStore(Protocol):
@@ -107,16 +101,15 @@ def record_from_event(event: ApplicationSubmitted, now: datetime) -> Application
     )
 
 
-def acceptance_record(application: ApplicationRecord, sequence: int, prev_hash: str) -> dict[str, Any]:
-    """The canonical record that is hashed: flat, strings and one integer, times in one fixed format.
+def acceptance_record(application: ApplicationRecord) -> dict[str, Any]:
+    """What a link records of an acceptance: flat, strings only, times in one fixed format.
 
-    Personal fields appear only as salted hashes, so erasing them leaves every link verifiable.
+    The chain adds ``sequence`` and ``prev_hash``. Personal fields appear only as salted
+    hashes, so erasing them leaves every link verifiable.
     """
     evidence = application.acceptance
     form = application.application
     return {
-        "sequence": sequence,
-        "prev_hash": prev_hash,
         "acceptance_id": str(application.acceptance_id),
         "application_id": str(application.application_id),
         "agreement_id": evidence.agreement_id,
@@ -131,6 +124,11 @@ def acceptance_record(application: ApplicationRecord, sequence: int, prev_hash: 
         "company_country": form.company.country,
         "locale": application.locale,
     }
+
+
+def acceptance_link(application: ApplicationRecord, after: Head) -> LedgerEntry:
+    """The link that records ``application``'s acceptance right after ``after``."""
+    return next_link(after, acceptance_record(application))
 
 
 def recorded_event_id(application_id: uuid.UUID) -> uuid.UUID:

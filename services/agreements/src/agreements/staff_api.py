@@ -6,8 +6,9 @@ import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -15,13 +16,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from agency_chassis.messaging import PublishFailed
+from agency_shared.application_status import Status
+from agency_shared.chain import ChainReport
 from agency_shared.events import Event, utc_now
 from agency_shared.text import SINGLE_LINE
 from agreements.erasure import erase_applicant
 from agreements.exports import ACCEPTANCE_COLUMNS, APPLICATION_COLUMNS, csv_rows
 from agreements.public_api import Applications, Catalog, Ledger
 from agreements.storage import ErasureContention, StillRecording
-from agreements.verification import ChainReport, verify_chain
 
 _bearer = HTTPBearer(auto_error=False, description="STAFF_API_TOKEN")
 
@@ -38,8 +40,6 @@ async def require_staff(
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or wrong bearer token"}}
 router = APIRouter(tags=["staff"], dependencies=[Depends(require_staff)], responses=UNAUTHORIZED)
-
-Status = Literal["received", "recorded", "confirmed"]
 
 
 class ApplicationPage(BaseModel):
@@ -126,7 +126,7 @@ async def application_detail(application_id: uuid.UUID, applications: Applicatio
     if document is None:
         raise HTTPException(404, "no such application")
     entry = await ledger.find(application_id)
-    document["ledger"] = entry.model_dump() if entry else None
+    document["ledger"] = asdict(entry) if entry else None
     document["timeline"] = sorted(document.get("timeline", []), key=lambda moment: moment["at"])
     return document
 
@@ -205,4 +205,4 @@ async def export_acceptances(ledger: Ledger) -> StreamingResponse:
 @router.get("/v1/ledger/verify", response_model=ChainReport)
 async def verify_ledger(ledger: Ledger) -> ChainReport:
     """Walk the whole chain and report the first broken link, if any."""
-    return await verify_chain(ledger.walk(), await ledger.head())
+    return await ledger.verify()

@@ -14,14 +14,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from agency_chassis.metrics import LEDGER_LENGTH
+from agency_shared.application_status import Status
+from agency_shared.chain import GENESIS, ChainReport, Head, verify_links_async
 from agency_shared.events import NotificationSettledData
-from agency_shared.receipt_verifier import GENESIS_HASH, record_hash
-from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_record
+from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_link
 
 Document = dict[str, Any]
-
-# Public status of an application, in the order it moves through them.
-RECEIVED, RECORDED, CONFIRMED = "received", "recorded", "confirmed"
 
 
 # What an erased value becomes wherever it appeared in text (timeline keys, SMTP replies, notes).
@@ -59,7 +57,7 @@ class MongoApplications:
         # Dates that staff filter on are stored as BSON dates, not strings.
         document["received_at"] = record.received_at
         document["recorded_at"] = record.recorded_at
-        document["status"] = RECEIVED
+        document["status"] = Status.RECEIVED
         document["timeline"] = [
             _moment("submitted", "submitted", record.received_at, {"client_ip": record.acceptance.client_ip})
         ]
@@ -78,8 +76,8 @@ class MongoApplications:
         # One atomic update, and only from "received": a repeat finds nothing left to do.
         moment = _moment("recorded", "recorded", record.recorded_at, {"sequence": entry.sequence})
         await self.collection.update_one(
-            {"application_id": str(record.application_id), "status": RECEIVED},
-            {"$set": {"status": RECORDED, "sequence": entry.sequence, "record_hash": entry.record_hash},
+            {"application_id": str(record.application_id), "status": Status.RECEIVED},
+            {"$set": {"status": Status.RECORDED, "sequence": entry.sequence, "record_hash": entry.record_hash},
              "$push": {"timeline": moment}},
         )  # fmt: skip
 
@@ -95,7 +93,8 @@ class MongoApplications:
         )
         if settled.state == "sent" and settled.template == "client_confirmation":
             await self.collection.update_one(
-                {"application_id": key, "status": {"$in": [RECEIVED, RECORDED]}}, {"$set": {"status": CONFIRMED}}
+                {"application_id": key, "status": {"$in": [Status.RECEIVED, Status.RECORDED]}},
+                {"$set": {"status": Status.CONFIRMED}},
             )
 
     async def _add_moment(self, application_id: str, moment: Document) -> None:
@@ -125,7 +124,7 @@ class MongoApplications:
                 return None
             if "erasure" in document:
                 return dict(document["erasure"])
-            if document.get("status") == RECEIVED:
+            if document.get("status") == Status.RECEIVED:
                 raise StillRecording(str(application_id))
             update = erasure_update(document, reason, now)
             written = await self.collection.update_one(
@@ -216,7 +215,7 @@ class MongoAcceptanceLedger:
     database: str
     max_tries: int = 200
     _writing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
-    _next: tuple[int, str] | None = field(default=None, init=False, repr=False)  # (sequence, prev_hash)
+    _last: Head | None = field(default=None, init=False, repr=False)  # the link this process wrote last
 
     @property
     def links(self) -> AsyncCollection[Document]:
@@ -240,40 +239,36 @@ class MongoAcceptanceLedger:
         return entry
 
     async def _link(self, record: ApplicationRecord) -> tuple[LedgerEntry, bool]:
-        sequence, prev_hash = self._next or await self._after_head()
+        after = self._last or await self._head_or_genesis()
         for _ in range(self.max_tries):
-            canonical = acceptance_record(record, sequence, prev_hash)
-            entry = LedgerEntry(
-                sequence=sequence, prev_hash=prev_hash, record_hash=record_hash(canonical), record=canonical
-            )
+            entry = acceptance_link(record, after)
             try:
                 await self.links.insert_one(
-                    {"_id": sequence, "sequence": sequence, "application_id": str(record.application_id),
-                     "record_hash": entry.record_hash, "record": canonical}
+                    {"_id": entry.sequence, "sequence": entry.sequence, "application_id": str(record.application_id),
+                     "record_hash": entry.record_hash, "record": entry.record}
                 )  # fmt: skip
             except DuplicateKeyError:
-                self._next = None
+                self._last = None
                 found = await self.find(record.application_id)
                 if found is not None:  # a redelivery: the application has its link already
                     return found, False
-                sequence, prev_hash = await self._after(sequence)
+                after = await self._after_taken(entry.sequence)
                 continue
-            self._next = (sequence + 1, entry.record_hash)
+            self._last = entry.head
             return entry, True
         raise LedgerContention(f"no free sequence after {self.max_tries} tries")
 
-    async def _after_head(self) -> tuple[int, str]:
-        head = await self.head()
-        return (int(head["sequence"]) + 1, str(head["record_hash"])) if head else (1, GENESIS_HASH)
+    async def _head_or_genesis(self) -> Head:
+        return await self.head() or GENESIS
 
-    async def _after(self, sequence: int) -> tuple[int, str]:
-        """Where to try next once ``sequence`` was taken by another writer."""
-        following = await self._after_head()
-        if following[0] > sequence:  # the head is past it: jump
-            return following
-        # The head lags behind the link just written: step onto that link (or start over from the head).
+    async def _after_taken(self, sequence: int) -> Head:
+        """What to build on once another writer took ``sequence``."""
+        head = await self._head_or_genesis()
+        if head.sequence >= sequence:  # the head is there already, or past it: jump
+            return head
+        # The head lags behind the link just written: build on that link (or start over from the head).
         taken = await self.links.find_one({"_id": sequence}, {"record_hash": 1})
-        return (sequence + 1, str(taken["record_hash"])) if taken else following
+        return Head(sequence, str(taken["record_hash"])) if taken else head
 
     async def _advance_head(self, entry: LedgerEntry) -> None:
         # The head remembers the last link written, so removing links from the end is detectable.
@@ -291,13 +286,20 @@ class MongoAcceptanceLedger:
     def walk(self) -> AsyncIterator[Document]:
         return self.links.find({}).sort("_id", ASCENDING)
 
-    async def head(self) -> Document | None:
-        return await self.heads.find_one({"_id": "head"})
+    async def head(self) -> Head | None:
+        """The last link written, as the head marker remembers it; None before the first."""
+        head = await self.heads.find_one({"_id": "head"})
+        return Head(int(head["sequence"]), str(head["record_hash"])) if head else None
+
+    async def verify(self) -> ChainReport:
+        """Walk the whole chain against the head marker and report the first broken link, if any."""
+        head = await self.head()
+        return await verify_links_async(self.walk(), head)
 
     async def measure(self) -> None:
         """Set ``wechat_ledger_length`` from the head (at start-up; appends keep it current)."""
         head = await self.head()
-        LEDGER_LENGTH.set(int(head["sequence"]) if head else 0)
+        LEDGER_LENGTH.set(head.sequence if head else 0)
 
     def entries(self) -> AsyncIterator[Document]:
         return self.links.find({}, {"_id": 0, "record": 1, "record_hash": 1}).sort("_id", ASCENDING)

@@ -1,0 +1,8 @@
+"""Application statuses as they cross the wire: the status API, staff filters and exports show these values."""
+
+from agency_shared.application_status import Status
+
+
+def test_the_statuses_and_their_values_are_the_published_ones_in_order() -> None:
+    assert [status.value for status in Status] == ["received", "recorded", "confirmed"]
+    assert f"{Status.RECORDED}" == "recorded"  # written into documents and JSON as the bare value
