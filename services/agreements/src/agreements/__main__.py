@@ -7,8 +7,8 @@ import sys
 import uvicorn
 
 from agency_chassis import dead_letters
+from agency_chassis.consumer_service import mongo_client
 from agency_chassis.startup import load_settings
-from agreements.main import mongo_client
 from agreements.settings import AgreementsSettings
 from agreements.storage import MongoAcceptanceLedger
 from agreements.verification import verify_chain

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from agency_chassis.messaging import PublishFailed
+from agency_chassis.publishing import PublishFailed
 from agency_shared.events import Event, utc_now
 from agency_shared.text import SINGLE_LINE
 from agreements.erasure import erase_applicant
