@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import agreements.main
 import intake.main
 import notifications.main
-from agency_chassis.messaging import EventPublisher, PublishFailed
 from agency_chassis.metrics import publish_failure_reason
+from agency_chassis.publishing import EventPublisher, PublishFailed
 from agency_shared.topology import EVENTS_EXCHANGE
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings

@@ -169,7 +169,8 @@ async def test_no_erasure_before_the_acceptance_is_in_the_ledger(
     # Stored but not yet linked (its ledger append is being retried): erasing now would leave no evidence.
     record = record_from_event(application_submitted(), utc_now())
     await MongoApplications(mongo, staff_settings.mongodb_db).add(record)
-    async with client(agreements.main.create_app(staff_settings)) as back:
+    app = agreements.main.create_app(staff_settings)
+    async with serving(app), client(app) as back:
         refused = await back.post(f"/v1/staff/applications/{record.application_id}/erasure", headers=AUTH)
     assert refused.status_code == 409
     assert refused.headers["Retry-After"] == "5"

@@ -105,7 +105,7 @@ async def test_tampering_is_detected_and_located(
     assert expected[1] in (found.reason or ""), found
 
     app = create_app(agreements_settings.model_copy(update={"staff_api_token": SecretStr(STAFF_TOKEN)}))
-    async with client(app) as http:
+    async with serving(app), client(app) as http:
         over_http = (await http.get("/v1/ledger/verify", headers={"Authorization": f"Bearer {STAFF_TOKEN}"})).json()
     assert over_http["ok"] is False
     assert over_http["broken_at"] == expected[0]
@@ -138,7 +138,7 @@ async def test_a_receipt_verifies_offline_with_the_standalone_verifier(
     stored = await mongo[agreements_settings.mongodb_db]["applications"].find_one({"application_id": application_id})
     assert stored is not None
     app = create_app(agreements_settings)
-    async with client(app) as http:
+    async with serving(app), client(app) as http:
         public = (await http.get(f"/v1/applications/{application_id}/receipt")).json()
         verifier = (await http.get("/v1/receipt-verifier.py")).text
         missing = await http.get(f"/v1/applications/{'0' * 8}-0000-4000-8000-{'0' * 12}/receipt")

@@ -42,7 +42,7 @@ async def test_staff_endpoints_need_the_bearer_token(staff_settings: AgreementsS
         "/v1/ledger/verify",
         "/v1/staff/reacceptance",
     ]
-    async with client(app) as http:
+    async with serving(app), client(app) as http:
         for path in paths:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {STAFF_TOKEN}"}):
                 response = await http.get(path, headers=headers)
@@ -50,7 +50,7 @@ async def test_staff_endpoints_need_the_bearer_token(staff_settings: AgreementsS
                 assert response.headers["www-authenticate"] == "Bearer"
         assert (await http.get("/v1/staff/applications", headers=AUTH)).status_code == 200
     unconfigured = agreements.main.create_app(staff_settings.model_copy(update={"staff_api_token": None}))
-    async with client(unconfigured) as http:
+    async with serving(unconfigured), client(unconfigured) as http:
         assert (await http.get("/v1/staff/applications", headers=AUTH)).status_code == 401
 
 
@@ -81,7 +81,7 @@ async def test_listing_filters_and_cursor_pagination(
     await collection.update_one({"application_id": earlier}, {"$set": {"received_at": ten_days_ago}})
     await collection.update_one({"application_id": older_version}, {"$set": {"acceptance.agreement_version": "0"}})
     app = agreements.main.create_app(staff_settings)
-    async with client(app) as http:
+    async with serving(app), client(app) as http:
         seen: list[str] = []
         cursor: str | None = None
         pages = 0
@@ -231,7 +231,7 @@ async def test_a_new_version_file_is_current_for_both_services_and_earlier_accep
     assert AgreementCatalog.from_folder(folder).current().version == "2"
     agreements_app = agreements.main.create_app(staff_settings.model_copy(update={"agreements_dir": folder}))
     intake_app = intake.main.create_app(intake_settings.model_copy(update={"agreements_dir": folder}))
-    async with serving(intake_app), client(intake_app) as front, client(agreements_app) as back:
+    async with serving(intake_app, agreements_app), client(intake_app) as front, client(agreements_app) as back:
         intake_current = (await front.get("/v1/agreements/current")).json()
         agreements_current = (await back.get("/v1/agreements/current")).json()
         versions = (await back.get("/v1/agreements")).json()

@@ -1,1 +1,1 @@
-"""The service chassis: logging, metrics, health, correlation, start-up checks, settings, publishing, retries."""
+"""The service chassis: logging, metrics, health, correlation, start-up, settings, publishing, the consumer runner."""

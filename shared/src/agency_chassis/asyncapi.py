@@ -10,8 +10,8 @@ from fastapi.responses import HTMLResponse, Response
 from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
 
+from agency_chassis.publishing import declare_publishers
 from agency_shared.events import Event
-from agency_shared.topology import declare_publishers
 
 ASYNCAPI_VERSION = "3.0.0"
 # Maps whose order only reflects the order handlers and publishers were registered in:

@@ -9,17 +9,11 @@ import re
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from typing import Any
 
 from aio_pika import IncomingMessage
 from faststream import BaseMiddleware, ContextRepo
-from faststream.exceptions import RejectMessage
-from faststream.message import StreamMessage
-from faststream.rabbit.subscriber import RabbitSubscriber
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from agency_chassis.metrics import DEAD_LETTERED
 
 HEADER = "X-Correlation-ID"
 _TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -74,9 +68,10 @@ class CorrelationIdMiddleware:
 
 
 class MessageContext:
-    """A broker middleware: the log context of each delivery, and a count of what our code dead-letters.
+    """A broker middleware: the log context (service, correlation id) of each delivery, from its AMQP properties.
 
-    List it before ``RejectUnreadableMessages`` so it sees that middleware's rejections too.
+    The application the message is about is added by the runner (``about_application``)
+    once FastStream has parsed the typed event: the body is never parsed twice.
     """
 
     def __init__(self, service: str) -> None:
@@ -98,26 +93,8 @@ class _MessageScope(BaseMiddleware):
         if self.msg is not None:
             _current.set(LogContext(self.service, self.msg.correlation_id))
 
-    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
-        application_id = await _application_id(msg)
-        if application_id is not None:
-            _current.set(replace(_current.get(), application_id=application_id))
-        try:
-            return await call_next(msg)
-        except RejectMessage:
-            DEAD_LETTERED.labels(self._queue()).inc()
-            raise
 
-    def _queue(self) -> str:
-        subscriber = self.context.get_local("handler_")
-        return subscriber.queue.name if isinstance(subscriber, RabbitSubscriber) else "unknown"
-
-
-async def _application_id(msg: StreamMessage[Any]) -> str | None:
-    try:
-        body = await msg.decode()  # cached: the handler reuses the decoded body
-    except Exception:  # an unreadable body is the handler's to reject
-        return None
-    data = body.get("data") if isinstance(body, dict) else None
-    application_id = data.get("application_id") if isinstance(data, dict) else None
-    return application_id if isinstance(application_id, str) else None
+def about_application(application_id: object | None) -> None:
+    """Name the application the delivery being handled is about, for the rest of its log lines."""
+    if application_id is not None:
+        _current.set(replace(_current.get(), application_id=str(application_id)))

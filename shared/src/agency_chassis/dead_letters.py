@@ -15,10 +15,12 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from agency_chassis.retries import ATTEMPT_HEADER
+from agency_chassis.publishing import EventPublisher, MessageCopy
+from agency_chassis.retries import ATTEMPT_HEADER, REPLAYED_HEADER
 from agency_shared.topology import CONSUMER_QUEUES
 
-REPLAYED_HEADER = "x-replayed"
+# How long a replayed copy may wait for the broker's confirm.
+REPLAY_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -81,37 +83,41 @@ async def replay(
 ) -> list[DeadLetter]:
     """Move the chosen dead letters (``None``: all) back to their queues; return what was moved."""
     moved: list[DeadLetter] = []
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        for dlq in _dead_letter_queues(queues):
-            channel = await connection.channel(publisher_confirms=True)
-            for message in await _drain(channel, dlq):
-                letter = describe(dlq, message)
-                if message_ids is not None and letter.message_id not in message_ids:
-                    continue  # left unacked: back to the queue when the channel closes
-                replayed = message.headers.get(REPLAYED_HEADER)
-                headers = {
-                    **message.headers,
-                    ATTEMPT_HEADER: 1,
-                    REPLAYED_HEADER: (replayed if isinstance(replayed, int) else 0) + 1,
-                }
-                await channel.default_exchange.publish(
-                    aio_pika.Message(
-                        message.body,
-                        headers=headers,
-                        message_id=message.message_id,
-                        correlation_id=message.correlation_id,
-                        content_type=message.content_type,
-                        type=message.type,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key=letter.queue,
-                    mandatory=True,
-                )
-                await message.ack()  # only after the broker confirmed the copy
-                moved.append(letter)
-            await channel.close()
+    publisher = EventPublisher(amqp_url, timeout=REPLAY_TIMEOUT_SECONDS, service="dlq")
+    await publisher.start()
+    try:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            for dlq in _dead_letter_queues(queues):
+                channel = await connection.channel()
+                for message in await _drain(channel, dlq):
+                    letter = describe(dlq, message)
+                    if message_ids is not None and letter.message_id not in message_ids:
+                        continue  # left unacked: back to the queue when the channel closes
+                    await publisher.send_copy(replayed_copy(message), letter.queue)
+                    await message.ack()  # only after the broker confirmed the copy
+                    moved.append(letter)
+                await channel.close()
+    finally:
+        await publisher.stop()
     return moved
+
+
+def replayed_copy(message: AbstractIncomingMessage) -> MessageCopy:
+    """The dead letter as it goes back: a fresh attempt count, and one more replay."""
+    replayed = message.headers.get(REPLAYED_HEADER)
+    return MessageCopy(
+        body=message.body,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        content_type=message.content_type,
+        message_type=message.type,
+        headers={
+            **message.headers,
+            ATTEMPT_HEADER: 1,
+            REPLAYED_HEADER: (replayed if isinstance(replayed, int) else 0) + 1,
+        },
+    )
 
 
 def main(argv: Sequence[str], amqp_url: str) -> int:

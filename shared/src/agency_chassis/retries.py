@@ -1,71 +1,50 @@
-"""Delayed retries through RabbitMQ: exponential backoff with jitter, never a sleep inside a handler."""
+"""Delayed retries through RabbitMQ: which attempt a delivery is, exponential backoff with jitter, the delay queues."""
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.message import RabbitMessage
 
+from agency_chassis.outcomes import Attempt
 from agency_shared.topology import ConsumerQueue
 
+# The attempt a copy parked in a delay queue will be (absent: the first).
 ATTEMPT_HEADER = "x-attempt"
+# How many times an operator replayed the message from its dead-letter queue.
+REPLAYED_HEADER = "x-replayed"
 
 
 @dataclass(frozen=True)
 class Backoff:
-    """Attempt ``n`` (1-based) failed: wait about ``base * 2**(n-1)`` seconds, at most ``cap``."""
+    """Attempt ``n`` (1-based) failed: wait about ``base * 2**(n-1)`` seconds, at most ``cap``.
+
+    The one owner of the rule of when a message has had its last attempt.
+    """
 
     base_seconds: float
     cap_seconds: float
     max_attempts: int
 
+    def attempt(self, headers: Mapping[str, Any]) -> Attempt:
+        """Which attempt a delivery with these headers is, and whether it is the last one."""
+        value = headers.get(ATTEMPT_HEADER, 1)
+        number = value if isinstance(value, int) and value > 0 else 1
+        return Attempt(number=number, last=number >= self.max_attempts, replayed=REPLAYED_HEADER in headers)
+
     def delay_ms(self, failed_attempt: int) -> int:
         return int(min(self.base_seconds * 2 ** (failed_attempt - 1), self.cap_seconds) * 1000)
+
+    def expiration_ms(self, delay_ms: int) -> int:
+        """The copy's own expiration in its delay queue: jittered downwards only, so it may leave early, never late."""
+        return max(1, int(delay_ms * random.uniform(0.75, 1.0)))  # noqa: S311 - not for security
 
     def tiers_ms(self) -> list[int]:
         return sorted({self.delay_ms(n) for n in range(1, self.max_attempts)})
 
 
-def attempt_of(message: RabbitMessage) -> int:
-    """Which attempt this delivery is (1 for the first)."""
-    value = message.headers.get(ATTEMPT_HEADER, 1)
-    return value if isinstance(value, int) and value > 0 else 1
-
-
-class RetryScheduler:
-    """Parks a copy of a message in the retry queue for its delay; the caller then acks the original."""
-
-    def __init__(self, broker: RabbitBroker, consumer: ConsumerQueue, backoff: Backoff, timeout: float) -> None:
-        self._broker = broker
-        self._consumer = consumer
-        self._backoff = backoff
-        self._timeout = timeout
-
-    async def declare(self) -> None:
-        for delay_ms in self._backoff.tiers_ms():
-            await self._broker.declare_queue(self._consumer.retry_queue(delay_ms))
-
-    def exhausted(self, message: RabbitMessage) -> bool:
-        return attempt_of(message) >= self._backoff.max_attempts
-
-    async def schedule(self, message: RabbitMessage) -> int:
-        """Publish the retry (confirmed) and return its delay in ms."""
-        attempt = attempt_of(message)
-        delay_ms = self._backoff.delay_ms(attempt)
-        # Jitter downwards only: a message may leave its tier early, never late.
-        expiration_ms = max(1, int(delay_ms * random.uniform(0.75, 1.0)))  # noqa: S311 - not for security
-        raw = message.raw_message
-        await self._broker.publish(
-            message.body,
-            routing_key=self._consumer.retry_queue(delay_ms).name,
-            headers={**message.headers, ATTEMPT_HEADER: attempt + 1},
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            content_type=message.content_type,
-            message_type=raw.type,
-            expiration=expiration_ms / 1000,
-            persist=True,
-            mandatory=True,
-            timeout=self._timeout,
-        )
-        return delay_ms
+async def declare_delay_queues(broker: RabbitBroker, consumer: ConsumerQueue[Any], backoff: Backoff) -> None:
+    """One delay queue per backoff tier of ``consumer`` (idempotent)."""
+    for delay_ms in backoff.tiers_ms():
+        await broker.declare_queue(consumer.retry_queue(delay_ms))

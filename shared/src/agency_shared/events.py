@@ -120,6 +120,10 @@ class Event(Model):
 
     routing_key: ClassVar[str]
 
+    def about_application(self) -> uuid.UUID | None:
+        """The application this event is about, if it names one (log lines carry it)."""
+        return None
+
 
 class ApplicationSubmitted(Event):
     """An applicant submitted the Official Account application and accepted the Service Agreement (intake)."""
@@ -128,6 +132,9 @@ class ApplicationSubmitted(Event):
     event_type: Literal["application.submitted"] = "application.submitted"
     data: ApplicationSubmittedData
 
+    def about_application(self) -> uuid.UUID | None:
+        return self.data.application_id
+
 
 class AgreementRecorded(Event):
     """An application and its acceptance were stored as the next link of the acceptance ledger (agreements)."""
@@ -135,6 +142,9 @@ class AgreementRecorded(Event):
     routing_key: ClassVar[str] = "agreement.recorded"
     event_type: Literal["agreement.recorded"] = "agreement.recorded"
     data: AgreementRecordedData
+
+    def about_application(self) -> uuid.UUID | None:
+        return self.data.application_id
 
 
 class EnquiryReceived(Event):
@@ -152,6 +162,9 @@ class NotificationSettled(Event):
     event_type: Literal["notification.settled"] = "notification.settled"
     data: NotificationSettledData
 
+    def about_application(self) -> uuid.UUID | None:
+        return self.data.application_id
+
 
 class ApplicantErased(Event):
     """Staff erased an applicant's personal data; every service forgets what it kept of it (agreements)."""
@@ -159,3 +172,6 @@ class ApplicantErased(Event):
     routing_key: ClassVar[str] = "applicant.erased"
     event_type: Literal["applicant.erased"] = "applicant.erased"
     data: ApplicantErasedData
+
+    def about_application(self) -> uuid.UUID | None:
+        return self.data.application_id

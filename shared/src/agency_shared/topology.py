@@ -1,12 +1,9 @@
 """The RabbitMQ topology: one topic exchange, a quorum queue per consumer and event, each with a DLQ."""
 
-import inspect
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from faststream.middlewares import AckPolicy
-from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue, RabbitRouter
-from faststream.rabbit.publisher import RabbitPublisher
-from faststream.rabbit.subscriber import RabbitSubscriber
+from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from agency_shared.events import (
     AgreementRecorded,
@@ -16,6 +13,8 @@ from agency_shared.events import (
     Event,
     NotificationSettled,
 )
+
+E_co = TypeVar("E_co", bound=Event, covariant=True)
 
 EVENTS_EXCHANGE = RabbitExchange("wechat_agency.events", type=ExchangeType.TOPIC, durable=True)
 DEAD_LETTER_EXCHANGE = RabbitExchange("wechat_agency.dead-letter", type=ExchangeType.DIRECT, durable=True)
@@ -29,11 +28,11 @@ DEFAULT_MAX_LENGTH = 100_000
 
 
 @dataclass(frozen=True)
-class ConsumerQueue:
+class ConsumerQueue(Generic[E_co]):
     """A durable quorum queue bound to one event type, with its dead-letter queue."""
 
     name: str
-    event: type[Event]
+    event: type[E_co]
 
     def declaration(self, max_length: int = DEFAULT_MAX_LENGTH) -> RabbitQueue:
         """The queue as every service declares it (the arguments must be identical everywhere)."""
@@ -88,40 +87,6 @@ CONSUMER_QUEUES = (
     NOTIFICATIONS_ENQUIRY_RECEIVED,
     NOTIFICATIONS_APPLICANT_ERASED,
 )
-
-
-def subscribe(router: RabbitRouter, consumer: ConsumerQueue, max_length: int = DEFAULT_MAX_LENGTH) -> RabbitSubscriber:
-    """The subscriber of ``consumer``'s queue: its arguments, binding and ack policy live here, once.
-
-    Acked only when the handler returns; an unexpected error requeues the message.
-    """
-    return router.subscriber(
-        consumer.declaration(max_length), EVENTS_EXCHANGE, ack_policy=AckPolicy.NACK_ON_ERROR, title=consumer.name
-    )
-
-
-def declare_publishers(broker: RabbitBroker, *events: type[Event]) -> list[RabbitPublisher]:
-    """Declare that this broker's service publishes ``events``, so its AsyncAPI document lists them.
-
-    Events are sent by `agency_chassis.messaging.EventPublisher`; these declarations
-    describe exactly what it sends (the events exchange, the event type as routing
-    key, persistent, mandatory, JSON, the event model as payload) from the same
-    constants, and are never published through.
-    """
-    return [
-        broker.publisher(
-            exchange=EVENTS_EXCHANGE,
-            routing_key=event.routing_key,
-            persist=True,
-            mandatory=True,
-            content_type="application/json",
-            message_type=event.routing_key,
-            schema=event,
-            title=event.routing_key,
-            description=inspect.getdoc(event),
-        )
-        for event in events
-    ]
 
 
 async def declare_topology(broker: RabbitBroker, max_length: int = DEFAULT_MAX_LENGTH) -> None:

@@ -1,94 +1,78 @@
-"""Message handlers of the agreements service."""
+"""The agreements service's use cases for its queues: each decides an outcome, the chassis's runner acts on it."""
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
 
-from faststream.exceptions import RejectMessage
 from faststream.rabbit import RabbitRouter
-from faststream.rabbit.annotations import RabbitMessage
 from pymongo.errors import ConnectionFailure
 
-from agency_chassis.messaging import PublishFailed
-from agency_chassis.retries import RetryScheduler, attempt_of
-from agency_shared.events import ApplicationSubmitted, Event, NotificationSettled, utc_now
-from agency_shared.topology import (
-    AGREEMENTS_APPLICATION_SUBMITTED,
-    AGREEMENTS_NOTIFICATION_SETTLED,
-    DEFAULT_MAX_LENGTH,
-    subscribe,
-)
+from agency_chassis.consuming import Runner
+from agency_chassis.outcomes import Attempt, Done, Outcome, RetryLater
+from agency_shared.events import ApplicationSubmitted, NotificationSettled, utc_now
+from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, AGREEMENTS_NOTIFICATION_SETTLED
 from agreements.recording import AcceptanceLedger, ApplicationErased, ApplicationStore, record_application
 from agreements.storage import LedgerContention
 
 logger = logging.getLogger(__name__)
-Publish = Callable[[Event], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+# An outage of the database, or a ledger too busy to take the link now: worth waiting for,
+# not worth a dead letter. (The broker's outages are the runner's: it retries a follow-up
+# event that was not confirmed.)
+OUTAGES = (ConnectionFailure, LedgerContention)
 
 
-# An outage of the database or the broker: worth waiting for, not worth a dead letter.
-OUTAGES = (ConnectionFailure, PublishFailed, LedgerContention)
+async def record_submitted_application(
+    event: ApplicationSubmitted, applications: ApplicationStore, ledger: AcceptanceLedger, now: Clock = utc_now
+) -> Outcome:
+    """Record the application and its acceptance as the next ledger link, then announce agreement.recorded.
 
-
-async def retry_later_on_outage(message: RabbitMessage, retries: RetryScheduler | None, work: Awaitable[None]) -> None:
-    """Do ``work``; if an outage stops it, park the message for a delayed retry and ack this delivery.
-
-    Requeueing at once would spin, and every requeue counts towards the quorum
-    queue's delivery limit, so a longer outage would dead-letter good messages.
+    A redelivery finds what was stored and announces the same event again (same id).
     """
     try:
-        await work
+        recorded = await record_application(event, applications, ledger, now=now())
+    except ApplicationErased:
+        # A replay after the applicant's data was erased: announcing it again would email them.
+        logger.warning("application %s was erased: not recorded again", event.data.application_id)
+        return Done()
     except OUTAGES as exc:
-        if retries is None:
-            raise
-        if retries.exhausted(message):
-            logger.error("giving up on %s after %d attempts: %r", message.message_id, attempt_of(message), exc)
-            raise RejectMessage() from exc
-        delay_ms = await retries.schedule(message)
-        logger.warning("%s: %r; retrying in %d ms", message.message_id, exc, delay_ms)
+        return RetryLater(f"recording {event.data.application_id} failed: {exc!r}")
+    logger.info("application %s recorded as link %d", recorded.data.application_id, recorded.data.sequence)
+    return Done(publish=(recorded,))
 
 
-def build_router(
-    applications: ApplicationStore,
-    ledger: AcceptanceLedger,
-    publish: Publish,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    retries: dict[str, RetryScheduler] | None = None,
-) -> RabbitRouter:
+async def note_notification(event: NotificationSettled, applications: ApplicationStore) -> Outcome:
+    """Add an email's outcome to its application's timeline (enquiry emails have no application)."""
+    try:
+        await applications.note_notification(event.data)
+    except OUTAGES as exc:
+        return RetryLater(f"noting {event.data.notification_key} failed: {exc!r}")
+    return Done()
+
+
+class Ports(Protocol):
+    """The adapters the use cases run with (opened by the service's lifespan)."""
+
+    @property
+    def applications(self) -> ApplicationStore: ...
+
+    @property
+    def ledger(self) -> AcceptanceLedger: ...
+
+
+def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRouter:
     router = RabbitRouter()
-    retries = retries or {}
 
-    # Acked only when the handler returns: the record and its ledger link are
-    # written and agreement.recorded is confirmed. Any failure requeues the
-    # message; a redelivery finds what was stored and republishes the same event.
-    @subscribe(router, AGREEMENTS_APPLICATION_SUBMITTED, max_length)
-    async def on_application_submitted(event: ApplicationSubmitted, message: RabbitMessage) -> None:
+    async def on_application_submitted(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
         """Record the application and its acceptance as the next ledger link, then announce agreement.recorded."""
+        return await record_submitted_application(event, ports.applications, ports.ledger, now)
 
-        async def record() -> None:
-            try:
-                recorded = await record_application(event, applications, ledger, now=utc_now())
-            except ApplicationErased:
-                # A replay after the applicant's data was erased: announcing it again would email them.
-                logger.warning(
-                    "application %s was erased: not recorded again",
-                    event.data.application_id,
-                    extra={"correlation_id": event.correlation_id},
-                )
-                return
-            await publish(recorded)
-            logger.info(
-                "application %s recorded as link %d",
-                recorded.data.application_id,
-                recorded.data.sequence,
-                extra={"correlation_id": event.correlation_id},
-            )
-
-        await retry_later_on_outage(message, retries.get(AGREEMENTS_APPLICATION_SUBMITTED.name), record())
-
-    @subscribe(router, AGREEMENTS_NOTIFICATION_SETTLED, max_length)
-    async def on_notification_settled(event: NotificationSettled, message: RabbitMessage) -> None:
+    async def on_notification_settled(event: NotificationSettled, attempt: Attempt) -> Outcome:
         """Add an email's outcome to its application's timeline (enquiry emails have no application)."""
-        await retry_later_on_outage(
-            message, retries.get(AGREEMENTS_NOTIFICATION_SETTLED.name), applications.note_notification(event.data)
-        )
+        return await note_notification(event, ports.applications)
 
+    runner.consume(router, AGREEMENTS_APPLICATION_SUBMITTED, on_application_submitted)
+    runner.consume(router, AGREEMENTS_NOTIFICATION_SETTLED, on_notification_settled)
     return router

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from agency_chassis.messaging import PublishFailed
+from agency_chassis.publishing import PublishFailed
 from agency_shared.application_status import Status
 from agency_shared.chain import ChainReport
 from agency_shared.events import Event, utc_now

@@ -17,8 +17,8 @@ from agency_chassis.correlation import HEADER as CORRELATION_HEADER
 from agency_chassis.correlation import CorrelationIdMiddleware
 from agency_chassis.health import health_router
 from agency_chassis.logs import BROKER_LOGGER, configure_logging
-from agency_chassis.messaging import EventPublisher
 from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
+from agency_chassis.publishing import EventPublisher
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.events import ApplicationSubmitted, EnquiryReceived

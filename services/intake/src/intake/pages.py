@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from agency_chassis.messaging import PublishFailed
+from agency_chassis.publishing import PublishFailed
 from agency_shared.agreement_documents import AgreementDocument
 from agency_shared.forms import EnquiryService, Locale
 from intake.accepting import FieldProblem, InvalidSubmission, Taken

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agency_chassis.messaging import PublishFailed
+from agency_chassis.publishing import PublishFailed
 from intake.accepting import FieldProblem, InvalidSubmission
 from intake.guards import BodyTooLarge, MalformedBody, OriginRefused, RateLimited, UnsupportedMediaType
 from intake.submission import AgreementNotCurrent

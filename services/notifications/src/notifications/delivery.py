@@ -51,8 +51,17 @@ class DeliveryReport:
 
 
 async def deliver(
-    event: Event, emails: list[OutgoingEmail], ledger: Ledger, mailer: Mailer, retry_failed: bool = False
+    event: Event,
+    emails: list[OutgoingEmail],
+    ledger: Ledger,
+    mailer: Mailer,
+    last_attempt: bool = False,
+    retry_failed: bool = False,
 ) -> DeliveryReport:
+    """Send each email not settled yet; on the last attempt, what is still unfinished has failed.
+
+    ``retry_failed`` (an operator replayed the event) sends again what failed for good before.
+    """
     report = DeliveryReport()
     for email in emails:
         key = email.key(event)
@@ -78,6 +87,8 @@ async def deliver(
         # send and its ledger entry still finish together, so a redelivery finds the
         # email marked sent instead of sending it again when the lease runs out.
         await asyncio.shield(_attempt(event, email, key, ledger, mailer, report))
+    if last_attempt:
+        await _give_up(event, report, ledger)
     return report
 
 
@@ -101,17 +112,18 @@ async def _attempt(
             event.event_type,
             event.event_id,
             "permanent" if exc.permanent else "will retry",
-            extra={"correlation_id": event.correlation_id},
         )
         return
     await ledger.sent(key, reply)
     report.sent.append((email, reply))
 
 
-async def give_up(event: Event, report: DeliveryReport, ledger: Ledger) -> None:
-    """After the last attempt, what is still unfinished has failed."""
+async def _give_up(event: Event, report: DeliveryReport, ledger: Ledger) -> None:
+    """After the last attempt, what is still unfinished has failed: in the ledger and in the report."""
     for email, reason in report.unfinished:
         await ledger.abandoned(email.key(event), f"retries exhausted: {reason}")
+    report.failed += [(email, f"retries exhausted: {reason}") for email, reason in report.unfinished]
+    report.unfinished = []
 
 
 def count_outcomes(report: DeliveryReport) -> None:

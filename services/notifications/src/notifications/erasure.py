@@ -1,34 +1,56 @@
 """Forgetting an applicant: when agreements erases their personal data, their address leaves the notification ledger."""
 
 import logging
+from collections.abc import Collection
+from datetime import datetime
+from typing import Protocol
 
 from faststream.rabbit import RabbitRouter
+from pymongo.errors import ConnectionFailure
 
+from agency_chassis.consuming import Runner
+from agency_chassis.outcomes import Attempt, Done, Outcome, RetryLater
 from agency_shared.events import ApplicantErased
-from agency_shared.topology import DEFAULT_MAX_LENGTH, NOTIFICATIONS_APPLICANT_ERASED, subscribe
+from agency_shared.topology import NOTIFICATIONS_APPLICANT_ERASED
 from notifications.handlers import CLIENT_TEMPLATES
-from notifications.ledger import NotificationLedger
 
 logger = logging.getLogger(__name__)
 
 
-def build_erasure_router(ledger: NotificationLedger, max_length: int = DEFAULT_MAX_LENGTH) -> RabbitRouter:
-    router = RabbitRouter()
+class ForgettingLedger(Protocol):
+    async def forget_application(self, application_id: str, erased_at: datetime) -> None: ...
 
-    # Kept apart from handlers.py: this handler sends nothing. A database error requeues the message.
-    @subscribe(router, NOTIFICATIONS_APPLICANT_ERASED, max_length)
-    async def on_applicant_erased(event: ApplicantErased) -> None:
-        """Erase the applicant's address from the ledger entries of the emails sent to them."""
+    async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int: ...
+
+
+async def forget_applicant(event: ApplicantErased, ledger: ForgettingLedger) -> Outcome:
+    """Erase the applicant's address from the ledger entries of the emails sent to them."""
+    try:
         # First the tombstone: from then on no email about the application goes out, whatever
         # arrives later (a confirmation still queued, a retry parked in a delay queue).
         await ledger.forget_application(str(event.data.application_id), event.data.erased_at)
         event_ids = [str(event_id) for event_id in event.data.event_ids]
         forgotten = await ledger.forget_recipients(event_ids, CLIENT_TEMPLATES)
-        logger.info(
-            "application %s erased: %d email record(s) forgot their recipient",
-            event.data.application_id,
-            forgotten,
-            extra={"correlation_id": event.correlation_id},
-        )
+    except ConnectionFailure as exc:
+        return RetryLater(f"the notification ledger is unreachable: {exc!r}")
+    logger.info(
+        "application %s erased: %d email record(s) forgot their recipient", event.data.application_id, forgotten
+    )
+    return Done()
 
+
+class Ports(Protocol):
+    @property
+    def ledger(self) -> ForgettingLedger: ...
+
+
+# Kept apart from handlers.py: this use case sends nothing.
+def build_erasure_router(runner: Runner, ports: Ports) -> RabbitRouter:
+    router = RabbitRouter()
+
+    async def on_applicant_erased(event: ApplicantErased, attempt: Attempt) -> Outcome:
+        """Erase the applicant's address from the ledger entries of the emails sent to them."""
+        return await forget_applicant(event, ports.ledger)
+
+    runner.consume(router, NOTIFICATIONS_APPLICANT_ERASED, on_applicant_erased)
     return router

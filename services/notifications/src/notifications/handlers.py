@@ -1,16 +1,20 @@
-"""Message handlers of the notifications service: which emails each event causes, and settling the message."""
+"""The notifications service's use cases: which emails each event causes, sending them, and deciding the outcome.
+
+Each email that reaches a final state is announced as notification.settled (again on every
+delivery: the receiver drops repeats), so no outcome is lost if a publish fails.
+"""
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from faststream.exceptions import RejectMessage
 from faststream.rabbit import RabbitRouter
-from faststream.rabbit.annotations import RabbitMessage
+from pymongo.errors import ConnectionFailure
 
-from agency_chassis.dead_letters import REPLAYED_HEADER
-from agency_chassis.retries import RetryScheduler, attempt_of
+from agency_chassis.consuming import Runner
+from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_shared.events import (
     AgreementRecorded,
     ApplicationSubmitted,
@@ -25,18 +29,8 @@ from agency_shared.topology import (
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_APPLICATION_SUBMITTED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
-    ConsumerQueue,
-    subscribe,
 )
-from notifications.delivery import (
-    DeliveryReport,
-    Ledger,
-    OutgoingEmail,
-    count_outcomes,
-    deliver,
-    give_up,
-    settled_outcomes,
-)
+from notifications.delivery import DeliveryReport, Ledger, OutgoingEmail, count_outcomes, deliver, settled_outcomes
 from notifications.emails import (
     client_confirmation,
     enquiry_autoresponse,
@@ -48,99 +42,100 @@ from notifications.mailer import Mailer
 from notifications.settings import NotificationsSettings
 
 logger = logging.getLogger(__name__)
-Publish = Callable[[Event], Awaitable[None]]
 
-
-Subject = dict[str, uuid.UUID]  # {"application_id": ...} or {"enquiry_id": ...}
 # Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently).
 CLIENT_TEMPLATES = frozenset({"client_confirmation", "enquiry_autoresponse"})
-AlertFor = Callable[[Event, tuple[str, str], OutgoingEmail, str], list[OutgoingEmail]]
 
 
-class Notifier:
-    """Sends an event's emails, then acks (all done), parks a retry (some temporarily failed) or dead-letters.
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What an event's emails are about: an application or an enquiry."""
 
-    Each email that reaches a final state is announced as notification.settled (again on every
-    redelivery: the receiver drops repeats), so no outcome is lost if a publish fails.
-    """
+    kind: Literal["application_id", "enquiry_id"]
+    id: uuid.UUID
 
-    def __init__(
-        self, ledger: Ledger, mailer: Mailer, retries: dict[str, RetryScheduler], publish: Publish, alert_for: AlertFor
-    ) -> None:
-        self._ledger = ledger
-        self._mailer = mailer
-        self._retries = retries
-        self._publish = publish
-        self._alert_for = alert_for
+    @property
+    def application_id(self) -> uuid.UUID | None:
+        return self.id if self.kind == "application_id" else None
 
-    async def settle(
-        self, queue: ConsumerQueue, event: Event, subject: Subject, emails: list[OutgoingEmail], message: RabbitMessage
-    ) -> None:
-        log = {"correlation_id": event.correlation_id}
-        application_id = subject.get("application_id")
-        if application_id is not None and await self._ledger.is_erased(str(application_id)):
+    @property
+    def enquiry_id(self) -> uuid.UUID | None:
+        return self.id if self.kind == "enquiry_id" else None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """The emails one event causes."""
+
+    event: Event
+    subject: Subject
+    emails: tuple[OutgoingEmail, ...]
+
+
+# The staff alerts owed for a client email that failed for good (with why it failed).
+AlertFor = Callable[[Notice, OutgoingEmail, str], list[OutgoingEmail]]
+
+
+async def send_notice(notice: Notice, attempt: Attempt, ledger: Ledger, mailer: Mailer, alert_for: AlertFor) -> Outcome:
+    """Send the notice's emails (and the staff alerts a failed client email calls for); decide what comes next."""
+    event = notice.event
+    try:
+        application_id = notice.subject.application_id
+        if application_id is not None and await ledger.is_erased(str(application_id)):
             # The applicant asked to be forgotten: nothing about them goes out any more, not even
-            # a staff alert (it would repeat their name and address). Settled: acked, not dead-lettered.
-            logger.info("%s %s: applicant erased, nothing sent", event.event_type, event.event_id, extra=log)
-            return
-        retries = self._retries[queue.name]
-        exhausted = retries.exhausted(message)
+            # a staff alert (it would repeat their name and address). Done: acked, not dead-lettered.
+            logger.info("%s %s: applicant erased, nothing sent", event.event_type, event.event_id)
+            return Done()
         # An operator's replay means: try what failed for good again.
-        replayed = REPLAYED_HEADER in message.headers
-        report = await self._deliver(event, emails, exhausted, retry_failed=replayed)
-        alerts = await self._alerts(event, subject, report)
-        if alerts:
-            report.merge(await self._deliver(event, alerts, exhausted))
-        count_outcomes(report)
-        for email, state, detail in settled_outcomes(report):
-            await self._publish(settled(event, subject, email, state, detail))
-        if report.unfinished:
-            delay_ms = await retries.schedule(message)
-            logger.info(
-                "%s %s: %d email(s) retried in %d ms",
-                event.event_type, event.event_id, len(report.unfinished), delay_ms, extra=log,
-            )  # fmt: skip
-            return
-        # Also an email that failed for good in an earlier delivery of this message (the retry was
-        # for its staff alert): the event still belongs in the DLQ, where an operator can replay it.
-        failed = len(report.failed) + sum(1 for _, state in report.skipped if state == "failed")
-        if failed:
-            logger.error(
-                "%s %s: %d email(s) failed for good after attempt %d",
-                event.event_type, event.event_id, failed, attempt_of(message), extra=log,
-            )  # fmt: skip
-            raise RejectMessage()
-        logger.info(
-            "%s %s: %d sent, %d already settled",
-            event.event_type, event.event_id, len(report.sent), len(report.skipped), extra=log,
-        )  # fmt: skip
-
-    async def _deliver(
-        self, event: Event, emails: list[OutgoingEmail], last_attempt: bool, retry_failed: bool = False
-    ) -> DeliveryReport:
-        report = await deliver(event, emails, self._ledger, self._mailer, retry_failed)
-        if last_attempt and report.unfinished:
-            await give_up(event, report, self._ledger)
-            report.failed += [(email, f"retries exhausted: {reason}") for email, reason in report.unfinished]
-            report.unfinished = []
-        return report
-
-    async def _alerts(self, event: Event, subject: Subject, report: DeliveryReport) -> list[OutgoingEmail]:
-        failed = [(email, reason) for email, reason in report.failed if email.template in CLIENT_TEMPLATES]
-        for email, state in report.skipped:  # failed in an earlier delivery: its alert may still be owed
-            if state == "failed" and email.template in CLIENT_TEMPLATES:
-                failed.append((email, await self._ledger.reason(email.key(event)) or "unknown"))
-        [(kind, subject_id)] = subject.items()
-        return [
+        report = await deliver(event, list(notice.emails), ledger, mailer, attempt.last, retry_failed=attempt.replayed)
+        alerts = [
             alert
-            for email, reason in failed
-            for alert in self._alert_for(event, (kind, str(subject_id)), email, reason)
+            for email, reason in await client_failures(notice, report, ledger)
+            for alert in alert_for(notice, email, reason)
         ]
+        if alerts:
+            report.merge(await deliver(event, alerts, ledger, mailer, attempt.last))
+    except ConnectionFailure as exc:
+        return RetryLater(f"the notification ledger is unreachable: {exc!r}")
+    count_outcomes(report)
+    return decide(notice, report, attempt)
 
 
-def settled(
-    event: Event, subject: Subject, email: OutgoingEmail, state: Literal["sent", "failed"], detail: str | None
+async def client_failures(notice: Notice, report: DeliveryReport, ledger: Ledger) -> list[tuple[OutgoingEmail, str]]:
+    """The client emails that failed for good, now or in an earlier delivery (their alert may still be owed)."""
+    failed = [(email, reason) for email, reason in report.failed if email.template in CLIENT_TEMPLATES]
+    for email, state in report.skipped:
+        if state == "failed" and email.template in CLIENT_TEMPLATES:
+            failed.append((email, await ledger.reason(email.key(notice.event)) or "unknown"))
+    return failed
+
+
+def decide(notice: Notice, report: DeliveryReport, attempt: Attempt) -> Outcome:
+    """Announce every settled email; retry while some are unfinished; dead-letter the event if one failed for good."""
+    event = notice.event
+    settled = tuple(settled_event(notice, email, state, detail) for email, state, detail in settled_outcomes(report))
+    if report.unfinished:
+        return RetryLater(
+            f"{len(report.unfinished)} email(s) of {event.event_type} {event.event_id} unfinished", settled
+        )
+    # Also an email that failed for good in an earlier delivery of this message (the retry was
+    # for its staff alert): the event still belongs in the DLQ, where an operator can replay it.
+    failed = len(report.failed) + sum(1 for _, state in report.skipped if state == "failed")
+    if failed:
+        return GiveUp(
+            f"{failed} email(s) of {event.event_type} {event.event_id} failed for good after attempt {attempt.number}",
+            settled,
+        )
+    logger.info(
+        "%s %s: %d sent, %d already settled", event.event_type, event.event_id, len(report.sent), len(report.skipped)
+    )
+    return Done(settled)
+
+
+def settled_event(
+    notice: Notice, email: OutgoingEmail, state: Literal["sent", "failed"], detail: str | None
 ) -> NotificationSettled:
+    event = notice.event
     key = email.key(event)
     return NotificationSettled(
         event_id=derived_id(NotificationSettled.routing_key, key, state),
@@ -149,24 +144,26 @@ def settled(
             notification_key=key,
             source_event_id=event.event_id,
             source_event_type=event.event_type,
+            application_id=notice.subject.application_id,
+            enquiry_id=notice.subject.enquiry_id,
             template=email.template,
             recipient=email.recipient.lower(),
             state=state,
             detail=detail,
             settled_at=utc_now(),
-            **subject,
         ),
     )
 
 
 def staff_alerts(settings: NotificationsSettings) -> AlertFor:
-    def alert_for(event: Event, subject: tuple[str, str], failed: OutgoingEmail, reason: str) -> list[OutgoingEmail]:
+    def alert_for(notice: Notice, failed: OutgoingEmail, reason: str) -> list[OutgoingEmail]:
+        subject = (notice.subject.kind, str(notice.subject.id))
         return [
             OutgoingEmail(
                 "staff_client_unreachable",
                 staff,
                 staff_client_unreachable(
-                    event, subject, failed.message, reason, staff, settings.mail_from, settings.staff_language
+                    notice.event, subject, failed.message, reason, staff, settings.mail_from, settings.staff_language
                 ),
             )
             for staff in settings.staff_emails
@@ -175,49 +172,72 @@ def staff_alerts(settings: NotificationsSettings) -> AlertFor:
     return alert_for
 
 
-def build_router(notifier: Notifier, settings: NotificationsSettings) -> RabbitRouter:
-    router = RabbitRouter()
-    staff_locale = settings.staff_language
-    max_length = settings.queue_max_length
+class Emails:
+    """Which emails each event causes, composed for the configured sender, staff and language."""
 
-    @subscribe(router, NOTIFICATIONS_APPLICATION_SUBMITTED, max_length)
-    async def on_application_submitted(event: ApplicationSubmitted, message: RabbitMessage) -> None:
-        """Email every staff address the full application."""
-        emails = [
+    def __init__(self, settings: NotificationsSettings) -> None:
+        self._mail_from = settings.mail_from
+        self._staff = settings.staff_emails
+        self._staff_locale = settings.staff_language
+
+    def of_submission(self, event: ApplicationSubmitted) -> Notice:
+        emails = tuple(
             OutgoingEmail(
-                "staff_new_application", staff, staff_new_application(event, staff, settings.mail_from, staff_locale)
+                "staff_new_application", staff, staff_new_application(event, staff, self._mail_from, self._staff_locale)
             )
-            for staff in settings.staff_emails
-        ]
-        subject = {"application_id": event.data.application_id}
-        await notifier.settle(NOTIFICATIONS_APPLICATION_SUBMITTED, event, subject, emails, message)
+            for staff in self._staff
+        )
+        return Notice(event, Subject("application_id", event.data.application_id), emails)
 
-    @subscribe(router, NOTIFICATIONS_AGREEMENT_RECORDED, max_length)
-    async def on_agreement_recorded(event: AgreementRecorded, message: RabbitMessage) -> None:
-        """Send the client the confirmation of their application and agreement acceptance."""
+    def of_recording(self, event: AgreementRecorded) -> Notice:
         email = OutgoingEmail(
-            "client_confirmation",
-            event.data.applicant_email,
-            client_confirmation(event, settings.mail_from, settings.staff_emails),
+            "client_confirmation", event.data.applicant_email, client_confirmation(event, self._mail_from, self._staff)
         )
-        subject = {"application_id": event.data.application_id}
-        await notifier.settle(NOTIFICATIONS_AGREEMENT_RECORDED, event, subject, [email], message)
+        return Notice(event, Subject("application_id", event.data.application_id), (email,))
 
-    @subscribe(router, NOTIFICATIONS_ENQUIRY_RECEIVED, max_length)
-    async def on_enquiry_received(event: EnquiryReceived, message: RabbitMessage) -> None:
-        """Email the staff the enquiry and send the enquirer an autoresponse in their language."""
-        emails = [
-            OutgoingEmail("staff_new_enquiry", staff, staff_new_enquiry(event, staff, settings.mail_from, staff_locale))
-            for staff in settings.staff_emails
-        ]
-        emails.append(
+    def of_enquiry(self, event: EnquiryReceived) -> Notice:
+        staff_emails = [
             OutgoingEmail(
-                "enquiry_autoresponse",
-                str(event.data.enquiry.email),
-                enquiry_autoresponse(event, settings.mail_from, settings.staff_emails),
+                "staff_new_enquiry", staff, staff_new_enquiry(event, staff, self._mail_from, self._staff_locale)
             )
+            for staff in self._staff
+        ]
+        autoresponse = OutgoingEmail(
+            "enquiry_autoresponse",
+            str(event.data.enquiry.email),
+            enquiry_autoresponse(event, self._mail_from, self._staff),
         )
-        subject = {"enquiry_id": event.data.enquiry_id}
-        await notifier.settle(NOTIFICATIONS_ENQUIRY_RECEIVED, event, subject, emails, message)
+        return Notice(event, Subject("enquiry_id", event.data.enquiry_id), (*staff_emails, autoresponse))
 
+
+class Ports(Protocol):
+    """The adapters the use cases run with (opened by the service's lifespan)."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def mailer(self) -> Mailer: ...
+
+
+def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) -> RabbitRouter:
+    router = RabbitRouter()
+    emails = Emails(settings)
+    alert_for = staff_alerts(settings)
+
+    async def on_application_submitted(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
+        """Email every staff address the full application."""
+        return await send_notice(emails.of_submission(event), attempt, ports.ledger, ports.mailer, alert_for)
+
+    async def on_agreement_recorded(event: AgreementRecorded, attempt: Attempt) -> Outcome:
+        """Send the client the confirmation of their application and agreement acceptance."""
+        return await send_notice(emails.of_recording(event), attempt, ports.ledger, ports.mailer, alert_for)
+
+    async def on_enquiry_received(event: EnquiryReceived, attempt: Attempt) -> Outcome:
+        """Email the staff the enquiry and send the enquirer an autoresponse in their language."""
+        return await send_notice(emails.of_enquiry(event), attempt, ports.ledger, ports.mailer, alert_for)
+
+    runner.consume(router, NOTIFICATIONS_APPLICATION_SUBMITTED, on_application_submitted)
+    runner.consume(router, NOTIFICATIONS_AGREEMENT_RECORDED, on_agreement_recorded)
+    runner.consume(router, NOTIFICATIONS_ENQUIRY_RECEIVED, on_enquiry_received)
     return router

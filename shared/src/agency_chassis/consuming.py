@@ -1,0 +1,180 @@
+"""The runner of every consumer: a use case decides what became of a message, the runner acts on it.
+
+``Runner.consume`` subscribes a use case to its queue. For each delivery the handler gets
+the typed event (FastStream parsed and validated it once), names its application in the
+log context, works out the ``Attempt`` from the headers and the ``Backoff``, calls the use
+case and hands its ``Outcome`` to ``Runner.apply``, the one place where retry, backoff and
+exhaustion are decided:
+
+- the outcome's events are published first, each confirmed; one that is not turns the
+  outcome into ``RetryLater`` (the use case runs again and publishes them again);
+- ``Done``: acknowledged;
+- ``RetryLater``: a copy is parked in the delay queue of its backoff tier (confirmed), then
+  the delivery is acknowledged; after the last attempt it is dead-lettered instead;
+- ``GiveUp``: dead-lettered (rejected into ``<queue>.dlq``) for an operator.
+
+A payload that is not JSON or not the queue's event can never succeed: it is
+dead-lettered at once. Any other exception is unexpected: the delivery is requeued
+(``NACK_ON_ERROR``), which the quorum queue's delivery limit bounds.
+
+Batches later: outcomes are applied per message, and ``apply`` needs only the message
+(``MessageCopy``), its ``Attempt`` and its ``Outcome``. A batching front can gather the
+deliveries in flight (prefetch allows several), call a batch use case with their events
+and attempts, get one outcome per message back (e.g. one group commit for all of them)
+and apply each through the same ``apply``: the use case's signature changes, the rules of
+what an outcome does to a message do not.
+"""
+
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar, cast
+
+from aio_pika import IncomingMessage
+from faststream import BaseMiddleware, ContextRepo
+from faststream.exceptions import RejectMessage
+from faststream.message import StreamMessage
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import RabbitBroker, RabbitRouter
+from faststream.rabbit.annotations import RabbitMessage
+from faststream.rabbit.subscriber import RabbitSubscriber
+from pydantic import ValidationError
+
+from agency_chassis.correlation import about_application
+from agency_chassis.metrics import DEAD_LETTERED
+from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
+from agency_chassis.publishing import MessageCopy, PublishFailed
+from agency_chassis.retries import ATTEMPT_HEADER, Backoff, declare_delay_queues
+from agency_shared.events import Event
+from agency_shared.topology import DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE, ConsumerQueue
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+UseCase = Callable[[E, Attempt], Awaitable[Outcome]]
+
+
+class Verdict(StrEnum):
+    """What happens to the delivery once its outcome's events are out."""
+
+    ACK = "ack"
+    DEAD_LETTER = "dead-letter"
+
+
+class Sender(Protocol):
+    """What the runner sends through (``agency_chassis.publishing.EventPublisher``)."""
+
+    async def publish(self, event: Event) -> None: ...
+
+    async def send_copy(self, copy: MessageCopy, queue: str, expiration_ms: int | None = None) -> None: ...
+
+
+def copy_of(message: RabbitMessage) -> MessageCopy:
+    return MessageCopy(
+        body=message.body,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        content_type=message.content_type,
+        message_type=message.raw_message.type,
+        headers=message.headers,
+    )
+
+
+class Runner:
+    """Subscribes use cases to their queues and applies their outcomes; one per service."""
+
+    def __init__(self, sender: Sender, backoff: Backoff, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+        self._sender = sender
+        self._backoff = backoff
+        self._max_length = max_length
+        self._queues: list[ConsumerQueue[Event]] = []
+
+    def consume(self, router: RabbitRouter, queue: ConsumerQueue[E], use_case: UseCase[E]) -> RabbitSubscriber:
+        """Run ``use_case`` for every event on ``queue``; described in the AsyncAPI document by its docstring."""
+        self._queues.append(queue)
+        # A router of its own, so what rejects unreadable payloads knows (and counts) the queue.
+        own = RabbitRouter(middlewares=[DeadLetterUnreadable(queue.name)])
+        subscriber = own.subscriber(
+            queue.declaration(self._max_length),
+            EVENTS_EXCHANGE,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=queue.name,
+            description=inspect.getdoc(use_case),
+        )
+
+        async def handle(event: Event, message: RabbitMessage) -> None:
+            about_application(event.about_application())
+            attempt = self._backoff.attempt(message.headers)
+            outcome = await use_case(cast(E, event), attempt)
+            if await self.apply(queue, copy_of(message), attempt, outcome) is Verdict.DEAD_LETTER:
+                raise RejectMessage()
+
+        # FastStream validates the body against the handler's annotation: the queue's own event model.
+        handle.__annotations__ = {**handle.__annotations__, "event": queue.event}
+        subscriber(handle)
+        router.include_router(own)
+        return subscriber
+
+    async def declare(self, broker: RabbitBroker) -> None:
+        """Declare the delay queues of every queue consumed (the queues themselves are the topology's)."""
+        for queue in self._queues:
+            await declare_delay_queues(broker, queue, self._backoff)
+
+    async def apply(
+        self, queue: ConsumerQueue[Event], message: MessageCopy, attempt: Attempt, outcome: Outcome
+    ) -> Verdict:
+        """Publish the outcome's events, then park, acknowledge or dead-letter ``message`` as it says."""
+        try:
+            for event in outcome.publish:
+                await self._sender.publish(event)
+        except PublishFailed as exc:
+            outcome = RetryLater(f"a follow-up event was not published: {exc}")
+        if isinstance(outcome, Done):
+            return Verdict.ACK
+        if isinstance(outcome, GiveUp):
+            logger.error("dead-lettering %s from %s: %s", message.message_id, queue.name, outcome.reason)
+            return self._dead_letter(queue)
+        if attempt.last:
+            logger.error(
+                "dead-lettering %s from %s after %d attempts: %s",
+                message.message_id, queue.name, attempt.number, outcome.reason,
+            )  # fmt: skip
+            return self._dead_letter(queue)
+        delay_ms = self._backoff.delay_ms(attempt.number)
+        await self._sender.send_copy(
+            message.with_headers(**{ATTEMPT_HEADER: attempt.number + 1}),
+            queue.retry_queue(delay_ms).name,
+            expiration_ms=self._backoff.expiration_ms(delay_ms),
+        )
+        logger.warning("%s: %s; retrying in %d ms", message.message_id, outcome.reason, delay_ms)
+        return Verdict.ACK
+
+    def _dead_letter(self, queue: ConsumerQueue[Event]) -> Verdict:
+        DEAD_LETTERED.labels(queue.name).inc()
+        return Verdict.DEAD_LETTER
+
+
+class DeadLetterUnreadable:
+    """A router middleware: a payload that is not valid JSON or not the queue's event is dead-lettered at once."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+
+    def __call__(self, msg: IncomingMessage | None, /, *, context: ContextRepo) -> "_UnreadableScope":
+        return _UnreadableScope(msg, context=context, queue=self.queue)
+
+
+class _UnreadableScope(BaseMiddleware):
+    def __init__(self, msg: IncomingMessage | None, /, *, context: ContextRepo, queue: str) -> None:
+        super().__init__(msg, context=context)
+        self.queue = queue
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        try:
+            return await call_next(msg)
+        except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            logger.error("dead-lettering unreadable message %s from %s: %s", msg.message_id, self.queue, exc)
+            DEAD_LETTERED.labels(self.queue).inc()
+            raise RejectMessage() from exc

@@ -1,0 +1,174 @@
+"""Hand-written fakes of the ports the use cases and the runner take (no mocks): in memory, and inspectable."""
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+
+from pymongo.errors import ConnectionFailure
+
+from agency_chassis.publishing import MessageCopy, PublishFailed
+from agency_shared.chain import GENESIS, Head
+from agency_shared.events import Event, NotificationSettledData
+from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_link
+from notifications.ledger import Claim
+from notifications.mailer import DeliveryFailed
+
+
+@dataclass
+class FakeSender:
+    """The runner's way out: keeps what was published and parked; ``refuse_events`` makes publishes fail."""
+
+    events: list[Event] = field(default_factory=list)
+    copies: list[tuple[MessageCopy, str, int | None]] = field(default_factory=list)
+    refuse_events: bool = False
+    refuse_copies: bool = False
+
+    async def publish(self, event: Event) -> None:
+        if self.refuse_events:
+            raise PublishFailed(f"{event.event_type} not confirmed by the broker: nack")
+        self.events.append(event)
+
+    async def send_copy(self, copy: MessageCopy, queue: str, expiration_ms: int | None = None) -> None:
+        if self.refuse_copies:
+            raise PublishFailed(f"copy of {copy.message_id} not confirmed")
+        self.copies.append((copy, queue, expiration_ms))
+
+
+class FakeApplications:
+    """An application store in a dict; ``erased`` ids raise ``ApplicationErased``, ``down`` simulates an outage."""
+
+    def __init__(self) -> None:
+        self.records: dict[uuid.UUID, ApplicationRecord] = {}
+        self.recorded: dict[uuid.UUID, int] = {}
+        self.notes: list[NotificationSettledData] = []
+        self.erased: set[uuid.UUID] = set()
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionFailure("database unreachable")
+
+    async def add(self, record: ApplicationRecord) -> ApplicationRecord:
+        self._check()
+        if record.application_id in self.erased:
+            raise ApplicationErased(str(record.application_id))
+        return self.records.setdefault(record.application_id, record)
+
+    async def mark_recorded(self, record: ApplicationRecord, entry: LedgerEntry) -> None:
+        self._check()
+        self.recorded[record.application_id] = entry.sequence
+
+    async def note_notification(self, settled: NotificationSettledData) -> None:
+        self._check()
+        if settled not in self.notes:
+            self.notes.append(settled)
+
+
+class FakeAcceptanceLedger:
+    """The hash chain in a list; ``busy`` raises what the real one raises when it finds no free sequence."""
+
+    def __init__(self, busy: Exception | None = None) -> None:
+        self.links: list[LedgerEntry] = []
+        self.busy = busy
+
+    async def append(self, record: ApplicationRecord) -> LedgerEntry:
+        if self.busy is not None:
+            raise self.busy
+        for link in self.links:
+            if link.record["application_id"] == str(record.application_id):
+                return link
+        head = Head(self.links[-1].sequence, self.links[-1].record_hash) if self.links else GENESIS
+        self.links.append(acceptance_link(record, head))
+        return self.links[-1]
+
+
+@dataclass
+class Entry:
+    state: str
+    attempts: int = 0
+    last_error: str | None = None
+    reply: str | None = None
+
+
+class FakeNotificationLedger:
+    """The notification ledger's rules (one entry per email, claims, leases held forever) in a dict."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.erased_applications: dict[str, datetime] = {}
+        self.forgotten: list[tuple[list[str], list[str]]] = []
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionFailure("database unreachable")
+
+    async def claim(self, key: str, details: dict[str, object], retry_failed: bool = False) -> Claim:
+        self._check()
+        entry = self.entries.get(key)
+        if entry is None:
+            self.entries[key] = Entry("sending")
+            return Claim.CLAIMED
+        if entry.state == "pending" or (entry.state == "failed" and retry_failed):
+            entry.state = "sending"
+            return Claim.CLAIMED
+        return {"sent": Claim.SENT, "failed": Claim.FAILED}.get(entry.state, Claim.BUSY)
+
+    async def sent(self, key: str, reply: str) -> None:
+        entry = self.entries[key]
+        entry.state, entry.reply, entry.attempts = "sent", reply, entry.attempts + 1
+
+    async def retrying(self, key: str, error: str) -> None:
+        entry = self.entries[key]
+        entry.state, entry.last_error, entry.attempts = "pending", error, entry.attempts + 1
+
+    async def failed(self, key: str, error: str) -> None:
+        entry = self.entries[key]
+        entry.state, entry.last_error, entry.attempts = "failed", error, entry.attempts + 1
+
+    async def abandoned(self, key: str, error: str) -> None:
+        entry = self.entries[key]
+        if entry.state != "sent":
+            entry.state, entry.last_error = "failed", error
+
+    async def reason(self, key: str) -> str | None:
+        entry = self.entries.get(key)
+        return None if entry is None else entry.last_error
+
+    async def is_erased(self, application_id: str) -> bool:
+        self._check()
+        return application_id in self.erased_applications
+
+    async def forget_application(self, application_id: str, erased_at: datetime) -> None:
+        self._check()
+        self.erased_applications.setdefault(application_id, erased_at)
+
+    async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int:
+        self._check()
+        self.forgotten.append((sorted(event_ids), sorted(templates)))
+        return len(event_ids)
+
+    def state(self, template: str) -> list[str]:
+        return [entry.state for key, entry in self.entries.items() if f"/{template}/" in key]
+
+
+class FakeMailer:
+    """Accepts every message, except for recipients told to refuse: ``"4xx"`` (try later) or ``"5xx"`` (for good)."""
+
+    def __init__(self) -> None:
+        self.sent: list[EmailMessage] = []
+        self.refusing: dict[str, str] = {}
+        self.tries = 0
+
+    async def send(self, message: EmailMessage) -> str:
+        self.tries += 1
+        refusal = self.refusing.get(str(message["To"]))
+        if refusal is not None:
+            raise DeliveryFailed(f"{refusal} refused", permanent=refusal.startswith("5"))
+        self.sent.append(message)
+        return "250 2.0.0 queued"
+
+    def recipients(self) -> list[str]:
+        return [str(message["To"]) for message in self.sent]

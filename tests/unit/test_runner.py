@@ -1,0 +1,151 @@
+"""The runner's decisions: what each outcome does to the message, with a fake sender (no broker)."""
+
+import pytest
+from faststream.rabbit import RabbitBroker, RabbitRouter, TestRabbitBroker
+from prometheus_client import REGISTRY
+
+from agency_chassis.consuming import Runner, Verdict
+from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
+from agency_chassis.publishing import MessageCopy, PublishFailed
+from agency_chassis.retries import ATTEMPT_HEADER, REPLAYED_HEADER, Backoff
+from agency_shared.events import ApplicationSubmitted
+from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, EVENTS_EXCHANGE
+from tests.support.events import agreement_recorded_event, application_submitted
+from tests.unit.fakes import FakeSender
+
+QUEUE = AGREEMENTS_APPLICATION_SUBMITTED
+BACKOFF = Backoff(base_seconds=1.0, cap_seconds=300.0, max_attempts=5)
+
+
+def delivery(attempt: int | None = None) -> MessageCopy:
+    headers = {} if attempt is None else {ATTEMPT_HEADER: attempt}
+    return MessageCopy(
+        body=b'{"event_type": "application.submitted"}',
+        message_id="m-1",
+        correlation_id="c-1",
+        content_type="application/json",
+        message_type="application.submitted",
+        headers={"x-other": "kept", **headers},
+    )
+
+
+def dead_lettered(queue: str = QUEUE.name) -> float:
+    return REGISTRY.get_sample_value("wechat_dead_lettered_total", {"queue": queue}) or 0.0
+
+
+async def apply(outcome: Outcome, attempt: int = 1, sender: FakeSender | None = None) -> tuple[Verdict, FakeSender]:
+    sender = sender or FakeSender()
+    message = delivery(attempt)
+    verdict = await Runner(sender, BACKOFF).apply(QUEUE, message, BACKOFF.attempt(message.headers), outcome)
+    return verdict, sender
+
+
+def test_the_attempt_comes_from_the_headers_and_the_backoff_alone() -> None:
+    assert BACKOFF.attempt({}) == Attempt(number=1, last=False, replayed=False)
+    assert BACKOFF.attempt({ATTEMPT_HEADER: 4}) == Attempt(number=4, last=False, replayed=False)
+    assert BACKOFF.attempt({ATTEMPT_HEADER: 5}) == Attempt(number=5, last=True, replayed=False)
+    assert BACKOFF.attempt({ATTEMPT_HEADER: "x", REPLAYED_HEADER: 1}) == Attempt(number=1, last=False, replayed=True)
+
+
+async def test_done_publishes_its_events_in_order_then_acks() -> None:
+    events = (agreement_recorded_event(), agreement_recorded_event(locale="zh-CN"))
+    verdict, sender = await apply(Done(publish=events))
+    assert verdict is Verdict.ACK
+    assert sender.events == list(events)
+    assert sender.copies == []
+
+
+@pytest.mark.parametrize(("attempt", "delay_ms"), [(1, 1000), (2, 2000), (4, 8000)])
+async def test_retry_later_parks_a_copy_in_its_backoff_delay_queue_then_acks(attempt: int, delay_ms: int) -> None:
+    verdict, sender = await apply(RetryLater("database unreachable"), attempt)
+    assert verdict is Verdict.ACK
+    [(copy, queue, expiration_ms)] = sender.copies
+    assert queue == QUEUE.retry_queue(delay_ms).name
+    assert expiration_ms is not None
+    assert 0.75 * delay_ms <= expiration_ms <= delay_ms  # jittered downwards only
+    original = delivery(attempt)
+    assert copy.headers == {**original.headers, ATTEMPT_HEADER: attempt + 1}
+    assert (copy.body, copy.message_id, copy.correlation_id) == (original.body, "m-1", "c-1")
+    assert (copy.content_type, copy.message_type) == (original.content_type, original.message_type)
+
+
+async def test_retry_later_on_the_last_attempt_dead_letters_and_counts_it() -> None:
+    before = dead_lettered()
+    verdict, sender = await apply(RetryLater("still down"), attempt=BACKOFF.max_attempts)
+    assert verdict is Verdict.DEAD_LETTER
+    assert sender.copies == []
+    assert dead_lettered() == before + 1
+
+
+async def test_give_up_still_publishes_its_events_then_dead_letters() -> None:
+    before = dead_lettered()
+    event = agreement_recorded_event()
+    verdict, sender = await apply(GiveUp("the mailbox does not exist", publish=(event,)))
+    assert verdict is Verdict.DEAD_LETTER
+    assert sender.events == [event]
+    assert sender.copies == []
+    assert dead_lettered() == before + 1
+
+
+async def test_a_follow_up_the_broker_did_not_confirm_means_retry_later() -> None:
+    verdict, sender = await apply(Done(publish=(agreement_recorded_event(),)), sender=FakeSender(refuse_events=True))
+    assert verdict is Verdict.ACK
+    [(copy, queue, _)] = sender.copies
+    assert queue == QUEUE.retry_queue(1000).name
+    assert copy.headers[ATTEMPT_HEADER] == 2
+
+
+async def test_a_follow_up_not_confirmed_on_the_last_attempt_dead_letters() -> None:
+    sender = FakeSender(refuse_events=True)
+    verdict, _ = await apply(Done(publish=(agreement_recorded_event(),)), attempt=5, sender=sender)
+    assert verdict is Verdict.DEAD_LETTER
+    assert sender.copies == []
+
+
+async def test_a_retry_that_cannot_be_parked_fails_the_delivery_so_it_is_requeued() -> None:
+    with pytest.raises(PublishFailed):
+        await apply(RetryLater("database unreachable"), sender=FakeSender(refuse_copies=True))
+
+
+async def test_consume_hands_the_typed_event_and_its_attempt_to_the_use_case() -> None:
+    # FastStream's in-memory broker: the subscription, the parsing and the outcome, without a server.
+    sender, seen = FakeSender(), list[tuple[ApplicationSubmitted, Attempt]]()
+    follow_up = agreement_recorded_event()
+
+    async def use_case(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
+        """Record it."""
+        seen.append((event, attempt))
+        return Done(publish=(follow_up,))
+
+    broker, router = RabbitBroker(), RabbitRouter()
+    Runner(sender, BACKOFF).consume(router, QUEUE, use_case)
+    broker.include_router(router)
+    event = application_submitted()
+    async with TestRabbitBroker(broker) as test_broker:
+        await test_broker.publish(
+            event.model_dump(mode="json"), exchange=EVENTS_EXCHANGE, routing_key=event.routing_key
+        )
+    assert seen == [(event, Attempt(number=1, last=False, replayed=False))]
+    assert sender.events == [follow_up]
+
+
+async def test_consume_dead_letters_an_unreadable_payload_without_calling_the_use_case() -> None:
+    calls = 0
+
+    async def use_case(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
+        nonlocal calls
+        calls += 1
+        return Done()
+
+    broker, router = RabbitBroker(), RabbitRouter()
+    Runner(FakeSender(), BACKOFF).consume(router, QUEUE, use_case)
+    broker.include_router(router)
+    before = dead_lettered()
+    async with TestRabbitBroker(broker) as test_broker:
+        await test_broker.publish(
+            {"event_type": "application.submitted", "data": {}},
+            exchange=EVENTS_EXCHANGE,
+            routing_key=QUEUE.event.routing_key,
+        )
+    assert calls == 0
+    assert dead_lettered() == before + 1
