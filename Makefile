@@ -7,7 +7,7 @@ LOCAL_PACKAGES := -e shared -e services/intake -e services/agreements -e service
 NO_EMIT := --no-emit-package agency-shared --no-emit-package wechat-agency-intake \
            --no-emit-package wechat-agency-agreements --no-emit-package wechat-agency-notifications
 
-.PHONY: run test test-faults lint pytest system-deps broker lock clean bench asyncapi
+.PHONY: run test check test-faults lint pytest system-deps broker lock clean bench asyncapi
 
 # The virtualenv is rebuilt whenever a lock file changes.
 $(BIN)/.installed: requirements-dev.lock requirements.lock shared/pyproject.toml services/*/pyproject.toml
@@ -31,6 +31,10 @@ run: $(BIN)/.installed
 	$(BIN)/python scripts/run_local.py
 
 test: $(BIN)/.installed system-deps broker lint pytest
+
+# The fast loop: lint, types and the unit tests (tests/unit), no server started or needed.
+check: $(BIN)/.installed lint
+	$(BIN)/pytest -m unit tests/unit
 
 # The tests use the machine's RabbitMQ; start it if it is installed but down.
 broker: $(BIN)/.installed

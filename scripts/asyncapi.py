@@ -2,7 +2,7 @@
 
 The documents come from the services' own apps (``create_app``), built against a
 fixed development broker address, so they are the same on every machine and the
-test suite can regenerate them and compare (tests/test_asyncapi.py).
+test suite can regenerate them and compare (tests/unit/test_asyncapi.py).
 """
 
 import sys

@@ -1,7 +1,13 @@
-"""Fixtures with real servers: RabbitMQ (a fresh vhost per test), SecantusDB, an aiosmtpd inbox."""
+"""Fixtures with real servers (RabbitMQ, a fresh vhost per test; SecantusDB; an SMTP inbox), and the suites' markers.
+
+Every test gets one marker from its folder: ``tests/unit`` -> ``unit`` (no server at all:
+``make check`` runs them), ``tests/e2e`` -> ``e2e``, ``tests/faults`` -> ``faults``,
+anything else -> ``integration`` (real servers).
+"""
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +17,43 @@ from pymongo import AsyncMongoClient
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
+from tests.support.data import STAFF as STAFF  # re-exported: test_logs.py and test_delivery.py import it from here
 from tests.support.servers import Inbox, rabbitmq_vhost, secantus_server, smtp_server
 
-STAFF = ("ops@agency.example", "sales@agency.example")
+TESTS = Path(__file__).parent
+FOLDER_SUITES = ("unit", "e2e", "faults")
+# The fixtures that reach a real server. Every other server fixture (mongo, the *_settings)
+# depends on one of them, and pytest lists a test's fixtures with their dependencies.
+SERVER_FIXTURES = frozenset({"amqp_url", "mongo_url", "smtp_port"})
+
+
+def suite_of(path: Path) -> str:
+    """The suite a test file belongs to, by its folder under tests/."""
+    try:
+        folder = path.relative_to(TESTS).parts[0]
+    except ValueError:
+        return "integration"
+    return folder if folder in FOLDER_SUITES else "integration"
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(suite_of(item.path))
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture is set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A unit test promises to need no server: requesting one, even through another fixture, fails it."""
+    if item.get_closest_marker("unit") is None:
+        return
+    servers = sorted(SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+    if servers:
+        pytest.fail(
+            f"{item.nodeid} is a unit test (tests/unit) but needs a real server through the fixture(s) "
+            f"{', '.join(servers)}: give it a hand-written fake, or move it out of tests/unit",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,9 @@ from agency_shared.topology import (
 )
 from agreements.settings import AgreementsSettings
 from notifications.settings import NotificationsSettings
-from tests.notifications.test_emails import recorded
 from tests.support import broker
 from tests.support.apps import serving
+from tests.support.events import agreement_recorded_event as recorded
 from tests.support.events import application_submitted
 from tests.support.servers import Inbox
 

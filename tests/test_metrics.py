@@ -2,50 +2,32 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from faststream.rabbit import RabbitBroker
 from prometheus_client import REGISTRY, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 
 import agreements.main
 import intake.main
 import notifications.main
-from agency_chassis.metrics import publish_failure_reason
 from agency_chassis.publishing import EventPublisher, PublishFailed
-from agency_shared.topology import EVENTS_EXCHANGE
+from agency_shared.topology import EVENTS_EXCHANGE, declare_topology
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
-from tests.conftest import STAFF
 from tests.support import broker
 from tests.support.apps import client, serving
-from tests.support.data import application
+from tests.support.data import STAFF, application
 from tests.support.events import agreement_recorded_event, application_submitted
+from tests.support.metrics import Samples, parse, value
 from tests.support.servers import Inbox
 
 CLIENT = "li.wei@mapletea.example"
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    return samples_of(text_string_to_metric_families(text))
-
-
-def samples_of(families: Iterable[Metric]) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in families
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+# wechat_publish_failures_total{reason}: returned, refused by a full queue, no confirm in time, no connection.
+PUBLISH_FAILURE_REASONS = ("unroutable", "nacked", "timeout", "unavailable")
 
 
 @dataclass
@@ -216,34 +198,39 @@ async def test_a_retried_email_and_a_failed_one_given_up_to_the_dead_letter_queu
     assert moved("wechat_dead_lettered_total", queue="notifications.agreement-recorded") == 1
 
 
-async def test_a_publish_the_broker_returns_is_counted_as_a_failure(amqp_url: str) -> None:
-    service = f"test-{uuid.uuid4().hex[:6]}"
+async def publish_until_one_fails(amqp_url: str, reason: str, service: str) -> int:
+    """Publish through a real EventPublisher until a publish fails for ``reason``; the number confirmed before it."""
     async with RabbitBroker(amqp_url) as rabbit:
-        await rabbit.declare_exchange(EVENTS_EXCHANGE)  # no queue bound: every event is returned
-    publisher = EventPublisher(amqp_url, timeout=5, service=service)
-    await publisher.start()
+        if reason == "nacked":  # queues that hold one message
+            await declare_topology(rabbit, max_length=1)
+        else:  # no queue bound: the broker returns every event
+            await rabbit.declare_exchange(EVENTS_EXCHANGE)
+    # No broker confirms within a nanosecond: the publish times out.
+    publisher = EventPublisher(amqp_url, timeout=1e-9 if reason == "timeout" else 5, service=service)
+    if reason != "unavailable":  # never connected
+        await publisher.start()
+    confirmed = 0
     try:
-        with pytest.raises(PublishFailed):
+        # A quorum queue refuses once it is over its limit: with a limit of 1, the second or third publish.
+        for _ in range(3):
             await publisher.publish(application_submitted())
+            confirmed += 1
+    except PublishFailed:
+        return confirmed
     finally:
         await publisher.stop()
+    pytest.fail(f"{confirmed} publishes confirmed, none failed ({reason})")
+
+
+@pytest.mark.parametrize("reason", PUBLISH_FAILURE_REASONS)
+async def test_each_kind_of_failed_publish_is_counted_under_its_reason(amqp_url: str, reason: str) -> None:
+    service = f"test-{uuid.uuid4().hex[:6]}"
+    confirmed = await publish_until_one_fails(amqp_url, reason, service)
+    # Full queues took one event, or two, before refusing; any other failure is the first publish's.
+    assert confirmed in ({1, 2} if reason == "nacked" else {0})
     metrics = parse(generate_latest(REGISTRY).decode())
-    assert value(metrics, "wechat_publish_failures_total", service=service, reason="unroutable") == 1
-    assert value(metrics, "wechat_publish_confirm_seconds_count", service=service) == 0
-
-
-def test_failure_reasons_are_a_short_fixed_list() -> None:
-    assert publish_failure_reason(TimeoutError()) == "timeout"
-    assert publish_failure_reason(ConnectionError("gone")) == "unavailable"
-
-
-def test_several_apps_in_one_process_share_the_metrics(
-    intake_settings: IntakeSettings,
-    agreements_settings: AgreementsSettings,
-    notifications_settings: NotificationsSettings,
-) -> None:
-    # Each create_app registers FastStream's collectors and our middlewares: a second must not clash.
-    for _ in range(2):
-        intake.main.create_app(intake_settings)
-        agreements.main.create_app(agreements_settings)
-        notifications.main.create_app(notifications_settings)
+    counted = {
+        r: value(metrics, "wechat_publish_failures_total", service=service, reason=r) for r in PUBLISH_FAILURE_REASONS
+    }
+    assert counted == {r: 1.0 if r == reason else 0.0 for r in PUBLISH_FAILURE_REASONS}
+    assert value(metrics, "wechat_publish_confirm_seconds_count", service=service) == confirmed

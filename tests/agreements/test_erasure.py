@@ -22,11 +22,11 @@ from agreements.storage import MongoApplications, erasure_update
 from intake.settings import IntakeSettings
 from notifications.ledger import Claim, NotificationLedger
 from notifications.settings import NotificationsSettings
-from tests.agreements.test_ledger import STAFF_TOKEN, run_verify_command
 from tests.support import broker
 from tests.support.apps import client, serving
 from tests.support.data import CURRENT, application
 from tests.support.events import application_submitted
+from tests.support.ledger import STAFF_TOKEN, run_verify_command
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 AUTH = {"Authorization": f"Bearer {STAFF_TOKEN}"}

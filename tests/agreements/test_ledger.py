@@ -1,8 +1,6 @@
 """The hash-chained acceptance ledger: concurrent writers, tamper detection, receipts, the verify command."""
 
-import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +20,9 @@ from tests.support import broker
 from tests.support.apps import client, serving
 from tests.support.data import CURRENT
 from tests.support.events import application_submitted
+from tests.support.ledger import STAFF_TOKEN, run_verify_command, wait_for_links
 
 Mongo = AsyncMongoClient[dict[str, Any]]
-STAFF_TOKEN = "test-staff-token-0123456789"
-
-
-async def wait_for_links(mongo: Mongo, db: str, count: int, timeout: float = 90) -> None:
-    async with asyncio.timeout(timeout):
-        while await mongo[db]["acceptance_ledger"].count_documents({}) < count:  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
 
 
 async def recorded_chain(settings: AgreementsSettings, amqp_url: str, mongo: Mongo, size: int) -> list[str]:
@@ -113,13 +105,6 @@ async def test_tampering_is_detected_and_located(
     command = run_verify_command(agreements_settings)
     assert command.returncode == 1
     assert f"LEDGER BROKEN at link {expected[0]}" in command.stdout
-
-
-def run_verify_command(settings: AgreementsSettings) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MONGODB_URL": str(settings.mongodb_url), "MONGODB_DB": settings.mongodb_db}
-    return subprocess.run(
-        [sys.executable, "-m", "agreements", "verify"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 async def test_the_verify_command_reports_an_intact_ledger(

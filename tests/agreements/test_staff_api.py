@@ -19,11 +19,11 @@ from agency_shared.application_status import Status
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
-from tests.agreements.test_ledger import STAFF_TOKEN, wait_for_links
 from tests.support import broker
 from tests.support.apps import client, http_server, serving
 from tests.support.data import CURRENT, application
 from tests.support.events import application_submitted
+from tests.support.ledger import STAFF_TOKEN, wait_for_links
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 AUTH = {"Authorization": f"Bearer {STAFF_TOKEN}"}

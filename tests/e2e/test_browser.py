@@ -17,8 +17,8 @@ import notifications.main
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
-from tests.conftest import STAFF
 from tests.support.apps import http_server, serving
+from tests.support.data import STAFF
 from tests.support.servers import Inbox
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -14,10 +14,9 @@ import notifications.main
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
-from tests.conftest import STAFF
 from tests.support import broker
 from tests.support.apps import client, serving
-from tests.support.data import CURRENT, application
+from tests.support.data import CURRENT, STAFF, application
 from tests.support.servers import Inbox
 
 

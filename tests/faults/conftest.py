@@ -1,14 +1,12 @@
 """A running system per fault test (fresh vhost, database and inbox)."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import System
+from tests.support.faults import MakeSystem, System
 from tests.support.servers import Inbox
-
-MakeSystem = Callable[..., Awaitable[System]]
 
 
 @pytest.fixture

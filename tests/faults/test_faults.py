@@ -9,9 +9,8 @@ import pytest
 
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_APPLICATION_SUBMITTED
 from notifications.settings import NotificationsSettings
-from tests.faults.conftest import MakeSystem
-from tests.faults.harness import SERVICES, System, rabbitmqctl
 from tests.support import broker
+from tests.support.faults import SERVICES, MakeSystem, System, rabbitmqctl
 from tests.support.servers import Inbox
 
 pytestmark = pytest.mark.timeout(300)

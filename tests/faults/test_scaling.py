@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
-from tests.faults.harness import Service, Submission, System, submission_body
+from tests.support.faults import Service, Submission, System, submission_body
 from tests.support.servers import Inbox
 
 pytestmark = pytest.mark.timeout(150)

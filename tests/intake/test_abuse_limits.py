@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import httpx
@@ -14,28 +14,11 @@ from intake.main import create_app
 from intake.settings import IntakeSettings
 from tests.support import broker
 from tests.support.apps import client, serving
-from tests.support.data import application
+from tests.support.data import application, flat_form
 from tests.support.events import ENQUIRY
+from tests.support.settings import settings_with
 
 FRONTEND = "https://www.agency.example"
-
-
-def settings_with(base: IntakeSettings, **changes: object) -> IntakeSettings:
-    return IntakeSettings.model_validate({**base.model_dump(), **changes})
-
-
-def flat_form(body: Mapping[str, object], prefix: str = "") -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for key, value in body.items():
-        if isinstance(value, Mapping):
-            pairs += flat_form(value, f"{prefix}{key}.")
-        elif value is True:
-            pairs.append((f"{prefix}{key}", "on"))
-        elif isinstance(value, list):
-            pairs += [(f"{prefix}{key}", str(v)) for v in value]
-        else:
-            pairs.append((f"{prefix}{key}", str(value)))
-    return pairs
 
 
 async def test_a_body_over_64_kib_is_413_and_publishes_nothing(intake_settings: IntakeSettings, amqp_url: str) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from intake.main import create_app
 from intake.settings import IntakeSettings
-from tests.intake.test_abuse_limits import settings_with
 from tests.support.apps import client, http_server, serving
+from tests.support.settings import settings_with
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 # Checks about what the server answers; "positive data acceptance" is left out on

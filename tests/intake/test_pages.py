@@ -6,9 +6,8 @@ from urllib.parse import urlencode
 
 from intake.main import create_app
 from intake.settings import IntakeSettings
-from tests.intake.test_abuse_limits import flat_form
 from tests.support.apps import client, serving
-from tests.support.data import CURRENT, application
+from tests.support.data import CURRENT, application, flat_form
 from tests.support.events import ENQUIRY
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"}

@@ -16,8 +16,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED
 from tests.support import broker
 from tests.support.data import application
+from tests.support.metrics import parse, samples_of, value
 from tests.support.servers import free_port
-from tests.test_metrics import parse, samples_of, value
 
 ACCEPTED = {"form": "application", "outcome": "accepted"}
 

@@ -1,10 +1,36 @@
-"""Running the services' ASGI apps in-process, lifespan included, for integration tests."""
+"""The services' ASGI apps in tests: run in-process, lifespan included (integration), or only built (unit)."""
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from pydantic import AmqpDsn
+
+import agreements.main
+import intake.main
+import notifications.main
+from agreements.settings import AgreementsSettings
+from intake.settings import IntakeSettings
+from notifications.settings import NotificationsSettings
+
+# A broker the built apps name but never reach: building an app connects to nothing (the lifespan does).
+UNREACHED_BROKER = AmqpDsn("amqp://localhost:5672/never-connected")
+
+
+def built_apps() -> dict[str, FastAPI]:
+    """Each service's app, built with local-development settings and never started: no server is needed.
+
+    Building registers what the running service registers (routes, FastStream's and our
+    metrics), so unit tests can look at it. Without the lifespan only the routes that need
+    no broker or database answer (``/healthz``, ``/metrics``, the OpenAPI and AsyncAPI documents).
+    """
+    shared = {"environment": "local", "amqp_url": UNREACHED_BROKER, "log_level": "WARNING"}
+    return {
+        "intake": intake.main.create_app(IntakeSettings.model_validate(shared)),
+        "agreements": agreements.main.create_app(AgreementsSettings.model_validate(shared)),
+        "notifications": notifications.main.create_app(NotificationsSettings.model_validate(shared)),
+    }
 
 
 @asynccontextmanager

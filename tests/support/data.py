@@ -1,11 +1,14 @@
 """Realistic submissions for tests: an overseas company applying, with Chinese and English text."""
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from agency_shared.agreement_documents import AgreementCatalog
 
 CURRENT = AgreementCatalog.bundled().current()
+# The staff the test settings send notifications to (tests/conftest.py).
+STAFF = ("ops@agency.example", "sales@agency.example")
 
 APPLICATION: dict[str, Any] = {
     "account": {
@@ -48,3 +51,18 @@ def application(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 DELETE: Any = object()
+
+
+def flat_form(body: Mapping[str, object], prefix: str = "") -> list[tuple[str, str]]:
+    """``body`` as the fields a browser posts for it (``company.country=CA``, ``agreement.accepted=on``)."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in body.items():
+        if isinstance(value, Mapping):
+            pairs += flat_form(value, f"{prefix}{key}.")
+        elif value is True:
+            pairs.append((f"{prefix}{key}", "on"))
+        elif isinstance(value, list):
+            pairs += [(f"{prefix}{key}", str(v)) for v in value]
+        else:
+            pairs.append((f"{prefix}{key}", str(value)))
+    return pairs

@@ -8,7 +8,7 @@ import pytest
 
 from agency_shared.agreement_documents import AgreementCatalog, AgreementDocument
 
-SEED = Path(__file__).parents[3] / "shared" / "seed" / "wechat-agency-site.txt"
+SEED = Path(__file__).parents[4] / "shared" / "seed" / "wechat-agency-site.txt"
 V1_SHA256 = "e3b0b919d17436e6e740d458f3f455c15f0fd748d97a4331648fced85d7bdb50"
 
 

@@ -8,7 +8,6 @@ from email.policy import EmailPolicy
 
 import pytest
 
-from agency_shared.events import AgreementRecorded
 from agency_shared.receipt_verifier import verify_receipt
 from notifications import emails
 from notifications.emails import client_confirmation, staff_new_application, staff_new_enquiry
@@ -29,10 +28,6 @@ def bodies(message: EmailMessage) -> tuple[str, str]:
     assert text is not None
     assert html is not None
     return text.get_content(), html.get_content()
-
-
-def recorded(locale: str = "en") -> AgreementRecorded:
-    return agreement_recorded_event(locale)
 
 
 def test_staff_email_has_the_whole_application_and_replies_go_to_the_applicant() -> None:
@@ -59,7 +54,7 @@ def test_staff_email_has_the_whole_application_and_replies_go_to_the_applicant()
     ],
 )
 def test_client_confirmation_in_the_applicants_language(locale: str, subject_start: str, greeting: str) -> None:
-    event = recorded(locale)
+    event = agreement_recorded_event(locale)
     raw = client_confirmation(event, SENDER).as_bytes()
     message = reparse(client_confirmation(event, SENDER))
     text, html = bodies(message)
@@ -80,7 +75,7 @@ def test_client_confirmation_in_the_applicants_language(locale: str, subject_sta
 
 
 def test_message_ids_are_stable_per_event_template_and_recipient() -> None:
-    event = recorded()
+    event = agreement_recorded_event()
     assert client_confirmation(event, SENDER)["Message-ID"] == client_confirmation(event, SENDER)["Message-ID"]
     submitted = application_submitted()
     a = staff_new_application(submitted, "a@agency.example", SENDER, "en")["Message-ID"]
@@ -113,7 +108,7 @@ def test_html_part_escapes_user_input() -> None:
     ],
 )
 def test_names_from_user_input_can_never_inject_headers_or_recipients(name: str) -> None:
-    event = recorded()
+    event = agreement_recorded_event()
     hostile = event.model_copy(update={"data": event.data.model_copy(update={"applicant_name": name})})
     raw = client_confirmation(hostile, SENDER).as_bytes()
     message = reparse(client_confirmation(hostile, SENDER))
@@ -181,7 +176,7 @@ def test_staff_emails_follow_the_staff_language() -> None:
 
 
 def test_client_confirmation_carries_a_verifiable_receipt() -> None:
-    event = recorded("zh-CN")
+    event = agreement_recorded_event("zh-CN")
     message = reparse(client_confirmation(event, SENDER))
     [attachment] = list(message.iter_attachments())
     assert attachment.get_filename() == f"receipt-{event.data.application_id}.json"

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,3 +354,7 @@ class System:
             notes=dict(notes),
             submissions=rows,
         )
+
+
+# The ``make_system`` fixture of tests/faults: starts a System with some settings changed, stops it after the test.
+MakeSystem = Callable[..., Awaitable[System]]
