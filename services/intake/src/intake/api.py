@@ -1,10 +1,11 @@
-"""Intake's JSON API: applications, enquiries, and the current agreement; its route table says who answers."""
+"""Intake's JSON API: applications, enquiries, and the current agreement, as routes that say who answers."""
 
 import logging
 import uuid
 
-from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from agency_shared.agreement_documents import AgreementDocument
 from agency_shared.forms import ApplicationForm, EnquiryForm
@@ -42,7 +43,8 @@ class EnquiryAccepted(BaseModel):
     enquiry_id: uuid.UUID
 
 
-def api_router(intake: Intake, guard: SubmissionGuard, settings: IntakeSettings) -> APIRouter:
+def api_routes(intake: Intake, guard: SubmissionGuard, settings: IntakeSettings) -> list[BaseRoute]:
+    """The API's entries in the app's route table (the submissions are the busiest: keep them ahead of the pages)."""
     status_base = str(settings.status_base_url).rstrip("/")
 
     async def current_agreement() -> AgreementDocument:
@@ -76,24 +78,18 @@ def api_router(intake: Intake, guard: SubmissionGuard, settings: IntakeSettings)
         logger.info("enquiry %s accepted", taken.id, extra={"correlation_id": context.correlation_id})
         return enquiry_accepted(taken.id)
 
-    router = APIRouter()
-    router.add_api_route(
-        "/v1/agreements/current", current_agreement, response_model=AgreementDocument, tags=["agreements"]
-    )
-    router.routes.extend(
-        [
-            SubmissionRoute(
-                "/v1/applications", submit_application, kind="application", decoy=application_accepted,
-                intake=intake, guard=guard, settings=settings,
-                response_model=ApplicationAccepted, tags=["applications"], openapi_extra=FORM_BODY,
-                responses=problem_responses(403, 409, 413, 415, 422, 429, 503),
-            ),
-            SubmissionRoute(
-                "/v1/enquiries", submit_enquiry, kind="enquiry", decoy=enquiry_accepted,
-                intake=intake, guard=guard, settings=settings,
-                response_model=EnquiryAccepted, tags=["enquiries"], openapi_extra=FORM_BODY,
-                responses=problem_responses(403, 413, 415, 422, 429, 503),
-            ),
-        ]
-    )  # fmt: skip
-    return router
+    return [
+        SubmissionRoute(
+            "/v1/applications", submit_application, kind="application", decoy=application_accepted,
+            intake=intake, guard=guard, settings=settings,
+            response_model=ApplicationAccepted, tags=["applications"], openapi_extra=FORM_BODY,
+            responses=problem_responses(403, 409, 413, 415, 422, 429, 503),
+        ),
+        SubmissionRoute(
+            "/v1/enquiries", submit_enquiry, kind="enquiry", decoy=enquiry_accepted,
+            intake=intake, guard=guard, settings=settings,
+            response_model=EnquiryAccepted, tags=["enquiries"], openapi_extra=FORM_BODY,
+            responses=problem_responses(403, 413, 415, 422, 429, 503),
+        ),
+        APIRoute("/v1/agreements/current", current_agreement, response_model=AgreementDocument, tags=["agreements"]),
+    ]  # fmt: skip

@@ -22,7 +22,7 @@ from agency_shared.events import ApplicationSubmitted, EnquiryReceived
 from agency_shared.topology import declare_topology
 from intake import pages
 from intake.accepting import EventSink, Intake
-from intake.api import api_router
+from intake.api import api_routes
 from intake.guards import SubmissionGuard
 from intake.problems import install_problem_handlers
 from intake.settings import IntakeSettings
@@ -48,6 +48,8 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
         version="1",
         description="Applications for WeChat Official Accounts, enquiries, and the Service Agreement to accept.",
         lifespan=serving(broker, publisher, settings),
+        # The route table's first entries: a request for them is matched without looking further.
+        routes=api_routes(intake, guard, settings),
         # FastAPI's OpenTelemetry bridge looks up the global providers on every request
         # (a few % of intake's CPU) only to find none: our metrics are Prometheus's.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -56,7 +58,6 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
     app.state.settings, app.state.intake, app.state.guard = settings, intake, guard
     install_problem_handlers(app, settings.retry_after_seconds)
     app.include_router(pages.router)
-    app.include_router(api_router(intake, guard, settings))
     app.include_router(health_router({"broker": lambda: broker.ping(timeout=1.0), "publisher": publisher.ready}))
     app.mount("/static", StaticFiles(packages=[("intake", "static")]), name="static")
     add_http_middleware(app, settings)
