@@ -3,12 +3,11 @@
 import logging
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import Counter
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.events import Event
@@ -28,6 +27,9 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{16,128}$")
 
 HONEYPOT_HITS = Counter("intake_honeypot_hits_total", "Submissions with the honeypot field filled", ["form"])
 SUBMISSIONS = Counter("intake_submissions_total", "Submissions by form and outcome", ["form", "outcome"])
+
+
+F = TypeVar("F", bound=BaseModel)
 
 
 class EventSink(Protocol):
@@ -55,32 +57,37 @@ class Taken:
     published: bool
 
 
+@dataclass(frozen=True)
+class Screened:
+    """A submission's fields without the honeypot and the idempotency key; ``decoy`` if the trap was filled."""
+
+    fields: dict[str, Any]
+    context: RequestContext
+    decoy: Taken | None = None
+
+
 class Intake:
+    """Screen, validate and accept submissions: the API's route handler and the pages take the same steps."""
+
     def __init__(self, catalog: AgreementCatalog, publisher: EventSink) -> None:
         self.catalog = catalog
         self._publisher = publisher
 
     async def apply(self, raw: dict[str, Any], context: RequestContext) -> Taken:
-        def build(fields: dict[str, Any], ctx: RequestContext) -> tuple[Event, uuid.UUID]:
-            event = submit_application(ApplicationForm.model_validate(fields), self.catalog.current(), ctx)
-            return event, event.data.application_id
-
-        return await self._take("application", raw, context, build)
+        screened = self.screen("application", raw, context)
+        if screened.decoy is not None:
+            return screened.decoy
+        form = self.validated("application", ApplicationForm, screened.fields)
+        return await self.accept_application(form, screened.context)
 
     async def enquire(self, raw: dict[str, Any], context: RequestContext) -> Taken:
-        def build(fields: dict[str, Any], ctx: RequestContext) -> tuple[Event, uuid.UUID]:
-            event = submit_enquiry(EnquiryForm.model_validate(fields), ctx)
-            return event, event.data.enquiry_id
+        screened = self.screen("enquiry", raw, context)
+        if screened.decoy is not None:
+            return screened.decoy
+        return await self.accept_enquiry(self.validated("enquiry", EnquiryForm, screened.fields), screened.context)
 
-        return await self._take("enquiry", raw, context, build)
-
-    async def _take(
-        self,
-        kind: str,
-        raw: dict[str, Any],
-        context: RequestContext,
-        build: Callable[[dict[str, Any], RequestContext], tuple[Event, uuid.UUID]],
-    ) -> Taken:
+    def screen(self, kind: str, raw: dict[str, Any], context: RequestContext) -> Screened:
+        """Take out the honeypot and the idempotency key; a filled honeypot gets a decoy, answered as accepted."""
         fields = dict(raw)
         trap = fields.pop(HONEYPOT_FIELD, None)
         key = fields.pop(IDEMPOTENCY_FIELD, None)
@@ -94,15 +101,29 @@ class Intake:
             HONEYPOT_HITS.labels(kind).inc()
             SUBMISSIONS.labels(kind, "honeypot").inc()
             logger.info("honeypot filled: %s answered as accepted, not published", kind)
-            return Taken(id_for(kind, context.idempotency_key), published=False)
+            return Screened(fields, context, decoy=Taken(id_for(kind, context.idempotency_key), published=False))
+        return Screened(fields, context)
+
+    def validated(self, kind: str, form: type[F], fields: dict[str, Any]) -> F:
         try:
-            event, subject_id = build(fields, context)
+            return form.model_validate(fields)
         except ValidationError as exc:
             SUBMISSIONS.labels(kind, "invalid").inc()
             raise InvalidSubmission(field_problems(exc)) from exc
+
+    async def accept_application(self, form: ApplicationForm, context: RequestContext) -> Taken:
+        event = submit_application(form, self.catalog.current(), context)
+        await self._publish("application", event)
+        return Taken(event.data.application_id, published=True)
+
+    async def accept_enquiry(self, form: EnquiryForm, context: RequestContext) -> Taken:
+        event = submit_enquiry(form, context)
+        await self._publish("enquiry", event)
+        return Taken(event.data.enquiry_id, published=True)
+
+    async def _publish(self, kind: str, event: Event) -> None:
         await self._publisher.publish(event)
         SUBMISSIONS.labels(kind, "accepted").inc()
-        return Taken(subject_id, published=True)
 
 
 def field_problems(exc: ValidationError) -> list[FieldProblem]:

@@ -1,44 +1,37 @@
-"""Intake's JSON API: applications, enquiries, and the current agreement."""
+"""Intake's JSON API: applications, enquiries, and the current agreement, as routes that say who answers."""
 
 import logging
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from agency_shared.agreement_documents import AgreementDocument
+from agency_shared.forms import ApplicationForm, EnquiryForm
 from intake.accepting import Intake
-from intake.deps import Context, Guard, IntakeService, Settings
-from intake.guards import SubmissionGuard
+from intake.deps import Context
+from intake.guards import FORM, SubmissionGuard
 from intake.problems import problem_responses
 from intake.settings import IntakeSettings
-from intake.submission import RequestContext
+from intake.submission_route import SubmissionRoute
 
 logger = logging.getLogger(__name__)
-router = APIRouter()
 
 FORM_BODY_NOTE = (
     "The same fields as the JSON body, with dotted names (account.name=...); "
     "a ticked checkbox sends 'on'; `idempotency_key` and the honeypot `fax` may be included."
 )
-
-
-def request_body(schema: str) -> dict[str, object]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}},
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "additionalProperties": {"type": "string"},
-                        "description": FORM_BODY_NOTE,
-                    }
-                },
-            },
+# What FastAPI cannot infer from the endpoints: the form posts beside the JSON body they declare.
+FORM_BODY = {
+    "requestBody": {
+        "content": {
+            FORM: {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}, "description": FORM_BODY_NOTE}
+            }
         }
     }
+}
 
 
 class ApplicationAccepted(BaseModel):
@@ -50,61 +43,53 @@ class EnquiryAccepted(BaseModel):
     enquiry_id: uuid.UUID
 
 
-@router.get("/v1/agreements/current", response_model=AgreementDocument, tags=["agreements"])
-async def current_agreement(intake: IntakeService) -> AgreementDocument:
-    """The agreement a frontend must show; post back its ``version`` and ``sha256`` on acceptance."""
-    return intake.catalog.current()
+def api_routes(intake: Intake, guard: SubmissionGuard, settings: IntakeSettings) -> list[BaseRoute]:
+    """The API's entries in the app's route table (the submissions are the busiest: keep them ahead of the pages)."""
+    status_base = str(settings.status_base_url).rstrip("/")
 
+    async def current_agreement() -> AgreementDocument:
+        """The agreement a frontend must show; post back its ``version`` and ``sha256`` on acceptance."""
+        return intake.catalog.current()
 
-@router.post(
-    "/v1/applications",
-    status_code=202,
-    response_model=ApplicationAccepted,
-    tags=["applications"],
-    openapi_extra=request_body("ApplicationForm"),
-    responses=problem_responses(403, 409, 413, 415, 422, 429, 503),
-)
-async def submit_application(
-    request: Request, context: Context, guard: Guard, intake: IntakeService, settings: Settings
-) -> ApplicationAccepted:
-    """Accept an Official Account application. 202 means the broker has durably taken it.
+    def application_accepted(application_id: uuid.UUID) -> ApplicationAccepted:
+        return ApplicationAccepted(
+            application_id=application_id, status_url=f"{status_base}/v1/applications/{application_id}/status"
+        )
 
-    The same ``Idempotency-Key`` always answers with the same ``application_id``.
-    """
-    return await accept_application(request, context, guard, intake, settings)
+    async def submit_application(application: ApplicationForm, context: Context) -> ApplicationAccepted:
+        """Accept an Official Account application. 202 means the broker has durably taken it.
 
+        The same ``Idempotency-Key`` always answers with the same ``application_id``.
+        """
+        taken = await intake.accept_application(application, context)
+        logger.info(
+            "application %s accepted",
+            taken.id,
+            extra={"correlation_id": context.correlation_id, "application_id": str(taken.id)},
+        )
+        return application_accepted(taken.id)
 
-async def accept_application(
-    request: Request, context: RequestContext, guard: SubmissionGuard, intake: Intake, settings: IntakeSettings
-) -> ApplicationAccepted:
-    raw = await guard.admit(request, context.client_ip)
-    taken = await intake.apply(raw, context)
-    logger.info(
-        "application %s accepted",
-        taken.id,
-        extra={"correlation_id": context.correlation_id, "application_id": str(taken.id)},
-    )
-    base = str(settings.status_base_url).rstrip("/")
-    return ApplicationAccepted(application_id=taken.id, status_url=f"{base}/v1/applications/{taken.id}/status")
+    def enquiry_accepted(enquiry_id: uuid.UUID) -> EnquiryAccepted:
+        return EnquiryAccepted(enquiry_id=enquiry_id)
 
+    async def submit_enquiry(enquiry: EnquiryForm, context: Context) -> EnquiryAccepted:
+        """Accept a 'Get in touch' enquiry. 202 means the broker has durably taken it."""
+        taken = await intake.accept_enquiry(enquiry, context)
+        logger.info("enquiry %s accepted", taken.id, extra={"correlation_id": context.correlation_id})
+        return enquiry_accepted(taken.id)
 
-@router.post(
-    "/v1/enquiries",
-    status_code=202,
-    response_model=EnquiryAccepted,
-    tags=["enquiries"],
-    openapi_extra=request_body("EnquiryForm"),
-    responses=problem_responses(403, 413, 415, 422, 429, 503),
-)
-async def submit_enquiry(request: Request, context: Context, guard: Guard, intake: IntakeService) -> EnquiryAccepted:
-    """Accept a 'Get in touch' enquiry. 202 means the broker has durably taken it."""
-    return await accept_enquiry(request, context, guard, intake)
-
-
-async def accept_enquiry(
-    request: Request, context: RequestContext, guard: SubmissionGuard, intake: Intake
-) -> EnquiryAccepted:
-    raw = await guard.admit(request, context.client_ip)
-    taken = await intake.enquire(raw, context)
-    logger.info("enquiry %s accepted", taken.id, extra={"correlation_id": context.correlation_id})
-    return EnquiryAccepted(enquiry_id=taken.id)
+    return [
+        SubmissionRoute(
+            "/v1/applications", submit_application, kind="application", decoy=application_accepted,
+            intake=intake, guard=guard, settings=settings,
+            response_model=ApplicationAccepted, tags=["applications"], openapi_extra=FORM_BODY,
+            responses=problem_responses(403, 409, 413, 415, 422, 429, 503),
+        ),
+        SubmissionRoute(
+            "/v1/enquiries", submit_enquiry, kind="enquiry", decoy=enquiry_accepted,
+            intake=intake, guard=guard, settings=settings,
+            response_model=EnquiryAccepted, tags=["enquiries"], openapi_extra=FORM_BODY,
+            responses=problem_responses(403, 413, 415, 422, 429, 503),
+        ),
+        APIRoute("/v1/agreements/current", current_agreement, response_model=AgreementDocument, tags=["agreements"]),
+    ]  # fmt: skip

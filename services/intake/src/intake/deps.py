@@ -32,7 +32,7 @@ async def _settings(request: Request) -> IntakeSettings:
 async def _request_context(
     request: Request,
     settings: Annotated[IntakeSettings, Depends(_settings)],
-    # Declared so the OpenAPI document shows the header; request_context reads it, for the fast path too.
+    # Declared so the OpenAPI document shows the header; request_context reads it (the submission routes call it too).
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> RequestContext:
     return request_context(request, settings)

@@ -126,7 +126,11 @@ def install_problem_handlers(app: FastAPI, retry_after_seconds: int) -> None:
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problems an operation can answer with."""
+    """OpenAPI entries for the problems an operation can answer with.
+
+    ``model`` is what makes FastAPI put ``Problem`` into the document's schemas; it also lists
+    the schema under the route's own media type (``application/json``) beside ``application/problem+json``.
+    """
     descriptions = {
         403: "The Origin is not an allowed frontend",
         409: "The accepted agreement is not the current one",
@@ -137,4 +141,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "The broker did not confirm: nothing was accepted; retry after Retry-After",
     }
     schema = {"$ref": "#/components/schemas/Problem"}
-    return {s: {"description": descriptions[s], "content": {PROBLEM_JSON: {"schema": schema}}} for s in statuses}
+    return {
+        s: {"model": Problem, "description": descriptions[s], "content": {PROBLEM_JSON: {"schema": schema}}}
+        for s in statuses
+    }
