@@ -62,11 +62,7 @@ def api_routes(intake: Intake, guard: SubmissionGuard, settings: IntakeSettings)
         The same ``Idempotency-Key`` always answers with the same ``application_id``.
         """
         taken = await intake.accept_application(application, context)
-        logger.info(
-            "application %s accepted",
-            taken.id,
-            extra={"correlation_id": context.correlation_id, "application_id": str(taken.id)},
-        )
+        logger.info("application %s accepted", taken.id, extra={"application_id": str(taken.id)})
         return application_accepted(taken.id)
 
     def enquiry_accepted(enquiry_id: uuid.UUID) -> EnquiryAccepted:
@@ -75,7 +71,7 @@ def api_routes(intake: Intake, guard: SubmissionGuard, settings: IntakeSettings)
     async def submit_enquiry(enquiry: EnquiryForm, context: Context) -> EnquiryAccepted:
         """Accept a 'Get in touch' enquiry. 202 means the broker has durably taken it."""
         taken = await intake.accept_enquiry(enquiry, context)
-        logger.info("enquiry %s accepted", taken.id, extra={"correlation_id": context.correlation_id})
+        logger.info("enquiry %s accepted", taken.id)
         return enquiry_accepted(taken.id)
 
     return [
