@@ -18,7 +18,7 @@ import aio_pika
 import httpx
 from faststream.rabbit import RabbitBroker
 
-from agency_shared.topology import declare_topology
+from agency_chassis.service import declare_topology
 from tests.support.servers import free_port, rabbitmqctl, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ import agreements.main
 import intake.main
 import notifications.main
 from agency_chassis.publishing import EventPublisher, PublishFailed
-from agency_shared.topology import EVENTS_EXCHANGE, declare_topology
+from agency_chassis.service import declare_topology
+from agency_shared.topology import EVENTS_EXCHANGE
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
 from agency_shared.events import (
     AgreementRecorded,
@@ -87,19 +87,3 @@ CONSUMER_QUEUES = (
     NOTIFICATIONS_ENQUIRY_RECEIVED,
     NOTIFICATIONS_APPLICANT_ERASED,
 )
-
-
-async def declare_topology(broker: RabbitBroker, max_length: int = DEFAULT_MAX_LENGTH) -> None:
-    """Declare exchanges, queues, DLQs and bindings; idempotent, so every service runs it at start-up.
-
-    Every service declares the whole topology, not only its own queues: a
-    publisher that comes up first must still find its events routed (publishes
-    are mandatory, so an unroutable event is an error, never a silent loss).
-    """
-    events = await broker.declare_exchange(EVENTS_EXCHANGE)
-    dead_letters = await broker.declare_exchange(DEAD_LETTER_EXCHANGE)
-    for consumer in CONSUMER_QUEUES:
-        queue = await broker.declare_queue(consumer.declaration(max_length))
-        await queue.bind(events, routing_key=consumer.event.routing_key)
-        dlq = await broker.declare_queue(consumer.dead_letter_queue)
-        await dlq.bind(dead_letters, routing_key=consumer.name)

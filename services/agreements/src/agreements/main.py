@@ -5,8 +5,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from agency_chassis.consumer_service import ConsumerService, MongoConnection
 from agency_chassis.logs import configure_logging
+from agency_chassis.service import MongoConnection, ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.events import AgreementRecorded, ApplicantErased
@@ -40,7 +40,7 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
     settings = settings or load_settings(AgreementsSettings, SERVICE)
     configure_logging(SERVICE, settings.log_level, settings.log_format)
     log_configuration(settings, SERVICE)
-    chassis = ConsumerService(SERVICE, settings)
+    chassis = ServiceChassis(SERVICE, settings)
     adapters = Adapters()
     chassis.broker.include_router(build_router(chassis.runner, adapters))
 

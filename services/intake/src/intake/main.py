@@ -2,24 +2,18 @@
 
 import gc
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from faststream.rabbit import RabbitBroker
 
-from agency_chassis.asyncapi import document_events
 from agency_chassis.correlation import HEADER as CORRELATION_HEADER
-from agency_chassis.correlation import CorrelationIdMiddleware
-from agency_chassis.health import health_router
-from agency_chassis.logs import BROKER_LOGGER, configure_logging
-from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
-from agency_chassis.publishing import EventPublisher
+from agency_chassis.logs import configure_logging
+from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.events import ApplicationSubmitted, EnquiryReceived
-from agency_shared.topology import declare_topology
 from intake import pages
 from intake.accepting import EventSink, Intake
 from intake.api import api_routes
@@ -35,10 +29,9 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
     settings = settings or load_settings(IntakeSettings, SERVICE)
     configure_logging(SERVICE, settings.log_level, settings.log_format)
     log_configuration(settings, SERVICE)
-    # The broker declares the topology and answers readiness; events go out through the publisher.
-    broker = RabbitBroker(str(settings.amqp_url), middlewares=[broker_metrics(SERVICE)], logger=BROKER_LOGGER)
-    publisher = EventPublisher(str(settings.amqp_url), timeout=settings.publish_timeout_seconds, service=SERVICE)
-    intake = Intake(AgreementCatalog.configured(settings.agreements_dir), sink or publisher)
+    # Intake consumes nothing: its broker declares the topology and answers readiness, events leave by the publisher.
+    chassis = ServiceChassis(SERVICE, settings)
+    intake = Intake(AgreementCatalog.configured(settings.agreements_dir), sink or chassis.publisher)
     guard = SubmissionGuard(
         settings.rate_limit, settings.max_body_bytes, settings.allowed_origins, settings.trusted_proxies
     )
@@ -47,7 +40,7 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
         title="WeChat agency intake",
         version="1",
         description="Applications for WeChat Official Accounts, enquiries, and the Service Agreement to accept.",
-        lifespan=serving(broker, publisher, settings),
+        lifespan=serving(chassis),
         # The route table's first entries: a request for them is matched without looking further.
         routes=api_routes(intake, guard, settings),
         # FastAPI's OpenTelemetry bridge looks up the global providers on every request
@@ -58,43 +51,8 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
     app.state.settings, app.state.intake, app.state.guard = settings, intake, guard
     install_problem_handlers(app, settings.retry_after_seconds)
     app.include_router(pages.router)
-    app.include_router(health_router({"broker": lambda: broker.ping(timeout=1.0), "publisher": publisher.ready}))
     app.mount("/static", StaticFiles(packages=[("intake", "static")]), name="static")
-    add_http_middleware(app, settings)
-    document_events(
-        app,
-        broker,
-        publishes=(ApplicationSubmitted, EnquiryReceived),
-        description="Intake consumes nothing; it publishes one event per accepted application or enquiry.",
-    )
-    return app
-
-
-def serving(
-    broker: RabbitBroker, publisher: EventPublisher, settings: IntakeSettings
-) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The lifespan: the broker (with the topology) and the publisher connected while the app serves."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as opened:  # what started is stopped, also when a later step fails
-            await broker.start()
-            opened.push_async_callback(broker.stop)
-            await declare_topology(broker, settings.queue_max_length)
-            await publisher.start()
-            opened.push_async_callback(publisher.stop)
-            # What exists now (modules, schemas, the app) lives as long as the process: keep it
-            # out of the cyclic collector's reach, so a full collection under load walks only what
-            # requests made. Unfrozen, one took up to 30 ms, a pause for every request in flight.
-            gc.freeze()
-            opened.callback(gc.unfreeze)
-            yield
-
-    return lifespan
-
-
-def add_http_middleware(app: FastAPI, settings: IntakeSettings) -> None:
-    """CORS for the configured frontends inside correlation ids, inside the HTTP metrics (outermost)."""
+    # CORS for the configured frontends, inside the chassis's correlation ids and HTTP metrics.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
@@ -103,5 +61,28 @@ def add_http_middleware(app: FastAPI, settings: IntakeSettings) -> None:
         expose_headers=[CORRELATION_HEADER, "Retry-After"],
         max_age=600,
     )
-    app.add_middleware(CorrelationIdMiddleware, service=SERVICE)
-    app.add_middleware(HttpMetricsMiddleware, service=SERVICE)
+    chassis.serve_http(
+        app,
+        readiness={},
+        publishes=(ApplicationSubmitted, EnquiryReceived),
+        description="Intake consumes nothing; it publishes one event per accepted application or enquiry.",
+    )
+    return app
+
+
+def serving(chassis: ServiceChassis) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The lifespan: the chassis running (topology declared, publisher connected), start-up's heap frozen."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with chassis.running():
+            # What exists now (modules, schemas, the app) lives as long as the process: keep it
+            # out of the cyclic collector's reach, so a full collection under load walks only what
+            # requests made. Unfrozen, one took up to 30 ms, a pause for every request in flight.
+            gc.freeze()
+            try:
+                yield
+            finally:
+                gc.unfreeze()
+
+    return lifespan

@@ -5,8 +5,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from agency_chassis.consumer_service import ConsumerService, MongoConnection
 from agency_chassis.logs import configure_logging
+from agency_chassis.service import MongoConnection, ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.events import NotificationSettled
 from notifications.erasure import build_erasure_router
@@ -52,7 +52,7 @@ def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | N
     settings = settings or load_settings(NotificationsSettings, SERVICE)
     configure_logging(SERVICE, settings.log_level, settings.log_format)
     log_configuration(settings, SERVICE)
-    chassis = ConsumerService(SERVICE, settings)
+    chassis = ServiceChassis(SERVICE, settings)
     adapters = Adapters(mailer)
     chassis.broker.include_router(build_router(chassis.runner, adapters, settings))
     chassis.broker.include_router(build_erasure_router(chassis.runner, adapters))

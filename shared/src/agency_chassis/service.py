@@ -1,4 +1,4 @@
-"""What every consuming service runs on: its broker, publisher and runner, started in order, and its HTTP side."""
+"""What every service runs on: the topology, its broker, publisher and runner started in order, its HTTP side."""
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,7 +18,7 @@ from agency_chassis.publishing import EventPublisher
 from agency_chassis.retries import Backoff
 from agency_chassis.settings import MongoSettings, SharedSettings
 from agency_shared.events import Event
-from agency_shared.topology import declare_topology
+from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 
@@ -46,8 +46,24 @@ class MongoConnection:
         return True
 
 
-class ConsumerService:
-    """The chassis of one consuming service: nothing connects until ``running()``."""
+async def declare_topology(broker: RabbitBroker, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+    """Declare exchanges, queues, DLQs and bindings; idempotent, so every service runs it at start-up.
+
+    Every service declares the whole topology, not only its own queues: a
+    publisher that comes up first must still find its events routed (publishes
+    are mandatory, so an unroutable event is an error, never a silent loss).
+    """
+    events = await broker.declare_exchange(EVENTS_EXCHANGE)
+    dead_letters = await broker.declare_exchange(DEAD_LETTER_EXCHANGE)
+    for consumer in CONSUMER_QUEUES:
+        queue = await broker.declare_queue(consumer.declaration(max_length))
+        await queue.bind(events, routing_key=consumer.event.routing_key)
+        dlq = await broker.declare_queue(consumer.dead_letter_queue)
+        await dlq.bind(dead_letters, routing_key=consumer.name)
+
+
+class ServiceChassis:
+    """One service's chassis (a consumer, or intake, which only publishes): nothing connects until ``running()``."""
 
     def __init__(self, service: str, settings: SharedSettings) -> None:
         self.service = service
