@@ -17,7 +17,7 @@ from pymongo import AsyncMongoClient
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
-from tests.support.data import STAFF as STAFF  # re-exported: test_logs.py and test_delivery.py import it from here
+from tests.support.data import STAFF
 from tests.support.servers import Inbox, rabbitmq_vhost, secantus_server, smtp_server
 
 TESTS = Path(__file__).parent

@@ -20,9 +20,8 @@ from agency_chassis.logs import ServiceLogHandler, configure_logging
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
-from tests.conftest import STAFF
 from tests.support.apps import client, serving
-from tests.support.data import application
+from tests.support.data import STAFF, application
 from tests.support.servers import Inbox, free_port
 
 CLIENT = "li.wei@mapletea.example"

@@ -15,9 +15,9 @@ from agency_shared.topology import (
 )
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings
-from tests.conftest import STAFF
 from tests.support import broker
 from tests.support.apps import serving
+from tests.support.data import STAFF
 from tests.support.events import agreement_recorded_event as recorded
 from tests.support.events import application_submitted, enquiry_received
 from tests.support.servers import Inbox, free_port, smtp_server

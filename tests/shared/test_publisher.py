@@ -1,5 +1,8 @@
 """The event publisher's own connection, and the confirm semantics its adapter relies on, against the real RabbitMQ."""
 
+import asyncio
+from collections.abc import Callable
+
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
@@ -8,6 +11,7 @@ from aiormq import spec
 
 from agency_chassis.publishing import EventPublisher, PublishFailed, publish_confirmed_without_drain
 from tests.support.events import application_submitted
+from tests.support.servers import rabbitmqctl
 
 
 async def test_readiness_follows_the_publishing_connection(amqp_url: str) -> None:
@@ -19,6 +23,20 @@ async def test_readiness_follows_the_publishing_connection(amqp_url: str) -> Non
     assert not await publisher.ready()
 
 
+async def test_readiness_is_lost_with_the_connection_and_comes_back_with_it(amqp_url: str) -> None:
+    publisher = EventPublisher(amqp_url, timeout=5, service="test")
+    await publisher.start()
+    try:
+        vhost = amqp_url.rsplit("/", 1)[1]
+        connections = rabbitmqctl("list_connections", "-q", "--no-table-headers", "pid", "vhost").splitlines()
+        for pid in [line.split("\t")[0] for line in connections if line.endswith(f"\t{vhost}")]:
+            rabbitmqctl("close_connection", pid, "test: the broker drops the publisher")
+        await wait_until(lambda: not publisher.ready_now(), timeout=10)
+        await wait_until(publisher.ready_now, timeout=30)  # the robust connection reconnects by itself
+    finally:
+        await publisher.stop()
+
+
 async def test_publishing_before_start_fails_loudly(amqp_url: str) -> None:
     publisher = EventPublisher(amqp_url, timeout=5, service="test")
     with pytest.raises(PublishFailed, match="not started"):
@@ -28,6 +46,12 @@ async def test_publishing_before_start_fails_loudly(amqp_url: str) -> None:
 async def confirming_channel(amqp_url: str) -> tuple[aio_pika.abc.AbstractRobustConnection, AbstractChannel]:
     connection = await aio_pika.connect_robust(amqp_url)
     return connection, await connection.channel(publisher_confirms=True, on_return_raises=True)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polling the publisher's own state
+            await asyncio.sleep(0.05)
 
 
 def properties() -> spec.Basic.Properties:

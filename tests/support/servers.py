@@ -27,8 +27,9 @@ def free_port() -> int:
         return port
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+def rabbitmqctl(*args: str) -> str:
+    """Run ``rabbitmqctl -q args`` and return what it printed."""
+    return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=60).stdout
 
 
 def set_queue_policy(vhost: str, name: str, pattern: str, definition: str, timeout: float = 30) -> None:

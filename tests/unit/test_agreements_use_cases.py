@@ -11,7 +11,7 @@ from agency_shared.events import AgreementRecorded, NotificationSettled, Notific
 from agreements.handlers import note_notification, record_submitted_application
 from agreements.storage import LedgerContention
 from tests.support.events import application_submitted
-from tests.unit.fakes import FakeAcceptanceLedger, FakeApplications
+from tests.support.fakes import FakeAcceptanceLedger, FakeApplications
 
 NOW = datetime(2026, 5, 4, 3, 2, 1, 123000, tzinfo=UTC)
 

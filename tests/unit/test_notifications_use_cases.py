@@ -9,7 +9,7 @@ from notifications.delivery import OutgoingEmail
 from notifications.erasure import forget_applicant
 from notifications.handlers import CLIENT_TEMPLATES, Notice, Subject, send_notice
 from tests.support.events import agreement_recorded_event, enquiry_received
-from tests.unit.fakes import FakeMailer, FakeNotificationLedger
+from tests.support.fakes import FakeMailer, FakeNotificationLedger
 
 CLIENT = "li.wei@mapletea.example"
 STAFF = "ops@agency.example"

@@ -11,7 +11,7 @@ from agency_chassis.retries import ATTEMPT_HEADER, REPLAYED_HEADER, Backoff
 from agency_shared.events import ApplicationSubmitted
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, EVENTS_EXCHANGE
 from tests.support.events import agreement_recorded_event, application_submitted
-from tests.unit.fakes import FakeSender
+from tests.support.fakes import FakeSender
 
 QUEUE = AGREEMENTS_APPLICATION_SUBMITTED
 BACKOFF = Backoff(base_seconds=1.0, cap_seconds=300.0, max_attempts=5)
@@ -149,3 +149,38 @@ async def test_consume_dead_letters_an_unreadable_payload_without_calling_the_us
         )
     assert calls == 0
     assert dead_lettered() == before + 1
+
+
+async def test_an_error_the_use_case_did_not_foresee_is_retried_with_backoff_then_dead_lettered() -> None:
+    async def use_case(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
+        raise KeyError("a defect")
+
+    runner, event = Runner(FakeSender(), BACKOFF), application_submitted()
+    outcome = await runner.decide(QUEUE, use_case, event, BACKOFF.attempt({}))
+    assert isinstance(outcome, RetryLater)
+    assert "KeyError" in outcome.reason
+    verdict, sender = await apply(outcome, attempt=1)
+    assert verdict is Verdict.ACK
+    assert [queue for _, queue, _ in sender.copies] == [QUEUE.retry_queue(1000).name]
+    verdict, _ = await apply(outcome, attempt=5)
+    assert verdict is Verdict.DEAD_LETTER
+
+
+async def test_a_validation_error_inside_the_use_case_is_not_taken_for_an_unreadable_payload() -> None:
+    # Only a body that cannot be parsed is dead-lettered at once; the use case's own errors are retried.
+    async def use_case(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
+        ApplicationSubmitted.model_validate({})
+        return Done()
+
+    sender = FakeSender()
+    broker, router = RabbitBroker(), RabbitRouter()
+    Runner(sender, BACKOFF).consume(router, QUEUE, use_case)
+    broker.include_router(router)
+    before = dead_lettered()
+    event = application_submitted()
+    async with TestRabbitBroker(broker) as test_broker:
+        await test_broker.publish(
+            event.model_dump(mode="json"), exchange=EVENTS_EXCHANGE, routing_key=event.routing_key
+        )
+    assert dead_lettered() == before
+    assert [queue for _, queue, _ in sender.copies] == [QUEUE.retry_queue(1000).name]

@@ -9,7 +9,7 @@ from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.chain import GENESIS
 from agency_shared.receipts import CHAIN_IMPORT, Receipt, standalone_verifier
 from agreements.recording import acceptance_link
-from tests.unit.test_acceptance_record import APPLICATION
+from tests.support.records import APPLICATION
 
 
 def run(tmp_path: Path, receipt: Receipt | dict[str, object], *text: str) -> subprocess.CompletedProcess[str]:

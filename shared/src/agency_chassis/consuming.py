@@ -14,8 +14,10 @@ exhaustion are decided:
 - ``GiveUp``: dead-lettered (rejected into ``<queue>.dlq``) for an operator.
 
 A payload that is not JSON or not the queue's event can never succeed: it is
-dead-lettered at once. Any other exception is unexpected: the delivery is requeued
-(``NACK_ON_ERROR``), which the quorum queue's delivery limit bounds.
+dead-lettered at once. An exception the use case did not foresee is a ``RetryLater``
+(logged with its traceback), so it too is retried with backoff and then dead-lettered.
+Only a retry that cannot even be parked (the broker is gone) fails the delivery, which
+is then requeued (``NACK_ON_ERROR``), bounded by the quorum queue's delivery limit.
 
 Batches later: outcomes are applied per message, and ``apply`` needs only the message
 (``MessageCopy``), its ``Attempt`` and its ``Outcome``. A batching front can gather the
@@ -104,18 +106,29 @@ class Runner:
             description=inspect.getdoc(use_case),
         )
 
-        async def handle(event: Event, message: RabbitMessage) -> None:
-            about_application(event.about_application())
+        model = queue.event  # FastStream parses and validates each body as the handler's annotation says
+
+        async def handle(event: model, message: RabbitMessage) -> None:  # type: ignore[valid-type]
+            typed = cast(E, event)
+            about_application(typed.about_application())
             attempt = self._backoff.attempt(message.headers)
-            outcome = await use_case(cast(E, event), attempt)
+            outcome = await self.decide(queue, use_case, typed, attempt)
             if await self.apply(queue, copy_of(message), attempt, outcome) is Verdict.DEAD_LETTER:
                 raise RejectMessage()
 
-        # FastStream validates the body against the handler's annotation: the queue's own event model.
-        handle.__annotations__ = {**handle.__annotations__, "event": queue.event}
         subscriber(handle)
         router.include_router(own)
         return subscriber
+
+    @staticmethod
+    async def decide(queue: ConsumerQueue[E], use_case: UseCase[E], event: E, attempt: Attempt) -> Outcome:
+        """The use case's outcome; an error it did not foresee is retried like an outage (then dead-lettered),
+        never requeued at once: a defect must not spin, and only the runner decides what is retried."""
+        try:
+            return await use_case(event, attempt)
+        except Exception as exc:
+            logger.exception("%s from %s failed unexpectedly", event.event_id, queue.name)
+            return RetryLater(f"unexpected {type(exc).__name__}: {exc}")
 
     async def declare(self, broker: RabbitBroker) -> None:
         """Declare the delay queues of every queue consumed (the queues themselves are the topology's)."""

@@ -108,8 +108,13 @@ class EventPublisher:
         self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def ready(self) -> bool:
-        """Readiness: the publishing connection is open (it reconnects by itself after a broker restart)."""
-        return self._connection is not None and not self._connection.is_closed and self._channel is not None
+        """Readiness (``/readyz``): see ``ready_now``."""
+        return self.ready_now()
+
+    def ready_now(self) -> bool:
+        """The publishing connection is up now: a robust connection reconnects by itself after a broker
+        restart or a dropped connection, and is not ready while it tries."""
+        return self._connection is not None and self._connection.connected.is_set() and self._channel is not None
 
     async def stop(self) -> None:
         if self._connection is not None:

@@ -1,8 +1,8 @@
 """What every service runs on: the topology, its broker, publisher and runner started in order, its HTTP side."""
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 from faststream.rabbit import Channel, RabbitBroker
@@ -26,6 +26,15 @@ Mongo = AsyncMongoClient[dict[str, Any]]
 def mongo_client(settings: MongoSettings) -> Mongo:
     """A client with the services' write guarantees; it connects on first use (make it in a lifespan)."""
     return AsyncMongoClient(str(settings.mongodb_url), **settings.mongo_client_options())
+
+
+class Adapters(Protocol):
+    """What a service's use cases and routes run with (database, mailer...): opened before the broker consumes,
+    closed after it stopped."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class MongoConnection:
@@ -82,18 +91,32 @@ class ServiceChassis:
         self.runner = Runner(self.publisher, backoff, settings.queue_max_length)
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Declare the topology and the delay queues, start publishing, then consuming; stop in reverse."""
-        await self.broker.connect()
-        await declare_topology(self.broker, self._max_length)
-        await self.runner.declare(self.broker)
-        await self.publisher.start()
-        try:
+    async def running(self, adapters: Adapters | None = None) -> AsyncIterator[None]:
+        """Open ``adapters`` (the service's database, mailer...), declare the topology and the delay queues,
+        start publishing, then consuming; whatever started is stopped in reverse, also when a later step fails."""
+        async with AsyncExitStack() as started:
+            if adapters is not None:
+                started.push_async_callback(adapters.close)
+                await adapters.open()
+            started.push_async_callback(self.broker.stop)
+            await self.broker.connect()
+            await declare_topology(self.broker, self._max_length)
+            await self.runner.declare(self.broker)
+            started.push_async_callback(self.publisher.stop)
+            await self.publisher.start()
             await self.broker.start()
             yield
-        finally:
-            await self.broker.stop()
-            await self.publisher.stop()
+
+    def lifespan(self, adapters: Adapters | None = None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+        """A FastAPI lifespan running this chassis with ``adapters`` (the routes find them in ``app.state``)."""
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            app.state.adapters = adapters
+            async with self.running(adapters):
+                yield
+
+        return lifespan
 
     def serve_http(
         self,

@@ -33,7 +33,7 @@ PERSONAL_FIELDS = ("applicant_name", "applicant_email", "applicant_phone", "clie
 
 def timestamp(moment: datetime) -> str:
     """How times are written in records: UTC, microseconds, ``Z`` (e.g. 2026-11-25T01:24:13.123456Z)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: UP017 - stdlib 3.9+ file
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: UP017 - a stdlib-only file for Python 3.10+
 
 
 def text_sha256(text: str) -> str:

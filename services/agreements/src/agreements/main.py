@@ -1,8 +1,5 @@
 """Composition root of the agreements service."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
 from agency_chassis.logs import configure_logging
@@ -19,21 +16,25 @@ SERVICE = "agreements"
 
 
 class Adapters:
-    """The MongoDB adapters the use cases and the HTTP API run with; ``open`` makes them in the lifespan."""
+    """The MongoDB adapters the use cases and the HTTP API run with, made when the chassis opens them."""
 
     applications: MongoApplications
     ledger: MongoAcceptanceLedger
 
-    def __init__(self) -> None:
+    def __init__(self, settings: AgreementsSettings) -> None:
+        self._settings = settings
         self.database = MongoConnection()
 
-    async def open(self, settings: AgreementsSettings) -> None:
-        mongo = self.database.open(settings)
-        self.applications = MongoApplications(mongo, settings.mongodb_db)
-        self.ledger = MongoAcceptanceLedger(mongo, settings.mongodb_db)
+    async def open(self) -> None:
+        mongo = self.database.open(self._settings)
+        self.applications = MongoApplications(mongo, self._settings.mongodb_db)
+        self.ledger = MongoAcceptanceLedger(mongo, self._settings.mongodb_db)
         await self.applications.ensure_indexes()
         await self.ledger.ensure_indexes()
         await self.ledger.measure()
+
+    async def close(self) -> None:
+        await self.database.close()
 
 
 def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
@@ -41,25 +42,14 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
     configure_logging(SERVICE, settings.log_level, settings.log_format)
     log_configuration(settings, SERVICE)
     chassis = ServiceChassis(SERVICE, settings)
-    adapters = Adapters()
+    adapters = Adapters(settings)
     chassis.broker.include_router(build_router(chassis.runner, adapters))
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await adapters.open(settings)
-            app.state.applications = adapters.applications
-            app.state.ledger = adapters.ledger
-            async with chassis.running():
-                yield
-        finally:
-            await adapters.database.close()
 
     app = FastAPI(
         title="WeChat agency agreements",
         version="1",
         description="Application status and acceptance receipts for clients; the staff read API.",
-        lifespan=lifespan,
+        lifespan=chassis.lifespan(adapters),
     )
     app.state.publish = chassis.publisher.publish
     app.state.catalog = AgreementCatalog.configured(settings.agreements_dir)

@@ -17,12 +17,12 @@ router = APIRouter()
 
 
 async def _applications(request: Request) -> MongoApplications:
-    applications: MongoApplications = request.app.state.applications
+    applications: MongoApplications = request.app.state.adapters.applications
     return applications
 
 
 async def _ledger(request: Request) -> MongoAcceptanceLedger:
-    ledger: MongoAcceptanceLedger = request.app.state.ledger
+    ledger: MongoAcceptanceLedger = request.app.state.adapters.ledger
     return ledger
 
 

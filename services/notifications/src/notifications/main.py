@@ -1,8 +1,5 @@
 """Composition root of the notifications service."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
 from agency_chassis.logs import configure_logging
@@ -24,12 +21,14 @@ class Adapters:
     ledger: NotificationLedger
     mailer: Mailer
 
-    def __init__(self, mailer: Mailer | None) -> None:
+    def __init__(self, settings: NotificationsSettings, mailer: Mailer | None) -> None:
+        self._settings = settings
         self.database = MongoConnection()
         self._given_mailer = mailer
         self._smtp: SmtpMailer | None = None
 
-    async def open(self, settings: NotificationsSettings) -> None:
+    async def open(self) -> None:
+        settings = self._settings
         self.ledger = NotificationLedger(
             self.database.open(settings),
             settings.mongodb_db,
@@ -53,21 +52,11 @@ def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | N
     configure_logging(SERVICE, settings.log_level, settings.log_format)
     log_configuration(settings, SERVICE)
     chassis = ServiceChassis(SERVICE, settings)
-    adapters = Adapters(mailer)
+    adapters = Adapters(settings, mailer)
     chassis.broker.include_router(build_router(chassis.runner, adapters, settings))
     chassis.broker.include_router(build_erasure_router(chassis.runner, adapters))
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await adapters.open(settings)
-            app.state.ledger = adapters.ledger
-            async with chassis.running():
-                yield
-        finally:
-            await adapters.close()
-
-    app = FastAPI(title="WeChat agency notifications", version="1", lifespan=lifespan)
+    app = FastAPI(title="WeChat agency notifications", version="1", lifespan=chassis.lifespan(adapters))
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},
