@@ -2,11 +2,10 @@
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 from fastapi import FastAPI
 from faststream.rabbit import Channel, RabbitBroker
-from pymongo import AsyncMongoClient
 
 from agency_chassis.asyncapi import document_events
 from agency_chassis.consuming import Runner
@@ -16,16 +15,9 @@ from agency_chassis.logs import BROKER_LOGGER
 from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
 from agency_chassis.publishing import EventPublisher
 from agency_chassis.retries import Backoff
-from agency_chassis.settings import MongoSettings, SharedSettings
+from agency_chassis.settings import SharedSettings
 from agency_shared.events import Event
 from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE
-
-Mongo = AsyncMongoClient[dict[str, Any]]
-
-
-def mongo_client(settings: MongoSettings) -> Mongo:
-    """A client with the services' write guarantees; it connects on first use (make it in a lifespan)."""
-    return AsyncMongoClient(str(settings.mongodb_url), **settings.mongo_client_options())
 
 
 class Adapters(Protocol):
@@ -35,24 +27,6 @@ class Adapters(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class MongoConnection:
-    """A service's MongoDB client: made by ``open`` in the lifespan, closed by ``close``, and its readiness."""
-
-    client: Mongo
-
-    def open(self, settings: MongoSettings) -> Mongo:
-        self.client = mongo_client(settings)
-        return self.client
-
-    async def close(self) -> None:
-        await self.client.close()
-
-    async def ready(self) -> bool:
-        """Readiness: the database answers a ping (not ready before ``open``)."""
-        await self.client.admin.command("ping")
-        return True
 
 
 async def declare_topology(broker: RabbitBroker, max_length: int = DEFAULT_MAX_LENGTH) -> None:

@@ -8,7 +8,7 @@ from functools import partial
 import uvicorn
 
 from agency_chassis import dead_letters
-from agency_chassis.service import mongo_client
+from agency_chassis.mongo import mongo_client
 from agency_chassis.startup import load_settings
 from agreements.main import create_app
 from agreements.settings import AgreementsSettings

@@ -3,7 +3,8 @@
 from fastapi import FastAPI
 
 from agency_chassis.logs import configure_logging
-from agency_chassis.service import MongoConnection, ServiceChassis
+from agency_chassis.mongo import MongoConnection
+from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.events import NotificationSettled
 from notifications.erasure import build_erasure_router
