@@ -62,8 +62,7 @@ class FakeApplications:
 
     async def note_notification(self, settled: NotificationSettledData) -> None:
         self._check()
-        if settled not in self.notes:
-            self.notes.append(settled)
+        self.notes.append(settled)  # every call, as it came: the real store's de-duplication is its own test
 
 
 class FakeAcceptanceLedger:

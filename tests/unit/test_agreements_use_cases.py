@@ -80,12 +80,14 @@ def settled(application_id: uuid.UUID | None) -> NotificationSettled:
     )
 
 
-async def test_an_email_outcome_is_noted_once_even_when_it_comes_twice() -> None:
+async def test_an_email_outcome_goes_to_the_store_each_time_it_comes() -> None:
+    # A repeat is harmless because the store ignores it (tests/agreements/test_storage.py), not because
+    # the use case remembers anything: each delivery is handed over and done.
     store = FakeApplications()
     event = settled(uuid.uuid4())
     assert await note_notification(event, store) == Done()
     assert await note_notification(event, store) == Done()
-    assert store.notes == [event.data]
+    assert store.notes == [event.data, event.data]
 
 
 async def test_noting_during_a_database_outage_means_retry_later() -> None:
