@@ -329,21 +329,26 @@ SUBJECT_KINDS: dict[Locale, dict[str, str]] = {
 def staff_client_unreachable(
     event: Event,
     subject: tuple[str, str],
-    failed: EmailMessage,
+    client: tuple[str, str],
+    failed_subject: str,
     reason: str,
     staff: str,
     mail_from: str,
     locale: Locale,
 ) -> EmailMessage:
-    """Tell the staff that a client email failed for good, so the lead is not lost silently."""
+    """Tell the staff that a client email failed for good, so the lead is not lost silently.
+
+    ``client`` is (name, address); ``failed_subject`` the failed email's subject, or its template
+    when it could not even be composed.
+    """
     kind, subject_id = subject
     what = SUBJECT_KINDS[locale][kind]
-    client = failed["To"].addresses[0]
+    name, address = client
     return _compose(
         template="staff_client_unreachable",
         locale=locale,
         subject=SUBJECTS["staff_client_unreachable"][locale].format(
-            name=header_text(client.display_name or client.addr_spec), what=what, short_id=subject_id[:8]
+            name=header_text(name or address), what=what, short_id=subject_id[:8]
         ),
         sender=parse_address(mail_from),
         recipient=parse_address(staff),
@@ -351,9 +356,9 @@ def staff_client_unreachable(
         context={
             "what": what,
             "subject_id": subject_id,
-            "recipient_name": client.display_name,
-            "recipient": client.addr_spec,
-            "template": failed["Subject"],
+            "recipient_name": name,
+            "recipient": address,
+            "template": failed_subject,
             "reason": reason,
         },
     )
