@@ -118,6 +118,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # the bytes as received, beside each message of ``messages``
         self.refusals: list[str] = []
         self._refuse_next = 0
         self._refusal = ""
@@ -170,6 +171,7 @@ class Inbox:
         async with self._changed:
             self.arrivals.append(asyncio.get_running_loop().time())
             self.messages.append(message)
+            self.raw.append(content)
             self._changed.notify_all()
         return "250 Message accepted for delivery"
 
@@ -189,7 +191,7 @@ class Inbox:
 
 
 @contextlib.asynccontextmanager
-async def smtp_server(inbox: Inbox, port: int | None = None) -> AsyncIterator[int]:
+async def smtp_server(inbox: Inbox, port: int | None = None, smtputf8: bool = True) -> AsyncIterator[int]:
     """An aiosmtpd SMTP server on the running event loop, delivering into ``inbox``.
 
     On exit it also drops the connections it accepted, as a server that goes away does
@@ -200,7 +202,7 @@ async def smtp_server(inbox: Inbox, port: int | None = None) -> AsyncIterator[in
     sessions: list[SMTP] = []
 
     def session() -> SMTP:
-        sessions.append(SMTP(inbox, hostname="localhost", enable_SMTPUTF8=True))
+        sessions.append(SMTP(inbox, hostname="localhost", enable_SMTPUTF8=smtputf8))
         return sessions[-1]
 
     server = await loop.create_server(session, "127.0.0.1", port)

@@ -16,9 +16,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OutgoingEmail:
+    """One email of an event; ``message`` is None when it could not be composed (``unbuildable`` says why)."""
+
     template: str
     recipient: str
-    message: EmailMessage
+    message: EmailMessage | None
+    unbuildable: str | None = None
 
     def key(self, event: Event) -> str:
         return f"{event.event_id}/{self.template}/{self.recipient.lower()}"
@@ -72,7 +75,7 @@ async def deliver(
                 "event_type": event.event_type,
                 "template": email.template,
                 "recipient": email.recipient.lower(),
-                "message_id": email.message["Message-ID"],
+                "message_id": email.message["Message-ID"] if email.message is not None else None,
                 "correlation_id": event.correlation_id,
             },
             retry_failed=retry_failed,
@@ -96,6 +99,8 @@ async def _attempt(
     event: Event, email: OutgoingEmail, key: str, ledger: Ledger, mailer: Mailer, report: DeliveryReport
 ) -> None:
     try:
+        if email.message is None:
+            raise DeliveryFailed(f"could not be composed: {email.unbuildable}", permanent=True)
         reply = await mailer.send(email.message)
     except DeliveryFailed as exc:
         if exc.permanent:

@@ -1,15 +1,18 @@
 """Composing the emails from events with Jinja2 templates (autoescaped HTML plus plain text)."""
 
+import base64
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email import policy
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime, parseaddr
-from typing import Any
+from typing import Any, cast
 
+import idna
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from agency_shared.events import AgreementRecorded, ApplicationSubmitted, EnquiryReceived, Event, derived_id
@@ -25,11 +28,83 @@ _templates = Environment(
 )
 
 
+class AddressNeedsSmtpUtf8(ValueError):
+    """An address whose local part is not ASCII: it can only be sent where the SMTP server offers SMTPUTF8."""
+
+
+# Display names are written as atoms (RFC 5322 atext without "=" and "?") where they can be, the
+# rest as RFC 2047 encoded words, whose base64 hides every quote, backslash, angle bracket and
+# comma from a reader's address parser. A run of words that are not atoms is one encoded word:
+# readers disagree about the space between two adjacent encoded words (RFC 2047 drops it,
+# Python 3.11 keeps it), and between an encoded word and an atom every reader keeps it. Such a
+# word can exceed RFC 2047's 75 characters (100 Chinese characters make 412), still far below
+# RFC 5322's 998 per line; readers decode it.
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/^_`{|}~]+")
+
+
+def _encoded_word(text: str) -> str:
+    return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
+
+
+def _name_words(name: str) -> list[str]:
+    words: list[str] = []
+    run: list[str] = []
+    for word in name.split(" "):
+        if _ATOM.fullmatch(word):
+            if run:
+                words.append(_encoded_word(" ".join(run)))
+                run = []
+            words.append(word)
+        else:
+            run.append(word)
+    if run:
+        words.append(_encoded_word(" ".join(run)))
+    return words
+
+
+def _mailbox_words(address: Address, utf8: bool) -> list[str]:
+    addr_spec = address.addr_spec
+    if not utf8 and not addr_spec.isascii():
+        raise AddressNeedsSmtpUtf8("an address with a non-ASCII local part needs SMTPUTF8")
+    name = address.display_name
+    if not name:
+        return [addr_spec]
+    return [*_name_words(name), f"<{addr_spec}>"]
+
+
+class WireSafeAddressFolding:
+    """Address headers written out by us: every reader parses them back to exactly the addresses set.
+
+    CPython 3.11's folder drops the quotes and escapes of a display name it has to fold
+    (``email.policy.SMTP`` folds at 78 characters), so a name such as
+    ``<attacker@evil.example> \\ please reply here ...`` became the address a reply goes to.
+    Here a name is atoms or encoded words, and a header is folded only between them.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        header = cast(AddressHeader, self)
+        if any(group.display_name is not None for group in header.groups):
+            return cast(str, super().fold(policy=policy))  # type: ignore[misc]  # groups: we never write one
+        words: list[str] = []
+        for number, address in enumerate(header.addresses):
+            words += _mailbox_words(address, bool(getattr(policy, "utf8", False)))
+            if number < len(header.addresses) - 1:
+                words[-1] += ","
+        limit = policy.max_line_length or 998
+        lines = [f"{cast(BaseHeader, self).name}:"]
+        for number, word in enumerate(words):
+            if number and len(lines[-1]) + 1 + len(word) > limit:
+                lines.append("")  # folding whitespace: a reader unfolds it back to the one space
+            lines[-1] += f" {word}"
+        return policy.linesep.join(lines) + policy.linesep
+
+
 class HeaderClasses(HeaderRegistry):
     """The standard header registry, making each header class once instead of for every header.
 
     ``HeaderRegistry`` builds a new class (``type(...)``) each time a header is set or read,
     always the same one for a name: under load that was a tenth of notifications' CPU.
+    Address headers fold with ``WireSafeAddressFolding``.
     """
 
     def __init__(self) -> None:
@@ -40,7 +115,10 @@ class HeaderClasses(HeaderRegistry):
         key = name.lower()
         made = self._made.get(key)
         if made is None:
-            made = self._made[key] = super().__getitem__(name)
+            made = super().__getitem__(name)
+            if issubclass(made, AddressHeader):
+                made = type(made.__name__, (WireSafeAddressFolding, made), {})
+            self._made[key] = made
         return made
 
 
@@ -83,6 +161,7 @@ class Attachment:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_SPACES = re.compile(r" {2,}")
 
 
 def header_text(value: str) -> str:
@@ -91,17 +170,31 @@ def header_text(value: str) -> str:
     Intake already refuses line breaks; this is the second line of defence, and the
     only one against "=?utf-8?b?...?=" in a name, which readers would show decoded.
     """
-    return _CONTROL.sub(" ", value).replace("=?", "=\u200b?").strip()
+    # Runs of spaces become one: readers collapse them in a display name anyway.
+    return _SPACES.sub(" ", _CONTROL.sub(" ", value).replace("=?", "=\u200b?").strip())
+
+
+def mailbox(display_name: str, address: str) -> Address:
+    """An ``Address`` whose domain is in IDNA (ASCII) form; the local part is kept as it is, even non-ASCII.
+
+    Built from its parts, as ``Address(addr_spec=...)`` refuses a non-ASCII local part.
+    """
+    username, at, domain = address.rpartition("@")
+    if not at or not username or not domain:
+        raise ValueError("not an email address: no local part or domain")
+    if not domain.isascii():
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    return Address(display_name=display_name, username=username, domain=domain)
 
 
 def person(name: str, address: str) -> Address:
-    return Address(display_name=header_text(name), addr_spec=address)
+    return mailbox(header_text(name), address)
 
 
 def parse_address(value: str) -> Address:
-    """``"Name <user@host>"`` or ``user@host`` as a header-safe ``Address``."""
+    """``"Name <user@host>"`` or ``user@host`` (a setting) as a header-safe ``Address``."""
     name, addr = parseaddr(value)
-    return Address(display_name=name, addr_spec=addr)
+    return mailbox(header_text(name), addr)
 
 
 def message_id(event: Event, template: str, recipient: str) -> str:
@@ -236,21 +329,26 @@ SUBJECT_KINDS: dict[Locale, dict[str, str]] = {
 def staff_client_unreachable(
     event: Event,
     subject: tuple[str, str],
-    failed: EmailMessage,
+    client: tuple[str, str],
+    failed_subject: str,
     reason: str,
     staff: str,
     mail_from: str,
     locale: Locale,
 ) -> EmailMessage:
-    """Tell the staff that a client email failed for good, so the lead is not lost silently."""
+    """Tell the staff that a client email failed for good, so the lead is not lost silently.
+
+    ``client`` is (name, address); ``failed_subject`` the failed email's subject, or its template
+    when it could not even be composed.
+    """
     kind, subject_id = subject
     what = SUBJECT_KINDS[locale][kind]
-    client = failed["To"].addresses[0]
+    name, address = client
     return _compose(
         template="staff_client_unreachable",
         locale=locale,
         subject=SUBJECTS["staff_client_unreachable"][locale].format(
-            name=header_text(client.display_name or client.addr_spec), what=what, short_id=subject_id[:8]
+            name=header_text(name or address), what=what, short_id=subject_id[:8]
         ),
         sender=parse_address(mail_from),
         recipient=parse_address(staff),
@@ -258,9 +356,9 @@ def staff_client_unreachable(
         context={
             "what": what,
             "subject_id": subject_id,
-            "recipient_name": client.display_name,
-            "recipient": client.addr_spec,
-            "template": failed["Subject"],
+            "recipient_name": name,
+            "recipient": address,
+            "template": failed_subject,
             "reason": reason,
         },
     )

@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Literal, Protocol
 
 from faststream.rabbit import RabbitRouter
@@ -155,15 +156,47 @@ def settled_event(
     )
 
 
+def composed(event: Event, template: str, recipient: str, compose: Callable[[], EmailMessage]) -> OutgoingEmail:
+    """The email, or, when composing it fails, an email that delivery records as failed for good.
+
+    One email that cannot be built (an address no header can hold, a template error) must not
+    stop the event's other emails, nor make the event crash and retry until dead-lettered.
+    """
+    try:
+        return OutgoingEmail(template, recipient, compose())
+    except Exception as exc:  # whatever it was, it is this one email's failure
+        logger.warning(
+            "%s of %s %s could not be composed (%s)", template, event.event_type, event.event_id, type(exc).__name__
+        )
+        return OutgoingEmail(template, recipient, None, f"{type(exc).__name__}: {exc}"[:500])
+
+
+def failed_client(failed: OutgoingEmail) -> tuple[tuple[str, str], str]:
+    """(name, address) of the client a failed email was for, and what it was (its subject, else its template)."""
+    if failed.message is None:
+        return ("", failed.recipient), failed.template
+    client = failed.message["To"].addresses[0]
+    return (client.display_name, client.addr_spec), str(failed.message["Subject"])
+
+
 def staff_alerts(settings: NotificationsSettings) -> AlertFor:
     def alert_for(notice: Notice, failed: OutgoingEmail, reason: str) -> list[OutgoingEmail]:
         subject = (notice.subject.kind, str(notice.subject.id))
+        client, failed_subject = failed_client(failed)
         return [
-            OutgoingEmail(
+            composed(
+                notice.event,
                 "staff_client_unreachable",
                 staff,
-                staff_client_unreachable(
-                    notice.event, subject, failed.message, reason, staff, settings.mail_from, settings.staff_language
+                lambda staff=staff: staff_client_unreachable(  # type: ignore[misc]
+                    notice.event,
+                    subject,
+                    client,
+                    failed_subject,
+                    reason,
+                    staff,
+                    settings.mail_from,
+                    settings.staff_language,
                 ),
             )
             for staff in settings.staff_emails
@@ -182,30 +215,40 @@ class Emails:
 
     def of_submission(self, event: ApplicationSubmitted) -> Notice:
         emails = tuple(
-            OutgoingEmail(
-                "staff_new_application", staff, staff_new_application(event, staff, self._mail_from, self._staff_locale)
+            composed(
+                event,
+                "staff_new_application",
+                staff,
+                lambda staff=staff: staff_new_application(event, staff, self._mail_from, self._staff_locale),  # type: ignore[misc]
             )
             for staff in self._staff
         )
         return Notice(event, Subject("application_id", event.data.application_id), emails)
 
     def of_recording(self, event: AgreementRecorded) -> Notice:
-        email = OutgoingEmail(
-            "client_confirmation", event.data.applicant_email, client_confirmation(event, self._mail_from, self._staff)
+        email = composed(
+            event,
+            "client_confirmation",
+            event.data.applicant_email,
+            lambda: client_confirmation(event, self._mail_from, self._staff),
         )
         return Notice(event, Subject("application_id", event.data.application_id), (email,))
 
     def of_enquiry(self, event: EnquiryReceived) -> Notice:
         staff_emails = [
-            OutgoingEmail(
-                "staff_new_enquiry", staff, staff_new_enquiry(event, staff, self._mail_from, self._staff_locale)
+            composed(
+                event,
+                "staff_new_enquiry",
+                staff,
+                lambda staff=staff: staff_new_enquiry(event, staff, self._mail_from, self._staff_locale),  # type: ignore[misc]
             )
             for staff in self._staff
         ]
-        autoresponse = OutgoingEmail(
+        autoresponse = composed(
+            event,
             "enquiry_autoresponse",
             str(event.data.enquiry.email),
-            enquiry_autoresponse(event, self._mail_from, self._staff),
+            lambda: enquiry_autoresponse(event, self._mail_from, self._staff),
         )
         return Notice(event, Subject("enquiry_id", event.data.enquiry_id), (*staff_emails, autoresponse))
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from email import errors, policy
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -46,6 +47,10 @@ class SmtpMailer:
             client = self._idle.pop() if self._idle else None
             try:
                 reply = await self._send_on(client, message)
+            except (aiosmtplib.SMTPNotSupported, ValueError, UnicodeError, errors.MessageError) as exc:
+                # The message cannot be written for this server (an address needs SMTPUTF8 it does not
+                # offer, or a header cannot be serialised): sending it again would fail the same way.
+                raise DeliveryFailed(_describe(exc), permanent=True) from exc
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 codes = [r.code for r in exc.recipients]
                 raise DeliveryFailed(_describe(exc), permanent=all(c >= 500 for c in codes)) from exc
@@ -67,7 +72,7 @@ class SmtpMailer:
 
     async def _transaction(self, client: aiosmtplib.SMTP, message: EmailMessage) -> str:
         try:
-            _, reply = await client.send_message(message)
+            _, reply = await _send_message(client, message)
         except BaseException:
             await _close(client)
             raise
@@ -91,6 +96,35 @@ class SmtpMailer:
         idle, self._idle = self._idle, []
         for client in idle:
             await _close(client)
+
+
+def needs_smtputf8(message: EmailMessage) -> bool:
+    """Whether an address anywhere in the headers has a non-ASCII local part (domains are in IDNA form)."""
+    return any(
+        not address.addr_spec.isascii()
+        for name in ("From", "To", "Cc", "Reply-To")
+        for header in message.get_all(name, [])
+        for address in header.addresses
+    )
+
+
+async def _send_message(client: aiosmtplib.SMTP, message: EmailMessage) -> tuple[object, str]:
+    """``send_message``, but SMTPUTF8 when any header needs it, not only the envelope.
+
+    aiosmtplib picks SMTPUTF8 from the envelope alone, so a staff email whose Reply-To is
+    ``用户@example.com`` would be serialised as ASCII, which cannot hold that address.
+    """
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    utf8 = needs_smtputf8(message)
+    if utf8 and not client.supports_extension("smtputf8"):
+        raise aiosmtplib.SMTPNotSupported("an address needs SMTPUTF8, which this server does not offer")
+    eight_bit = client.supports_extension("8bitmime")
+    serialising = (policy.SMTPUTF8 if utf8 else policy.SMTP).clone(cte_type="8bit" if eight_bit else "7bit")
+    sender = message["From"].addresses[0].addr_spec
+    recipients = [address.addr_spec for header in message.get_all("To", []) for address in header.addresses]
+    options = (["SMTPUTF8"] if utf8 else []) + (["BODY=8BITMIME"] if eight_bit else [])
+    return await client.sendmail(sender, recipients, message.as_bytes(policy=serialising), mail_options=options)
 
 
 async def _close(client: aiosmtplib.SMTP) -> None:
