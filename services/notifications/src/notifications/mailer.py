@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import copy
 from email import errors, policy
 from email.message import EmailMessage
 from typing import Protocol
@@ -98,14 +99,20 @@ class SmtpMailer:
             await _close(client)
 
 
-def needs_smtputf8(message: EmailMessage) -> bool:
-    """Whether an address anywhere in the headers has a non-ASCII local part (domains are in IDNA form)."""
+def needs_smtputf8(message: EmailMessage, headers: tuple[str, ...] = ("From", "To", "Cc", "Reply-To")) -> bool:
+    """Whether an address in ``headers`` has a non-ASCII local part (domains are in IDNA form)."""
     return any(
         not address.addr_spec.isascii()
-        for name in ("From", "To", "Cc", "Reply-To")
+        for name in headers
         for header in message.get_all(name, [])
         for address in header.addresses
     )
+
+
+def _without(message: EmailMessage, header: str) -> EmailMessage:
+    trimmed = copy.copy(message)
+    del trimmed[header]
+    return trimmed
 
 
 async def _send_message(client: aiosmtplib.SMTP, message: EmailMessage) -> tuple[object, str]:
@@ -118,7 +125,12 @@ async def _send_message(client: aiosmtplib.SMTP, message: EmailMessage) -> tuple
         await client.ehlo()
     utf8 = needs_smtputf8(message)
     if utf8 and not client.supports_extension("smtputf8"):
-        raise aiosmtplib.SMTPNotSupported("an address needs SMTPUTF8, which this server does not offer")
+        if needs_smtputf8(message, ("From", "To")):
+            raise aiosmtplib.SMTPNotSupported("an address needs SMTPUTF8, which this server does not offer")
+        # Only where to reply needs it (a staff email about a client whose address has a non-ASCII
+        # local part): the email still goes, without the Reply-To; its text names the address.
+        message = _without(message, "Reply-To")
+        utf8 = False
     eight_bit = client.supports_extension("8bitmime")
     serialising = (policy.SMTPUTF8 if utf8 else policy.SMTP).clone(cte_type="8bit" if eight_bit else "7bit")
     sender = message["From"].addresses[0].addr_spec
