@@ -1,11 +1,19 @@
 """Unit tests of the abuse limits' building blocks."""
 
+import json
 from ipaddress import ip_network
 
 import pytest
 from starlette.requests import Request
 
-from intake.guards import MalformedBody, client_address, fold_form_fields, origin_allowed, parse_submission
+from intake.guards import (
+    MAX_NESTING,
+    MalformedBody,
+    client_address,
+    fold_form_fields,
+    origin_allowed,
+    parse_submission,
+)
 
 PROXIES = [ip_network("10.0.0.0/8")]
 
@@ -89,3 +97,30 @@ def test_behind_a_tls_proxy_the_own_origin_is_what_the_proxy_says() -> None:
     assert not origin_allowed(request("203.0.113.9", forwarded), [], PROXIES)
     spoofed = {**forwarded, "Origin": "https://evil.example", "X-Forwarded-Host": "evil.example"}
     assert not origin_allowed(request("203.0.113.9", spoofed), [], PROXIES)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"notes": ' + b"[" * 5000 + b"]" * 5000 + b"}",  # past the json module's recursion limit
+        b'{"notes": ' + b"[" * 8 + b"]" * 8 + b"}",  # readable, but deeper than any form
+        b'{"notes": ' + b"9" * 5000 + b"}",  # more digits than Python converts to an int
+    ],
+    ids=["deeper-than-the-stack", "deeper-than-a-form", "huge-integer"],
+)
+def test_json_too_deep_or_with_huge_numbers_is_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedBody):
+        parse_submission(body, "application/json")
+
+
+def test_json_as_deep_as_the_limit_is_read() -> None:
+    nested: object = "x"
+    for _ in range(MAX_NESTING - 1):
+        nested = [nested]
+    assert parse_submission(json.dumps({"notes": nested}).encode(), "application/json") == {"notes": nested}
+
+
+def test_form_names_deeper_than_the_limit_are_malformed() -> None:
+    assert fold_form_fields([(".".join("a" * MAX_NESTING), "x")])  # MAX_NESTING levels: read
+    with pytest.raises(MalformedBody):
+        fold_form_fields([(".".join("a" * (MAX_NESTING + 1)), "x")])

@@ -16,6 +16,9 @@ Network = IPv4Network | IPv6Network
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+# The forms nest two levels (company.address, services[0]); deeper input is no form of ours,
+# and reading it would only spend the stack (json and the page's own code recurse).
+MAX_NESTING = 8
 
 
 class BodyTooLarge(Exception):
@@ -25,8 +28,8 @@ class BodyTooLarge(Exception):
 
 
 class UnsupportedMediaType(Exception):
-    def __init__(self, received: str) -> None:
-        super().__init__(f"content type {received or '(none)'} is not accepted; send {JSON} or {FORM}")
+    def __init__(self, received: str, accepted: tuple[str, ...] = (JSON, FORM)) -> None:
+        super().__init__(f"content type {received or '(none)'} is not accepted; send {' or '.join(accepted)}")
 
 
 class MalformedBody(Exception):
@@ -136,10 +139,14 @@ def parse_submission(body: bytes, content_type: str) -> dict[str, Any]:
     if content_type == JSON:
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except RecursionError as exc:
+            raise MalformedBody(f"the body nests deeper than {MAX_NESTING} levels") from exc
+        except ValueError as exc:  # not UTF-8, not JSON, or an integer of more digits than Python converts
             raise MalformedBody(f"the body is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise MalformedBody("the body must be a JSON object")
+        if nesting(data) > MAX_NESTING:
+            raise MalformedBody(f"the body nests deeper than {MAX_NESTING} levels")
         return data
     if content_type == FORM:
         try:
@@ -148,6 +155,20 @@ def parse_submission(body: bytes, content_type: str) -> dict[str, Any]:
             raise MalformedBody("form data must be UTF-8") from exc
         return fold_form_fields(pairs)
     raise UnsupportedMediaType(content_type)
+
+
+def nesting(value: Any) -> int:
+    """How many objects and arrays deep ``value`` goes, counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING:  # one level past the limit is enough to refuse it
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 # Form fields that may repeat (checkbox groups) become lists.
@@ -164,6 +185,8 @@ def fold_form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
             lists[name].append(value)
             continue
         *parents, leaf = name.split(".")
+        if len(parents) >= MAX_NESTING:
+            raise MalformedBody(f"form field {name[:64]}… nests deeper than {MAX_NESTING} levels")
         target = nested
         # Sections exist even when all their inputs are empty, so a missing
         # field is reported by its own name ("account.name"), not its section's.
@@ -219,11 +242,12 @@ class SubmissionGuard:
         self._allowed_origins = allowed_origins
         self._trusted_proxies = trusted_proxies
 
-    async def admit(self, request: Request, client: str) -> dict[str, Any]:
+    async def admit(self, request: Request, client: str, accepted: tuple[str, ...] = (JSON, FORM)) -> dict[str, Any]:
+        """The submission's fields, if it passes; ``accepted``: the media types this route reads."""
         if not origin_allowed(request, self._allowed_origins, self._trusted_proxies):
             raise OriginRefused(request.headers.get("origin", ""))
         await self._limiter.check(client)
         content_type = media_type(request)
-        if content_type not in (JSON, FORM):
-            raise UnsupportedMediaType(content_type)
+        if content_type not in accepted:
+            raise UnsupportedMediaType(content_type, accepted)
         return parse_submission(await read_body(request, self._max_body_bytes), content_type)

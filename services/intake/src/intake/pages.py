@@ -14,6 +14,7 @@ from agency_shared.forms import EnquiryService, Locale
 from intake.accepting import FieldProblem, InvalidSubmission, Taken
 from intake.deps import Context, Guard, IntakeService, Settings
 from intake.guards import (
+    FORM,
     BodyTooLarge,
     MalformedBody,
     OriginRefused,
@@ -124,7 +125,8 @@ async def _post_form(
     # Keeping the key when the page comes back with errors makes the corrected resubmission the same one.
     page = {"idempotency_key": context.idempotency_key or str(uuid.uuid4())}
     try:
-        raw = await guard.admit(request, context.client_ip)
+        # The pages' own forms post form data; their JavaScript posts JSON to the API instead.
+        raw = await guard.admit(request, context.client_ip, accepted=(FORM,))
         page["idempotency_key"] = str(raw.get("idempotency_key") or page["idempotency_key"])
         taken = await take(raw, context)
     except InvalidSubmission as exc:
@@ -184,7 +186,7 @@ def _failure(exc: Exception, t: dict[str, str], retry_after: int) -> tuple[int, 
         case BodyTooLarge():
             return 413, t["too_large"], None
         case UnsupportedMediaType():
-            return 415, None, None
+            return 415, t["unreadable"], None
         case OriginRefused():
             return 403, None, None
-    return 422, None, None
+    return 422, t["unreadable"], None
