@@ -236,3 +236,16 @@ async def test_bad_bodies_are_4xx_on_every_post_route_and_publish_nothing(
                     assert response.json()["status"] == response.status_code
     for queue in (AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_ENQUIRY_RECEIVED):
         assert await broker.depth(amqp_url, queue.name) == 0
+
+
+async def test_ipv6_clients_are_counted_by_their_64(intake_settings: IntakeSettings, amqp_url: str) -> None:
+    app = create_app(settings_with(intake_settings, rate_limit="1/minute"))
+    async with serving(app):
+        statuses = []
+        for address in ("2001:db8:7:1::1", "2001:db8:7:1:ffff::2", "2001:db8:7:2::1"):
+            async with client(app, client_ip=address) as http:
+                statuses.append((await http.post("/v1/enquiries", json=ENQUIRY)).status_code)
+    # A /64 is one subscriber: rotating addresses inside it does not reset the count; the next /64 is another client.
+    assert statuses == [202, 429, 202]
+    events = [json.loads(m.body) for m in await broker.take(amqp_url, NOTIFICATIONS_ENQUIRY_RECEIVED.name, count=2)]
+    assert len(events) == 2
