@@ -40,6 +40,20 @@ FORM_POST = {
 }
 
 
+# The pages load only their own script and style and post only to intake; no other site may
+# frame them (clickjacking). They embed an idempotency key, so no cache may keep them.
+PAGE_SECURITY = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
 def html_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"description": "The page, showing the outcome", "content": {"text/html": {}}} for s in statuses}
 
@@ -58,7 +72,7 @@ def _render(
         error_texts=ERRORS_ZH if locale == "zh-CN" else {},
         **context,
     )
-    return HTMLResponse(html, status_code=status, headers=headers)
+    return HTMLResponse(html, status_code=status, headers={**PAGE_SECURITY, **(headers or {})})
 
 
 def _application_page(locale: Locale, agreement: AgreementDocument, status: int = 200, **context: Any) -> HTMLResponse:
