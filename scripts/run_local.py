@@ -1,4 +1,5 @@
-"""Run the whole system on this machine (``make run``): RabbitMQ check, SecantusDB, a mail sink, three services."""
+"""Run the whole system on this machine (``make run``): RabbitMQ check, SecantusDB and a mail sink unless named
+elsewhere (``MONGODB_URL``, ``SMTP_HOST``), three services."""
 
 import os
 import shutil
@@ -84,7 +85,6 @@ def main() -> int:
     amqp_url = env.setdefault("AMQP_URL", "amqp://guest:guest@localhost:5672/")
     env.setdefault("STAFF_EMAILS", "staff@localhost")
     env.setdefault("STAFF_API_TOKEN", "local-development-token")
-    smtp_port = int(env.setdefault("SMTP_PORT", "1025"))
     ports = {
         "intake": int(env.get("INTAKE_PORT", "8000")),
         "agreements": int(env.get("AGREEMENTS_PORT", "8001")),
@@ -116,9 +116,15 @@ def main() -> int:
             )  # fmt: skip
             env["MONGODB_URL"] = f"mongodb://127.0.0.1:{mongo_port}"
             wait_until(lambda: port_open("127.0.0.1", mongo_port), 60, "SecantusDB")
-        start("mail-sink", sys.executable, str(ROOT / "scripts" / "mail_sink.py"), "--port", str(smtp_port),
-              "--dir", str(var / "mail"))  # fmt: skip
-        wait_until(lambda: port_open("127.0.0.1", smtp_port), 30, "mail sink")
+        # Like the database: a named SMTP server (a real one, a test server) is used as it is.
+        if "SMTP_HOST" not in env:
+            smtp_port = int(env.setdefault("SMTP_PORT", "1025"))
+            start("mail-sink", sys.executable, str(ROOT / "scripts" / "mail_sink.py"), "--port", str(smtp_port),
+                  "--dir", str(var / "mail"))  # fmt: skip
+            wait_until(lambda: port_open("127.0.0.1", smtp_port), 30, "mail sink")
+            emails = f"{var / 'mail'}/*.eml"
+        else:
+            emails = f"sent to {env['SMTP_HOST']}:{env.get('SMTP_PORT', '1025')}"
         for service in ports:
             start(service, sys.executable, "-m", service)
 
@@ -132,7 +138,7 @@ def main() -> int:
             log(f"intake:        http://127.0.0.1:{ports['intake']}  (POST /v1/applications, docs at /docs)")
             log(f"agreements:    http://127.0.0.1:{ports['agreements']}/readyz")
             log(f"notifications: http://127.0.0.1:{ports['notifications']}/readyz")
-            log(f"database:      {env['MONGODB_URL']}   emails: {var / 'mail'}/*.eml")
+            log(f"database:      {env['MONGODB_URL']}   emails: {emails}")
             log("Ctrl-C stops everything")
         while not stopping:
             exited = next((c for c in children if c.process.poll() is not None), None)

@@ -95,7 +95,15 @@ async def reference_on(page: Page) -> str:
 )
 async def test_application_form_with_javascript(browser: Browser, system: System, locale: str, success: str) -> None:
     page = await browser.new_page()
+    refused: list[str] = []  # what the pages' Content-Security-Policy blocked, as Chromium reports it
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
     await page.goto(f"{system.url}/")
+    # The stylesheet loaded under the policy: it is what puts the honeypot out of sight.
+    honeypot = await page.locator("#f-fax").bounding_box()
+    assert honeypot is not None
+    assert honeypot["x"] < 0, honeypot
     if locale == "zh-CN":
         await page.click("a[hreflang=zh-CN]")  # the language switch
         await expect(page.locator("h1")).to_have_text("微信公众号申请表")
@@ -107,6 +115,7 @@ async def test_application_form_with_javascript(browser: Browser, system: System
     await expect(page.locator("#outcome")).to_contain_text(success)
     assert page.url == url_before  # no reload: fetch did it
     await screenshot(page, f"application-{locale}-success")
+    assert refused == []
     application_id = await reference_on(page)
 
     await system.inbox.wait_for(lambda _: len(system.inbox.to(client)) == 1 and all(system.inbox.to(s) for s in STAFF))

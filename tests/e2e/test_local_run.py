@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import sys
+import uuid
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from tests.support.data import application
-from tests.support.servers import free_port
+from tests.support.servers import Inbox, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
         name: free_port()
         for name in ("INTAKE_PORT", "AGREEMENTS_PORT", "NOTIFICATIONS_PORT", "SMTP_PORT", "LOCAL_MONGO_PORT")
     }
-    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URL", "SMTP_HOST")}
     env.update({k: str(v) for k, v in ports.items()})
     env.update({"AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example"})
     runner = await asyncio.create_subprocess_exec(
@@ -75,6 +76,45 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
             code = await runner.wait()
     assert code == 0, "".join(output) + rest.decode(errors="replace")
     assert "[run] stopped" in rest.decode()
+
+
+async def test_the_runner_uses_the_named_smtp_server_and_database_instead_of_starting_its_own(
+    amqp_url: str, mongo_url: str, smtp_port: int, inbox: Inbox, tmp_path: Path
+) -> None:
+    ports = {name: free_port() for name in ("INTAKE_PORT", "AGREEMENTS_PORT", "NOTIFICATIONS_PORT")}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
+    env.update({
+        "AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example",
+        "MONGODB_URL": mongo_url, "MONGODB_DB": f"run_local_{uuid.uuid4().hex[:8]}",
+        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port),
+    })  # fmt: skip
+    runner = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "scripts" / "run_local.py"), env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert runner.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(90):
+            await read_until(runner.stdout, "all services ready", output)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['INTAKE_PORT']}") as http:
+            response = await http.post("/v1/applications", json=application())
+        assert response.status_code == 202, response.text
+        # The emails reach the SMTP server named, as that server received them.
+        await inbox.wait_for(lambda _: bool(inbox.to("li.wei@mapletea.example") and inbox.to("staff@agency.example")))
+    finally:
+        if runner.returncode is None:
+            runner.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            rest = (await runner.stdout.read()).decode(errors="replace")
+            code = await runner.wait()
+    log = "".join(output) + rest
+    assert code == 0, log
+    [confirmation] = inbox.to("li.wei@mapletea.example")
+    assert str(confirmation["To"]) == "Li Wei 李伟 <li.wei@mapletea.example>"
+    assert f"emails: sent to 127.0.0.1:{smtp_port}" in log
+    assert not (tmp_path / "mail").exists()  # no mail sink ran
+    assert not (tmp_path / "mongo").exists()  # nor a database
 
 
 async def test_the_runner_says_what_to_do_when_rabbitmq_is_unreachable(tmp_path: Path) -> None:

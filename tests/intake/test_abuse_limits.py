@@ -201,3 +201,51 @@ async def test_an_enquiry_is_published_as_enquiry_received(intake_settings: Inta
     assert message.correlation_id == "enq-1"
     assert invalid.status_code == 422
     assert {e["field"] for e in invalid.json()["errors"]} == {"services.0", "email"}
+
+
+POST_ROUTES = {"/v1/applications": "application/problem+json", "/v1/enquiries": "application/problem+json",
+               "/": "text/html", "/contact": "text/html"}  # fmt: skip
+DEEP_FORM_NAME = ".".join(["company"] * 5000)
+JSON_TYPE = "application/json"
+BAD_BODIES = {
+    "deep JSON": (JSON_TYPE, b'{"notes": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+    "JSON nested past a form": (JSON_TYPE, b'{"notes": ' + b"[" * 900 + b"]" * 900 + b"}"),
+    "a 5000-digit number": (JSON_TYPE, b'{"notes": ' + b"9" * 5000 + b"}"),
+    "deep form names": ("application/x-www-form-urlencoded", f"{DEEP_FORM_NAME}=x".encode()),
+    "text": ("text/plain", b"name=x"),
+    "XML": ("application/xml", b"<application/>"),
+}
+
+
+async def test_bad_bodies_are_4xx_on_every_post_route_and_publish_nothing(
+    intake_settings: IntakeSettings, amqp_url: str
+) -> None:
+    app = create_app(settings_with(intake_settings, rate_limit="1000/minute"))
+    async with serving(app), client(app) as http:
+        for path, answer_type in POST_ROUTES.items():
+            bodies = {**BAD_BODIES, "JSON of the right form": (JSON_TYPE, json.dumps(ENQUIRY).encode())}
+            if path.startswith("/v1/"):
+                del bodies["JSON of the right form"]  # the API reads JSON; the pages only their forms' data
+            for what, (content_type, body) in bodies.items():
+                response = await http.post(path, content=body, headers={"Content-Type": content_type})
+                assert response.status_code in (400, 413, 415, 422), (path, what, response.status_code)
+                assert response.headers["content-type"].startswith(answer_type), (path, what)
+                if answer_type == "text/html":
+                    assert "The form could not be read." in response.text, (path, what)
+                else:
+                    assert response.json()["status"] == response.status_code
+    for queue in (AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_ENQUIRY_RECEIVED):
+        assert await broker.depth(amqp_url, queue.name) == 0
+
+
+async def test_ipv6_clients_are_counted_by_their_64(intake_settings: IntakeSettings, amqp_url: str) -> None:
+    app = create_app(settings_with(intake_settings, rate_limit="1/minute"))
+    async with serving(app):
+        statuses = []
+        for address in ("2001:db8:7:1::1", "2001:db8:7:1:ffff::2", "2001:db8:7:2::1"):
+            async with client(app, client_ip=address) as http:
+                statuses.append((await http.post("/v1/enquiries", json=ENQUIRY)).status_code)
+    # A /64 is one subscriber: rotating addresses inside it does not reset the count; the next /64 is another client.
+    assert statuses == [202, 429, 202]
+    events = [json.loads(m.body) for m in await broker.take(amqp_url, NOTIFICATIONS_ENQUIRY_RECEIVED.name, count=2)]
+    assert len(events) == 2

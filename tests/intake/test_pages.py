@@ -9,6 +9,7 @@ from intake.settings import IntakeSettings
 from tests.support.apps import client, serving
 from tests.support.data import CURRENT, application, flat_form
 from tests.support.events import ENQUIRY
+from tests.support.settings import settings_with
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"}
 
@@ -104,3 +105,67 @@ async def test_the_contact_page_posts_without_javascript(intake_settings: Intake
     for field in ("name", "email", "message"):
         assert re.search(rf'<p class="error" id="e-{field}"[^>]*>[^<]+</p>', empty.text), field
     assert re.search(r'<p class="error" id="e-services"[^>]*>[^<]+</p>', empty.text)
+
+
+def referenced_urls(html: str) -> list[str]:
+    """Every URL the page makes a browser load or go to: src, href, action, and url() in style."""
+    return re.findall(r'(?:src|href|action)\s*=\s*"([^"]*)"', html) + re.findall(r"url\(([^)]*)\)", html)
+
+
+def third_party(urls: list[str]) -> list[str]:
+    # Relative references stay on intake's own origin; "//host" and "scheme:" ones do not.
+    return [url for url in urls if re.match(r"^\s*([a-z][a-z0-9+.-]*:|//)", url, re.IGNORECASE)]
+
+
+def csp_directives(header: str) -> dict[str, list[str]]:
+    parts = (directive.split() for directive in header.split(";") if directive.strip())
+    return {name: values for name, *values in parts}
+
+
+async def test_every_page_forbids_framing_inline_script_sniffing_and_caching(intake_settings: IntakeSettings) -> None:
+    app = create_app(intake_settings)
+    async with serving(app), client(app) as http:
+        pages = {
+            "GET /": await http.get("/"),
+            "GET /contact": await http.get("/contact?lang=zh-CN"),
+            "POST / (accepted)": await http.post("/", content=form_pairs(application()), headers=FORM),
+            "POST / (invalid)": await http.post("/", content=form_pairs({"notes": "x"}), headers=FORM),
+            "POST /contact (accepted)": await http.post("/contact", content=form_pairs(ENQUIRY), headers=FORM),
+            "POST /contact (415)": await http.post("/contact", json=ENQUIRY),
+        }
+        style = await http.get("/static/forms.css")
+    assert [page.status_code for page in pages.values()] == [200, 200, 202, 422, 202, 415]
+    for name, page in pages.items():
+        assert page.headers["content-type"].startswith("text/html"), name
+        csp = csp_directives(page.headers["content-security-policy"])
+        assert csp["default-src"] == ["'none'"], name
+        assert csp["script-src"] == ["'self'"], name  # no 'unsafe-inline', no other host
+        assert csp["style-src"] == ["'self'"], name
+        assert csp["frame-ancestors"] == ["'none'"], name
+        assert page.headers["x-content-type-options"] == "nosniff", name
+        assert page.headers["referrer-policy"] == "same-origin", name
+        assert page.headers["cache-control"] == "no-store", name
+        # Under that policy an inline script or style would not run: the pages must have none.
+        assert not re.search(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)", page.text), name
+        assert not re.search(r"<style|\sstyle=|\son[a-z]+=", page.text), name
+        assert third_party(referenced_urls(page.text)) == [], name
+    assert style.status_code == 200
+    assert style.headers["content-type"].startswith("text/css")
+    assert '<link rel="stylesheet" href="/static/forms.css">' in pages["GET /"].text
+
+
+async def test_production_serves_no_docs_page_that_loads_a_cdn_but_keeps_the_openapi_document(
+    intake_settings: IntakeSettings,
+) -> None:
+    production = create_app(settings_with(intake_settings, environment="production"))
+    development = create_app(intake_settings)
+    async with client(production) as http, client(development) as dev:
+        docs = {path: await http.get(path) for path in ("/docs", "/redoc", "/docs/oauth2-redirect")}
+        document = await http.get("/openapi.json")
+        dev_docs = await dev.get("/docs")
+    assert {path: r.status_code for path, r in docs.items()} == dict.fromkeys(docs, 404)
+    assert document.status_code == 200
+    assert "/v1/applications" in document.json()["paths"]
+    # Outside production the docs stay, with FastAPI's CDN links (what the check above would catch).
+    assert dev_docs.status_code == 200
+    assert third_party(referenced_urls(dev_docs.text))

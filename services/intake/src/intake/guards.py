@@ -5,7 +5,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,6 +16,9 @@ Network = IPv4Network | IPv6Network
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+# The forms nest two levels (company.address, services[0]); deeper input is no form of ours,
+# and reading it would only spend the stack (json and the page's own code recurse).
+MAX_NESTING = 8
 
 
 class BodyTooLarge(Exception):
@@ -25,8 +28,8 @@ class BodyTooLarge(Exception):
 
 
 class UnsupportedMediaType(Exception):
-    def __init__(self, received: str) -> None:
-        super().__init__(f"content type {received or '(none)'} is not accepted; send {JSON} or {FORM}")
+    def __init__(self, received: str, accepted: tuple[str, ...] = (JSON, FORM)) -> None:
+        super().__init__(f"content type {received or '(none)'} is not accepted; send {' or '.join(accepted)}")
 
 
 class MalformedBody(Exception):
@@ -40,32 +43,54 @@ class RateLimited(Exception):
 
 
 def client_address(request: Request, trusted_proxies: list[Network]) -> str:
-    """The client's IP: the peer, unless the peer is a trusted proxy, then the nearest untrusted hop it forwarded."""
-    peer = request.client.host if request.client else "unknown"
+    """The client's IP: the peer, unless the peer is a trusted proxy, then the right-most forwarded hop not trusted.
+
+    Each proxy appends the address it saw, so only entries right of the last untrusted one
+    were written by proxies we trust; anything further left came from the client and may be
+    forged. Every ``X-Forwarded-For`` line counts (a proxy may add a line rather than extend
+    the client's). An entry that is no IP address leaves the peer as the client.
+    """
+    peer = canonical_ip(request.client.host) if request.client else None
+    if peer is None:
+        return request.client.host if request.client else "unknown"
     if not trusted_proxies or not _is_in(peer, trusted_proxies):
-        return peer
-    forwarded = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
-    # Walk from the nearest hop outwards; every trusted hop may have appended the one before it.
+        return str(peer)
+    lines = request.headers.getlist("x-forwarded-for")
+    forwarded = [hop.strip() for line in lines for hop in line.split(",") if hop.strip()]
     for hop in reversed(forwarded):
-        if not _is_in(hop, trusted_proxies):
-            return hop if _is_ip(hop) else peer
-    return peer
+        address = canonical_ip(hop)
+        if address is None:
+            return str(peer)
+        if not _is_in(address, trusted_proxies):
+            return str(address)
+    return str(peer)
 
 
-def _is_ip(value: str) -> bool:
+def canonical_ip(value: str) -> IPv4Address | IPv6Address | None:
+    """``value`` as an address, one spelling per host: IPv4-mapped IPv6 as IPv4, no IPv6 zone id; None if none."""
     try:
-        ip_address(value)
+        address = ip_address(value.strip())
     except ValueError:
-        return False
-    return True
+        return None
+    if isinstance(address, IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            return IPv6Address(address.packed)
+    return address
 
 
-def _is_in(address: str, networks: list[Network]) -> bool:
-    try:
-        ip = ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
+def rate_limit_key(client: str) -> str:
+    """Whom a rate limit counts: an IPv4 address, or an IPv6 address's /64 (what one subscriber gets)."""
+    address = canonical_ip(client)
+    if isinstance(address, IPv6Address):
+        return str(IPv6Network((address, 64), strict=False))
+    return client
+
+
+def _is_in(address: IPv4Address | IPv6Address | str, networks: list[Network]) -> bool:
+    ip = canonical_ip(address) if isinstance(address, str) else address
+    return ip is not None and any(ip in network for network in networks)
 
 
 class SubmissionRateLimiter:
@@ -136,10 +161,14 @@ def parse_submission(body: bytes, content_type: str) -> dict[str, Any]:
     if content_type == JSON:
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except RecursionError as exc:
+            raise MalformedBody(f"the body nests deeper than {MAX_NESTING} levels") from exc
+        except ValueError as exc:  # not UTF-8, not JSON, or an integer of more digits than Python converts
             raise MalformedBody(f"the body is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise MalformedBody("the body must be a JSON object")
+        if nesting(data) > MAX_NESTING:
+            raise MalformedBody(f"the body nests deeper than {MAX_NESTING} levels")
         return data
     if content_type == FORM:
         try:
@@ -148,6 +177,20 @@ def parse_submission(body: bytes, content_type: str) -> dict[str, Any]:
             raise MalformedBody("form data must be UTF-8") from exc
         return fold_form_fields(pairs)
     raise UnsupportedMediaType(content_type)
+
+
+def nesting(value: Any) -> int:
+    """How many objects and arrays deep ``value`` goes, counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING:  # one level past the limit is enough to refuse it
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 # Form fields that may repeat (checkbox groups) become lists.
@@ -164,6 +207,8 @@ def fold_form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
             lists[name].append(value)
             continue
         *parents, leaf = name.split(".")
+        if len(parents) >= MAX_NESTING:
+            raise MalformedBody(f"form field {name[:64]}… nests deeper than {MAX_NESTING} levels")
         target = nested
         # Sections exist even when all their inputs are empty, so a missing
         # field is reported by its own name ("account.name"), not its section's.
@@ -219,11 +264,12 @@ class SubmissionGuard:
         self._allowed_origins = allowed_origins
         self._trusted_proxies = trusted_proxies
 
-    async def admit(self, request: Request, client: str) -> dict[str, Any]:
+    async def admit(self, request: Request, client: str, accepted: tuple[str, ...] = (JSON, FORM)) -> dict[str, Any]:
+        """The submission's fields, if it passes; ``accepted``: the media types this route reads."""
         if not origin_allowed(request, self._allowed_origins, self._trusted_proxies):
             raise OriginRefused(request.headers.get("origin", ""))
-        await self._limiter.check(client)
+        await self._limiter.check(rate_limit_key(client))
         content_type = media_type(request)
-        if content_type not in (JSON, FORM):
-            raise UnsupportedMediaType(content_type)
+        if content_type not in accepted:
+            raise UnsupportedMediaType(content_type, accepted)
         return parse_submission(await read_body(request, self._max_body_bytes), content_type)

@@ -58,6 +58,7 @@ TEXT: dict[Locale, dict[str, str]] = {
         "unavailable": "We could not take your submission just now. Nothing was lost: please try again in a moment.",
         "rate_limited": "Too many submissions from your address. Please wait a minute and try again.",
         "too_large": "The form is too large to send.",
+        "unreadable": "The form could not be read. Please reload the page and send it again.",
         "back": "Back to the form",
     },
     "zh-CN": {
@@ -107,6 +108,7 @@ TEXT: dict[Locale, dict[str, str]] = {
         "unavailable": "暂时无法接收您的提交，数据未丢失，请稍后重试。",
         "rate_limited": "您的提交过于频繁，请稍等一分钟后重试。",
         "too_large": "表单内容过大，无法提交。",
+        "unreadable": "无法读取表单内容，请刷新页面后重新提交。",
         "back": "返回表单",
     },
 }

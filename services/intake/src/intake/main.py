@@ -41,6 +41,10 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
         version="1",
         description="Applications for WeChat Official Accounts, enquiries, and the Service Agreement to accept.",
         lifespan=serving(chassis),
+        # FastAPI's documentation pages load Swagger UI and ReDoc from a CDN (often unreachable from
+        # mainland China, and a third party on our pages): production serves only /openapi.json.
+        docs_url=None if settings.environment == "production" else "/docs",
+        redoc_url=None if settings.environment == "production" else "/redoc",
         # The route table's first entries: a request for them is matched without looking further.
         routes=api_routes(intake, guard, settings),
         # FastAPI's OpenTelemetry bridge looks up the global providers on every request

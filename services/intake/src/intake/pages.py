@@ -14,6 +14,7 @@ from agency_shared.forms import EnquiryService, Locale
 from intake.accepting import FieldProblem, InvalidSubmission, Taken
 from intake.deps import Context, Guard, IntakeService, Settings
 from intake.guards import (
+    FORM,
     BodyTooLarge,
     MalformedBody,
     OriginRefused,
@@ -39,6 +40,20 @@ FORM_POST = {
 }
 
 
+# The pages load only their own script and style and post only to intake; no other site may
+# frame them (clickjacking). They embed an idempotency key, so no cache may keep them.
+PAGE_SECURITY = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
 def html_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"description": "The page, showing the outcome", "content": {"text/html": {}}} for s in statuses}
 
@@ -57,7 +72,7 @@ def _render(
         error_texts=ERRORS_ZH if locale == "zh-CN" else {},
         **context,
     )
-    return HTMLResponse(html, status_code=status, headers=headers)
+    return HTMLResponse(html, status_code=status, headers={**PAGE_SECURITY, **(headers or {})})
 
 
 def _application_page(locale: Locale, agreement: AgreementDocument, status: int = 200, **context: Any) -> HTMLResponse:
@@ -124,7 +139,8 @@ async def _post_form(
     # Keeping the key when the page comes back with errors makes the corrected resubmission the same one.
     page = {"idempotency_key": context.idempotency_key or str(uuid.uuid4())}
     try:
-        raw = await guard.admit(request, context.client_ip)
+        # The pages' own forms post form data; their JavaScript posts JSON to the API instead.
+        raw = await guard.admit(request, context.client_ip, accepted=(FORM,))
         page["idempotency_key"] = str(raw.get("idempotency_key") or page["idempotency_key"])
         taken = await take(raw, context)
     except InvalidSubmission as exc:
@@ -184,7 +200,7 @@ def _failure(exc: Exception, t: dict[str, str], retry_after: int) -> tuple[int, 
         case BodyTooLarge():
             return 413, t["too_large"], None
         case UnsupportedMediaType():
-            return 415, None, None
+            return 415, t["unreadable"], None
         case OriginRefused():
             return 403, None, None
-    return 422, None, None
+    return 422, t["unreadable"], None
