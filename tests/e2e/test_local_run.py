@@ -5,6 +5,9 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -27,6 +30,44 @@ async def read_until(stream: asyncio.StreamReader, marker: str, seen: list[str])
             return
 
 
+@dataclass
+class Run:
+    """What the runner printed: before it was asked to stop (``output``), and all of it with its exit code."""
+
+    output: list[str] = field(default_factory=list)
+    log: str = ""
+    code: int | None = None
+
+
+@asynccontextmanager
+async def running_locally(env: dict[str, str]) -> AsyncIterator[Run]:
+    """``scripts/run_local.py`` as ``make run`` starts it, once ready; on exit SIGTERM, then its log and code."""
+    runner = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "scripts" / "run_local.py"), env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert runner.stdout is not None
+    run = Run()
+    try:
+        async with asyncio.timeout(90):
+            await read_until(runner.stdout, "all services ready", run.output)
+        yield run
+    finally:
+        if runner.returncode is None:
+            runner.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            rest = (await runner.stdout.read()).decode(errors="replace")
+            run.code = await runner.wait()
+        run.log = "".join(run.output) + rest
+
+
+async def submit(intake_port: int) -> str:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{intake_port}") as http:
+        response = await http.post("/v1/applications", json=application())
+    assert response.status_code == 202, response.text
+    return str(response.json()["application_id"])
+
+
 async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanly(
     amqp_url: str, tmp_path: Path
 ) -> None:
@@ -37,20 +78,8 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URL", "SMTP_HOST")}
     env.update({k: str(v) for k, v in ports.items()})
     env.update({"AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example"})
-    runner = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "scripts" / "run_local.py"), env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert runner.stdout is not None
-    output: list[str] = []
-    try:
-        async with asyncio.timeout(90):
-            await read_until(runner.stdout, "all services ready", output)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['INTAKE_PORT']}") as http:
-            response = await http.post("/v1/applications", json=application())
-        assert response.status_code == 202, response.text
-        application_id = response.json()["application_id"]
-
+    async with running_locally(env) as run:
+        application_id = await submit(ports["INTAKE_PORT"])
         mail = tmp_path / "mail"
         async with asyncio.timeout(30):
             # Another process writes the files; there is nothing to await but the folder itself.
@@ -68,14 +97,8 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
             await mongo.close()
         assert record is not None
         assert (tmp_path / "mongo").is_dir()
-    finally:
-        if runner.returncode is None:
-            runner.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(60):
-            rest = await runner.stdout.read()
-            code = await runner.wait()
-    assert code == 0, "".join(output) + rest.decode(errors="replace")
-    assert "[run] stopped" in rest.decode()
+    assert run.code == 0, run.log
+    assert "[run] stopped" in run.log
 
 
 async def test_the_runner_uses_the_named_smtp_server_and_database_instead_of_starting_its_own(
@@ -88,31 +111,14 @@ async def test_the_runner_uses_the_named_smtp_server_and_database_instead_of_sta
         "MONGODB_URL": mongo_url, "MONGODB_DB": f"run_local_{uuid.uuid4().hex[:8]}",
         "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port),
     })  # fmt: skip
-    runner = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "scripts" / "run_local.py"), env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert runner.stdout is not None
-    output: list[str] = []
-    try:
-        async with asyncio.timeout(90):
-            await read_until(runner.stdout, "all services ready", output)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['INTAKE_PORT']}") as http:
-            response = await http.post("/v1/applications", json=application())
-        assert response.status_code == 202, response.text
+    async with running_locally(env) as run:
+        await submit(ports["INTAKE_PORT"])
         # The emails reach the SMTP server named, as that server received them.
         await inbox.wait_for(lambda _: bool(inbox.to("li.wei@mapletea.example") and inbox.to("staff@agency.example")))
-    finally:
-        if runner.returncode is None:
-            runner.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(60):
-            rest = (await runner.stdout.read()).decode(errors="replace")
-            code = await runner.wait()
-    log = "".join(output) + rest
-    assert code == 0, log
+    assert run.code == 0, run.log
     [confirmation] = inbox.to("li.wei@mapletea.example")
     assert str(confirmation["To"]) == "Li Wei 李伟 <li.wei@mapletea.example>"
-    assert f"emails: sent to 127.0.0.1:{smtp_port}" in log
+    assert f"emails: sent to 127.0.0.1:{smtp_port}" in run.log
     assert not (tmp_path / "mail").exists()  # no mail sink ran
     assert not (tmp_path / "mongo").exists()  # nor a database
 

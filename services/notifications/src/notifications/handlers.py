@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Literal, Protocol
+from functools import partial
+from typing import Literal, Protocol, TypeVar
 
 from faststream.rabbit import RabbitRouter
 from pymongo.errors import ConnectionFailure
@@ -26,6 +27,7 @@ from agency_shared.events import (
     derived_id,
     utc_now,
 )
+from agency_shared.forms import Locale
 from agency_shared.topology import (
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_APPLICATION_SUBMITTED,
@@ -43,6 +45,9 @@ from notifications.mailer import Mailer
 from notifications.settings import NotificationsSettings
 
 logger = logging.getLogger(__name__)
+E = TypeVar("E", bound=Event)
+# Composes one staff address's email about an event: (event, staff address, sender, staff language).
+StaffEmail = Callable[[E, str, str, Locale], EmailMessage]
 
 # Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently).
 CLIENT_TEMPLATES = frozenset({"client_confirmation", "enquiry_autoresponse"})
@@ -214,15 +219,7 @@ class Emails:
         self._staff_locale = settings.staff_language
 
     def of_submission(self, event: ApplicationSubmitted) -> Notice:
-        emails = tuple(
-            composed(
-                event,
-                "staff_new_application",
-                staff,
-                lambda staff=staff: staff_new_application(event, staff, self._mail_from, self._staff_locale),  # type: ignore[misc]
-            )
-            for staff in self._staff
-        )
+        emails = self._to_staff(event, "staff_new_application", staff_new_application)
         return Notice(event, Subject("application_id", event.data.application_id), emails)
 
     def of_recording(self, event: AgreementRecorded) -> Notice:
@@ -235,15 +232,7 @@ class Emails:
         return Notice(event, Subject("application_id", event.data.application_id), (email,))
 
     def of_enquiry(self, event: EnquiryReceived) -> Notice:
-        staff_emails = [
-            composed(
-                event,
-                "staff_new_enquiry",
-                staff,
-                lambda staff=staff: staff_new_enquiry(event, staff, self._mail_from, self._staff_locale),  # type: ignore[misc]
-            )
-            for staff in self._staff
-        ]
+        staff_emails = self._to_staff(event, "staff_new_enquiry", staff_new_enquiry)
         autoresponse = composed(
             event,
             "enquiry_autoresponse",
@@ -251,6 +240,13 @@ class Emails:
             lambda: enquiry_autoresponse(event, self._mail_from, self._staff),
         )
         return Notice(event, Subject("enquiry_id", event.data.enquiry_id), (*staff_emails, autoresponse))
+
+    def _to_staff(self, event: E, template: str, compose: StaffEmail[E]) -> tuple[OutgoingEmail, ...]:
+        """One email per staff address, each composed (or failed) on its own."""
+        return tuple(
+            composed(event, template, staff, partial(compose, event, staff, self._mail_from, self._staff_locale))
+            for staff in self._staff
+        )
 
 
 class Ports(Protocol):
