@@ -45,8 +45,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Everything but the fault tests on two workers (each its own SecantusDB, every test its own
+# vhost and SMTP server), then the fault tests alone: they stop and start the machine's RabbitMQ.
 pytest: $(BIN)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not faults" -n 2 --dist loadfile
+	$(BIN)/pytest -m faults
 
 # Only the fault tests (kill, restart, outage; they are part of `make test` too).
 test-faults: $(BIN)/.installed system-deps broker
