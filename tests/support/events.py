@@ -1,9 +1,16 @@
 """Building events for tests the way intake builds them."""
 
 import uuid
+from datetime import UTC, datetime
 
 from agency_shared.chain import GENESIS
-from agency_shared.events import AgreementRecorded, ApplicationSubmitted, EnquiryReceived
+from agency_shared.events import (
+    AgreementRecorded,
+    ApplicationSubmitted,
+    EnquiryReceived,
+    NotificationSettled,
+    NotificationSettledData,
+)
 from agency_shared.forms import ApplicationForm, EnquiryForm
 from agreements.recording import acceptance_link, agreement_recorded, record_from_event
 from intake.submission import RequestContext, submit_application, submit_enquiry
@@ -41,3 +48,21 @@ def agreement_recorded_event(locale: str = "en") -> AgreementRecorded:
     submitted = application_submitted(locale=locale)
     record = record_from_event(submitted, now=submitted.occurred_at)
     return agreement_recorded(record, acceptance_link(record, GENESIS))
+
+
+def notification_settled(application_id: uuid.UUID | None) -> NotificationSettled:
+    """notification.settled for a client confirmation sent (a fresh key each time)."""
+    return NotificationSettled(
+        event_id=uuid.uuid4(),
+        correlation_id="c-1",
+        data=NotificationSettledData(
+            notification_key=f"{uuid.uuid4()}/client_confirmation/li.wei@mapletea.example",
+            source_event_id=uuid.uuid4(),
+            source_event_type="agreement.recorded",
+            application_id=application_id,
+            template="client_confirmation",
+            recipient="li.wei@mapletea.example",
+            state="sent",
+            settled_at=datetime(2026, 12, 1, 20, 0, tzinfo=UTC),
+        ),
+    )

@@ -7,10 +7,10 @@ from pymongo.errors import AutoReconnect
 
 from agency_chassis.outcomes import Done, RetryLater
 from agency_shared.chain import GENESIS_HASH, record_hash
-from agency_shared.events import AgreementRecorded, NotificationSettled, NotificationSettledData
+from agency_shared.events import AgreementRecorded
 from agreements.handlers import note_notification, record_submitted_application
 from agreements.storage import LedgerContention
-from tests.support.events import application_submitted
+from tests.support.events import application_submitted, notification_settled
 from tests.support.fakes import FakeAcceptanceLedger, FakeApplications
 
 NOW = datetime(2026, 5, 4, 3, 2, 1, 123000, tzinfo=UTC)
@@ -63,28 +63,11 @@ async def test_a_ledger_too_busy_or_unreachable_means_retry_later() -> None:
         assert outcome.publish == ()
 
 
-def settled(application_id: uuid.UUID | None) -> NotificationSettled:
-    return NotificationSettled(
-        event_id=uuid.uuid4(),
-        correlation_id="c-1",
-        data=NotificationSettledData(
-            notification_key="e/client_confirmation/li.wei@mapletea.example",
-            source_event_id=uuid.uuid4(),
-            source_event_type="agreement.recorded",
-            application_id=application_id,
-            template="client_confirmation",
-            recipient="li.wei@mapletea.example",
-            state="sent",
-            settled_at=NOW,
-        ),
-    )
-
-
 async def test_an_email_outcome_goes_to_the_store_each_time_it_comes() -> None:
     # A repeat is harmless because the store ignores it (tests/agreements/test_storage.py), not because
     # the use case remembers anything: each delivery is handed over and done.
     store = FakeApplications()
-    event = settled(uuid.uuid4())
+    event = notification_settled(uuid.uuid4())
     assert await note_notification(event, store) == Done()
     assert await note_notification(event, store) == Done()
     assert store.notes == [event.data, event.data]
@@ -93,5 +76,5 @@ async def test_an_email_outcome_goes_to_the_store_each_time_it_comes() -> None:
 async def test_noting_during_a_database_outage_means_retry_later() -> None:
     store = FakeApplications()
     store.down = True
-    outcome = await note_notification(settled(uuid.uuid4()), store)
+    outcome = await note_notification(notification_settled(uuid.uuid4()), store)
     assert isinstance(outcome, RetryLater)
