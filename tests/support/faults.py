@@ -278,6 +278,13 @@ class System:
             stop.set()
             await driver
 
+    async def accepted(self, count: int, timeout: float = 60) -> list[Submission]:
+        """Wait (under load) until ``count`` submissions were answered 202; returns them."""
+        async with asyncio.timeout(timeout):
+            while len(accepted := [s for s in self.submissions if s.status == 202]) < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        return accepted
+
     async def queue_depths(self) -> dict[str, int]:
         listing = await rabbitmqctl("list_queues", "-p", self.vhost, "name", "messages")
         rows = [line.split("\t") for line in listing.splitlines()[1:] if line.strip()]
