@@ -224,8 +224,8 @@ class System:
 
     async def start(self) -> None:
         self.database.start()
-        for replicas in self.replicas.values():
-            await asyncio.gather(*(replica.start() for replica in replicas))
+        # All at once: each declares the whole topology, so none waits for another.
+        await asyncio.gather(*(replica.start() for replicas in self.replicas.values() for replica in replicas))
 
     async def stop(self) -> None:
         for replicas in self.replicas.values():
