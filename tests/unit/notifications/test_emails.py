@@ -8,6 +8,7 @@ from email.policy import EmailPolicy
 
 import pytest
 
+from agency_shared.forms import Locale
 from agency_shared.receipt_verifier import verify_receipt
 from notifications import emails
 from notifications.emails import client_confirmation, staff_new_application, staff_new_enquiry
@@ -234,11 +235,13 @@ def test_staff_emails_say_which_human_check_the_submission_passed(check: str, en
     submitted, enquired = application_submitted(), enquiry_received()
     submitted = submitted.model_copy(update={"data": submitted.data.model_copy(update={"human_check": check})})
     enquired = enquired.model_copy(update={"data": enquired.data.model_copy(update={"human_check": check})})
-    for locale, label, expected in (("en", "Human check", english), ("zh-CN", "人机验证", chinese)):
+    locales: tuple[tuple[Locale, str, str], ...] = (("en", "Human check", english), ("zh-CN", "人机验证", chinese))
+    for locale, label, expected in locales:
         for message in (
             reparse(staff_new_application(submitted, "ops@agency.example", SENDER, locale)),
             reparse(staff_new_enquiry(enquired, "ops@agency.example", SENDER, locale)),
         ):
             text, html = bodies(message)
-            assert label in text and expected in text, (locale, text)
-            assert label in html and expected in html, (locale, html)
+            for body in (text, html):
+                assert label in body, (locale, body)
+                assert expected in body, (locale, body)
