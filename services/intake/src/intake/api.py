@@ -24,12 +24,6 @@ FORM_BODY_NOTE = (
     "a ticked checkbox sends 'on'; `idempotency_key`, the ALTCHA solution `altcha` and the honeypot `fax` "
     "may be included."
 )
-# The one key a JSON body may carry beside the form's fields.
-CAPTCHA_NOTE = (
-    "\n\nA JSON body may also carry `altcha`: the ALTCHA widget's solution (base64) to a challenge from "
-    "`GET /v1/captcha/challenge`. Without a valid, unused one the submission is still accepted; "
-    "its event records `human_check: none`."
-)
 # What FastAPI cannot infer from the endpoints: the form posts beside the JSON body they declare.
 FORM_BODY = {
     "requestBody": {
@@ -69,6 +63,10 @@ def api_routes(intake: Intake, guard: SubmissionGuard, settings: IntakeSettings)
 
         The same ``Idempotency-Key`` with the same data always answers with the same ``application_id``;
         with different data, ``422`` ``/problems/idempotency-key-reused`` and nothing is accepted.
+
+        The body may also carry ``altcha``: the ALTCHA widget's solution to a challenge from
+        ``GET /v1/captcha/challenge``. Without a valid, unused one the application is still
+        accepted; its event records ``human_check: none``.
         """
         taken = await intake.accept_application(application, context)
         logger.info("application %s accepted", taken.id, extra={"application_id": str(taken.id)})
@@ -81,6 +79,7 @@ def api_routes(intake: Intake, guard: SubmissionGuard, settings: IntakeSettings)
         """Accept a 'Get in touch' enquiry. 202 means the broker has durably taken it.
 
         ``Idempotency-Key`` as for applications: the same data, the same ``enquiry_id``; other data, ``422``.
+        ``altcha`` as for applications.
         """
         taken = await intake.accept_enquiry(enquiry, context)
         logger.info("enquiry %s accepted", taken.id)
@@ -96,8 +95,6 @@ def api_routes(intake: Intake, guard: SubmissionGuard, settings: IntakeSettings)
             return problem(404, "captcha-off", detail="the CAPTCHA is switched off (CAPTCHA=off)")
         return JSONResponse(challenge, headers={"Cache-Control": "no-store"})
 
-    submit_application.__doc__ = (submit_application.__doc__ or "") + CAPTCHA_NOTE
-    submit_enquiry.__doc__ = (submit_enquiry.__doc__ or "") + CAPTCHA_NOTE
     return [
         SubmissionRoute(
             "/v1/applications", submit_application, kind="application", decoy=application_accepted,
