@@ -30,7 +30,9 @@ async def browser() -> AsyncIterator[Browser]:
         await chromium.close()
 
 
-@pytest.mark.parametrize(("lang", "label", "success"), [("en", "not a robot", "Thank you!"), ("zh-CN", "我不是机器人", "感谢您")])
+@pytest.mark.parametrize(
+    ("lang", "label", "success"), [("en", "not a robot", "Thank you!"), ("zh-CN", "我不是机器人", "感谢您")]
+)
 async def test_the_widget_solves_its_challenge_under_the_policy_and_the_enquiry_passes_the_check(
     intake_settings: IntakeSettings, amqp_url: str, browser: Browser, lang: str, label: str, success: str
 ) -> None:

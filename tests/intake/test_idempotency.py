@@ -94,6 +94,20 @@ async def test_of_concurrent_requests_with_one_key_and_different_data_exactly_on
     assert len(published) == len(keys)
 
 
+async def test_concurrent_requests_with_one_key_and_the_same_data_are_all_the_same_application(
+    intake_settings: IntakeSettings, amqp_url: str
+) -> None:
+    app, k = create_app(settings_with(intake_settings, rate_limit="1000/minute")), key()
+    async with serving(app), client(app) as http:
+        answers = await asyncio.gather(
+            *(http.post("/v1/applications", json=application(), headers={"Idempotency-Key": k}) for _ in range(6))
+        )
+    assert [a.status_code for a in answers] == [202] * 6
+    assert len({a.json()["application_id"] for a in answers}) == 1
+    published = await broker.take(amqp_url, AGREEMENTS_APPLICATION_SUBMITTED.name, 6)
+    assert len({json.loads(m.body)["event_id"] for m in published}) == 1
+
+
 async def test_after_a_503_the_retry_with_the_same_key_and_data_is_accepted_and_other_data_is_not(
     intake_settings: IntakeSettings, amqp_url: str
 ) -> None:
