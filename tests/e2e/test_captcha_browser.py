@@ -57,3 +57,27 @@ async def test_the_widget_solves_its_challenge_under_the_policy_and_the_enquiry_
     assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
     [message] = await broker.take(amqp_url, NOTIFICATIONS_ENQUIRY_RECEIVED.name)
     assert json.loads(message.body)["data"]["human_check"] == "altcha"
+
+
+async def test_with_javascript_a_reused_key_shows_the_message_and_the_next_send_is_a_new_enquiry(
+    intake_settings: IntakeSettings, browser: Browser
+) -> None:
+    async with http_server(intake.main.create_app(intake_settings)) as url:
+        page = await browser.new_page()
+        await page.goto(f"{url}/contact")
+        first_key = await page.locator("input[name=idempotency_key]").input_value()
+        # What this page sent before, with other answers (the visitor went back and edited).
+        earlier = {"name": "Earlier", "email": "e@example.cn", "services": ["official_account"], "message": "First"}
+        sent = await page.request.post(f"{url}/v1/enquiries", data=earlier, headers={"Idempotency-Key": first_key})
+        assert sent.status == 202
+        await page.fill("#f-name", "Wang Fang 王芳")
+        await page.fill("#f-email", "wang.fang@example.cn")
+        await page.check("#f-services-pay_ecommerce")
+        await page.fill("#f-message", "Edited after going back.")
+        await page.click("button[type=submit]")
+        await expect(page.locator("#outcome")).to_contain_text("This form was sent before with different answers")
+        assert await page.locator("input[name=idempotency_key]").input_value() != first_key
+        await expect(page.locator("#f-message")).to_have_value("Edited after going back.")
+        await page.click("button[type=submit]")
+        await expect(page.locator("#outcome")).to_contain_text("Thank you!")
+        await page.close()
