@@ -86,11 +86,13 @@ def test_the_rules_say_what_production_would_refuse_in_any_environment() -> None
 def test_production_needs_a_long_captcha_key_unless_the_captcha_is_off() -> None:
     assert "CAPTCHA_HMAC_KEY" not in variables(IntakeSettings(captcha="off"))
     [short] = [
-        p for p in settings_problems(IntakeSettings(captcha_hmac_key="k" * 31)) if p.variable == "CAPTCHA_HMAC_KEY"
+        p
+        for p in settings_problems(IntakeSettings(captcha_hmac_key=SecretStr("k" * 31)))
+        if p.variable == "CAPTCHA_HMAC_KEY"
     ]
     assert "too short (31 characters)" in short.reason
     assert "k" * 31 not in str(short)  # the key itself is never quoted
-    assert "CAPTCHA_HMAC_KEY" not in variables(IntakeSettings(captcha_hmac_key="k" * 32))
+    assert "CAPTCHA_HMAC_KEY" not in variables(IntakeSettings(captcha_hmac_key=SecretStr("k" * 32)))
 
 
 @pytest.mark.parametrize("environment", ["local", "test"])

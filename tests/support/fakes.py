@@ -12,6 +12,7 @@ from agency_chassis.publishing import MessageCopy, PublishFailed
 from agency_shared.chain import GENESIS, Head
 from agency_shared.events import Event, NotificationSettledData
 from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_link
+from intake.captcha import SolutionsUnavailable
 from intake.idempotency import KeyReused, KeysUnavailable
 from notifications.ledger import Claim
 from notifications.mailer import DeliveryFailed
@@ -197,7 +198,10 @@ class FakeSpentSolutions:
 
     spent: dict[str, str] = field(default_factory=dict)
     expiries: dict[str, datetime] = field(default_factory=dict)
+    down: bool = False
 
     async def spend(self, challenge: str, submission: str, expires_at: datetime) -> bool:
+        if self.down:
+            raise SolutionsUnavailable("the database is down")
         self.expiries.setdefault(challenge, expires_at)
         return self.spent.setdefault(challenge, submission) == submission

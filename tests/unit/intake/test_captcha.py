@@ -93,6 +93,13 @@ async def test_a_solution_spent_by_another_submission_passes_no_check_but_its_ow
     assert await human.check("application", solution, "application:1") == "altcha"  # a retry with its key
 
 
+async def test_a_solution_whose_spending_cannot_be_recorded_passes_no_check() -> None:
+    human = check(FakeSpentSolutions(down=True))
+    before = outcomes("unverifiable")
+    assert await human.check("application", solve(human.challenge()), "application:1") == "none"
+    assert outcomes("unverifiable") == before + 1
+
+
 async def test_with_the_captcha_off_there_is_no_challenge_and_every_submission_is_marked_off() -> None:
     off = CaptchaOff()
     assert off.challenge() is None

@@ -35,14 +35,20 @@ COLLECTION = "captcha_solutions"
 
 HUMAN_CHECKS = Counter(
     "intake_human_checks_total",
-    "Human checks of submissions by outcome (passed, missing, malformed, bad_signature, expired, wrong, reused, off)",
+    "Human checks of submissions by outcome "
+    "(passed, missing, malformed, bad_signature, expired, wrong, reused, unverifiable, off)",
     ["form", "outcome"],
 )
 
 
+class SolutionsUnavailable(Exception):
+    """The store of spent solutions did not answer: whether this one was spent cannot be told."""
+
+
 class SpentSolutions(Protocol):
     async def spend(self, challenge: str, submission: str, expires_at: datetime) -> bool:
-        """Spend the solution of ``challenge`` on ``submission``: false if another submission spent it already."""
+        """Spend the solution of ``challenge`` on ``submission``: false if another submission spent it already;
+        ``SolutionsUnavailable`` if the store does not answer."""
         ...
 
 
@@ -94,8 +100,13 @@ class AltchaCheck:
             signature = str(payload.challenge.signature)
             challenge = hashlib.sha256(signature.encode()).hexdigest()
             expires_at = datetime.fromtimestamp(payload.challenge.parameters.expires_at or 0, UTC)
-            if not await self._spent.spend(challenge, submission, expires_at):
-                outcome = "reused"
+            try:
+                if not await self._spent.spend(challenge, submission, expires_at):
+                    outcome = "reused"
+            except SolutionsUnavailable:
+                # The submission is still accepted, as one that passed no check.
+                logger.warning("the spent ALTCHA solutions could not be read", exc_info=True)
+                outcome = "unverifiable"
         HUMAN_CHECKS.labels(kind, outcome).inc()
         if outcome != "passed":
             logger.info("%s %s passed no human check: ALTCHA solution %s", kind, submission, outcome)
@@ -147,7 +158,5 @@ class MongoSpentSolutions:
         except DuplicateKeyError:
             first = await self._solutions.find_one({"_id": challenge}, {"submission": 1})
             return first is not None and first["submission"] == submission
-        except PyMongoError:
-            # Unable to tell whether it was spent: it does not count as a pass (the submission is still accepted).
-            logger.warning("the spent ALTCHA solutions could not be read; counted as reused", exc_info=True)
-            return False
+        except PyMongoError as exc:
+            raise SolutionsUnavailable(str(exc)) from exc
