@@ -130,22 +130,23 @@ class Intake:
     async def accept_application(self, form: ApplicationForm, context: RequestContext) -> Taken:
         current = self.catalog.current()
         ensure_current(form, current)
-        context = await self._claim("application", form, context)
+        await self._claim("application", form, context)
         human_check = await self._human_check("application", context)
         event = submit_application(form, current, context, human_check)
         await self._publish("application", event)
         return Taken(event.data.application_id, published=True)
 
     async def accept_enquiry(self, form: EnquiryForm, context: RequestContext) -> Taken:
-        context = await self._claim("enquiry", form, context)
+        await self._claim("enquiry", form, context)
         event = submit_enquiry(form, context, await self._human_check("enquiry", context))
         await self._publish("enquiry", event)
         return Taken(event.data.enquiry_id, published=True)
 
-    async def _claim(self, kind: str, form: BaseModel, context: RequestContext) -> RequestContext:
-        """Claim the submission's idempotency key for its data; without a key, a fresh submission id."""
+    async def _claim(self, kind: str, form: BaseModel, context: RequestContext) -> None:
+        """Claim the submission's idempotency key for its data (``KeyReused`` if it names other data); a
+        submission without a key has nothing to claim and never reaches the database."""
         if context.idempotency_key is None:
-            return context
+            return
         try:
             await self._keys.claim(
                 kind, context.idempotency_key, fingerprint(form), id_for(kind, context.idempotency_key)
@@ -154,7 +155,6 @@ class Intake:
             SUBMISSIONS.labels(kind, "key_reused").inc()
             logger.info("%s refused: its Idempotency-Key was first used for other data", kind)
             raise
-        return context
 
     async def _human_check(self, kind: str, context: RequestContext) -> HumanCheck:
         # Keyed, the solution is spent on the submission the key names, so its retry may present it again;
