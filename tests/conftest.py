@@ -92,8 +92,16 @@ async def smtp_port(inbox: Inbox) -> AsyncIterator[int]:
 
 
 @pytest.fixture
-def intake_settings(amqp_url: str) -> IntakeSettings:
-    return IntakeSettings(environment="test", amqp_url=AmqpDsn(amqp_url), publish_timeout_seconds=2.0)
+def intake_settings(amqp_url: str, mongo_url: str, mongo_db: str) -> IntakeSettings:
+    # The CAPTCHA is off for the tests not about it (tests/intake/test_captcha.py turns it on).
+    return IntakeSettings(
+        environment="test",
+        amqp_url=AmqpDsn(amqp_url),
+        mongodb_url=MongoDsn(mongo_url),
+        mongodb_db=mongo_db,
+        publish_timeout_seconds=2.0,
+        captcha="off",
+    )
 
 
 @pytest.fixture

@@ -152,4 +152,4 @@ async def test_health_and_readiness(intake_settings: IntakeSettings) -> None:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         ready = await http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"broker": True, "publisher": True}
+    assert ready.json()["checks"] == {"broker": True, "publisher": True, "database": True}

@@ -33,6 +33,7 @@ async def test_every_endpoint_body_and_error_is_in_the_schema(intake_settings: I
         "/",
         "/contact",
         "/v1/agreements/current",
+        "/v1/captcha/challenge",
         "/v1/applications",
         "/v1/enquiries",
         "/healthz",

@@ -17,6 +17,7 @@ from agency_shared.forms import ApplicationForm, EnquiryForm
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_ENQUIRY_RECEIVED
 from bench.ceiling_intake import DiscardingSink
 from intake.accepting import Intake
+from intake.captcha import CaptchaOff
 from intake.deps import Context
 from intake.guards import FORM, JSON, SubmissionGuard
 from intake.main import create_app
@@ -28,6 +29,7 @@ from tests.support import broker
 from tests.support.apps import client, serving
 from tests.support.data import application, flat_form
 from tests.support.events import ENQUIRY
+from tests.support.fakes import FakeIdempotencyKeys
 from tests.support.metrics import Samples, parse, value
 
 SUBMISSIONS = {
@@ -124,7 +126,7 @@ class Echo(BaseModel):
 
 def echo_app(calls: list[tuple[ApplicationForm, RequestContext]], rate: str = "100/minute") -> FastAPI:
     """An app with one SubmissionRoute whose endpoint records what it was called with."""
-    intake = Intake(AgreementCatalog.bundled(), DiscardingSink())
+    intake = Intake(AgreementCatalog.bundled(), DiscardingSink(), FakeIdempotencyKeys(), CaptchaOff())
 
     async def echo(application: ApplicationForm, context: Context) -> Echo:
         calls.append((application, context))
@@ -190,7 +192,7 @@ def test_an_endpoint_must_take_the_form_model_first() -> None:
         # mypy refuses it too (the endpoint's form must be a BaseModel); this is the check at run time.
         SubmissionRoute(  # type: ignore[type-var]
             "/x", untyped, kind="application", decoy=lambda _: Echo(country="", idempotency_key=None, client_ip=""),
-            intake=Intake(AgreementCatalog.bundled(), DiscardingSink()),
+            intake=Intake(AgreementCatalog.bundled(), DiscardingSink(), FakeIdempotencyKeys(), CaptchaOff()),
             guard=SubmissionGuard("1/minute", 1024, [], []), settings=IntakeSettings(environment="test"),
         )  # fmt: skip
 

@@ -29,7 +29,9 @@ def workers_of(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def two_workers(amqp_url: str, tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+def two_workers(
+    amqp_url: str, mongo_url: str, mongo_db: str, tmp_path: Path
+) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     port, metrics_dir = free_port(), tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_1.db").write_bytes(b"left by an earlier run")  # must be cleared at start
@@ -37,6 +39,8 @@ def two_workers(amqp_url: str, tmp_path: Path) -> Iterator[tuple[str, Path, subp
         **os.environ,
         "ENVIRONMENT": "test",
         "AMQP_URL": amqp_url,
+        "MONGODB_URL": mongo_url,
+        "MONGODB_DB": mongo_db,
         "INTAKE_PORT": str(port),
         "INTAKE_WORKERS": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),

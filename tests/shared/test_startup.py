@@ -56,7 +56,7 @@ def test_production_is_the_default() -> None:
 
 
 def test_production_refuses_every_development_default_and_missing_secret() -> None:
-    assert variables(IntakeSettings()) == ["AMQP_URL", "STATUS_BASE_URL"]
+    assert variables(IntakeSettings()) == ["AMQP_URL", "MONGODB_URL", "STATUS_BASE_URL", "CAPTCHA_HMAC_KEY"]
     assert variables(AgreementsSettings()) == ["AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN"]
     assert variables(NotificationsSettings()) == ["AMQP_URL", "MONGODB_URL", "SMTP_HOST", "MAIL_FROM", "STAFF_EMAILS"]
 
@@ -78,8 +78,21 @@ def test_each_chassis_settings_class_brings_the_rules_of_its_own_fields(
 
 def test_the_rules_say_what_production_would_refuse_in_any_environment() -> None:
     settings = IntakeSettings(environment="local")
-    assert [problem.variable for problem in settings.production_problems()] == ["AMQP_URL", "STATUS_BASE_URL"]
+    refused = ["AMQP_URL", "MONGODB_URL", "STATUS_BASE_URL", "CAPTCHA_HMAC_KEY"]
+    assert [problem.variable for problem in settings.production_problems()] == refused
     assert settings_problems(settings) == []
+
+
+def test_production_needs_a_long_captcha_key_unless_the_captcha_is_off() -> None:
+    assert "CAPTCHA_HMAC_KEY" not in variables(IntakeSettings(captcha="off"))
+    [short] = [
+        p
+        for p in settings_problems(IntakeSettings(captcha_hmac_key=SecretStr("k" * 31)))
+        if p.variable == "CAPTCHA_HMAC_KEY"
+    ]
+    assert "too short (31 characters)" in short.reason
+    assert "k" * 31 not in str(short)  # the key itself is never quoted
+    assert "CAPTCHA_HMAC_KEY" not in variables(IntakeSettings(captcha_hmac_key=SecretStr("k" * 32)))
 
 
 @pytest.mark.parametrize("environment", ["local", "test"])

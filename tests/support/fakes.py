@@ -12,6 +12,8 @@ from agency_chassis.publishing import MessageCopy, PublishFailed
 from agency_shared.chain import GENESIS, Head
 from agency_shared.events import Event, NotificationSettledData
 from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_link
+from intake.captcha import SolutionsUnavailable
+from intake.idempotency import KeyReused, KeysUnavailable
 from notifications.ledger import Claim
 from notifications.mailer import DeliveryFailed
 
@@ -171,3 +173,35 @@ class FakeMailer:
 
     def recipients(self) -> list[str]:
         return [str(message["To"]) for message in self.sent]
+
+
+@dataclass
+class FakeIdempotencyKeys:
+    """Idempotency keys in a dict (intake): ``claims`` counts every call, ``down`` simulates an outage."""
+
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    claims: int = 0
+    down: bool = False
+
+    async def claim(self, kind: str, key: str, fingerprint: str, submission_id: uuid.UUID) -> None:
+        self.claims += 1
+        if self.down:
+            raise KeysUnavailable("the database is down")
+        first = self.fingerprints.setdefault(f"{kind}:{key}", fingerprint)
+        if first != fingerprint:
+            raise KeyReused(kind)
+
+
+@dataclass
+class FakeSpentSolutions:
+    """Spent ALTCHA challenges in a dict: challenge -> the submission that spent it."""
+
+    spent: dict[str, str] = field(default_factory=dict)
+    expiries: dict[str, datetime] = field(default_factory=dict)
+    down: bool = False
+
+    async def spend(self, challenge: str, submission: str, expires_at: datetime) -> bool:
+        if self.down:
+            raise SolutionsUnavailable("the database is down")
+        self.expiries.setdefault(challenge, expires_at)
+        return self.spent.setdefault(challenge, submission) == submission

@@ -202,7 +202,7 @@ class System:
             "INTAKE_PORT": str(ports["intake"][0]), "AGREEMENTS_PORT": str(ports["agreements"][0]),
             "NOTIFICATIONS_PORT": str(ports["notifications"][0]), "RATE_LIMIT": "1000000/minute",
             "RETRY_BASE_SECONDS": "0.5", "RETRY_MAX_SECONDS": "2", "MAX_ATTEMPTS": "40",
-            "SEND_LEASE_SECONDS": "10", "LOG_LEVEL": "INFO", "ENVIRONMENT": "test",
+            "SEND_LEASE_SECONDS": "10", "LOG_LEVEL": "INFO", "ENVIRONMENT": "test", "CAPTCHA": "off",
             **settings,
         }  # fmt: skip
         self.replicas = {

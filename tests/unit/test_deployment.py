@@ -49,7 +49,7 @@ SERVICE_PORTS = {"intake": 8000, "agreements": 8001, "notifications": 8002}
 CONSUMERS = ("agreements", "notifications")
 SECRET = "wechat-agency-secrets"
 SECRET_KEYS = {
-    "intake": {"AMQP_URL"},
+    "intake": {"AMQP_URL", "MONGODB_URL", "CAPTCHA_HMAC_KEY"},
     "agreements": {"AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN"},
     "notifications": {"AMQP_URL", "MONGODB_URL", "SMTP_PASSWORD"},
 }

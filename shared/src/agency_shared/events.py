@@ -37,11 +37,18 @@ class AcceptanceEvidence(Model):
     user_agent: str
 
 
+# Which human check a submission passed at intake: "altcha" (a valid, unused ALTCHA proof-of-work
+# solution), "none" (no valid solution: no JavaScript, an API client, a wrong, expired or reused one),
+# "off" (intake ran with CAPTCHA=off). Messages from before the check existed passed none.
+HumanCheck = Literal["altcha", "none", "off"]
+
+
 class ApplicationSubmittedData(Model):
     application_id: uuid.UUID
     application: ApplicationForm
     acceptance: AcceptanceEvidence
     locale: Locale
+    human_check: HumanCheck = "none"
 
 
 class PersonalData(Model):
@@ -107,6 +114,7 @@ class EnquiryReceivedData(Model):
     enquiry: EnquiryForm
     received_at: AwareDatetime
     locale: Locale
+    human_check: HumanCheck = "none"
 
 
 class Event(Model):

@@ -8,6 +8,7 @@ from email.policy import EmailPolicy
 
 import pytest
 
+from agency_shared.forms import Locale
 from agency_shared.receipt_verifier import verify_receipt
 from notifications import emails
 from notifications.emails import client_confirmation, staff_new_application, staff_new_enquiry
@@ -220,3 +221,27 @@ def test_header_classes_made_once_give_the_same_emails_as_the_standard_registry(
     assert isinstance(registry, emails.HeaderClasses)
     assert registry["Subject"] is registry["subject"]
     assert HeaderRegistry()["Subject"] is not HeaderRegistry()["Subject"]
+
+
+@pytest.mark.parametrize(
+    ("check", "english", "chinese"),
+    [
+        ("altcha", "passed (ALTCHA proof of work)", "已通过（ALTCHA 工作量证明）"),
+        ("none", "none passed (no valid ALTCHA solution", "未通过（没有有效的 ALTCHA 解答"),
+        ("off", "not asked (the CAPTCHA is switched off)", "未要求（人机验证已关闭）"),
+    ],
+)
+def test_staff_emails_say_which_human_check_the_submission_passed(check: str, english: str, chinese: str) -> None:
+    submitted, enquired = application_submitted(), enquiry_received()
+    submitted = submitted.model_copy(update={"data": submitted.data.model_copy(update={"human_check": check})})
+    enquired = enquired.model_copy(update={"data": enquired.data.model_copy(update={"human_check": check})})
+    locales: tuple[tuple[Locale, str, str], ...] = (("en", "Human check", english), ("zh-CN", "人机验证", chinese))
+    for locale, label, expected in locales:
+        for message in (
+            reparse(staff_new_application(submitted, "ops@agency.example", SENDER, locale)),
+            reparse(staff_new_enquiry(enquired, "ops@agency.example", SENDER, locale)),
+        ):
+            text, html = bodies(message)
+            for body in (text, html):
+                assert label in body, (locale, body)
+                assert expected in body, (locale, body)

@@ -1,10 +1,12 @@
 """The event envelope and derived identifiers."""
 
+import json
 import uuid
 
 from agency_shared.events import AcceptanceEvidence, ApplicationSubmitted, ApplicationSubmittedData, derived_id, utc_now
 from agency_shared.forms import ApplicationForm
 from tests.support.data import CURRENT, application
+from tests.support.events import application_submitted, enquiry_received
 
 
 def _event() -> ApplicationSubmitted:
@@ -43,3 +45,10 @@ def test_derived_ids_are_stable_and_distinct() -> None:
     assert derived_id("a", "b") == derived_id("a", "b")
     assert derived_id("a", "b") != derived_id("ab")
     assert derived_id("a", "b").version == 5
+
+
+def test_submissions_published_before_the_human_check_existed_still_parse_as_having_passed_none() -> None:
+    for event in (application_submitted(), enquiry_received()):
+        wire = json.loads(event.model_dump_json())
+        del wire["data"]["human_check"]
+        assert type(event).model_validate(wire).data.human_check == "none"

@@ -10,9 +10,11 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from agency_shared.agreement_documents import AgreementCatalog
-from agency_shared.events import Event
+from agency_shared.events import Event, HumanCheck
 from agency_shared.forms import ApplicationForm, EnquiryForm
-from intake.submission import RequestContext, id_for, submit_application, submit_enquiry
+from intake.captcha import SOLUTION_FIELD, HumanChecks
+from intake.idempotency import IdempotencyKeys, KeyReused, fingerprint
+from intake.submission import RequestContext, ensure_current, id_for, submit_application, submit_enquiry
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +24,8 @@ HONEYPOT_FIELD = "fax"
 # The no-JavaScript form carries its idempotency key as a hidden field.
 IDEMPOTENCY_FIELD = "idempotency_key"
 # The key names the submission, so it must not be guessable or likely to be shared by
-# two clients: a UUID or another random token of 16 to 128 printable characters.
+# two clients: a UUID or another random token of 16 to 128 printable ASCII characters
+# without spaces (the README quotes this pattern).
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{16,128}$")
 
 HONEYPOT_HITS = Counter("intake_honeypot_hits_total", "Submissions with the honeypot field filled", ["form"])
@@ -67,11 +70,20 @@ class Screened:
 
 
 class Intake:
-    """Screen, validate and accept submissions: the API's route handler and the pages take the same steps."""
+    """Screen, validate and accept submissions: the API's route handler and the pages take the same steps.
 
-    def __init__(self, catalog: AgreementCatalog, publisher: EventSink) -> None:
+    Accepting one: the agreement must be current; a keyed submission claims its key for its data
+    (``KeyReused`` for other data; unkeyed ones never touch the database); the human check is
+    noted; the event is published.
+    """
+
+    def __init__(
+        self, catalog: AgreementCatalog, publisher: EventSink, keys: IdempotencyKeys, human_checks: HumanChecks
+    ) -> None:
         self.catalog = catalog
         self._publisher = publisher
+        self._keys = keys
+        self.human_checks = human_checks
 
     async def apply(self, raw: dict[str, Any], context: RequestContext) -> Taken:
         screened = self.screen("application", raw, context)
@@ -87,12 +99,16 @@ class Intake:
         return await self.accept_enquiry(self.validated("enquiry", EnquiryForm, screened.fields), screened.context)
 
     def screen(self, kind: str, raw: dict[str, Any], context: RequestContext) -> Screened:
-        """Take out the honeypot and the idempotency key; a filled honeypot gets a decoy, answered as accepted."""
+        """Take out the honeypot, the idempotency key and the ALTCHA solution; a filled honeypot gets a decoy,
+        answered as accepted."""
         fields = dict(raw)
         trap = fields.pop(HONEYPOT_FIELD, None)
         key = fields.pop(IDEMPOTENCY_FIELD, None)
+        solution = fields.pop(SOLUTION_FIELD, None)
         if context.idempotency_key is None and isinstance(key, str) and key:
             context = replace(context, idempotency_key=key)
+        if solution is not None:
+            context = replace(context, captcha_solution=solution)
         if context.idempotency_key is not None and not IDEMPOTENCY_KEY.match(context.idempotency_key):
             SUBMISSIONS.labels(kind, "invalid").inc()
             reason = "must be a random token (a UUID) of 16 to 128 printable characters without spaces"
@@ -112,14 +128,39 @@ class Intake:
             raise InvalidSubmission(field_problems(exc)) from exc
 
     async def accept_application(self, form: ApplicationForm, context: RequestContext) -> Taken:
-        event = submit_application(form, self.catalog.current(), context)
+        current = self.catalog.current()
+        ensure_current(form, current)
+        await self._claim("application", form, context)
+        human_check = await self._human_check("application", context)
+        event = submit_application(form, current, context, human_check)
         await self._publish("application", event)
         return Taken(event.data.application_id, published=True)
 
     async def accept_enquiry(self, form: EnquiryForm, context: RequestContext) -> Taken:
-        event = submit_enquiry(form, context)
+        await self._claim("enquiry", form, context)
+        event = submit_enquiry(form, context, await self._human_check("enquiry", context))
         await self._publish("enquiry", event)
         return Taken(event.data.enquiry_id, published=True)
+
+    async def _claim(self, kind: str, form: BaseModel, context: RequestContext) -> None:
+        """Claim the submission's idempotency key for its data (``KeyReused`` if it names other data); a
+        submission without a key has nothing to claim and never reaches the database."""
+        if context.idempotency_key is None:
+            return
+        try:
+            await self._keys.claim(
+                kind, context.idempotency_key, fingerprint(form), id_for(kind, context.idempotency_key)
+            )
+        except KeyReused:
+            SUBMISSIONS.labels(kind, "key_reused").inc()
+            logger.info("%s refused: its Idempotency-Key was first used for other data", kind)
+            raise
+
+    async def _human_check(self, kind: str, context: RequestContext) -> HumanCheck:
+        # Keyed, the solution is spent on the submission the key names, so its retry may present it again;
+        # unkeyed, every request is a submission of its own (id_for gives a new id).
+        submission = id_for(kind, context.idempotency_key)
+        return await self.human_checks.check(kind, context.captcha_solution, f"{kind}:{submission}")
 
     async def _publish(self, kind: str, event: Event) -> None:
         await self._publisher.publish(event)

@@ -60,6 +60,10 @@ TEXT: dict[Locale, dict[str, str]] = {
         "too_large": "The form is too large to send.",
         "unreadable": "The form could not be read. Please reload the page and send it again.",
         "back": "Back to the form",
+        "key_reused": (
+            "This form was sent before with different answers (for example after going back and changing them). "
+            "Nothing of this submission was recorded: check your answers below and send the form again."
+        ),
     },
     "zh-CN": {
         "language_name": "简体中文",
@@ -110,6 +114,9 @@ TEXT: dict[Locale, dict[str, str]] = {
         "too_large": "表单内容过大，无法提交。",
         "unreadable": "无法读取表单内容，请刷新页面后重新提交。",
         "back": "返回表单",
+        "key_reused": (
+            "此表单此前已用不同的内容提交过（例如返回上一页后修改了内容）。本次提交未被记录：请核对以下内容后重新提交。"
+        ),
     },
 }
 

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from agency_chassis.correlation import HEADER as CORRELATION_HEADER
 from agency_chassis.logs import configure_logging
+from agency_chassis.mongo import MongoConnection
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.agreement_documents import AgreementCatalog
@@ -17,11 +18,42 @@ from agency_shared.events import ApplicationSubmitted, EnquiryReceived
 from intake import pages
 from intake.accepting import EventSink, Intake
 from intake.api import api_routes
+from intake.captcha import AltchaCheck, CaptchaOff, HumanChecks, MongoSpentSolutions
 from intake.guards import SubmissionGuard
+from intake.idempotency import MongoIdempotencyKeys
 from intake.problems import install_problem_handlers
 from intake.settings import IntakeSettings
 
 SERVICE = "intake"
+
+
+class Adapters:
+    """MongoDB, shared by the replicas: the idempotency keys and the spent ALTCHA solutions; opened in the lifespan.
+
+    A request without an Idempotency-Key or an ALTCHA solution never reaches it.
+    """
+
+    def __init__(self, settings: IntakeSettings) -> None:
+        self._settings = settings
+        self.database = MongoConnection()
+        self.keys = MongoIdempotencyKeys(self.database, settings.mongodb_db, settings.idempotency_key_ttl_seconds)
+        self.solutions = MongoSpentSolutions(self.database, settings.mongodb_db)
+
+    def human_checks(self) -> HumanChecks:
+        settings = self._settings
+        if settings.captcha == "off":
+            return CaptchaOff()
+        return AltchaCheck(
+            settings.captcha_key(), settings.captcha_cost, settings.captcha_expiry_seconds, self.solutions
+        )
+
+    async def open(self) -> None:
+        self.database.open(self._settings)
+        await self.keys.ensure_indexes()
+        await self.solutions.ensure_indexes()
+
+    async def close(self) -> None:
+        await self.database.close()
 
 
 def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = None) -> FastAPI:
@@ -31,7 +63,9 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
     log_configuration(settings, SERVICE)
     # Intake consumes nothing: its broker declares the topology and answers readiness, events leave by the publisher.
     chassis = ServiceChassis(SERVICE, settings)
-    intake = Intake(AgreementCatalog.configured(settings.agreements_dir), sink or chassis.publisher)
+    adapters = Adapters(settings)
+    catalog = AgreementCatalog.configured(settings.agreements_dir)
+    intake = Intake(catalog, sink or chassis.publisher, adapters.keys, adapters.human_checks())
     guard = SubmissionGuard(
         settings.rate_limit, settings.max_body_bytes, settings.allowed_origins, settings.trusted_proxies
     )
@@ -40,7 +74,7 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
         title="WeChat agency intake",
         version="1",
         description="Applications for WeChat Official Accounts, enquiries, and the Service Agreement to accept.",
-        lifespan=serving(chassis),
+        lifespan=serving(chassis, adapters),
         # FastAPI's documentation pages load Swagger UI and ReDoc from a CDN (often unreachable from
         # mainland China, and a third party on our pages): production serves only /openapi.json.
         docs_url=None if settings.environment == "production" else "/docs",
@@ -67,19 +101,20 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
     )
     chassis.serve_http(
         app,
-        readiness={},
+        readiness={"database": adapters.database.ready},
         publishes=(ApplicationSubmitted, EnquiryReceived),
         description="Intake consumes nothing; it publishes one event per accepted application or enquiry.",
     )
     return app
 
 
-def serving(chassis: ServiceChassis) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The lifespan: the chassis running (topology declared, publisher connected), start-up's heap frozen."""
+def serving(chassis: ServiceChassis, adapters: Adapters) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The lifespan: the chassis running (database open, topology declared, publisher connected), start-up's
+    heap frozen."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with chassis.running():
+        async with chassis.running(adapters):
             # What exists now (modules, schemas, the app) lives as long as the process: keep it
             # out of the cyclic collector's reach, so a full collection under load walks only what
             # requests made. Unfrozen, one took up to 30 ms, a pause for every request in flight.

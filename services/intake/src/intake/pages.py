@@ -23,6 +23,8 @@ from intake.guards import (
     UnsupportedMediaType,
 )
 from intake.i18n import ERRORS_ZH, LOCALES, TEXT, countries, error_message, pick_locale
+from intake.idempotency import KeyReused, KeysUnavailable
+from intake.settings import IntakeSettings
 from intake.submission import AgreementNotCurrent, RequestContext
 
 router = APIRouter(tags=["pages"])
@@ -65,6 +67,7 @@ def _render(
     context.setdefault("errors", {})
     context.setdefault("outcome", None)
     context.setdefault("idempotency_key", str(uuid.uuid4()))
+    context.setdefault("captcha", False)
     html = _templates.get_template(template).render(
         locale=locale,
         t=TEXT[locale],
@@ -114,15 +117,22 @@ APPLICATION_FIELDS = {
 CONTACT_FIELDS = {"name", "email", "company", "services", "message"}
 
 
+def _captcha(settings: IntakeSettings) -> bool:
+    """Whether the pages show the ALTCHA widget (its script needs JavaScript; without, the forms post without it)."""
+    return settings.captcha == "altcha"
+
+
 @router.get("/", response_class=HTMLResponse, summary="The application form")
-async def application_form(request: Request, intake: IntakeService, lang: str | None = None) -> HTMLResponse:
+async def application_form(
+    request: Request, intake: IntakeService, settings: Settings, lang: str | None = None
+) -> HTMLResponse:
     locale = pick_locale(lang, request.headers.get("accept-language"))
-    return _application_page(locale, intake.catalog.current())
+    return _application_page(locale, intake.catalog.current(), captcha=_captcha(settings))
 
 
 @router.get("/contact", response_class=HTMLResponse, summary="The enquiry form")
-async def contact_form(request: Request, lang: str | None = None) -> HTMLResponse:
-    return _contact_page(pick_locale(lang, request.headers.get("accept-language")))
+async def contact_form(request: Request, settings: Settings, lang: str | None = None) -> HTMLResponse:
+    return _contact_page(pick_locale(lang, request.headers.get("accept-language")), captcha=_captcha(settings))
 
 
 Render = Callable[..., HTMLResponse]
@@ -148,11 +158,17 @@ async def _post_form(
         return render(
             locale, 422, values=_flatten(raw), errors=errors, outcome="failure", detail=errors.get("form"), **page
         )
+    except KeyReused:
+        # Back, edit, send again: the key names the first submission. A fresh key makes this one new.
+        reused, fresh = TEXT[locale]["key_reused"], str(uuid.uuid4())
+        return render(locale, 422, values=_flatten(raw), outcome="failure", detail=reused, idempotency_key=fresh)
     except AgreementNotCurrent as exc:
         values = {k: v for k, v in _flatten(raw).items() if k != "agreement.accepted"}  # must be ticked again
         changed = TEXT[locale]["agreement_changed"]
         return render(locale, 409, agreement=exc.current, values=values, outcome="failure", detail=changed, **page)
-    except (PublishFailed, RateLimited, BodyTooLarge, UnsupportedMediaType, MalformedBody, OriginRefused) as exc:
+    except (
+        PublishFailed, KeysUnavailable, RateLimited, BodyTooLarge, UnsupportedMediaType, MalformedBody, OriginRefused
+    ) as exc:  # fmt: skip
         status, detail, headers = _failure(exc, TEXT[locale], retry_after)
         return render(locale, status, headers=headers, values=_flatten(raw), outcome="failure", detail=detail, **page)
     return render(locale, 202, outcome="success", reference=str(taken.id))
@@ -169,7 +185,9 @@ async def post_application_form(
     request: Request, context: Context, guard: Guard, intake: IntakeService, settings: Settings, lang: str | None = None
 ) -> HTMLResponse:
     def render(locale: Locale, status: int, agreement: AgreementDocument | None = None, **page: Any) -> HTMLResponse:
-        return _application_page(locale, agreement or intake.catalog.current(), status, **page)
+        return _application_page(
+            locale, agreement or intake.catalog.current(), status, captcha=_captcha(settings), **page
+        )
 
     return await _post_form(
         request, context, guard, settings.retry_after_seconds, lang, intake.apply, render, APPLICATION_FIELDS
@@ -186,14 +204,17 @@ async def post_application_form(
 async def post_contact_form(
     request: Request, context: Context, guard: Guard, intake: IntakeService, settings: Settings, lang: str | None = None
 ) -> HTMLResponse:
+    def render(locale: Locale, status: int, **page: Any) -> HTMLResponse:
+        return _contact_page(locale, status, captcha=_captcha(settings), **page)
+
     return await _post_form(
-        request, context, guard, settings.retry_after_seconds, lang, intake.enquire, _contact_page, CONTACT_FIELDS
+        request, context, guard, settings.retry_after_seconds, lang, intake.enquire, render, CONTACT_FIELDS
     )
 
 
 def _failure(exc: Exception, t: dict[str, str], retry_after: int) -> tuple[int, str | None, dict[str, str] | None]:
     match exc:
-        case PublishFailed():
+        case PublishFailed() | KeysUnavailable():
             return 503, t["unavailable"], {"Retry-After": str(retry_after)}
         case RateLimited():
             return 429, t["rate_limited"], {"Retry-After": str(exc.retry_after)}

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agency_chassis.publishing import PublishFailed
 from intake.accepting import FieldProblem, InvalidSubmission
 from intake.guards import BodyTooLarge, MalformedBody, OriginRefused, RateLimited, UnsupportedMediaType
+from intake.idempotency import KeyReused, KeysUnavailable
 from intake.submission import AgreementNotCurrent
 
 PROBLEM_JSON = "application/problem+json"
@@ -42,12 +43,14 @@ class Problem(BaseModel):
 TITLES = {
     "invalid-submission": "The submission has invalid fields.",
     "malformed-body": "The body could not be read.",
+    "idempotency-key-reused": "This Idempotency-Key was first used with different data; nothing was accepted.",
     "agreement-not-current": "The accepted agreement is not the current version; show it again and ask for acceptance.",
     "temporarily-unavailable": "The submission could not be accepted now; nothing was recorded. Please try again.",
     "body-too-large": "The submission is too large.",
     "unsupported-media-type": "Send the submission as JSON or as form data.",
     "rate-limited": "Too many submissions from this address; please wait and try again.",
     "origin-refused": "Submissions from this web site are not accepted.",
+    "captcha-off": "No CAPTCHA challenges: the human check is switched off.",
 }
 
 
@@ -81,7 +84,9 @@ def problem_for(exc: Exception, retry_after_seconds: int) -> JSONResponse:
                 409, "agreement-not-current",
                 current_agreement=CurrentAgreement(id=current.id, version=current.version, sha256=current.sha256),
             )  # fmt: skip
-        case PublishFailed():
+        case KeyReused():
+            return problem(422, "idempotency-key-reused", detail=str(exc))
+        case PublishFailed() | KeysUnavailable():
             return problem(503, "temporarily-unavailable", headers={"Retry-After": str(retry_after_seconds)})
         case BodyTooLarge():
             return problem(413, "body-too-large", detail=str(exc))
@@ -95,7 +100,7 @@ def problem_for(exc: Exception, retry_after_seconds: int) -> JSONResponse:
 
 
 SUBMISSION_FAILURES = (
-    InvalidSubmission, MalformedBody, AgreementNotCurrent, PublishFailed,
+    InvalidSubmission, MalformedBody, AgreementNotCurrent, PublishFailed, KeyReused, KeysUnavailable,
     BodyTooLarge, UnsupportedMediaType, RateLimited, OriginRefused,
 )  # fmt: skip
 
@@ -133,12 +138,15 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """
     descriptions = {
         403: "The Origin is not an allowed frontend",
+        404: "Not here (the CAPTCHA is switched off)",
         409: "The accepted agreement is not the current one",
         413: "The body is larger than the limit",
         415: "Neither JSON nor form data",
-        422: "Invalid fields, or a body that cannot be read",
+        422: "Invalid fields, a body that cannot be read, or an Idempotency-Key first used with other data "
+        "(type /problems/idempotency-key-reused)",
         429: "Rate limit exceeded; see Retry-After",
-        503: "The broker did not confirm: nothing was accepted; retry after Retry-After",
+        503: "The broker did not confirm (or the idempotency keys' database did not answer): nothing was "
+        "accepted; retry after Retry-After",
     }
     schema = {"$ref": "#/components/schemas/Problem"}
     return {

@@ -10,6 +10,7 @@ from agency_shared.events import (
     ApplicationSubmittedData,
     EnquiryReceived,
     EnquiryReceivedData,
+    HumanCheck,
     derived_id,
     utc_now,
 )
@@ -32,6 +33,8 @@ class RequestContext:
     user_agent: str
     correlation_id: str
     idempotency_key: str | None
+    # The ALTCHA solution posted with the submission (field or key ``altcha``), if any.
+    captcha_solution: object = None
 
 
 def id_for(kind: str, idempotency_key: str | None) -> uuid.UUID:
@@ -45,11 +48,15 @@ def application_id_for(idempotency_key: str | None) -> uuid.UUID:
     return id_for("application", idempotency_key)
 
 
-def submit_application(
-    form: ApplicationForm, current: AgreementDocument, request: RequestContext
-) -> ApplicationSubmitted:
+def ensure_current(form: ApplicationForm, current: AgreementDocument) -> None:
     if form.agreement.version != current.version or form.agreement.sha256 != current.sha256:
         raise AgreementNotCurrent(current)
+
+
+def submit_application(
+    form: ApplicationForm, current: AgreementDocument, request: RequestContext, human_check: HumanCheck = "none"
+) -> ApplicationSubmitted:
+    ensure_current(form, current)
     application_id = application_id_for(request.idempotency_key)
     received_at = utc_now()
     return ApplicationSubmitted(
@@ -68,16 +75,19 @@ def submit_application(
                 user_agent=request.user_agent,
             ),
             locale=form.locale,
+            human_check=human_check,
         ),
     )
 
 
-def submit_enquiry(form: EnquiryForm, request: RequestContext) -> EnquiryReceived:
+def submit_enquiry(form: EnquiryForm, request: RequestContext, human_check: HumanCheck = "none") -> EnquiryReceived:
     enquiry_id = id_for("enquiry", request.idempotency_key)
     received_at = utc_now()
     return EnquiryReceived(
         event_id=derived_id(EnquiryReceived.routing_key, str(enquiry_id)),
         occurred_at=received_at,
         correlation_id=request.correlation_id,
-        data=EnquiryReceivedData(enquiry_id=enquiry_id, enquiry=form, received_at=received_at, locale=form.locale),
+        data=EnquiryReceivedData(
+            enquiry_id=enquiry_id, enquiry=form, received_at=received_at, locale=form.locale, human_check=human_check
+        ),
     )

@@ -15,7 +15,14 @@ from typing import Any, cast
 import idna
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from agency_shared.events import AgreementRecorded, ApplicationSubmitted, EnquiryReceived, Event, derived_id
+from agency_shared.events import (
+    AgreementRecorded,
+    ApplicationSubmitted,
+    EnquiryReceived,
+    Event,
+    HumanCheck,
+    derived_id,
+)
 from agency_shared.forms import SERVICE_LABELS, Locale
 from agency_shared.receipts import Receipt
 
@@ -203,6 +210,21 @@ def message_id(event: Event, template: str, recipient: str) -> str:
     return f"<{derived_id(str(event.event_id), template, recipient.lower())}@wechat-agency>"
 
 
+# What the staff emails say about the human check a submission passed at intake (``HumanCheck``).
+HUMAN_CHECKS: dict[Locale, dict[HumanCheck, str]] = {
+    "en": {
+        "altcha": "passed (ALTCHA proof of work)",
+        "none": "none passed (no valid ALTCHA solution: no JavaScript, an API client, or an expired or reused one)",
+        "off": "not asked (the CAPTCHA is switched off)",
+    },
+    "zh-CN": {
+        "altcha": "已通过（ALTCHA 工作量证明）",
+        "none": "未通过（没有有效的 ALTCHA 解答：未启用 JavaScript、API 客户端，或解答已过期或被重复使用）",
+        "off": "未要求（人机验证已关闭）",
+    },
+}
+
+
 def _compose(
     *,
     template: str,
@@ -252,7 +274,12 @@ def staff_new_application(event: ApplicationSubmitted, staff: str, mail_from: st
         recipient=parse_address(staff),
         reply_to=person(operator.name, str(operator.email)),
         event=event,
-        context={"application_id": data.application_id, "form": form, "acceptance": data.acceptance},
+        context={
+            "application_id": data.application_id,
+            "form": form,
+            "acceptance": data.acceptance,
+            "human_check": HUMAN_CHECKS[locale][data.human_check],
+        },
     )
 
 
@@ -286,7 +313,12 @@ def client_confirmation(event: AgreementRecorded, mail_from: str, staff: Sequenc
 def _enquiry_context(event: EnquiryReceived, locale: Locale) -> dict[str, Any]:
     enquiry = event.data.enquiry
     services = [SERVICE_LABELS[locale][service] for service in enquiry.services]
-    return {"enquiry_id": event.data.enquiry_id, "enquiry": enquiry, "services": services}
+    return {
+        "enquiry_id": event.data.enquiry_id,
+        "enquiry": enquiry,
+        "services": services,
+        "human_check": HUMAN_CHECKS[locale][event.data.human_check],
+    }
 
 
 def staff_new_enquiry(event: EnquiryReceived, staff: str, mail_from: str, locale: Locale) -> EmailMessage:

@@ -29,6 +29,12 @@
     return body;
   }
 
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
   function clearErrors(form) {
     form.querySelectorAll("[data-error-for]").forEach(function (p) { p.textContent = ""; });
     form.querySelectorAll("[aria-invalid]").forEach(function (el) { el.removeAttribute("aria-invalid"); });
@@ -103,6 +109,11 @@
           title.textContent = outcome.dataset.failure;
           outcome.appendChild(title);
           var detail = outcome.dataset["status" + response.status];
+          if (data.type === "/problems/idempotency-key-reused") {
+            // The key names what was sent first (before Back and an edit): this is a new submission.
+            form.elements.idempotency_key.value = newKey();
+            detail = outcome.dataset.reused;
+          }
           if (detail) {
             outcome.appendChild(document.createElement("br"));
             outcome.appendChild(document.createTextNode(detail));
