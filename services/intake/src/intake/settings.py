@@ -6,10 +6,10 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, field_validator
 from pydantic_settings import NoDecode
 
-from agency_chassis.settings import SettingProblem, SharedSettings, split_commas
+from agency_chassis.settings import SettingProblem, VerificationSettings, split_commas
 
 
-class IntakeSettings(SharedSettings):
+class IntakeSettings(VerificationSettings):
     intake_port: int = 8000
     # Server processes sharing the port. Each is a replica in one host: its own broker
     # connection and its own rate-limit counts. Set it to the cores intake may use.
