@@ -102,7 +102,7 @@ class MongoApplications:
             {"application_id": application_id, "status": {"$in": status.earlier()}}, {"$set": {"status": status}}
         )
 
-    async def recorded(self, application_id: uuid.UUID) -> ApplicationRecord | None:
+    async def stored_application(self, application_id: uuid.UUID) -> ApplicationRecord | None:
         """The stored application; None if unknown. Raises ``ApplicationErased`` once its data was erased."""
         document = await self.get(application_id)
         if document is None:

@@ -55,7 +55,7 @@ class VerificationEvidence(BaseModel):
 
 
 class VerifiableApplications(Protocol):
-    async def recorded(self, application_id: uuid.UUID) -> ApplicationRecord | None:
+    async def stored_application(self, application_id: uuid.UUID) -> ApplicationRecord | None:
         """The stored application; None if unknown. Raises ``ApplicationErased`` once its data was erased."""
         ...
 
@@ -147,7 +147,7 @@ async def record_verification(
 ) -> AcceptanceConfirmed:
     """Store the evidence, append the verification link (once), move the status on; the event to announce."""
     application_id = event.data.application_id
-    application = await applications.recorded(application_id)
+    application = await applications.stored_application(application_id)
     if application is None:
         raise UnknownApplication(str(application_id))
     if event.data.email.lower() != str(application.application.operator.email).lower():
