@@ -80,6 +80,7 @@ def acceptance_confirmed_event(locale: str = "en") -> AcceptanceConfirmed:
     verified = email_verified(record.application_id, verified_at=submitted.occurred_at + timedelta(hours=1))
     evidence = VerificationEvidence(
         event_id=verified.event_id,
+        correlation_id=submitted.correlation_id,
         email=verified.data.email,
         verified_at=verified.data.verified_at.replace(microsecond=0),
         client_ip=verified.data.client_ip,
@@ -87,7 +88,7 @@ def acceptance_confirmed_event(locale: str = "en") -> AcceptanceConfirmed:
         recorded_at=verified.data.verified_at.replace(microsecond=0),
     )
     verification = verification_link(record, acceptance, evidence, acceptance.head)
-    return acceptance_confirmed(record, acceptance, verification, evidence, submitted.correlation_id)
+    return acceptance_confirmed(record, acceptance, verification, evidence)
 
 
 def notification_settled(application_id: uuid.UUID | None) -> NotificationSettled:

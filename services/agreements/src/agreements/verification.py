@@ -47,6 +47,8 @@ class VerificationEvidence(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     event_id: uuid.UUID
+    # The confirming request's: the follow-up event and emails carry it.
+    correlation_id: str
     email: str
     verified_at: AwareDatetime
     client_ip: str
@@ -84,6 +86,7 @@ def evidence_from_event(event: EmailVerified, now: datetime) -> VerificationEvid
     data = event.data
     return VerificationEvidence(
         event_id=event.event_id,
+        correlation_id=event.correlation_id,
         email=data.email,
         verified_at=millisecond_precision(data.verified_at),
         client_ip=data.client_ip,
@@ -125,14 +128,13 @@ def acceptance_confirmed(
     acceptance: LedgerEntry,
     verification: LedgerEntry,
     evidence: VerificationEvidence,
-    correlation_id: str,
 ) -> AcceptanceConfirmed:
     """The event for a recorded verification; the same verification always gives the same event (same id)."""
     recorded = agreement_recorded(application, acceptance).data
     return AcceptanceConfirmed(
         event_id=confirmed_event_id(application.application_id),
         occurred_at=evidence.recorded_at,
-        correlation_id=correlation_id,
+        correlation_id=evidence.correlation_id,
         data=AcceptanceConfirmedData(
             **dict(recorded),
             verified_at=evidence.verified_at,
@@ -158,4 +160,4 @@ async def record_verification(
     evidence = await applications.keep_verification(application_id, evidence_from_event(event, now))
     verification = await ledger.append_verification(application, acceptance, evidence)
     await applications.mark_verified(application_id, verification, evidence.verified_at)
-    return acceptance_confirmed(application, acceptance, verification, evidence, event.correlation_id)
+    return acceptance_confirmed(application, acceptance, verification, evidence)
