@@ -1,4 +1,4 @@
-"""Verifying an applicant's address in tests the way the applicant does: the link from the email, the page, the button."""
+"""Verifying an applicant's address in tests as the applicant does: the link in the email, the page, the button."""
 
 import re
 from email.message import EmailMessage

@@ -4,7 +4,8 @@ One document per (address, day) lists the keys of the emails that asked to go to
 that day, in the order they asked (``$addToSet`` appends a key once). An email may go if its
 key is among the first ``limit``: a retry or a redelivery of the same email asks with the same
 key and gets the same answer, so it never counts twice. The address is stored only as its
-SHA-256, and the documents expire (TTL index) two days after their day.
+SHA-256 (the keys too: a notification key ends with the address), and the documents expire
+(TTL index) two days after their day.
 """
 
 import hashlib
@@ -59,6 +60,7 @@ class MongoDailyCap:
 
     async def admit(self, recipient: str, key: str, now: datetime) -> bool:
         day_id = cap_document_id(recipient, now)
+        key = hashlib.sha256(key.encode()).hexdigest()  # a notification key ends with the address
         expires_at = datetime.combine(now.astimezone(UTC).date(), time(), UTC) + KEPT_FOR
         for _ in range(3):
             try:
