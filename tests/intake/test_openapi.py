@@ -35,6 +35,7 @@ async def test_every_endpoint_body_and_error_is_in_the_schema(intake_settings: I
         "/v1/agreements/current",
         "/v1/applications",
         "/v1/enquiries",
+        "/verify/{token}",
         "/healthz",
         "/readyz",
         "/metrics",
