@@ -20,6 +20,7 @@ COMPOSE_REQUIRED = {
     "MAIL_FROM": "WeChat Agency <no-reply@agency.example>",
     "STAFF_EMAILS": "staff@agency.example",
     "STAFF_API_TOKEN": "compose-check-token",
+    "EMAIL_VERIFICATION_SECRET": "compose-check-secret",
 }
 
 
