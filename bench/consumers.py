@@ -24,7 +24,7 @@ from agency_shared.topology import (
 )
 from agreements.recording import record_from_event
 from bench.stack import CpuMeter, Stack, peak_rss_mib
-from notifications.emails import client_confirmation
+from notifications.emails import email_verification
 from tests.support.events import agreement_recorded_event, application_submitted
 
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -163,7 +163,10 @@ async def notifications_round(stack: Stack, backlog: int, number: int) -> dict[s
     await stack.purge(AGREEMENTS_NOTIFICATION_SETTLED.name, NOTIFICATIONS_AGREEMENT_RECORDED.name)
     first = events[0]
     assert isinstance(first, AgreementRecorded)
-    email = client_confirmation(first, "WeChat Agency <no-reply@agency.example>")
+    # What the service sends for agreement.recorded: the applicant's verification email.
+    email = email_verification(
+        first, "http://localhost:8000/verify/token", 7, "WeChat Agency <no-reply@agency.example>"
+    )
     raw = await raw_sends(stack, email, min(backlog, 2000))
     return {"service_per_s": round(rate, 1), "seconds": round(seconds, 1), "raw_per_s": round(raw, 1),
             "ratio": round(rate / raw, 2), "peak_rss_mib": peak} | cpu  # fmt: skip

@@ -91,6 +91,8 @@ def main() -> int:
         "notifications": int(env.get("NOTIFICATIONS_PORT", "8002")),
     }
     env.setdefault("STATUS_BASE_URL", f"http://127.0.0.1:{ports['agreements']}")
+    # Verification links in the emails open the intake this run serves.
+    env.setdefault("INTAKE_BASE_URL", f"http://127.0.0.1:{ports['intake']}")
     children: list[Child] = []
 
     def start(name: str, *command: str) -> None:

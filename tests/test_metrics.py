@@ -135,7 +135,7 @@ async def test_an_application_moves_the_http_message_email_ledger_and_publish_me
         assert moved(service, "faststream_received_processed_messages_duration_seconds_count", **labels) == 1
 
     assert moved("notifications", "wechat_emails_total", template="staff_new_application", outcome="sent") == len(STAFF)
-    assert moved("notifications", "wechat_emails_total", template="client_confirmation", outcome="sent") == 1
+    assert moved("notifications", "wechat_emails_total", template="email_verification", outcome="sent") == 1
     assert value(after["agreements"], "wechat_ledger_length") == 1
     assert moved("intake", "wechat_publish_confirm_seconds_count", service="intake") == 1
     assert moved("agreements", "wechat_publish_confirm_seconds_count", service="agreements") >= 1  # agreement.recorded
@@ -191,9 +191,9 @@ async def test_a_retried_email_and_a_failed_one_given_up_to_the_dead_letter_queu
     def moved(name: str, /, **labels: str) -> float:
         return value(after["notifications"], name, **labels) - value(before["notifications"], name, **labels)
 
-    assert moved("wechat_emails_total", template="client_confirmation", outcome="retried") == 1
-    assert moved("wechat_emails_total", template="client_confirmation", outcome="sent") == 1
-    assert moved("wechat_emails_total", template="client_confirmation", outcome="failed") == 1
+    assert moved("wechat_emails_total", template="email_verification", outcome="retried") == 1
+    assert moved("wechat_emails_total", template="email_verification", outcome="sent") == 1
+    assert moved("wechat_emails_total", template="email_verification", outcome="failed") == 1
     # The staff are told about the client they could not reach.
     assert moved("wechat_emails_total", template="staff_client_unreachable", outcome="sent") == len(STAFF)
     assert moved("wechat_dead_lettered_total", queue="notifications.agreement-recorded") == 1

@@ -27,6 +27,8 @@ from tests.support.apps import client, serving
 from tests.support.data import CURRENT, application
 from tests.support.events import application_submitted
 from tests.support.ledger import STAFF_TOKEN, run_verify_command
+from tests.support.servers import Inbox
+from tests.support.verification import verify_address
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 AUTH = {"Authorization": f"Bearer {STAFF_TOKEN}"}
@@ -76,6 +78,7 @@ async def test_erasure_removes_personal_data_everywhere_and_the_ledger_still_ver
     notifications_settings: NotificationsSettings,
     mongo: Mongo,
     amqp_url: str,
+    inbox: Inbox,
 ) -> None:
     db = mongo[staff_settings.mongodb_db]
     agreements_app = agreements.main.create_app(staff_settings)
@@ -89,8 +92,10 @@ async def test_erasure_removes_personal_data_everywhere_and_the_ledger_still_ver
     ):
         accepted = await front.post("/v1/applications", json=form, headers={"Idempotency-Key": KEY})
         application_id = accepted.json()["application_id"]
-        async with asyncio.timeout(30):  # recorded, and all three emails (two staff, one client) settled
-            while len(await timeline(mongo, staff_settings.mongodb_db, application_id)) < 5:  # noqa: ASYNC110
+        await verify_address(inbox, EMAIL, front)  # from the same browser: the same IP and user agent
+        # Recorded, verified, and all four emails (two staff, the client's link and receipt) settled.
+        async with asyncio.timeout(30):
+            while len(await timeline(mongo, staff_settings.mongodb_db, application_id)) < 7:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         receipt_before = (await back.get(f"/v1/applications/{application_id}/receipt")).json()
         before = await personal_data_found(mongo, staff_settings.mongodb_db)
@@ -134,7 +139,7 @@ async def test_erasure_removes_personal_data_everywhere_and_the_ledger_still_ver
 
     assert await personal_data_found(mongo, staff_settings.mongodb_db) == {}
     assert verified["ok"] is True, verified
-    assert verified["checked"] == 1
+    assert verified["checked"] == 2  # the acceptance and its verification, both intact
     command = run_verify_command(staff_settings)
     assert command.returncode == 0, command.stdout + command.stderr
 
@@ -151,13 +156,16 @@ async def test_erasure_removes_personal_data_everywhere_and_the_ledger_still_ver
     assert "operator" not in detail["application"]
     assert detail["application"]["notes"] == "Please call [erased] or write to [erased]."
     assert detail["ledger"]["record_hash"] == receipt["record_hash"]
+    assert detail["ledger_verification"]["record"]["acceptance_record_hash"] == receipt["record_hash"]
+    assert set(detail["email_verification"]) >= {"verified_at", "recorded_at"}
+    assert not {"email", "client_ip", "user_agent"} & set(detail["email_verification"])
     [row] = list(csv.DictReader(io.StringIO(exported)))
     assert row["operator_email"] == row["operator_name"] == row["operator_phone"] == ""
     assert row["personal_data_erased_at"]
     for text in (listed, exported, acceptances, str(detail)):
         assert not [value for value in PERSONAL if value.lower() in text.lower()]
 
-    # An operator replaying agreement.recorded later must not email the erased applicant again.
+    # An operator replaying acceptance.confirmed later must not email the erased applicant again.
     ledger = NotificationLedger(mongo, staff_settings.mongodb_db, lease_seconds=30)
     assert await ledger.claim(confirmation["_id"], confirmation) is Claim.SENT
     assert await db["notifications"].count_documents({"_id": confirmation["_id"]}) == 0

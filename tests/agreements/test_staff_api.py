@@ -24,6 +24,7 @@ from tests.support.apps import client, http_server, serving
 from tests.support.data import CURRENT, application
 from tests.support.events import application_submitted
 from tests.support.ledger import STAFF_TOKEN, wait_for_links
+from tests.support.verification import verify_address
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 AUTH = {"Authorization": f"Bearer {STAFF_TOKEN}"}
@@ -189,21 +190,41 @@ async def test_status_and_timeline_follow_the_application_to_the_confirmation_em
         accepted = (await front.post("/v1/applications", json=application())).json()
         status_path = accepted["status_url"].removeprefix(str(intake_settings.status_base_url).rstrip("/"))
         detail_path = f"/v1/staff/applications/{accepted['application_id']}"
-        # The status is only observable by asking for it: poll until it moves on.
-        async with asyncio.timeout(20):
-            while True:
-                status = (await back.get(status_path)).json()
-                detail = (await back.get(detail_path, headers=AUTH)).json()
-                if status.get("status") == Status.CONFIRMED and len(detail["timeline"]) >= 5:
-                    break
-                await asyncio.sleep(0.1)
+        seen: list[str] = []
+
+        async def until(reached: Status, moments: int) -> dict[str, Any]:
+            # The status is only observable by asking for it: poll until it moves on.
+            async with asyncio.timeout(20):
+                while True:
+                    status = (await back.get(status_path)).json()
+                    detail: dict[str, Any] = (await back.get(detail_path, headers=AUTH)).json()
+                    if status.get("status") and status["status"] not in seen:
+                        seen.append(status["status"])
+                    if status.get("status") == reached and len(detail["timeline"]) >= moments:
+                        return {"status": status, "detail": detail}
+                    await asyncio.sleep(0.05)
+
+        waiting = await until(Status.AWAITING_VERIFICATION, 5)
+        await verify_address(inbox, "li.wei@mapletea.example", front)
+        done = await until(Status.CONFIRMED, 7)
+        status, detail = done["status"], done["detail"]
     assert unknown.status_code == 404
     assert set(status) == {"application_id", "status", "description"}  # nothing about the applicant
+    assert "confirm your email address" in waiting["status"]["description"]
+    # Forward only ("verified" lasts as long as sending the receipt takes: polling may miss it).
+    assert seen == sorted(seen, key=[str(status) for status in Status].index)
+    assert seen[-1] == Status.CONFIRMED
     kinds = [moment["kind"] for moment in detail["timeline"]]
     assert kinds[:2] == ["submitted", "recorded"]
-    assert sorted(kinds[2:]) == ["email_sent"] * 3  # two staff, one client
-    assert {m["detail"]["template"] for m in detail["timeline"][2:]} == {"staff_new_application", "client_confirmation"}
+    assert sorted(kinds[2:]) == ["email_sent"] * 4 + ["email_verified"]  # two staff, the link, the receipt
+    assert {m["detail"].get("template") for m in detail["timeline"][2:]} == {
+        "staff_new_application",
+        "email_verification",
+        "client_confirmation",
+        None,
+    }
     assert detail["ledger"]["sequence"] == 1
+    assert detail["ledger_verification"]["sequence"] == 2
     assert detail["status"] == Status.CONFIRMED
 
 

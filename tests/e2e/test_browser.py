@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -20,6 +21,7 @@ from notifications.settings import NotificationsSettings
 from tests.support.apps import http_server, serving
 from tests.support.data import STAFF
 from tests.support.servers import Inbox
+from tests.support.verification import link_in
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
@@ -124,7 +126,19 @@ async def test_application_form_with_javascript(browser: Browser, system: System
     assert record["locale"] == locale
     assert record["application"]["company"]["country"] == "CA"
     assert "HeadlessChrome" in record["acceptance"]["user_agent"]
-    [confirmation] = system.inbox.to(client)
+    # The address is verified as the applicant does it: the link from the email, then its button.
+    [verification] = system.inbox.to(client)
+    path = urlsplit(link_in(verification)).path
+    await page.goto(f"{system.url}{path}")
+    await expect(page.locator("html")).to_have_attribute("lang", locale)
+    await screenshot(page, f"verify-{locale}")
+    await page.click("button[type=submit]")
+    confirmed = "Your email address is confirmed" if locale == "en" else "您的邮箱地址已确认"
+    await expect(page.locator("#outcome")).to_contain_text(confirmed)
+    await screenshot(page, f"verify-{locale}-confirmed")
+    assert refused == []
+    await system.inbox.wait_for(lambda _: len(system.inbox.to(client)) == 2)
+    confirmation = system.inbox.to(client)[1]
     assert confirmation["Subject"].startswith(success[:6] if locale == "zh-CN" else "Thank you!")
 
 

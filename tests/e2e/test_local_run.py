@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 
 from tests.support.data import application
 from tests.support.servers import Inbox, free_port
+from tests.support.verification import is_verification, link_in
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +87,10 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
             while len(list(mail.glob("*.eml"))) < 2:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         emails = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(mail.glob("*.eml"))]
-        assert sorted(str(m["To"]) for m in emails) == ["Li Wei 李伟 <li.wei@mapletea.example>", "staff@agency.example"]
+        # The applicant's is the verification link, to the bare address, pointing at the intake this run serves.
+        assert sorted(str(m["To"]) for m in emails) == ["li.wei@mapletea.example", "staff@agency.example"]
+        [verification] = [m for m in emails if is_verification(m)]
+        assert link_in(verification).startswith(f"http://127.0.0.1:{ports['INTAKE_PORT']}/verify/")
 
         mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
             f"mongodb://127.0.0.1:{ports['LOCAL_MONGO_PORT']}"
@@ -116,8 +120,8 @@ async def test_the_runner_uses_the_named_smtp_server_and_database_instead_of_sta
         # The emails reach the SMTP server named, as that server received them.
         await inbox.wait_for(lambda _: bool(inbox.to("li.wei@mapletea.example") and inbox.to("staff@agency.example")))
     assert run.code == 0, run.log
-    [confirmation] = inbox.to("li.wei@mapletea.example")
-    assert str(confirmation["To"]) == "Li Wei 李伟 <li.wei@mapletea.example>"
+    [verification] = inbox.to("li.wei@mapletea.example")
+    assert str(verification["To"]) == "li.wei@mapletea.example"
     assert f"emails: sent to 127.0.0.1:{smtp_port}" in run.log
     assert not (tmp_path / "mail").exists()  # no mail sink ran
     assert not (tmp_path / "mongo").exists()  # nor a database

@@ -137,7 +137,7 @@ async def test_three_replicas_each_share_the_work_and_the_results_are_those_of_o
     assert result.recorded == result.staff_emailed == result.client_emailed == result.accepted
     assert result.duplicate_records == 0
     assert result.duplicate_emails == 0, result.duplicated
-    assert len(system.inbox.messages) == 2 * result.accepted  # staff + client, nothing else
+    assert len(system.inbox.messages) == 2 * result.accepted  # staff + the client's verification link, nothing else
     assert await notification_states(system) == Counter({"sent": 2 * result.accepted})
     for replica in system.replicas["agreements"]:  # every replica reads the one chain
         report = await verify_over_http(replica)

@@ -36,6 +36,7 @@ async def test_every_endpoint_body_and_error_is_in_the_schema(intake_settings: I
         "/v1/captcha/challenge",
         "/v1/applications",
         "/v1/enquiries",
+        "/verify/{token}",
         "/healthz",
         "/readyz",
         "/metrics",

@@ -18,9 +18,10 @@ from notifications.settings import NotificationsSettings
 from tests.support import broker
 from tests.support.apps import serving
 from tests.support.data import STAFF
+from tests.support.events import ENQUIRY, acceptance_confirmed_event, application_submitted, enquiry_received
 from tests.support.events import agreement_recorded_event as recorded
-from tests.support.events import application_submitted, enquiry_received
 from tests.support.servers import Inbox, free_port, smtp_server
+from tests.support.verification import link_in
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 CLIENT = "li.wei@mapletea.example"
@@ -47,18 +48,40 @@ async def test_staff_are_emailed_about_a_submitted_application(
     assert all(e["state"] == "sent" and e["attempts"] == 1 and e["smtp_reply"] for e in entries)
 
 
-async def test_client_is_emailed_when_the_agreement_is_recorded(
+async def test_the_applicant_gets_only_the_verification_link_when_the_agreement_is_recorded(
     notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
 ) -> None:
     event = recorded("zh-CN")
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, event)
         [message] = await inbox.wait_for(lambda messages: len(messages) == 1)
-    assert message["To"].addresses[0].addr_spec == CLIENT
-    assert message["Subject"].startswith("感谢您")
+    [to] = message["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("", CLIENT)
+    assert message["Subject"] == "请确认您的邮箱地址"
+    assert not [part for part in message.walk() if part.get_filename()]  # no receipt yet
+    link = link_in(message)
+    assert link.startswith("http://localhost:8000/verify/")
+    for typed in (event.data.applicant_name, event.data.account_name, event.data.company_name):
+        assert typed not in message.as_string()
     # "If anything above is wrong, reply to this email": the reply reaches the staff, not no-reply.
     assert sorted(a.addr_spec for a in message["Reply-To"].addresses) == sorted(STAFF)
     assert message["X-Correlation-ID"] == event.correlation_id
+
+
+async def test_the_client_gets_the_receipt_once_the_acceptance_is_confirmed(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
+) -> None:
+    event = acceptance_confirmed_event("zh-CN")
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, event)
+        [message] = await inbox.wait_for(lambda messages: len(messages) == 1)
+    assert message["To"].addresses[0].addr_spec == CLIENT
+    assert message["Subject"].startswith("感谢您")
+    assert sorted(a.addr_spec for a in message["Reply-To"].addresses) == sorted(STAFF)
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert event.data.verified_at.strftime("%Y-%m-%d %H:%M:%S") in text
+    [receipt] = [part for part in message.walk() if part.get_filename()]
+    assert receipt.get_filename() == f"receipt-{event.data.application_id}.json"
 
 
 async def test_a_redelivered_event_sends_nothing_twice_even_to_concurrent_replicas(
@@ -125,7 +148,7 @@ async def test_retries_end_in_the_dead_letter_queue_with_the_ledger_saying_faile
     assert broker.death_reason(dead) == "rejected"
     assert dead.headers["x-attempt"] == notifications_settings.max_attempts
     entries = {e["template"]: e for e in await ledger_entries(mongo, notifications_settings.mongodb_db, event)}
-    entry = entries["client_confirmation"]
+    entry = entries["email_verification"]
     assert entry["state"] == "failed"
     assert entry["attempts"] == notifications_settings.max_attempts
     assert entry["last_error"].startswith("retries exhausted")
@@ -145,13 +168,14 @@ async def test_a_permanent_smtp_rejection_is_not_retried_and_the_staff_are_alert
     assert dead.message_id == str(event.event_id)
     assert len(inbox.refusals) == 1  # no retry
     entries = {e["template"]: e for e in await ledger_entries(mongo, notifications_settings.mongodb_db, event)}
-    client_entry = entries["client_confirmation"]
+    client_entry = entries["email_verification"]
     assert (client_entry["state"], client_entry["attempts"]) == ("failed", 1)
     assert "550" in client_entry["last_error"]
     for staff in STAFF:
         [alert] = inbox.to(staff)
         assert (
-            alert["Subject"] == f"Client not reachable: Li Wei 李伟 (Application {str(event.data.application_id)[:8]})"
+            # The verification email was addressed to the bare address: the alert names the client by it.
+            alert["Subject"] == f"Client not reachable: {CLIENT} (Application {str(event.data.application_id)[:8]})"
         )
         text = alert.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert str(event.data.application_id) in text
@@ -178,7 +202,7 @@ async def test_a_permanent_rejection_still_dead_letters_when_the_staff_alert_nee
         (e["template"], e["recipient"]): e
         for e in await ledger_entries(mongo, notifications_settings.mongodb_db, event)
     }
-    assert entries["client_confirmation", CLIENT]["state"] == "failed"
+    assert entries["email_verification", CLIENT]["state"] == "failed"
     assert all(entries["staff_client_unreachable", staff]["state"] == "sent" for staff in STAFF)
 
 
@@ -282,7 +306,14 @@ async def test_an_enquiry_reaches_staff_and_the_enquirer_gets_an_autoresponse_in
     [reply] = inbox.to("wang.fang@example.cn")
     assert reply["Subject"] == "感谢您！我们已收到您的咨询"
     assert sorted(a.addr_spec for a in reply["Reply-To"].addresses) == sorted(STAFF)
-    assert "微信支付与电商" in reply.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = reply.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "感谢您联系" in text
+    assert str(event.data.enquiry_id) in text
+    # Nobody verified the address: nothing the enquirer typed goes back to it, not even their name.
+    assert reply["To"].addresses[0].display_name == ""
+    for typed in (ENQUIRY["name"], ENQUIRY["company"], *str(ENQUIRY["message"]).splitlines(), "微信支付与电商"):
+        assert str(typed) not in inbox.raw[inbox.messages.index(reply)].decode()
+        assert str(typed) not in reply.as_string()
     for staff in STAFF:
         [email] = inbox.to(staff)
         assert email["Reply-To"].addresses[0].addr_spec == "wang.fang@example.cn"

@@ -31,6 +31,8 @@ REAL_MAIL: dict[str, Any] = {
     "smtp_host": "smtp.agency.com",
     "mail_from": "WeChat Agency <no-reply@agency.com>",
     "staff_emails": ["ops@agency.com"],
+    "intake_base_url": "https://apply.agency.com",
+    "email_verification_secret": "Vf-5ecret-0f-m0re-than-32-characters",
 }
 SETTINGS_VARIABLES = {
     name.upper()
@@ -56,9 +58,23 @@ def test_production_is_the_default() -> None:
 
 
 def test_production_refuses_every_development_default_and_missing_secret() -> None:
-    assert variables(IntakeSettings()) == ["AMQP_URL", "MONGODB_URL", "STATUS_BASE_URL", "CAPTCHA_HMAC_KEY"]
+    assert variables(IntakeSettings()) == [
+        "AMQP_URL",
+        "MONGODB_URL",
+        "EMAIL_VERIFICATION_SECRET",
+        "STATUS_BASE_URL",
+        "CAPTCHA_HMAC_KEY",
+    ]
     assert variables(AgreementsSettings()) == ["AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN"]
-    assert variables(NotificationsSettings()) == ["AMQP_URL", "MONGODB_URL", "SMTP_HOST", "MAIL_FROM", "STAFF_EMAILS"]
+    assert variables(NotificationsSettings()) == [
+        "AMQP_URL",
+        "EMAIL_VERIFICATION_SECRET",
+        "MONGODB_URL",
+        "SMTP_HOST",
+        "MAIL_FROM",
+        "STAFF_EMAILS",
+        "INTAKE_BASE_URL",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -78,7 +94,7 @@ def test_each_chassis_settings_class_brings_the_rules_of_its_own_fields(
 
 def test_the_rules_say_what_production_would_refuse_in_any_environment() -> None:
     settings = IntakeSettings(environment="local")
-    refused = ["AMQP_URL", "MONGODB_URL", "STATUS_BASE_URL", "CAPTCHA_HMAC_KEY"]
+    refused = ["AMQP_URL", "MONGODB_URL", "EMAIL_VERIFICATION_SECRET", "STATUS_BASE_URL", "CAPTCHA_HMAC_KEY"]
     assert [problem.variable for problem in settings.production_problems()] == refused
     assert settings_problems(settings) == []
 
@@ -162,12 +178,13 @@ def test_complete_production_settings_start_and_are_logged_masked(caplog: pytest
     [record] = caplog.records
     line = record.getMessage()
     assert "\n" not in line
-    for secret in ("Br0ker-Pa55", "Db-Pa55", "Smtp-Pa55", "pem"):
+    for secret in ("Br0ker-Pa55", "Db-Pa55", "Smtp-Pa55", "pem", REAL_MAIL["email_verification_secret"]):
         assert secret not in line
     shown = json.loads(line.split(" configuration ", 1)[1])
     assert shown["AMQP_URL"] == "amqp://agency:***@rabbitmq.internal:5672/"
     assert shown["MONGODB_URL"].startswith("mongodb://ledger:***@mongo-1.internal")
     assert shown["SMTP_PASSWORD"] == MASK
+    assert shown["EMAIL_VERIFICATION_SECRET"] == MASK
     assert shown["SMTP_USERNAME"] == "mailer"
     assert shown["STAFF_EMAILS"] == ["ops@agency.com"]
     assert shown["ENVIRONMENT"] == "production"

@@ -1,18 +1,23 @@
 """Building events for tests the way intake builds them."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from agency_shared.chain import GENESIS
 from agency_shared.events import (
+    AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
+    EmailVerified,
+    EmailVerifiedData,
     EnquiryReceived,
     NotificationSettled,
     NotificationSettledData,
+    derived_id,
 )
 from agency_shared.forms import ApplicationForm, EnquiryForm
 from agreements.recording import acceptance_link, agreement_recorded, record_from_event
+from agreements.verification import VerificationEvidence, acceptance_confirmed, verification_link
 from intake.submission import RequestContext, submit_application, submit_enquiry
 from tests.support.data import CURRENT, application
 
@@ -48,6 +53,42 @@ def agreement_recorded_event(locale: str = "en") -> AgreementRecorded:
     submitted = application_submitted(locale=locale)
     record = record_from_event(submitted, now=submitted.occurred_at)
     return agreement_recorded(record, acceptance_link(record, GENESIS))
+
+
+def email_verified(
+    application_id: uuid.UUID, email: str = "li.wei@mapletea.example", verified_at: datetime | None = None
+) -> EmailVerified:
+    """email.verified as intake publishes it when the applicant presses the button of the link."""
+    return EmailVerified(
+        event_id=derived_id(EmailVerified.routing_key, str(application_id)),
+        correlation_id=uuid.uuid4().hex,
+        data=EmailVerifiedData(
+            application_id=application_id,
+            email=email,
+            verified_at=verified_at or datetime.now(UTC),
+            client_ip="198.51.100.99",
+            user_agent="Mozilla/5.0 (the mail link)",
+        ),
+    )
+
+
+def acceptance_confirmed_event(locale: str = "en") -> AcceptanceConfirmed:
+    """acceptance.confirmed as agreements publishes it: a fresh chain of an acceptance and its verification."""
+    submitted = application_submitted(locale=locale)
+    record = record_from_event(submitted, now=submitted.occurred_at)
+    acceptance = acceptance_link(record, GENESIS)
+    verified = email_verified(record.application_id, verified_at=submitted.occurred_at + timedelta(hours=1))
+    evidence = VerificationEvidence(
+        event_id=verified.event_id,
+        correlation_id=submitted.correlation_id,
+        email=verified.data.email,
+        verified_at=verified.data.verified_at.replace(microsecond=0),
+        client_ip=verified.data.client_ip,
+        user_agent=verified.data.user_agent,
+        recorded_at=verified.data.verified_at.replace(microsecond=0),
+    )
+    verification = verification_link(record, acceptance, evidence, acceptance.head)
+    return acceptance_confirmed(record, acceptance, verification, evidence)
 
 
 def notification_settled(application_id: uuid.UUID | None) -> NotificationSettled:

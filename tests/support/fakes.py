@@ -12,6 +12,7 @@ from agency_chassis.publishing import MessageCopy, PublishFailed
 from agency_shared.chain import GENESIS, Head
 from agency_shared.events import Event, NotificationSettledData
 from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_link
+from agreements.verification import EMAIL_VERIFIED, VerificationEvidence, verification_link
 from intake.captcha import SolutionsUnavailable
 from intake.idempotency import KeyReused, KeysUnavailable
 from notifications.ledger import Claim
@@ -46,6 +47,8 @@ class FakeApplications:
         self.recorded: dict[uuid.UUID, int] = {}
         self.notes: list[NotificationSettledData] = []
         self.erased: set[uuid.UUID] = set()
+        self.verifications: dict[uuid.UUID, VerificationEvidence] = {}
+        self.verified: dict[uuid.UUID, int] = {}
         self.down = False
 
     def _check(self) -> None:
@@ -66,6 +69,22 @@ class FakeApplications:
         self._check()
         self.notes.append(settled)  # every call, as it came: the real store's de-duplication is its own test
 
+    async def stored_application(self, application_id: uuid.UUID) -> ApplicationRecord | None:
+        self._check()
+        if application_id in self.erased:
+            raise ApplicationErased(str(application_id))
+        return self.records.get(application_id)
+
+    async def keep_verification(
+        self, application_id: uuid.UUID, evidence: VerificationEvidence
+    ) -> VerificationEvidence:
+        self._check()
+        return self.verifications.setdefault(application_id, evidence)
+
+    async def mark_verified(self, application_id: uuid.UUID, entry: LedgerEntry, at: datetime) -> None:
+        self._check()
+        self.verified[application_id] = entry.sequence
+
 
 class FakeAcceptanceLedger:
     """The hash chain in a list; ``busy`` raises what the real one raises when it finds no free sequence."""
@@ -77,12 +96,32 @@ class FakeAcceptanceLedger:
     async def append(self, record: ApplicationRecord) -> LedgerEntry:
         if self.busy is not None:
             raise self.busy
-        for link in self.links:
-            if link.record["application_id"] == str(record.application_id):
-                return link
-        head = Head(self.links[-1].sequence, self.links[-1].record_hash) if self.links else GENESIS
-        self.links.append(acceptance_link(record, head))
+        if (found := await self.find(record.application_id)) is not None:
+            return found
+        self.links.append(acceptance_link(record, self._head()))
         return self.links[-1]
+
+    async def append_verification(
+        self, application: ApplicationRecord, acceptance: LedgerEntry, evidence: VerificationEvidence
+    ) -> LedgerEntry:
+        if self.busy is not None:
+            raise self.busy
+        if (found := self._of_kind(application.application_id, EMAIL_VERIFIED)) is not None:
+            return found
+        self.links.append(verification_link(application, acceptance, evidence, self._head()))
+        return self.links[-1]
+
+    async def find(self, application_id: uuid.UUID | str) -> LedgerEntry | None:
+        return self._of_kind(application_id, None)
+
+    def _of_kind(self, application_id: uuid.UUID | str, kind: str | None) -> LedgerEntry | None:
+        for link in self.links:
+            if link.record["application_id"] == str(application_id) and link.record.get("kind") == kind:
+                return link
+        return None
+
+    def _head(self) -> Head:
+        return Head(self.links[-1].sequence, self.links[-1].record_hash) if self.links else GENESIS
 
 
 @dataclass
@@ -115,7 +154,7 @@ class FakeNotificationLedger:
         if entry.state == "pending" or (entry.state == "failed" and retry_failed):
             entry.state = "sending"
             return Claim.CLAIMED
-        return {"sent": Claim.SENT, "failed": Claim.FAILED}.get(entry.state, Claim.BUSY)
+        return {"sent": Claim.SENT, "failed": Claim.FAILED, "refused": Claim.REFUSED}.get(entry.state, Claim.BUSY)
 
     async def sent(self, key: str, reply: str) -> None:
         entry = self.entries[key]
@@ -128,6 +167,10 @@ class FakeNotificationLedger:
     async def failed(self, key: str, error: str) -> None:
         entry = self.entries[key]
         entry.state, entry.last_error, entry.attempts = "failed", error, entry.attempts + 1
+
+    async def refused(self, key: str, reason: str) -> None:
+        entry = self.entries[key]
+        entry.state, entry.last_error = "refused", reason
 
     async def abandoned(self, key: str, error: str) -> None:
         entry = self.entries[key]
@@ -153,6 +196,27 @@ class FakeNotificationLedger:
 
     def state(self, template: str) -> list[str]:
         return [entry.state for key, entry in self.entries.items() if f"/{template}/" in key]
+
+
+class FakeDailyCap:
+    """The daily cap's rule (the first ``limit`` keys per address and day may go) in a dict; ``down`` is an outage."""
+
+    def __init__(self, limit: int = 5, templates: Collection[str] = ("client_confirmation",)) -> None:
+        self.limit = limit
+        self.templates = frozenset(templates)
+        self.keys: dict[tuple[str, str], list[str]] = {}
+        self.down = False
+
+    def covers(self, template: str) -> bool:
+        return template in self.templates
+
+    async def admit(self, recipient: str, key: str, now: datetime) -> bool:
+        if self.down:
+            raise ConnectionFailure("database unreachable")
+        day = self.keys.setdefault((recipient.lower(), now.date().isoformat()), [])
+        if key not in day:
+            day.append(key)
+        return key in day[: self.limit]
 
 
 class FakeMailer:

@@ -11,9 +11,11 @@ import yaml
 
 from agency_chassis.asyncapi import EventDocument
 from agency_shared.events import (
+    AcceptanceConfirmed,
     AgreementRecorded,
     ApplicantErased,
     ApplicationSubmitted,
+    EmailVerified,
     EnquiryReceived,
     Event,
     NotificationSettled,
@@ -24,8 +26,8 @@ from scripts.asyncapi import documents, path_of
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "agreements", "notifications")
 PUBLISHES: dict[str, tuple[type[Event], ...]] = {
-    "intake": (ApplicationSubmitted, EnquiryReceived),
-    "agreements": (AgreementRecorded, ApplicantErased),
+    "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
+    "agreements": (AgreementRecorded, AcceptanceConfirmed, ApplicantErased),
     "notifications": (NotificationSettled,),
 }
 

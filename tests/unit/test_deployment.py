@@ -49,9 +49,9 @@ SERVICE_PORTS = {"intake": 8000, "agreements": 8001, "notifications": 8002}
 CONSUMERS = ("agreements", "notifications")
 SECRET = "wechat-agency-secrets"
 SECRET_KEYS = {
-    "intake": {"AMQP_URL", "MONGODB_URL", "CAPTCHA_HMAC_KEY"},
+    "intake": {"AMQP_URL", "MONGODB_URL", "CAPTCHA_HMAC_KEY", "EMAIL_VERIFICATION_SECRET"},
     "agreements": {"AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN"},
-    "notifications": {"AMQP_URL", "MONGODB_URL", "SMTP_PASSWORD"},
+    "notifications": {"AMQP_URL", "MONGODB_URL", "SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
 }
 ALL_SECRET_KEYS = {key for keys in SECRET_KEYS.values() for key in keys}
 SETTINGS = {

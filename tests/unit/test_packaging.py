@@ -21,6 +21,7 @@ COMPOSE_REQUIRED = {
     "STAFF_EMAILS": "staff@agency.example",
     "STAFF_API_TOKEN": "compose-check-token",
     "CAPTCHA_HMAC_KEY": "compose-check-captcha-key",
+    "EMAIL_VERIFICATION_SECRET": "compose-check-secret",
 }
 
 

@@ -156,3 +156,30 @@ def real_address(address: str) -> bool:
     domain = domain.lower().rstrip(".")
     placeholder = any(domain == d or domain.endswith(f".{d}") for d in PLACEHOLDER_DOMAINS)
     return bool(local and at and "." in domain and not placeholder)
+
+
+# The local-development secret of verification links: production refuses it (and anything short).
+DEVELOPMENT_VERIFICATION_SECRET = "local-development-only-email-verification-secret"  # noqa: S105
+MIN_SECRET_LENGTH = 32
+
+
+class VerificationSettings(SharedSettings):
+    """The settings of a service that issues or checks email-verification links (notifications, intake).
+
+    Every replica of both services must hold the same secret: a link signed by one is checked by another.
+    """
+
+    email_verification_secret: SecretStr = SecretStr(DEVELOPMENT_VERIFICATION_SECRET)
+    # How long a verification link works after it was sent.
+    email_verification_days: int = Field(default=7, ge=1, le=90)
+
+    def production_problems(self) -> list[SettingProblem]:
+        problems = super().production_problems()
+        secret = self.email_verification_secret.get_secret_value()
+        if self.kept_default("email_verification_secret") or secret == DEVELOPMENT_VERIFICATION_SECRET:
+            reason = "not set; the same random secret for intake and notifications (e.g. `openssl rand -hex 32`)"
+            problems.append(SettingProblem("EMAIL_VERIFICATION_SECRET", reason))
+        elif len(secret) < MIN_SECRET_LENGTH:
+            reason = f"too short ({len(secret)} characters); use at least {MIN_SECRET_LENGTH} random ones"
+            problems.append(SettingProblem("EMAIL_VERIFICATION_SECRET", reason))
+        return problems

@@ -87,6 +87,27 @@ class AgreementRecordedData(Model):
     personal_data: PersonalData
 
 
+class EmailVerifiedData(Model):
+    """The applicant confirmed their address through the link emailed to it (what intake observed)."""
+
+    application_id: uuid.UUID
+    # The address the link was sent to (carried, signed, in the link).
+    email: str
+    verified_at: AwareDatetime
+    # Evidence of the confirming request, as for the acceptance.
+    client_ip: str
+    user_agent: str
+
+
+class AcceptanceConfirmedData(AgreementRecordedData):
+    """agreement.recorded's data once the applicant's address is verified: the receipt is owed now."""
+
+    verified_at: AwareDatetime
+    # The ledger link that records the verification as evidence beside the acceptance.
+    verification_sequence: int
+    verification_record_hash: str
+
+
 class ApplicantErasedData(Model):
     application_id: uuid.UUID
     # The events about this application whose emails went to the applicant: their records forget the address.
@@ -150,6 +171,29 @@ class AgreementRecorded(Event):
     routing_key: ClassVar[str] = "agreement.recorded"
     event_type: Literal["agreement.recorded"] = "agreement.recorded"
     data: AgreementRecordedData
+
+    def about_application(self) -> uuid.UUID | None:
+        return self.data.application_id
+
+
+class EmailVerified(Event):
+    """An applicant confirmed their email address by the link sent to it (intake); the id is derived from the
+    application, so a double click is one event."""
+
+    routing_key: ClassVar[str] = "email.verified"
+    event_type: Literal["email.verified"] = "email.verified"
+    data: EmailVerifiedData
+
+    def about_application(self) -> uuid.UUID | None:
+        return self.data.application_id
+
+
+class AcceptanceConfirmed(Event):
+    """The verification is recorded in the ledger beside the acceptance: the client gets the receipt (agreements)."""
+
+    routing_key: ClassVar[str] = "acceptance.confirmed"
+    event_type: Literal["acceptance.confirmed"] = "acceptance.confirmed"
+    data: AcceptanceConfirmedData
 
     def about_application(self) -> uuid.UUID | None:
         return self.data.application_id

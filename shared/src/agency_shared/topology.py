@@ -6,9 +6,11 @@ from typing import Generic, TypeVar
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
 from agency_shared.events import (
+    AcceptanceConfirmed,
     AgreementRecorded,
     ApplicantErased,
     ApplicationSubmitted,
+    EmailVerified,
     EnquiryReceived,
     Event,
     NotificationSettled,
@@ -74,16 +76,20 @@ class ConsumerQueue(Generic[E_co]):
 
 AGREEMENTS_APPLICATION_SUBMITTED = ConsumerQueue("agreements.application-submitted", ApplicationSubmitted)
 AGREEMENTS_NOTIFICATION_SETTLED = ConsumerQueue("agreements.notification-settled", NotificationSettled)
+AGREEMENTS_EMAIL_VERIFIED = ConsumerQueue("agreements.email-verified", EmailVerified)
 NOTIFICATIONS_APPLICATION_SUBMITTED = ConsumerQueue("notifications.application-submitted", ApplicationSubmitted)
 NOTIFICATIONS_AGREEMENT_RECORDED = ConsumerQueue("notifications.agreement-recorded", AgreementRecorded)
 NOTIFICATIONS_ENQUIRY_RECEIVED = ConsumerQueue("notifications.enquiry-received", EnquiryReceived)
 NOTIFICATIONS_APPLICANT_ERASED = ConsumerQueue("notifications.applicant-erased", ApplicantErased)
+NOTIFICATIONS_ACCEPTANCE_CONFIRMED = ConsumerQueue("notifications.acceptance-confirmed", AcceptanceConfirmed)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
     AGREEMENTS_NOTIFICATION_SETTLED,
+    AGREEMENTS_EMAIL_VERIFIED,
     NOTIFICATIONS_APPLICATION_SUBMITTED,
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
     NOTIFICATIONS_APPLICANT_ERASED,
+    NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
 )

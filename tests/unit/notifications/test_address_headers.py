@@ -9,13 +9,19 @@ import pytest
 from notifications.emails import (
     AddressNeedsSmtpUtf8,
     client_confirmation,
+    email_verification,
     enquiry_autoresponse,
     mailbox,
     person,
     staff_new_application,
     staff_new_enquiry,
 )
-from tests.support.events import agreement_recorded_event, application_submitted, enquiry_received
+from tests.support.events import (
+    acceptance_confirmed_event,
+    agreement_recorded_event,
+    application_submitted,
+    enquiry_received,
+)
 
 SENDER = "WeChat Agency <no-reply@agency.example>"
 STAFF = ("ops@agency.example", "Sales Team <sales@agency.example>")
@@ -84,6 +90,10 @@ def hostile_messages(name: str, email: str = "li.wei@mapletea.example") -> list[
     recorded = recorded.model_copy(
         update={"data": recorded.data.model_copy(update={"applicant_name": name, "applicant_email": email})}
     )
+    confirmed = acceptance_confirmed_event()
+    confirmed = confirmed.model_copy(
+        update={"data": confirmed.data.model_copy(update={"applicant_name": name, "applicant_email": email})}
+    )
     enquiry = enquiry_received()
     enquiry = enquiry.model_copy(
         update={
@@ -94,7 +104,8 @@ def hostile_messages(name: str, email: str = "li.wei@mapletea.example") -> list[
     )
     return [
         staff_new_application(submitted, STAFF[0], SENDER, "en"),
-        client_confirmation(recorded, SENDER, STAFF),
+        email_verification(recorded, "https://apply.agency.example/verify/t", 7, SENDER, STAFF),
+        client_confirmation(confirmed, SENDER, STAFF),
         staff_new_enquiry(enquiry, STAFF[1], SENDER, "zh-CN"),
         enquiry_autoresponse(enquiry, SENDER, STAFF),
     ]

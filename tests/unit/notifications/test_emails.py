@@ -13,7 +13,7 @@ from agency_shared.receipt_verifier import verify_receipt
 from notifications import emails
 from notifications.emails import client_confirmation, staff_new_application, staff_new_enquiry
 from tests.support.data import CURRENT
-from tests.support.events import agreement_recorded_event, application_submitted, enquiry_received
+from tests.support.events import acceptance_confirmed_event, application_submitted, enquiry_received
 
 SENDER = "WeChat Agency <no-reply@agency.example>"
 
@@ -55,7 +55,7 @@ def test_staff_email_has_the_whole_application_and_replies_go_to_the_applicant()
     ],
 )
 def test_client_confirmation_in_the_applicants_language(locale: str, subject_start: str, greeting: str) -> None:
-    event = agreement_recorded_event(locale)
+    event = acceptance_confirmed_event(locale)
     raw = client_confirmation(event, SENDER).as_bytes()
     message = reparse(client_confirmation(event, SENDER))
     text, html = bodies(message)
@@ -76,7 +76,7 @@ def test_client_confirmation_in_the_applicants_language(locale: str, subject_sta
 
 
 def test_message_ids_are_stable_per_event_template_and_recipient() -> None:
-    event = agreement_recorded_event()
+    event = acceptance_confirmed_event()
     assert client_confirmation(event, SENDER)["Message-ID"] == client_confirmation(event, SENDER)["Message-ID"]
     submitted = application_submitted()
     a = staff_new_application(submitted, "a@agency.example", SENDER, "en")["Message-ID"]
@@ -109,7 +109,7 @@ def test_html_part_escapes_user_input() -> None:
     ],
 )
 def test_names_from_user_input_can_never_inject_headers_or_recipients(name: str) -> None:
-    event = agreement_recorded_event()
+    event = acceptance_confirmed_event()
     hostile = event.model_copy(update={"data": event.data.model_copy(update={"applicant_name": name})})
     raw = client_confirmation(hostile, SENDER).as_bytes()
     message = reparse(client_confirmation(hostile, SENDER))
@@ -177,7 +177,7 @@ def test_staff_emails_follow_the_staff_language() -> None:
 
 
 def test_client_confirmation_carries_a_verifiable_receipt() -> None:
-    event = agreement_recorded_event("zh-CN")
+    event = acceptance_confirmed_event("zh-CN")
     message = reparse(client_confirmation(event, SENDER))
     [attachment] = list(message.iter_attachments())
     assert attachment.get_filename() == f"receipt-{event.data.application_id}.json"
@@ -208,7 +208,7 @@ def without_boundaries(message: EmailMessage) -> bytes:
 def test_header_classes_made_once_give_the_same_emails_as_the_standard_registry(
     monkeypatch: pytest.MonkeyPatch, locale: str
 ) -> None:
-    event = agreement_recorded_event(locale)
+    event = acceptance_confirmed_event(locale)
     ours = client_confirmation(event, "WeChat Agency <no-reply@agency.example>", ["staff@agency.example"])
     standard_policy = emails.EMAIL_POLICY.clone(header_factory=HeaderRegistry())
     monkeypatch.setattr(emails, "EMAIL_POLICY", standard_policy)

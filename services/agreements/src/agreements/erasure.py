@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from agency_shared.events import ApplicantErased, ApplicantErasedData, Event, derived_id
 from agreements.recording import recorded_event_id
+from agreements.verification import confirmed_event_id
 
 
 class ErasableApplications(Protocol):
@@ -34,9 +35,14 @@ async def erase_applicant(
     document = await applications.get(application_id)
     if tombstone is None or document is None:
         return None
-    # The client's emails come from agreement.recorded; application.submitted's go to the staff,
-    # but it is named too so that any email about the application is covered.
-    event_ids = (uuid.UUID(document["submitted_event_id"]), recorded_event_id(application_id))
+    # The client's emails come from agreement.recorded (the verification link) and acceptance.confirmed
+    # (the receipt); application.submitted's go to the staff, but it is named too so that any email
+    # about the application is covered.
+    event_ids = (
+        uuid.UUID(document["submitted_event_id"]),
+        recorded_event_id(application_id),
+        confirmed_event_id(application_id),
+    )
     erased = ApplicantErased(
         event_id=derived_id(ApplicantErased.routing_key, str(application_id)),
         correlation_id=correlation_id,

@@ -9,11 +9,23 @@ from faststream.rabbit import RabbitRouter
 from pymongo.errors import ConnectionFailure
 
 from agency_chassis.consuming import Runner
-from agency_chassis.outcomes import Attempt, Done, Outcome, RetryLater
-from agency_shared.events import ApplicationSubmitted, NotificationSettled, utc_now
-from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, AGREEMENTS_NOTIFICATION_SETTLED
+from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
+from agency_shared.events import ApplicationSubmitted, EmailVerified, NotificationSettled, utc_now
+from agency_shared.topology import (
+    AGREEMENTS_APPLICATION_SUBMITTED,
+    AGREEMENTS_EMAIL_VERIFIED,
+    AGREEMENTS_NOTIFICATION_SETTLED,
+)
 from agreements.recording import AcceptanceLedger, ApplicationErased, ApplicationStore, record_application
 from agreements.storage import LedgerContention
+from agreements.verification import (
+    AddressMismatch,
+    NotRecordedYet,
+    UnknownApplication,
+    VerifiableApplications,
+    VerificationLedger,
+    record_verification,
+)
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -43,6 +55,27 @@ async def record_submitted_application(
     return Done(publish=(recorded,))
 
 
+async def record_email_verification(
+    event: EmailVerified, applications: VerifiableApplications, ledger: VerificationLedger, now: Clock = utc_now
+) -> Outcome:
+    """Record the verified address as evidence beside the acceptance (a link of its own), then announce
+    acceptance.confirmed. A repeat (a double click, a redelivery) finds the link and announces the same event."""
+    application_id = event.data.application_id
+    try:
+        confirmed = await record_verification(event, applications, ledger, now())
+    except ApplicationErased:
+        logger.warning("application %s was erased: its verification is not recorded", application_id)
+        return Done()
+    except (UnknownApplication, AddressMismatch) as exc:
+        return GiveUp(f"email.verified {event.event_id} cannot be recorded: {type(exc).__name__} {exc}")
+    except NotRecordedYet:
+        return RetryLater(f"the acceptance of {application_id} is not in the ledger yet")
+    except OUTAGES as exc:
+        return RetryLater(f"recording the verification of {application_id} failed: {exc!r}")
+    logger.info("application %s: address verified, link %d", application_id, confirmed.data.verification_sequence)
+    return Done(publish=(confirmed,))
+
+
 async def note_notification(event: NotificationSettled, applications: ApplicationStore) -> Outcome:
     """Add an email's outcome to its application's timeline (enquiry emails have no application)."""
     try:
@@ -56,10 +89,18 @@ class Ports(Protocol):
     """The adapters the use cases run with (opened by the service's lifespan)."""
 
     @property
-    def applications(self) -> ApplicationStore: ...
+    def applications(self) -> "Applications": ...
 
     @property
-    def ledger(self) -> AcceptanceLedger: ...
+    def ledger(self) -> "Ledger": ...
+
+
+class Ledger(AcceptanceLedger, VerificationLedger, Protocol):
+    """The acceptance ledger as the use cases append to it: acceptances and verifications."""
+
+
+class Applications(ApplicationStore, VerifiableApplications, Protocol):
+    """The application store as the use cases keep it."""
 
 
 def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRouter:
@@ -73,6 +114,11 @@ def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRo
         """Add an email's outcome to its application's timeline (enquiry emails have no application)."""
         return await note_notification(event, ports.applications)
 
+    async def on_email_verified(event: EmailVerified, attempt: Attempt) -> Outcome:
+        """Record the verified address beside the acceptance in the ledger, then announce acceptance.confirmed."""
+        return await record_email_verification(event, ports.applications, ports.ledger, now)
+
     runner.consume(router, AGREEMENTS_APPLICATION_SUBMITTED, on_application_submitted)
+    runner.consume(router, AGREEMENTS_EMAIL_VERIFIED, on_email_verified)
     runner.consume(router, AGREEMENTS_NOTIFICATION_SETTLED, on_notification_settled)
     return router

@@ -56,7 +56,11 @@ class ApplicationStatus(BaseModel):
 DESCRIPTIONS = {
     Status.RECEIVED: "Your application has been received and is being recorded.",
     Status.RECORDED: "Your application and your acceptance of the Service Agreement are recorded.",
-    Status.CONFIRMED: "Recorded, and the confirmation email with your receipt has been sent.",
+    Status.AWAITING_VERIFICATION: (
+        "Recorded. We have emailed you a link: open it and confirm your email address to receive your receipt."
+    ),
+    Status.VERIFIED: "Your email address is confirmed; your receipt is on its way.",
+    Status.CONFIRMED: "Recorded, your email address confirmed, and the confirmation email with your receipt sent.",
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such application (a submission accepted moments ago appears within seconds)"}

@@ -79,7 +79,7 @@ class AcceptanceLedger(Protocol):
         ...
 
 
-def _millisecond_precision(moment: datetime) -> datetime:
+def millisecond_precision(moment: datetime) -> datetime:
     # MongoDB keeps dates to the millisecond; trimming first means the record
     # we publish about is exactly the record a later read returns.
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
@@ -95,8 +95,8 @@ def record_from_event(event: ApplicationSubmitted, now: datetime) -> Application
         locale=data.locale,
         correlation_id=event.correlation_id,
         submitted_event_id=event.event_id,
-        received_at=_millisecond_precision(event.occurred_at),
-        recorded_at=_millisecond_precision(now),
+        received_at=millisecond_precision(event.occurred_at),
+        recorded_at=millisecond_precision(now),
         personal_salt=secrets.token_hex(32),
     )
 

@@ -121,12 +121,15 @@ async def must_reaccept(
 
 @router.get("/v1/staff/applications/{application_id}", responses={404: {"description": "No such application"}})
 async def application_detail(application_id: uuid.UUID, applications: Applications, ledger: Ledger) -> dict[str, Any]:
-    """The application, its ledger link, and its timeline (submitted, recorded, each email sent or failed)."""
+    """The application, its ledger links (the acceptance; the email verification once there is one), and its
+    timeline (submitted, recorded, each email sent or failed, the address verified)."""
     document = await applications.get(application_id)
     if document is None:
         raise HTTPException(404, "no such application")
     entry = await ledger.find(application_id)
     document["ledger"] = asdict(entry) if entry else None
+    verification = await ledger.find_verification(application_id)
+    document["ledger_verification"] = asdict(verification) if verification else None
     document["timeline"] = sorted(document.get("timeline", []), key=lambda moment: moment["at"])
     return document
 

@@ -11,13 +11,14 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from agency_chassis.metrics import LEDGER_LENGTH
 from agency_shared.application_status import Status
 from agency_shared.chain import GENESIS, ChainReport, Head, verify_links_async
 from agency_shared.events import NotificationSettledData
 from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_link
+from agreements.verification import EMAIL_VERIFIED, VerificationEvidence, verification_link
 
 Document = dict[str, Any]
 
@@ -91,11 +92,49 @@ class MongoApplications:
         await self._add_moment(
             key, _moment(f"{settled.notification_key}:{settled.state}", kind, settled.settled_at, detail)
         )
-        if settled.state == "sent" and settled.template == "client_confirmation":
-            await self.collection.update_one(
-                {"application_id": key, "status": {"$in": [Status.RECEIVED, Status.RECORDED]}},
-                {"$set": {"status": Status.CONFIRMED}},
-            )
+        reached = STATUS_ON_SENT.get(settled.template)
+        if settled.state == "sent" and reached is not None:
+            await self._move_to(key, reached)
+
+    async def _move_to(self, application_id: str, status: Status) -> None:
+        """Forward only: a late event about an earlier step never moves an application back."""
+        await self.collection.update_one(
+            {"application_id": application_id, "status": {"$in": status.earlier()}}, {"$set": {"status": status}}
+        )
+
+    async def stored_application(self, application_id: uuid.UUID) -> ApplicationRecord | None:
+        """The stored application; None if unknown. Raises ``ApplicationErased`` once its data was erased."""
+        document = await self.get(application_id)
+        if document is None:
+            return None
+        if "erasure" in document:
+            raise ApplicationErased(str(application_id))
+        return ApplicationRecord.model_validate(document)
+
+    async def keep_verification(
+        self, application_id: uuid.UUID, evidence: VerificationEvidence
+    ) -> VerificationEvidence:
+        """Store the evidence of the verification unless some is stored already; the stored one (the first wins).
+
+        A double click gives two copies of email.verified with one id and different times:
+        the ledger link is made from what is stored here, so every replica builds the same one.
+        """
+        document = evidence.model_dump(mode="json")
+        document["verified_at"], document["recorded_at"] = evidence.verified_at, evidence.recorded_at
+        await self.collection.update_one(
+            {"application_id": str(application_id), "email_verification": {"$exists": False},
+             "erasure": {"$exists": False}},
+            {"$set": {"email_verification": document}},
+        )  # fmt: skip
+        stored = await self.collection.find_one({"application_id": str(application_id)}, {"email_verification": 1})
+        if stored is None or "email_verification" not in stored:
+            raise ApplicationErased(str(application_id))
+        return VerificationEvidence.model_validate(stored["email_verification"])
+
+    async def mark_verified(self, application_id: uuid.UUID, entry: LedgerEntry, at: datetime) -> None:
+        key = str(application_id)
+        await self._add_moment(key, _moment(EMAIL_VERIFIED, EMAIL_VERIFIED, at, {"sequence": entry.sequence}))
+        await self._move_to(key, Status.VERIFIED)
 
     async def _add_moment(self, application_id: str, moment: Document) -> None:
         # Filtering on the key makes a repeated event a no-op. An erased application's timeline
@@ -146,6 +185,10 @@ class MongoApplications:
         return cursor.limit(limit) if limit else cursor
 
 
+# What an email's delivery says about where its application stands.
+STATUS_ON_SENT = {"email_verification": Status.AWAITING_VERIFICATION, "client_confirmation": Status.CONFIRMED}
+
+
 def _moment(key: str, kind: str, at: datetime, detail: Document) -> Document:
     return {"key": key, "kind": kind, "at": at, "detail": detail}
 
@@ -156,13 +199,19 @@ def erasure_update(document: Document, reason: str | None, now: datetime) -> Doc
     Free text may repeat them too: notes, SMTP replies, timeline keys naming the recipient.
     """
     application, acceptance = document.get("application", {}), document.get("acceptance", {})
+    verification = document.get("email_verification", {})
     operator = application.get("operator", {})
     personal = [operator.get(name) for name in ("name", "email", "phone")]
-    blank = _blanker([*personal, acceptance.get("client_ip"), acceptance.get("user_agent")])
+    observed = [acceptance.get("client_ip"), acceptance.get("user_agent")]
+    observed += [verification.get(name) for name in ("email", "client_ip", "user_agent")]
+    blank = _blanker([*personal, *observed])
     tombstone = {"erased_at": now, "reason": blank(reason) if reason else None}
     kept = {key: value for key, value in document.items() if key not in ("_id", "personal_salt")}
     kept["application"] = {key: value for key, value in application.items() if key != "operator"}
     kept["acceptance"] = {key: value for key, value in acceptance.items() if key not in ("client_ip", "user_agent")}
+    if verification:
+        removed = ("email", "client_ip", "user_agent")
+        kept["email_verification"] = {key: value for key, value in verification.items() if key not in removed}
     kept["timeline"] = [*document.get("timeline", []), _moment("erased", "personal_data_erased", now, tombstone)]
     kept["erasure"] = tombstone
     # Only what changes is written: a status moving on meanwhile is kept.
@@ -226,11 +275,32 @@ class MongoAcceptanceLedger:
         return self.client[self.database]["acceptance_ledger_head"]
 
     async def ensure_indexes(self) -> None:
-        await self.links.create_index([("application_id", ASCENDING)], unique=True, name="application_id_unique")
+        # One link of each kind per application: its acceptance (no kind) and its email verification.
+        await self.links.create_index(
+            [("application_id", ASCENDING), ("kind", ASCENDING)], unique=True, name="application_kind_unique"
+        )
+        # The index of the ledgers written before verification links existed (one link per application).
+        with contextlib.suppress(OperationFailure):
+            await self.links.drop_index("application_id_unique")
 
     async def append(self, record: ApplicationRecord) -> LedgerEntry:
+        return await self._append(record.application_id, None, lambda after: acceptance_link(record, after))
+
+    async def append_verification(
+        self, application: ApplicationRecord, acceptance: LedgerEntry, evidence: VerificationEvidence
+    ) -> LedgerEntry:
+        """Add the verification as the next link, or return its existing link: one per application."""
+        return await self._append(
+            application.application_id,
+            EMAIL_VERIFIED,
+            lambda after: verification_link(application, acceptance, evidence, after),
+        )
+
+    async def _append(
+        self, application_id: uuid.UUID, kind: str | None, build: Callable[[Head], LedgerEntry]
+    ) -> LedgerEntry:
         async with self._writing:
-            entry, new = await self._link(record)
+            entry, new = await self._link(application_id, kind, build)
         if new:
             await self._advance_head(entry)
             # The length is the sequence of the last link; a racing writer's lower value is
@@ -238,19 +308,22 @@ class MongoAcceptanceLedger:
             LEDGER_LENGTH.set(entry.sequence)
         return entry
 
-    async def _link(self, record: ApplicationRecord) -> tuple[LedgerEntry, bool]:
+    async def _link(
+        self, application_id: uuid.UUID, kind: str | None, build: Callable[[Head], LedgerEntry]
+    ) -> tuple[LedgerEntry, bool]:
         after = self._last or await self._head_or_genesis()
         for _ in range(self.max_tries):
-            entry = acceptance_link(record, after)
+            entry = build(after)
+            document = {"_id": entry.sequence, "sequence": entry.sequence, "application_id": str(application_id),
+                        "record_hash": entry.record_hash, "record": entry.record}  # fmt: skip
+            if kind is not None:
+                document["kind"] = kind
             try:
-                await self.links.insert_one(
-                    {"_id": entry.sequence, "sequence": entry.sequence, "application_id": str(record.application_id),
-                     "record_hash": entry.record_hash, "record": entry.record}
-                )  # fmt: skip
+                await self.links.insert_one(document)
             except DuplicateKeyError:
                 self._last = None
-                found = await self.find(record.application_id)
-                if found is not None:  # a redelivery: the application has its link already
+                found = await self._find(application_id, kind)
+                if found is not None:  # a redelivery: the application has its link of this kind already
                     return found, False
                 after = await self._after_taken(entry.sequence)
                 continue
@@ -280,7 +353,16 @@ class MongoAcceptanceLedger:
             )
 
     async def find(self, application_id: uuid.UUID | str) -> LedgerEntry | None:
-        link = await self.links.find_one({"application_id": str(application_id)})
+        """The application's acceptance link."""
+        return await self._find(application_id, None)
+
+    async def find_verification(self, application_id: uuid.UUID | str) -> LedgerEntry | None:
+        """The link recording that the applicant verified their address, if they did."""
+        return await self._find(application_id, EMAIL_VERIFIED)
+
+    async def _find(self, application_id: uuid.UUID | str, kind: str | None) -> LedgerEntry | None:
+        of_kind = {"kind": kind} if kind is not None else {"kind": {"$exists": False}}
+        link = await self.links.find_one({"application_id": str(application_id), **of_kind})
         return None if link is None else _entry(link)
 
     def walk(self) -> AsyncIterator[Document]:
@@ -302,7 +384,10 @@ class MongoAcceptanceLedger:
         LEDGER_LENGTH.set(head.sequence if head else 0)
 
     def entries(self) -> AsyncIterator[Document]:
-        return self.links.find({}, {"_id": 0, "record": 1, "record_hash": 1}).sort("_id", ASCENDING)
+        """The acceptance links, in order (the acceptances export)."""
+        return self.links.find({"kind": {"$exists": False}}, {"_id": 0, "record": 1, "record_hash": 1}).sort(
+            "_id", ASCENDING
+        )
 
 
 def _entry(link: Document) -> LedgerEntry:

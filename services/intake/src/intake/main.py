@@ -3,19 +3,21 @@
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from agency_chassis.correlation import HEADER as CORRELATION_HEADER
+from agency_chassis.email_verification import VerificationTokens
 from agency_chassis.logs import configure_logging
 from agency_chassis.mongo import MongoConnection
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.agreement_documents import AgreementCatalog
-from agency_shared.events import ApplicationSubmitted, EnquiryReceived
-from intake import pages
+from agency_shared.events import ApplicationSubmitted, EmailVerified, EnquiryReceived
+from intake import pages, verification_pages
 from intake.accepting import EventSink, Intake
 from intake.api import api_routes
 from intake.captcha import AltchaCheck, CaptchaOff, HumanChecks, MongoSpentSolutions
@@ -23,6 +25,7 @@ from intake.guards import SubmissionGuard
 from intake.idempotency import MongoIdempotencyKeys
 from intake.problems import install_problem_handlers
 from intake.settings import IntakeSettings
+from intake.verification import AddressVerifier
 
 SERVICE = "intake"
 
@@ -66,6 +69,10 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
     adapters = Adapters(settings)
     catalog = AgreementCatalog.configured(settings.agreements_dir)
     intake = Intake(catalog, sink or chassis.publisher, adapters.keys, adapters.human_checks())
+    tokens = VerificationTokens(
+        settings.email_verification_secret.get_secret_value(), timedelta(days=settings.email_verification_days)
+    )
+    verifier = AddressVerifier(tokens, sink or chassis.publisher)
     guard = SubmissionGuard(
         settings.rate_limit, settings.max_body_bytes, settings.allowed_origins, settings.trusted_proxies
     )
@@ -87,8 +94,10 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
     )
     # What the page routes' dependencies (intake.deps) read.
     app.state.settings, app.state.intake, app.state.guard = settings, intake, guard
+    app.state.verifier = verifier
     install_problem_handlers(app, settings.retry_after_seconds)
     app.include_router(pages.router)
+    app.include_router(verification_pages.router)
     app.mount("/static", StaticFiles(packages=[("intake", "static")]), name="static")
     # CORS for the configured frontends, inside the chassis's correlation ids and HTTP metrics.
     app.add_middleware(
@@ -102,8 +111,11 @@ def create_app(settings: IntakeSettings | None = None, sink: EventSink | None = 
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},
-        publishes=(ApplicationSubmitted, EnquiryReceived),
-        description="Intake consumes nothing; it publishes one event per accepted application or enquiry.",
+        publishes=(ApplicationSubmitted, EnquiryReceived, EmailVerified),
+        description=(
+            "Intake consumes nothing; it publishes one event per accepted application or enquiry, "
+            "and one per email address an applicant confirmed through the verification link."
+        ),
     )
     return app
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from agency_chassis.settings import MongoSettings, SettingProblem, split_commas
+from agency_chassis.settings import MongoSettings, SettingProblem, VerificationSettings, split_commas
 
 MIN_KEY_LENGTH = 32
 GENERATE_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -15,7 +15,7 @@ GENERATE_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 DEVELOPMENT_CAPTCHA_KEY = "local-development-altcha-key, never for production"
 
 
-class IntakeSettings(MongoSettings):
+class IntakeSettings(VerificationSettings, MongoSettings):
     intake_port: int = 8000
     # Server processes sharing the port. Each is a replica in one host: its own broker
     # connection and its own rate-limit counts. Set it to the cores intake may use.

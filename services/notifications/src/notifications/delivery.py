@@ -7,7 +7,8 @@ from email.message import EmailMessage
 from typing import Literal, Protocol
 
 from agency_chassis.metrics import EMAILS
-from agency_shared.events import Event
+from agency_shared.events import Event, utc_now
+from notifications.daily_cap import DailyCap, refusal
 from notifications.ledger import Claim
 from notifications.mailer import DeliveryFailed, Mailer
 
@@ -32,6 +33,7 @@ class Ledger(Protocol):
     async def sent(self, key: str, reply: str) -> None: ...
     async def retrying(self, key: str, error: str) -> None: ...
     async def failed(self, key: str, error: str) -> None: ...
+    async def refused(self, key: str, reason: str) -> None: ...
     async def abandoned(self, key: str, error: str) -> None: ...
     async def reason(self, key: str) -> str | None: ...
     async def is_erased(self, application_id: str) -> bool: ...
@@ -45,12 +47,15 @@ class DeliveryReport:
     # Temporary failures and emails another worker holds: the event must come back later.
     unfinished: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
     failed: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
+    # Held back for good by the daily cap: settled as failed, but not an error (no alert, no dead letter).
+    refused: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
 
     def merge(self, other: "DeliveryReport") -> None:
         self.sent += other.sent
         self.skipped += other.skipped
         self.unfinished += other.unfinished
         self.failed += other.failed
+        self.refused += other.refused
 
 
 async def deliver(
@@ -60,14 +65,18 @@ async def deliver(
     mailer: Mailer,
     last_attempt: bool = False,
     retry_failed: bool = False,
+    cap: DailyCap | None = None,
 ) -> DeliveryReport:
     """Send each email not settled yet; on the last attempt, what is still unfinished has failed.
 
     ``retry_failed`` (an operator replayed the event) sends again what failed for good before.
+    An email the ``cap`` covers and does not admit is settled as refused instead of sent.
     """
     report = DeliveryReport()
     for email in emails:
         key = email.key(event)
+        # Asked before the claim, and again on every delivery: the same key always gets the same answer.
+        admitted = cap is None or not cap.covers(email.template) or await cap.admit(email.recipient, key, utc_now())
         claim = await ledger.claim(
             key,
             {
@@ -80,11 +89,14 @@ async def deliver(
             },
             retry_failed=retry_failed,
         )
-        if claim in (Claim.SENT, Claim.FAILED):
+        if claim in (Claim.SENT, Claim.FAILED, Claim.REFUSED):
             report.skipped.append((email, claim.value))
             continue
         if claim is Claim.BUSY:
             report.unfinished.append((email, "another worker is sending it"))
+            continue
+        if not admitted and cap is not None:
+            await _refuse(event, email, key, ledger, report, cap.limit)
             continue
         # Shielded: if the handler is cancelled (the broker connection dropped), the
         # send and its ledger entry still finish together, so a redelivery finds the
@@ -123,6 +135,17 @@ async def _attempt(
     report.sent.append((email, reply))
 
 
+async def _refuse(
+    event: Event, email: OutgoingEmail, key: str, ledger: Ledger, report: DeliveryReport, limit: int
+) -> None:
+    reason = refusal(limit)
+    await ledger.refused(key, reason)
+    report.refused.append((email, reason))
+    logger.warning(
+        "%s of %s %s held back: the daily cap of its address", email.template, event.event_type, event.event_id
+    )
+
+
 async def _give_up(event: Event, report: DeliveryReport, ledger: Ledger) -> None:
     """After the last attempt, what is still unfinished has failed: in the ledger and in the report."""
     for email, reason in report.unfinished:
@@ -133,7 +156,8 @@ async def _give_up(event: Event, report: DeliveryReport, ledger: Ledger) -> None
 
 def count_outcomes(report: DeliveryReport) -> None:
     """Count what became of each email this delivery tried (``skipped`` ones were counted when they settled)."""
-    for outcome, emails in (("sent", report.sent), ("retried", report.unfinished), ("failed", report.failed)):
+    tried = (("sent", report.sent), ("retried", report.unfinished), ("failed", report.failed))
+    for outcome, emails in (*tried, ("refused", report.refused)):
         for email, _ in emails:
             EMAILS.labels(email.template, outcome).inc()
 
@@ -142,6 +166,6 @@ def settled_outcomes(report: DeliveryReport) -> list[tuple[OutgoingEmail, Litera
     """Every email of the event that is in a final state, with what is known about it."""
     outcomes: list[tuple[OutgoingEmail, Literal["sent", "failed"], str | None]] = []
     outcomes += [(email, "sent", reply) for email, reply in report.sent]
-    outcomes += [(email, "failed", reason) for email, reason in report.failed]
+    outcomes += [(email, "failed", reason) for email, reason in [*report.failed, *report.refused]]
     outcomes += [(email, "sent" if state == "sent" else "failed", None) for email, state in report.skipped]
     return outcomes

@@ -16,6 +16,7 @@ import idna
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from agency_shared.events import (
+    AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
     EnquiryReceived,
@@ -152,6 +153,10 @@ SUBJECTS: dict[str, dict[Locale, str]] = {
         "en": "Client not reachable: {name} ({what} {short_id})",
         "zh-CN": "无法联系客户：{name}（{what} {short_id}）",
     },
+    "email_verification": {
+        "en": "Please confirm your email address",
+        "zh-CN": "请确认您的邮箱地址",
+    },
     "client_confirmation": {
         "en": "Thank you! Your submission has been received! (application {short_id})",
         "zh-CN": "感谢您！我们已收到您的申请（申请编号 {short_id}）",
@@ -283,10 +288,29 @@ def staff_new_application(event: ApplicationSubmitted, staff: str, mail_from: st
     )
 
 
-def client_confirmation(event: AgreementRecorded, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
+def email_verification(
+    event: AgreementRecorded, link: str, days: int, mail_from: str, staff: Sequence[str] = ()
+) -> EmailMessage:
+    """Fixed text with the link that verifies the address, to the bare address: until the applicant confirms
+    it, nothing they typed (not even their name) goes to it, so the form cannot make us mail anyone their text."""
+    data = event.data
+    return _compose(
+        template="email_verification",
+        locale=data.locale,
+        subject=SUBJECTS["email_verification"][data.locale],
+        sender=parse_address(mail_from),
+        recipient=mailbox("", data.applicant_email),
+        reply_to=tuple(parse_address(address) for address in staff),
+        event=event,
+        context={"link": link, "days": days},
+    )
+
+
+def client_confirmation(event: AcceptanceConfirmed, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
     """The confirmation, with the acceptance receipt summarised in the body and attached as JSON.
 
-    The client's reply goes to the staff (``MAIL_FROM`` is usually a no-reply address).
+    Sent once the applicant verified the address, so it may repeat what they submitted. The
+    client's reply goes to the staff (``MAIL_FROM`` is usually a no-reply address).
     """
     data = event.data
     receipt = Receipt.from_event(data)
@@ -338,17 +362,18 @@ def staff_new_enquiry(event: EnquiryReceived, staff: str, mail_from: str, locale
 
 
 def enquiry_autoresponse(event: EnquiryReceived, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
-    enquiry = event.data.enquiry
+    """Fixed text in the enquirer's language to the bare address: nothing else they typed (name, company,
+    message), since nobody verified that the address is theirs (else the form relays anyone's text to anyone)."""
     locale = event.data.locale
     return _compose(
         template="enquiry_autoresponse",
         locale=locale,
         subject=SUBJECTS["enquiry_autoresponse"][locale],
         sender=parse_address(mail_from),
-        recipient=person(enquiry.name, str(enquiry.email)),
+        recipient=mailbox("", str(event.data.enquiry.email)),
         reply_to=tuple(parse_address(address) for address in staff),
         event=event,
-        context=_enquiry_context(event, locale),
+        context={"enquiry_id": event.data.enquiry_id},
     )
 
 

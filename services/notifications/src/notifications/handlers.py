@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from functools import partial
 from typing import Literal, Protocol, TypeVar
@@ -16,8 +17,10 @@ from faststream.rabbit import RabbitRouter
 from pymongo.errors import ConnectionFailure
 
 from agency_chassis.consuming import Runner
+from agency_chassis.email_verification import VerificationTokens
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_shared.events import (
+    AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
     EnquiryReceived,
@@ -29,13 +32,16 @@ from agency_shared.events import (
 )
 from agency_shared.forms import Locale
 from agency_shared.topology import (
+    NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_APPLICATION_SUBMITTED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
 )
+from notifications.daily_cap import DailyCap
 from notifications.delivery import DeliveryReport, Ledger, OutgoingEmail, count_outcomes, deliver, settled_outcomes
 from notifications.emails import (
     client_confirmation,
+    email_verification,
     enquiry_autoresponse,
     staff_client_unreachable,
     staff_new_application,
@@ -49,8 +55,9 @@ E = TypeVar("E", bound=Event)
 # Composes one staff address's email about an event: (event, staff address, sender, staff language).
 StaffEmail = Callable[[E, str, str, Locale], EmailMessage]
 
-# Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently).
-CLIENT_TEMPLATES = frozenset({"client_confirmation", "enquiry_autoresponse"})
+# Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently);
+# each counts against the address's daily cap.
+CLIENT_TEMPLATES = frozenset({"email_verification", "client_confirmation", "enquiry_autoresponse"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +89,13 @@ class Notice:
 AlertFor = Callable[[Notice, OutgoingEmail, str], list[OutgoingEmail]]
 
 
-async def send_notice(notice: Notice, attempt: Attempt, ledger: Ledger, mailer: Mailer, alert_for: AlertFor) -> Outcome:
-    """Send the notice's emails (and the staff alerts a failed client email calls for); decide what comes next."""
+async def send_notice(
+    notice: Notice, attempt: Attempt, ledger: Ledger, mailer: Mailer, alert_for: AlertFor, cap: DailyCap | None = None
+) -> Outcome:
+    """Send the notice's emails (and the staff alerts a failed client email calls for); decide what comes next.
+
+    A client email over its address's daily ``cap`` is settled as failed (recorded, not retried, no alert).
+    """
     event = notice.event
     try:
         application_id = notice.subject.application_id
@@ -93,7 +105,9 @@ async def send_notice(notice: Notice, attempt: Attempt, ledger: Ledger, mailer: 
             logger.info("%s %s: applicant erased, nothing sent", event.event_type, event.event_id)
             return Done()
         # An operator's replay means: try what failed for good again.
-        report = await deliver(event, list(notice.emails), ledger, mailer, attempt.last, retry_failed=attempt.replayed)
+        report = await deliver(
+            event, list(notice.emails), ledger, mailer, attempt.last, retry_failed=attempt.replayed, cap=cap
+        )
         alerts = [
             alert
             for email, reason in await client_failures(notice, report, ledger)
@@ -213,16 +227,42 @@ def staff_alerts(settings: NotificationsSettings) -> AlertFor:
 class Emails:
     """Which emails each event causes, composed for the configured sender, staff and language."""
 
-    def __init__(self, settings: NotificationsSettings) -> None:
+    def __init__(self, settings: NotificationsSettings, now: Callable[[], datetime] = utc_now) -> None:
         self._mail_from = settings.mail_from
         self._staff = settings.staff_emails
         self._staff_locale = settings.staff_language
+        self._verify_base = f"{str(settings.intake_base_url).rstrip('/')}/verify/"
+        self._verification_days = settings.email_verification_days
+        self._tokens = VerificationTokens(
+            settings.email_verification_secret.get_secret_value(), timedelta(days=settings.email_verification_days)
+        )
+        self._now = now
 
     def of_submission(self, event: ApplicationSubmitted) -> Notice:
         emails = self._to_staff(event, "staff_new_application", staff_new_application)
         return Notice(event, Subject("application_id", event.data.application_id), emails)
 
     def of_recording(self, event: AgreementRecorded) -> Notice:
+        """The applicant's address is not verified yet: it gets only the fixed text with the link that verifies it."""
+        data = event.data
+        email = composed(
+            event,
+            "email_verification",
+            data.applicant_email,
+            lambda: email_verification(
+                event, self.verification_link(event), self._verification_days, self._mail_from, self._staff
+            ),
+        )
+        return Notice(event, Subject("application_id", data.application_id), (email,))
+
+    def verification_link(self, event: AgreementRecorded) -> str:
+        """A fresh signed token each time the email is composed; every one of them works until it expires."""
+        data = event.data
+        return self._verify_base + self._tokens.issue(
+            data.application_id, data.applicant_email, data.locale, self._now()
+        )
+
+    def of_confirmation(self, event: AcceptanceConfirmed) -> Notice:
         email = composed(
             event,
             "client_confirmation",
@@ -258,25 +298,36 @@ class Ports(Protocol):
     @property
     def mailer(self) -> Mailer: ...
 
+    @property
+    def cap(self) -> DailyCap: ...
+
 
 def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) -> RabbitRouter:
     router = RabbitRouter()
     emails = Emails(settings)
     alert_for = staff_alerts(settings)
 
+    async def send(notice: Notice, attempt: Attempt) -> Outcome:
+        return await send_notice(notice, attempt, ports.ledger, ports.mailer, alert_for, ports.cap)
+
     async def on_application_submitted(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
         """Email every staff address the full application."""
-        return await send_notice(emails.of_submission(event), attempt, ports.ledger, ports.mailer, alert_for)
+        return await send(emails.of_submission(event), attempt)
 
     async def on_agreement_recorded(event: AgreementRecorded, attempt: Attempt) -> Outcome:
-        """Send the client the confirmation of their application and agreement acceptance."""
-        return await send_notice(emails.of_recording(event), attempt, ports.ledger, ports.mailer, alert_for)
+        """Send the applicant the fixed-text email with the link that verifies their address."""
+        return await send(emails.of_recording(event), attempt)
+
+    async def on_acceptance_confirmed(event: AcceptanceConfirmed, attempt: Attempt) -> Outcome:
+        """Send the applicant, whose address is verified, the confirmation with the acceptance receipt."""
+        return await send(emails.of_confirmation(event), attempt)
 
     async def on_enquiry_received(event: EnquiryReceived, attempt: Attempt) -> Outcome:
-        """Email the staff the enquiry and send the enquirer an autoresponse in their language."""
-        return await send_notice(emails.of_enquiry(event), attempt, ports.ledger, ports.mailer, alert_for)
+        """Email the staff the enquiry and send the enquirer a fixed-text autoresponse in their language."""
+        return await send(emails.of_enquiry(event), attempt)
 
     runner.consume(router, NOTIFICATIONS_APPLICATION_SUBMITTED, on_application_submitted)
     runner.consume(router, NOTIFICATIONS_AGREEMENT_RECORDED, on_agreement_recorded)
+    runner.consume(router, NOTIFICATIONS_ACCEPTANCE_CONFIRMED, on_acceptance_confirmed)
     runner.consume(router, NOTIFICATIONS_ENQUIRY_RECEIVED, on_enquiry_received)
     return router

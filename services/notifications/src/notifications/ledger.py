@@ -26,7 +26,12 @@ class Claim(StrEnum):
     CLAIMED = "claimed"  # this worker sends it now
     SENT = "sent"  # sent before: skip
     FAILED = "failed"  # failed for good before: skip
+    REFUSED = "refused"  # held back for good before (the daily cap): skip
     BUSY = "busy"  # another worker is sending it right now: look again later
+
+
+# The states a claim finds an email in for good.
+FINAL_CLAIMS = {"sent": Claim.SENT, "failed": Claim.FAILED, "refused": Claim.REFUSED}
 
 
 class NotificationLedger:
@@ -62,7 +67,7 @@ class NotificationLedger:
                 {"_id": forgotten_key(str(details.get("event_id")), template)}, {"state": 1}
             )
             if forgotten is not None:
-                return Claim.SENT if forgotten["state"] == "sent" else Claim.FAILED
+                return FINAL_CLAIMS.get(str(forgotten["state"]), Claim.FAILED)
         try:
             await self._emails.insert_one(
                 {"_id": key, **details, "state": "sending", "lease_until": now + self._lease, "attempts": 0,
@@ -84,7 +89,7 @@ class NotificationLedger:
             return Claim.CLAIMED
         existing = await self._emails.find_one({"_id": key}, {"state": 1})
         state = existing["state"] if existing else None
-        return {"sent": Claim.SENT, "failed": Claim.FAILED}.get(str(state), Claim.BUSY)
+        return FINAL_CLAIMS.get(str(state), Claim.BUSY)
 
     async def sent(self, key: str, reply: str) -> None:
         now = utc_now()
@@ -95,6 +100,13 @@ class NotificationLedger:
 
     async def failed(self, key: str, error: str) -> None:
         await self._record(key, {"state": "failed", "last_error": error})
+
+    async def refused(self, key: str, reason: str) -> None:
+        """Held back for good without an attempt (the daily cap): settled, but no failure to alert about."""
+        await self._emails.update_one(
+            {"_id": key},
+            {"$set": {"state": "refused", "last_error": reason, "lease_until": None, "updated_at": utc_now()}},
+        )
 
     async def abandoned(self, key: str, error: str) -> None:
         """Failed for good without a further attempt (the retries are used up), unless another worker sent it."""
@@ -139,7 +151,7 @@ class NotificationLedger:
         forgotten = 0
         async for entry in self._emails.find(query):
             kept = {key: value for key, value in entry.items() if key not in ("smtp_reply", "last_error", "message_id")}
-            state = "sent" if entry.get("state") == "sent" else "failed"
+            state = entry.get("state") if entry.get("state") in ("sent", "refused") else "failed"
             erased = {**kept, "_id": forgotten_key(entry["event_id"], entry["template"]), "recipient": ERASED,
                       "state": state, "lease_until": None, "updated_at": utc_now()}  # fmt: skip
             # Insert before delete: an interrupted run leaves both, and its repeat removes the original.

@@ -7,6 +7,7 @@ from agency_chassis.mongo import MongoConnection
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.events import NotificationSettled
+from notifications.daily_cap import MongoDailyCap
 from notifications.erasure import build_erasure_router
 from notifications.handlers import CLIENT_TEMPLATES, build_router
 from notifications.ledger import NotificationLedger
@@ -21,6 +22,7 @@ class Adapters:
 
     ledger: NotificationLedger
     mailer: Mailer
+    cap: MongoDailyCap
 
     def __init__(self, settings: NotificationsSettings, mailer: Mailer | None) -> None:
         self._settings = settings
@@ -30,13 +32,16 @@ class Adapters:
 
     async def open(self) -> None:
         settings = self._settings
+        mongo = self.database.open(settings)
         self.ledger = NotificationLedger(
-            self.database.open(settings),
+            mongo,
             settings.mongodb_db,
             settings.send_lease_seconds,
             forgettable_templates=CLIENT_TEMPLATES,
         )
         await self.ledger.ensure_indexes()
+        self.cap = MongoDailyCap(mongo, settings.mongodb_db, settings.client_emails_per_day, CLIENT_TEMPLATES)
+        await self.cap.ensure_indexes()
         if self._given_mailer is not None:
             self.mailer = self._given_mailer
         else:
@@ -62,6 +67,9 @@ def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | N
         app,
         readiness={"database": adapters.database.ready},
         publishes=(NotificationSettled,),
-        description="Emails the staff and the client about each application and enquiry; announces each outcome.",
+        description=(
+            "Emails the staff about each application and enquiry; the applicant a link that verifies their address, "
+            "then the confirmation with the receipt; the enquirer a fixed autoresponse; announces each outcome."
+        ),
     )
     return app

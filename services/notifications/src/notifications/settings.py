@@ -2,12 +2,12 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AnyHttpUrl, Field
 
-from agency_chassis.settings import MongoSettings, SmtpSettings
+from agency_chassis.settings import MongoSettings, SettingProblem, SmtpSettings, VerificationSettings
 
 
-class NotificationsSettings(SmtpSettings, MongoSettings):
+class NotificationsSettings(SmtpSettings, MongoSettings, VerificationSettings):
     notifications_port: int = 8002
     staff_language: Literal["en", "zh-CN"] = "en"
     # SMTP connections kept open and reused across messages, per process.
@@ -16,3 +16,13 @@ class NotificationsSettings(SmtpSettings, MongoSettings):
     smtp_max_per_second: float | None = Field(default=None, gt=0)
     # How long a worker owns an email it is sending before another may take it over.
     send_lease_seconds: float = Field(default=120.0, gt=0)
+    # Where the applicant's browser reaches intake: the verification links point at <this>/verify/<token>.
+    intake_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8000")
+    # Emails to one client address (verification, confirmation, enquiry autoresponse) per UTC day, across replicas.
+    client_emails_per_day: int = Field(default=5, ge=1)
+
+    def production_problems(self) -> list[SettingProblem]:
+        problems = super().production_problems()
+        if self.kept_default("intake_base_url"):
+            problems.append(self.unset_problem("intake_base_url", "would send clients' links to their own machine"))
+        return problems

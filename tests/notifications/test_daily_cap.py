@@ -1,0 +1,72 @@
+"""The daily cap of client emails per address, against the real RabbitMQ, SecantusDB and an SMTP server."""
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from agency_shared.events import EnquiryReceived, Event
+from agency_shared.topology import AGREEMENTS_NOTIFICATION_SETTLED, NOTIFICATIONS_ENQUIRY_RECEIVED
+from notifications.main import create_app
+from notifications.settings import NotificationsSettings
+from tests.support import broker
+from tests.support.apps import serving
+from tests.support.data import STAFF
+from tests.support.events import ENQUIRY, enquiry_received
+from tests.support.servers import Inbox
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+ENQUIRER = str(ENQUIRY["email"])
+
+
+async def publish(amqp_url: str, event: Event) -> None:
+    await broker.publish_raw(amqp_url, event.model_dump_json().encode(), event.routing_key, str(event.event_id))
+
+
+def enquiry(email: str = ENQUIRER) -> EnquiryReceived:
+    event = enquiry_received()
+    form = event.data.enquiry.model_copy(update={"email": email})
+    return event.model_copy(update={"event_id": uuid.uuid4(), "data": event.data.model_copy(update={"enquiry": form})})
+
+
+async def test_the_sixth_email_to_one_address_in_a_day_is_refused_recorded_and_not_retried(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    assert notifications_settings.client_emails_per_day == 5  # the default
+    events = [enquiry() for _ in range(6)]
+    replicas = [create_app(notifications_settings) for _ in range(2)]  # the cap holds across replicas
+    async with serving(*replicas):
+        for event in events:
+            await publish(amqp_url, event)
+        await publish(amqp_url, events[0])  # a redelivery of an email already sent: not counted again
+        await publish(amqp_url, enquiry("someone.else@example.cn"))  # another address has its own cap
+        await inbox.wait_for(lambda messages: len(inbox.to(STAFF[0])) == 7 and len(inbox.to(ENQUIRER)) == 5)
+        await broker.wait_settled(amqp_url, "notifications.")
+    assert len(inbox.to(ENQUIRER)) == 5
+    assert len(inbox.to("someone.else@example.cn")) == 1
+    assert all(len(inbox.to(staff)) == 7 for staff in STAFF)  # staff emails are never capped
+    db = mongo[notifications_settings.mongodb_db]
+    entries = await db["notifications"].find({"template": "enquiry_autoresponse", "recipient": ENQUIRER}).to_list()
+    states = sorted(entry["state"] for entry in entries)
+    assert states == ["refused"] + ["sent"] * 5
+    [refused] = [entry for entry in entries if entry["state"] == "refused"]
+    assert "CLIENT_EMAILS_PER_DAY" in refused["last_error"]
+    assert refused.get("attempts", 0) == 0  # never tried
+    # Settled, not dead-lettered; announced as failed for the timeline.
+    assert await broker.depth(amqp_url, NOTIFICATIONS_ENQUIRY_RECEIVED.dead_letter_queue.name) == 0
+    waiting = await broker.depth(amqp_url, AGREEMENTS_NOTIFICATION_SETTLED.name)
+    messages = await broker.take(amqp_url, AGREEMENTS_NOTIFICATION_SETTLED.name, waiting)
+    settled = [json.loads(message.body)["data"] for message in messages]
+    assert any(s["template"] == "enquiry_autoresponse" and s["state"] == "failed" for s in settled)
+    # The cap keeps a hash of the address, never the address, and its documents expire.
+    [day] = (
+        await db["notifications_daily_cap"]
+        .find({"_id": {"$regex": hashlib.sha256(ENQUIRER.encode()).hexdigest()}})
+        .to_list()
+    )
+    assert len(day["keys"]) == 6
+    assert ENQUIRER not in json.dumps(day, default=str)
+    indexes = await db["notifications_daily_cap"].index_information()
+    assert indexes["expires_at_ttl"]["expireAfterSeconds"] == 0
