@@ -179,7 +179,7 @@ class Inbox:
         return [m for m in self.messages if address in m["X-Envelope-To"]]
 
     async def wait_for(
-        self, predicate: Callable[[list[EmailMessage]], bool], timeout: float = 15
+        self, predicate: Callable[[list[EmailMessage]], bool], timeout: float = 30
     ) -> list[EmailMessage]:
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: predicate(self.messages))
