@@ -85,7 +85,7 @@ async def test_an_application_without_a_solution_reaches_the_staff_only_once_its
     assert len(inbox.to(APPLICANT)) == 2  # the link, then the receipt
 
 
-async def test_an_enquiry_without_a_solution_gets_a_link_instead_of_the_autoresponse_and_reaches_the_staff_once_verified(
+async def test_an_enquiry_without_a_solution_gets_a_link_not_the_autoresponse_and_reaches_the_staff_once_verified(
     front: httpx.AsyncClient, amqp_url: str, inbox: Inbox
 ) -> None:
     posted = await front.post("/v1/enquiries", json={**ENQUIRY, "locale": "zh-CN"})
