@@ -255,3 +255,18 @@ async def test_the_enquiry_verification_email_counts_against_the_daily_cap() -> 
         await notify_enquiry(enquiry_received(human_check="none"), FIRST, world.emails, world.send, world.held)
     assert len(world.to(str(ENQUIRY["email"]))) == 2
     assert world.ledger.state("enquiry_verification").count("refused") == 1
+
+
+async def test_a_release_another_replica_is_sending_waits_and_sends_nothing_twice() -> None:
+    world = World()
+    submitted = application_submitted(human_check="none")
+    confirmed = acceptance_confirmed_event(submitted=submitted)
+    await notify_submission(submitted, FIRST, world.emails, world.send, world.held)
+    # Another replica took the staff emails a moment ago (its claims hold a lease).
+    for email in world.emails.of_submission(submitted).emails:
+        await world.ledger.claim(email.key(submitted), {})
+    outcome = await confirm_acceptance(confirmed, FIRST, world.emails, world.send, world.held)
+    assert isinstance(outcome, RetryLater)
+    assert world.staff_emails() == []
+    assert len(world.to(CLIENT)) == 1  # the confirmation is not held up by it
+    assert "released_at" not in world.held.documents[str(submitted.data.application_id)]
