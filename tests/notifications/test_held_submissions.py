@@ -12,7 +12,8 @@ NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 LINK = timedelta(days=7)
 
 
-def aware(moment: Any) -> datetime:
+def aware(moment: datetime | None) -> datetime:
+    assert moment is not None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
