@@ -78,7 +78,11 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
     }
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URL", "SMTP_HOST")}
     env.update({k: str(v) for k, v in ports.items()})
-    env.update({"AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example"})
+    # CAPTCHA off: the API post carries no solution, and an unchecked submission reaches the staff only once
+    # its address is verified (tests/e2e/test_held_submissions.py); this test is about the runner.
+    env.update(
+        {"AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example", "CAPTCHA": "off"}
+    )
     async with running_locally(env) as run:
         application_id = await submit(ports["INTAKE_PORT"])
         mail = tmp_path / "mail"
@@ -111,7 +115,7 @@ async def test_the_runner_uses_the_named_smtp_server_and_database_instead_of_sta
     ports = {name: free_port() for name in ("INTAKE_PORT", "AGREEMENTS_PORT", "NOTIFICATIONS_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
     env.update({
-        "AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example",
+        "AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example", "CAPTCHA": "off",
         "MONGODB_URL": mongo_url, "MONGODB_DB": f"run_local_{uuid.uuid4().hex[:8]}",
         "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port),
     })  # fmt: skip

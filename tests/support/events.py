@@ -11,6 +11,7 @@ from agency_shared.events import (
     EmailVerified,
     EmailVerifiedData,
     EnquiryReceived,
+    HumanCheck,
     NotificationSettled,
     NotificationSettledData,
     derived_id,
@@ -22,7 +23,10 @@ from intake.submission import RequestContext, submit_application, submit_enquiry
 from tests.support.data import CURRENT, application
 
 
-def application_submitted(locale: str = "en", correlation_id: str | None = None) -> ApplicationSubmitted:
+def application_submitted(
+    locale: str = "en", correlation_id: str | None = None, human_check: HumanCheck = "off"
+) -> ApplicationSubmitted:
+    """As intake publishes it; by default with the CAPTCHA off, as the test settings run intake ("none" is held)."""
     form = ApplicationForm.model_validate(application({"locale": locale}))
     context = RequestContext(
         client_ip="198.51.100.20",
@@ -30,7 +34,7 @@ def application_submitted(locale: str = "en", correlation_id: str | None = None)
         correlation_id=correlation_id or uuid.uuid4().hex,
         idempotency_key=None,
     )
-    return submit_application(form, CURRENT, context)
+    return submit_application(form, CURRENT, context, human_check)
 
 
 ENQUIRY = {
@@ -42,10 +46,10 @@ ENQUIRY = {
 }
 
 
-def enquiry_received(locale: str = "en") -> EnquiryReceived:
+def enquiry_received(locale: str = "en", human_check: HumanCheck = "off") -> EnquiryReceived:
     form = EnquiryForm.model_validate({**ENQUIRY, "locale": locale})
     context = RequestContext("198.51.100.20", "Mozilla/5.0 (test)", uuid.uuid4().hex, idempotency_key=None)
-    return submit_enquiry(form, context)
+    return submit_enquiry(form, context, human_check)
 
 
 def agreement_recorded_event(locale: str = "en") -> AgreementRecorded:
@@ -72,9 +76,28 @@ def email_verified(
     )
 
 
-def acceptance_confirmed_event(locale: str = "en") -> AcceptanceConfirmed:
+def enquiry_verified(
+    enquiry_id: uuid.UUID, email: str = "wang.fang@example.cn", verified_at: datetime | None = None
+) -> EmailVerified:
+    """email.verified as intake publishes it when an enquirer presses the button of the link."""
+    return EmailVerified(
+        event_id=derived_id(EmailVerified.routing_key, "enquiry", str(enquiry_id)),
+        correlation_id=uuid.uuid4().hex,
+        data=EmailVerifiedData(
+            enquiry_id=enquiry_id,
+            email=email,
+            verified_at=verified_at or datetime.now(UTC),
+            client_ip="198.51.100.99",
+            user_agent="Mozilla/5.0 (the mail link)",
+        ),
+    )
+
+
+def acceptance_confirmed_event(
+    locale: str = "en", submitted: ApplicationSubmitted | None = None
+) -> AcceptanceConfirmed:
     """acceptance.confirmed as agreements publishes it: a fresh chain of an acceptance and its verification."""
-    submitted = application_submitted(locale=locale)
+    submitted = submitted or application_submitted(locale=locale)
     record = record_from_event(submitted, now=submitted.occurred_at)
     acceptance = acceptance_link(record, GENESIS)
     verified = email_verified(record.application_id, verified_at=submitted.occurred_at + timedelta(hours=1))

@@ -15,6 +15,7 @@ from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEnt
 from agreements.verification import EMAIL_VERIFIED, VerificationEvidence, verification_link
 from intake.captcha import SolutionsUnavailable
 from intake.idempotency import KeyReused, KeysUnavailable
+from notifications.holding import Held
 from notifications.ledger import Claim
 from notifications.mailer import DeliveryFailed
 
@@ -269,3 +270,39 @@ class FakeSpentSolutions:
             raise SolutionsUnavailable("the database is down")
         self.expiries.setdefault(challenge, expires_at)
         return self.spent.setdefault(challenge, submission) == submission
+
+
+class FakeHeldSubmissions:
+    """The held submissions' rules (either half may come first; the earliest verification wins) in a dict."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, object]] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionFailure("database unreachable")
+
+    def _state(self, subject_id: str) -> Held:
+        document = self.documents[subject_id]
+        return Held(event=document.get("event"), verified_at=document.get("verified_at"))  # type: ignore[arg-type]
+
+    async def hold(self, kind: str, subject_id: str, event: str, now: datetime) -> Held:
+        self._check()
+        self.documents.setdefault(subject_id, {"kind": kind, "held_at": now})["event"] = event
+        return self._state(subject_id)
+
+    async def verified(self, kind: str, subject_id: str, verified_at: datetime, now: datetime) -> Held:
+        self._check()
+        document = self.documents.setdefault(subject_id, {"kind": kind})
+        earlier = document.get("verified_at")
+        document["verified_at"] = min(verified_at, earlier) if isinstance(earlier, datetime) else verified_at
+        return self._state(subject_id)
+
+    async def released(self, subject_id: str, now: datetime) -> None:
+        self._check()
+        self.documents[subject_id].setdefault("released_at", now)
+
+    async def forget(self, subject_id: str) -> None:
+        self._check()
+        self.documents.pop(subject_id, None)

@@ -12,7 +12,7 @@ from agency_shared.events import AcceptanceConfirmed
 from agency_shared.receipt_verifier import personal_sha256
 from agreements.handlers import record_email_verification, record_submitted_application
 from agreements.verification import EMAIL_VERIFIED
-from tests.support.events import application_submitted, email_verified
+from tests.support.events import application_submitted, email_verified, enquiry_verified
 from tests.support.fakes import FakeAcceptanceLedger, FakeApplications
 
 NOW = datetime(2026, 12, 2, 9, 30, 0, 250000, tzinfo=UTC)
@@ -102,3 +102,11 @@ async def test_an_erased_applicants_verification_is_acknowledged_and_nothing_is_
     store.erased.add(application_id)
     assert await record_email_verification(email_verified(application_id), store, ledger, clock) == Done()
     assert len(ledger.links) == 1
+
+
+async def test_an_enquirers_verification_is_nothing_for_agreements_to_do() -> None:
+    store, ledger = FakeApplications(), FakeAcceptanceLedger()
+    await recorded(store, ledger)
+    assert await record_email_verification(enquiry_verified(uuid.uuid4()), store, ledger, clock) == Done()
+    assert len(ledger.links) == 1
+    assert store.verifications == {}

@@ -9,7 +9,7 @@ from notifications.delivery import OutgoingEmail
 from notifications.erasure import forget_applicant
 from notifications.handlers import CLIENT_TEMPLATES, Notice, Subject, send_notice
 from tests.support.events import agreement_recorded_event, enquiry_received
-from tests.support.fakes import FakeMailer, FakeNotificationLedger
+from tests.support.fakes import FakeHeldSubmissions, FakeMailer, FakeNotificationLedger
 
 CLIENT = "li.wei@mapletea.example"
 STAFF = "ops@agency.example"
@@ -149,7 +149,7 @@ def erased() -> ApplicantErased:
 
 async def test_forgetting_an_applicant_leaves_a_tombstone_and_forgets_their_addresses() -> None:
     ledger, event = FakeNotificationLedger(), erased()
-    assert await forget_applicant(event, ledger) == Done()
+    assert await forget_applicant(event, ledger, FakeHeldSubmissions()) == Done()
     assert list(ledger.erased_applications) == [str(event.data.application_id)]
     assert ledger.forgotten == [([str(event.data.event_ids[0])], sorted(CLIENT_TEMPLATES))]
 
@@ -157,4 +157,4 @@ async def test_forgetting_an_applicant_leaves_a_tombstone_and_forgets_their_addr
 async def test_forgetting_during_a_database_outage_means_retry_later() -> None:
     ledger = FakeNotificationLedger()
     ledger.down = True
-    assert isinstance(await forget_applicant(erased(), ledger), RetryLater)
+    assert isinstance(await forget_applicant(erased(), ledger, FakeHeldSubmissions()), RetryLater)

@@ -1,4 +1,9 @@
-"""Email-verification links: a signed token naming the application, the address and the language, with an expiry.
+"""Email-verification links: a signed token naming the application or enquiry, the address and the language, with
+an expiry.
+
+An application's token carries its id as ``a`` (as before enquiries had links, so those links keep
+working); an enquiry's carries ``k: "enquiry"`` and its id as ``i``, never ``a``, so no checker
+can take it for an application's.
 
 Notifications signs the token it puts in the link; intake checks it when the applicant
 confirms. Both hold the same secret (``EMAIL_VERIFICATION_SECRET``), and the token carries
@@ -11,7 +16,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from itsdangerous import BadData, URLSafeSerializer
 
@@ -19,6 +24,8 @@ from agency_shared.forms import Locale
 
 # Keeps a token of this purpose from being accepted as any other signed value made with the same secret.
 PURPOSE = "wechat-agency.email-verification.v1"
+# What a link verifies an address for: the applicant of an application, or the sender of an enquiry.
+Kind = Literal["application", "enquiry"]
 
 
 class InvalidToken(Exception):
@@ -29,19 +36,28 @@ class ExpiredToken(Exception):
     """A token we signed whose time is up; the claim says what it was for."""
 
     def __init__(self, claim: "VerificationClaim") -> None:
-        super().__init__(f"the link for application {claim.application_id} expired at {claim.expires_at}")
+        super().__init__(f"the link for {claim.kind} {claim.subject_id} expired at {claim.expires_at}")
         self.claim = claim
 
 
 @dataclass(frozen=True)
 class VerificationClaim:
-    """What a verification link vouches for: this application's applicant can read mail at this address."""
+    """What a verification link vouches for: who submitted this application (or enquiry) can read mail here."""
 
-    application_id: uuid.UUID
+    subject_id: uuid.UUID
     email: str
     locale: Locale
     issued_at: datetime
     expires_at: datetime
+    kind: Kind = "application"
+
+    @property
+    def application_id(self) -> uuid.UUID | None:
+        return self.subject_id if self.kind == "application" else None
+
+    @property
+    def enquiry_id(self) -> uuid.UUID | None:
+        return self.subject_id if self.kind == "enquiry" else None
 
 
 class VerificationTokens:
@@ -55,8 +71,12 @@ class VerificationTokens:
         )
         self._valid_for = valid_for
 
-    def issue(self, application_id: uuid.UUID, email: str, locale: Locale, now: datetime) -> str:
-        payload = {"a": str(application_id), "e": email, "l": locale, "t": int(now.timestamp())}
+    def issue(
+        self, subject_id: uuid.UUID, email: str, locale: Locale, now: datetime, kind: Kind = "application"
+    ) -> str:
+        """A token for the application (or, with ``kind="enquiry"``, the enquiry) ``subject_id``."""
+        named: dict[str, str] = {"a": str(subject_id)} if kind == "application" else {"k": kind, "i": str(subject_id)}
+        payload = {**named, "e": email, "l": locale, "t": int(now.timestamp())}
         return self._serializer.dumps(payload)
 
     def check(self, token: str, now: datetime) -> VerificationClaim:
@@ -77,12 +97,20 @@ class VerificationTokens:
             if locale not in get_args(Locale):
                 raise ValueError(locale)
             issued_at = datetime.fromtimestamp(int(payload["t"]), UTC)
+            kind = payload.get("k", "application")
+            if kind == "application":
+                subject_id = payload["a"]
+            elif kind == "enquiry" and "a" not in payload:
+                subject_id = payload["i"]
+            else:
+                raise ValueError(kind)
             return VerificationClaim(
-                application_id=uuid.UUID(str(payload["a"])),
+                subject_id=uuid.UUID(str(subject_id)),
                 email=str(payload["e"]),
                 locale=locale,
                 issued_at=issued_at,
                 expires_at=issued_at + self._valid_for,
+                kind=kind,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidToken("the link's content is not a verification") from exc

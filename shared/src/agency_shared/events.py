@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from agency_shared.forms import ApplicationForm, EnquiryForm, Locale
 
@@ -88,15 +88,26 @@ class AgreementRecordedData(Model):
 
 
 class EmailVerifiedData(Model):
-    """The applicant confirmed their address through the link emailed to it (what intake observed)."""
+    """A submitter confirmed their address through the link emailed to it (what intake observed).
 
-    application_id: uuid.UUID
+    Exactly one of ``application_id`` (an applicant: agreements records it beside the acceptance)
+    and ``enquiry_id`` (an enquirer: notifications releases the staff emails it held) is set.
+    """
+
+    application_id: uuid.UUID | None = None
+    enquiry_id: uuid.UUID | None = None
     # The address the link was sent to (carried, signed, in the link).
     email: str
     verified_at: AwareDatetime
     # Evidence of the confirming request, as for the acceptance.
     client_ip: str
     user_agent: str
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> "EmailVerifiedData":
+        if (self.application_id is None) == (self.enquiry_id is None):
+            raise ValueError("exactly one of application_id and enquiry_id")
+        return self
 
 
 class AcceptanceConfirmedData(AgreementRecordedData):
@@ -177,8 +188,8 @@ class AgreementRecorded(Event):
 
 
 class EmailVerified(Event):
-    """An applicant confirmed their email address by the link sent to it (intake); the id is derived from the
-    application, so a double click is one event."""
+    """An applicant or an enquirer confirmed their email address by the link sent to it (intake); the id is
+    derived from the application or enquiry, so a double click is one event."""
 
     routing_key: ClassVar[str] = "email.verified"
     event_type: Literal["email.verified"] = "email.verified"

@@ -82,6 +82,7 @@ NOTIFICATIONS_AGREEMENT_RECORDED = ConsumerQueue("notifications.agreement-record
 NOTIFICATIONS_ENQUIRY_RECEIVED = ConsumerQueue("notifications.enquiry-received", EnquiryReceived)
 NOTIFICATIONS_APPLICANT_ERASED = ConsumerQueue("notifications.applicant-erased", ApplicantErased)
 NOTIFICATIONS_ACCEPTANCE_CONFIRMED = ConsumerQueue("notifications.acceptance-confirmed", AcceptanceConfirmed)
+NOTIFICATIONS_EMAIL_VERIFIED = ConsumerQueue("notifications.email-verified", EmailVerified)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -92,4 +93,5 @@ CONSUMER_QUEUES = (
     NOTIFICATIONS_ENQUIRY_RECEIVED,
     NOTIFICATIONS_APPLICANT_ERASED,
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
+    NOTIFICATIONS_EMAIL_VERIFIED,
 )

@@ -4,9 +4,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from agency_chassis.email_verification import ExpiredToken, InvalidToken, VerificationTokens
 from agency_chassis.publishing import PublishFailed
+from agency_shared.events import EmailVerifiedData
 from intake.submission import RequestContext
 from intake.verification import AddressVerifier
 from tests.support.fakes import FakeSender
@@ -53,3 +55,27 @@ async def test_a_publish_the_broker_did_not_confirm_is_an_error_the_page_reports
     verifier = AddressVerifier(TOKENS, FakeSender(refuse_events=True))
     with pytest.raises(PublishFailed):
         await verifier.confirm(TOKENS.issue(APPLICATION, "a@b.example", "en", SENT), context(), SENT)
+
+
+async def test_an_enquiry_link_publishes_email_verified_naming_the_enquiry_not_an_application() -> None:
+    sender = FakeSender()
+    verifier = AddressVerifier(TOKENS, sender)
+    enquiry = uuid.uuid4()
+    token = TOKENS.issue(enquiry, "wang.fang@example.cn", "zh-CN", SENT, kind="enquiry")
+    event = await verifier.confirm(token, context(), SENT + timedelta(minutes=5))
+    assert (event.data.enquiry_id, event.data.application_id, event.data.email) == (
+        enquiry,
+        None,
+        "wang.fang@example.cn",
+    )
+    application_link = TOKENS.issue(enquiry, "wang.fang@example.cn", "zh-CN", SENT)  # the same id as an application
+    assert (await verifier.confirm(application_link, context(), SENT)).event_id != event.event_id
+
+
+def test_email_verified_names_exactly_one_of_an_application_and_an_enquiry() -> None:
+    common = {"email": "a@b.example", "verified_at": SENT, "client_ip": "198.51.100.7", "user_agent": "x"}
+    with pytest.raises(ValidationError):
+        EmailVerifiedData.model_validate(common)
+    with pytest.raises(ValidationError):
+        EmailVerifiedData.model_validate({**common, "application_id": uuid.uuid4(), "enquiry_id": uuid.uuid4()})
+    assert EmailVerifiedData.model_validate({**common, "enquiry_id": APPLICATION}).application_id is None

@@ -1,12 +1,14 @@
 """Verification links' tokens: notifications signs, intake reads back; tampered, foreign and expired ones refused."""
 
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
-from agency_chassis.email_verification import ExpiredToken, InvalidToken, VerificationTokens
+from agency_chassis.email_verification import PURPOSE, ExpiredToken, InvalidToken, VerificationTokens
 from agency_chassis.settings import VerificationSettings
 
 SECRET = "a-test-secret-of-more-than-32-characters-0123"
@@ -70,3 +72,39 @@ def test_production_needs_a_real_shared_secret() -> None:
     assert problems() == ["EMAIL_VERIFICATION_SECRET"]
     assert problems(email_verification_secret="short") == ["EMAIL_VERIFICATION_SECRET"]
     assert problems(email_verification_secret=SECRET) == []
+
+
+def test_an_enquiry_token_says_it_is_for_an_enquiry_and_never_names_an_application() -> None:
+    token = tokens().issue(APPLICATION, "wang.fang@example.cn", "zh-CN", ISSUED, kind="enquiry")
+    claim = tokens().check(token, ISSUED)
+    assert (claim.kind, claim.subject_id, claim.enquiry_id, claim.application_id) == (
+        "enquiry",
+        APPLICATION,
+        APPLICATION,
+        None,
+    )
+    payload = URLSafeSerializer(SECRET).load_payload(token.rsplit(".", 1)[0].encode())
+    assert "a" not in payload  # a checker that knows only applications finds no application in it
+
+
+def test_an_application_link_issued_before_enquiries_had_links_still_works() -> None:
+    # Exactly the payload tokens had before the kind existed.
+    serializer = URLSafeSerializer(
+        SECRET, salt=PURPOSE, signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"}
+    )
+    old = serializer.dumps({"a": str(APPLICATION), "e": "a@b.example", "l": "en", "t": int(ISSUED.timestamp())})
+    claim = tokens().check(old, ISSUED)
+    assert (claim.kind, claim.application_id, claim.enquiry_id) == ("application", APPLICATION, None)
+    assert tokens().issue(APPLICATION, "a@b.example", "en", ISSUED) == old  # and new ones are the same
+
+
+def test_a_token_of_an_unknown_kind_is_not_valid() -> None:
+    serializer = URLSafeSerializer(
+        SECRET, salt=PURPOSE, signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"}
+    )
+    for payload in (
+        {"k": "order", "i": str(APPLICATION), "e": "a@b.example", "l": "en", "t": 1},
+        {"k": "enquiry", "a": str(APPLICATION), "i": str(APPLICATION), "e": "a@b.example", "l": "en", "t": 1},
+    ):
+        with pytest.raises(InvalidToken):
+            tokens().check(serializer.dumps(payload), ISSUED)

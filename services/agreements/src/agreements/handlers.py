@@ -59,8 +59,14 @@ async def record_email_verification(
     event: EmailVerified, applications: VerifiableApplications, ledger: VerificationLedger, now: Clock = utc_now
 ) -> Outcome:
     """Record the verified address as evidence beside the acceptance (a link of its own), then announce
-    acceptance.confirmed. A repeat (a double click, a redelivery) finds the link and announces the same event."""
+    acceptance.confirmed. A repeat (a double click, a redelivery) finds the link and announces the same event.
+
+    An enquirer's verification is none of agreements' business (notifications releases the enquiry): done.
+    """
     application_id = event.data.application_id
+    if application_id is None:
+        logger.info("email.verified %s is an enquiry's: nothing to record", event.event_id)
+        return Done()
     try:
         confirmed = await record_verification(event, applications, ledger, now())
     except ApplicationErased:

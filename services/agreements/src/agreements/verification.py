@@ -149,6 +149,8 @@ async def record_verification(
 ) -> AcceptanceConfirmed:
     """Store the evidence, append the verification link (once), move the status on; the event to announce."""
     application_id = event.data.application_id
+    if application_id is None:
+        raise UnknownApplication(f"email.verified {event.event_id} names an enquiry, not an application")
     application = await applications.stored_application(application_id)
     if application is None:
         raise UnknownApplication(str(application_id))

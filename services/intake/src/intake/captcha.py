@@ -1,9 +1,8 @@
 """The human check: ALTCHA proof-of-work challenges, and solutions verified and spent once across replicas.
 
 A submission without a valid solution is still accepted; its event says ``human_check="none"``.
-Holding such submissions back from the staff until their address is verified belongs to email
-verification (issue 13, point 3): that consumer reads ``human_check`` from the event, so nothing
-here needs to change for it.
+Notifications holds such a submission back from the staff until its address is verified
+(``notifications.holding``): it reads ``human_check`` from the event, so nothing here decides that.
 """
 
 import asyncio

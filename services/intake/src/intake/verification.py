@@ -1,7 +1,7 @@
-"""Confirming an applicant's email address: check the signed link, then announce email.verified.
+"""Confirming an applicant's (or an enquirer's) email address: check the signed link, then announce email.verified.
 
 Intake keeps nothing: the token carries what it vouches for, and the event's id is derived
-from the application, so a double click (or two replicas taking one click each) is one event.
+from the application or enquiry, so a double click (or two replicas taking one click each) is one event.
 """
 
 from datetime import datetime
@@ -13,13 +13,18 @@ from intake.submission import RequestContext
 
 
 def email_verified(claim: VerificationClaim, request: RequestContext, now: datetime) -> EmailVerified:
-    """The event for a confirmed link, with what the server observed of the confirming request as evidence."""
+    """The event for a confirmed link, with what the server observed of the confirming request as evidence.
+
+    An application's event id is derived from the application id alone (as before enquiries had links).
+    """
+    named = (str(claim.subject_id),) if claim.kind == "application" else (claim.kind, str(claim.subject_id))
     return EmailVerified(
-        event_id=derived_id(EmailVerified.routing_key, str(claim.application_id)),
+        event_id=derived_id(EmailVerified.routing_key, *named),
         occurred_at=now,
         correlation_id=request.correlation_id,
         data=EmailVerifiedData(
             application_id=claim.application_id,
+            enquiry_id=claim.enquiry_id,
             email=claim.email,
             verified_at=now,
             client_ip=request.client_ip,

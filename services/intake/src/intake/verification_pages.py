@@ -49,6 +49,11 @@ VERIFY_TEXT: dict[Locale, dict[str, str]] = {
         "verify_unavailable_next": "Nothing was lost: please press the button again in a moment.",
         "verify_refused": "Too many attempts, or a request from another site.",
         "verify_refused_next": "Please wait a minute, then open the link from the email again.",
+        "verify_intro_enquiry": (
+            "Press the button to confirm that this is your email address. Your enquiry then goes to our team, "
+            "who will reply to this address."
+        ),
+        "verified_next_enquiry": "Your enquiry is now with our team; we will reply within two working days.",
     },
     "zh-CN": {
         "verify_title": "确认您的邮箱地址",
@@ -67,6 +72,10 @@ VERIFY_TEXT: dict[Locale, dict[str, str]] = {
         "verify_unavailable_next": "没有任何信息丢失，请稍后再次点击按钮。",
         "verify_refused": "尝试次数过多，或请求来自其他网站。",
         "verify_refused_next": "请稍等一分钟，然后从邮件中重新打开链接。",
+        "verify_intro_enquiry": (
+            "请点击下方按钮，确认这是您的邮箱地址。确认后，您的咨询将转交我们的团队，我们会回复到此邮箱。"
+        ),
+        "verified_next_enquiry": "您的咨询已转交我们的团队，我们会在两个工作日内回复。",
     },
 }
 # The status of each outcome: an expired link is gone for good (410), a mangled one a bad request (400).
@@ -78,12 +87,26 @@ def _verifier(request: Request) -> AddressVerifier:
     return verifier
 
 
+def _texts(locale: Locale, claim: VerificationClaim | None) -> dict[str, str]:
+    """The page's texts; an enquiry's link says what happens to the enquiry instead of an application's receipt."""
+    texts = {**TEXT[locale], **VERIFY_TEXT[locale]}
+    if claim is not None and claim.kind == "enquiry":
+        texts["verify_intro"] = texts["verify_intro_enquiry"]
+        texts["verified_next"] = texts["verified_next_enquiry"]
+    return texts
+
+
 def _page(
-    state: str, locale: Locale, token: str = "", status: int | None = None, headers: dict[str, str] | None = None
+    state: str,
+    locale: Locale,
+    token: str = "",
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+    claim: VerificationClaim | None = None,
 ) -> HTMLResponse:
     html = _templates.get_template("verify.html").render(
         locale=locale,
-        t={**TEXT[locale], **VERIFY_TEXT[locale]},
+        t=_texts(locale, claim),
         languages=[(code, TEXT[code]["language_name"]) for code in LOCALES],
         error_texts={},
         state=state,
@@ -117,7 +140,7 @@ VERIFY_PAGES: dict[int | str, dict[str, Any]] = html_responses(200, 400, 410)
 async def verification_page(request: Request, token: str, lang: str | None = None) -> HTMLResponse:
     """Shows the confirm button (nothing is verified by opening the link); 410 if it expired, 400 if not valid."""
     claim, state = _claim_or_state(_verifier(request), token)
-    return _page(state, _locale(request, lang, claim), token)
+    return _page(state, _locale(request, lang, claim), token, claim=claim)
 
 
 @router.post(
@@ -154,9 +177,12 @@ async def confirm_address(
     except (BodyTooLarge, UnsupportedMediaType, MalformedBody) as exc:
         status = {BodyTooLarge: 413, UnsupportedMediaType: 415}.get(type(exc), 422)
         return _page("invalid", locale, token, status=status)
-    logger.info(
-        "application %s: address verified",
-        event.data.application_id,
-        extra={"application_id": str(event.data.application_id)},
-    )
-    return _page("verified", locale)
+    if event.data.application_id is not None:
+        logger.info(
+            "application %s: address verified",
+            event.data.application_id,
+            extra={"application_id": str(event.data.application_id)},
+        )
+    else:
+        logger.info("enquiry %s: address verified", event.data.enquiry_id)
+    return _page("verified", locale, claim=claim)

@@ -5,6 +5,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
@@ -157,6 +158,10 @@ SUBJECTS: dict[str, dict[Locale, str]] = {
         "en": "Please confirm your email address",
         "zh-CN": "请确认您的邮箱地址",
     },
+    "enquiry_verification": {
+        "en": "Please confirm your email address",
+        "zh-CN": "请确认您的邮箱地址",
+    },
     "client_confirmation": {
         "en": "Thank you! Your submission has been received! (application {short_id})",
         "zh-CN": "感谢您！我们已收到您的申请（申请编号 {short_id}）",
@@ -230,6 +235,25 @@ HUMAN_CHECKS: dict[Locale, dict[HumanCheck, str]] = {
 }
 
 
+# What they say instead about a submission that passed none and was held until its address was verified.
+RELEASED: dict[Locale, str] = {
+    "en": "none passed; held until the address was verified ({at})",
+    "zh-CN": "未通过；已暂缓，直到邮箱地址确认（{at}）",
+}
+
+
+def verified_time(verified_at: datetime) -> str:
+    """When an address was verified, as the staff emails say it (UTC, to the second)."""
+    return verified_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def human_check_text(check: HumanCheck, locale: Locale, verified_at: datetime | None) -> str:
+    """The staff emails' line on the human check; a held submission's says that (and when) its address was verified."""
+    if verified_at is None:
+        return HUMAN_CHECKS[locale][check]
+    return RELEASED[locale].format(at=verified_time(verified_at))
+
+
 def _compose(
     *,
     template: str,
@@ -264,7 +288,10 @@ def _compose(
     return message
 
 
-def staff_new_application(event: ApplicationSubmitted, staff: str, mail_from: str, locale: Locale) -> EmailMessage:
+def staff_new_application(
+    event: ApplicationSubmitted, staff: str, mail_from: str, locale: Locale, verified_at: datetime | None = None
+) -> EmailMessage:
+    """The full application for one staff address; ``verified_at``: it was held until then (no human check passed)."""
     data = event.data
     form = data.application
     operator = form.operator
@@ -283,7 +310,8 @@ def staff_new_application(event: ApplicationSubmitted, staff: str, mail_from: st
             "application_id": data.application_id,
             "form": form,
             "acceptance": data.acceptance,
-            "human_check": HUMAN_CHECKS[locale][data.human_check],
+            "human_check": human_check_text(data.human_check, locale, verified_at),
+            "verified_at": verified_time(verified_at) if verified_at else None,
         },
     )
 
@@ -334,18 +362,22 @@ def client_confirmation(event: AcceptanceConfirmed, mail_from: str, staff: Seque
     )
 
 
-def _enquiry_context(event: EnquiryReceived, locale: Locale) -> dict[str, Any]:
+def _enquiry_context(event: EnquiryReceived, locale: Locale, verified_at: datetime | None) -> dict[str, Any]:
     enquiry = event.data.enquiry
     services = [SERVICE_LABELS[locale][service] for service in enquiry.services]
     return {
         "enquiry_id": event.data.enquiry_id,
         "enquiry": enquiry,
         "services": services,
-        "human_check": HUMAN_CHECKS[locale][event.data.human_check],
+        "human_check": human_check_text(event.data.human_check, locale, verified_at),
+        "verified_at": verified_time(verified_at) if verified_at else None,
     }
 
 
-def staff_new_enquiry(event: EnquiryReceived, staff: str, mail_from: str, locale: Locale) -> EmailMessage:
+def staff_new_enquiry(
+    event: EnquiryReceived, staff: str, mail_from: str, locale: Locale, verified_at: datetime | None = None
+) -> EmailMessage:
+    """The enquiry for one staff address; ``verified_at``: it was held until then (no human check passed)."""
     enquiry = event.data.enquiry
     return _compose(
         template="staff_new_enquiry",
@@ -357,7 +389,7 @@ def staff_new_enquiry(event: EnquiryReceived, staff: str, mail_from: str, locale
         recipient=parse_address(staff),
         reply_to=person(enquiry.name, str(enquiry.email)),
         event=event,
-        context=_enquiry_context(event, locale),
+        context=_enquiry_context(event, locale, verified_at),
     )
 
 
@@ -374,6 +406,25 @@ def enquiry_autoresponse(event: EnquiryReceived, mail_from: str, staff: Sequence
         reply_to=tuple(parse_address(address) for address in staff),
         event=event,
         context={"enquiry_id": event.data.enquiry_id},
+    )
+
+
+def enquiry_verification(
+    event: EnquiryReceived, link: str, days: int, mail_from: str, staff: Sequence[str] = ()
+) -> EmailMessage:
+    """Instead of the autoresponse, for an enquiry that passed no human check: fixed text with the link that
+    verifies the address, to the bare address (nothing the enquirer typed); the staff see the enquiry once it is
+    confirmed."""
+    locale = event.data.locale
+    return _compose(
+        template="enquiry_verification",
+        locale=locale,
+        subject=SUBJECTS["enquiry_verification"][locale],
+        sender=parse_address(mail_from),
+        recipient=mailbox("", str(event.data.enquiry.email)),
+        reply_to=tuple(parse_address(address) for address in staff),
+        event=event,
+        context={"link": link, "days": days},
     )
 
 

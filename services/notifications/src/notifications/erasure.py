@@ -1,4 +1,5 @@
-"""Forgetting an applicant: when agreements erases their personal data, their address leaves the notification ledger."""
+"""Forgetting an applicant: when agreements erases their personal data, their address leaves the notification ledger
+and an application held back from the staff (``notifications.holding``) is deleted."""
 
 import logging
 from collections.abc import Collection
@@ -13,6 +14,7 @@ from agency_chassis.outcomes import Attempt, Done, Outcome, RetryLater
 from agency_shared.events import ApplicantErased
 from agency_shared.topology import NOTIFICATIONS_APPLICANT_ERASED
 from notifications.handlers import CLIENT_TEMPLATES
+from notifications.holding import HeldSubmissions
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +25,13 @@ class ForgettingLedger(Protocol):
     async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int: ...
 
 
-async def forget_applicant(event: ApplicantErased, ledger: ForgettingLedger) -> Outcome:
-    """Erase the applicant's address from the ledger entries of the emails sent to them."""
+async def forget_applicant(event: ApplicantErased, ledger: ForgettingLedger, held: HeldSubmissions) -> Outcome:
+    """Erase the applicant's address from the ledger entries of the emails sent to them; delete a held application."""
     try:
         # First the tombstone: from then on no email about the application goes out, whatever
         # arrives later (a confirmation still queued, a retry parked in a delay queue).
         await ledger.forget_application(str(event.data.application_id), event.data.erased_at)
+        await held.forget(str(event.data.application_id))
         event_ids = [str(event_id) for event_id in event.data.event_ids]
         forgotten = await ledger.forget_recipients(event_ids, CLIENT_TEMPLATES)
     except ConnectionFailure as exc:
@@ -43,14 +46,18 @@ class Ports(Protocol):
     @property
     def ledger(self) -> ForgettingLedger: ...
 
+    @property
+    def held(self) -> HeldSubmissions: ...
+
 
 # Kept apart from handlers.py: this use case sends nothing.
 def build_erasure_router(runner: Runner, ports: Ports) -> RabbitRouter:
     router = RabbitRouter()
 
     async def on_applicant_erased(event: ApplicantErased, attempt: Attempt) -> Outcome:
-        """Erase the applicant's address from the ledger entries of the emails sent to them."""
-        return await forget_applicant(event, ports.ledger)
+        """Erase the applicant's address from the ledger entries of the emails sent to them; delete a held
+        application."""
+        return await forget_applicant(event, ports.ledger, ports.held)
 
     runner.consume(router, NOTIFICATIONS_APPLICANT_ERASED, on_applicant_erased)
     return router

@@ -2,13 +2,17 @@
 
 Each email that reaches a final state is announced as notification.settled (again on every
 delivery: the receiver drops repeats), so no outcome is lost if a publish fails.
+
+A submission that passed no human check (``human_check == "none"``) is held (``notifications.holding``):
+its staff emails go only once its address is verified, an application's on acceptance.confirmed,
+an enquiry's on email.verified; the enquirer gets a verification link instead of the autoresponse.
 """
 
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from functools import partial
 from typing import Literal, Protocol, TypeVar
@@ -23,6 +27,7 @@ from agency_shared.events import (
     AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
+    EmailVerified,
     EnquiryReceived,
     Event,
     NotificationSettled,
@@ -35,6 +40,7 @@ from agency_shared.topology import (
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_APPLICATION_SUBMITTED,
+    NOTIFICATIONS_EMAIL_VERIFIED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
 )
 from notifications.daily_cap import DailyCap
@@ -43,21 +49,27 @@ from notifications.emails import (
     client_confirmation,
     email_verification,
     enquiry_autoresponse,
+    enquiry_verification,
     staff_client_unreachable,
     staff_new_application,
     staff_new_enquiry,
 )
+from notifications.holding import HeldSubmissions
 from notifications.mailer import Mailer
 from notifications.settings import NotificationsSettings
 
 logger = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
-# Composes one staff address's email about an event: (event, staff address, sender, staff language).
-StaffEmail = Callable[[E, str, str, Locale], EmailMessage]
+Clock = Callable[[], datetime]
+# Composes one staff address's email about an event: (event, staff address, sender, staff language,
+# when the address was verified if the submission was held until then).
+StaffEmail = Callable[[E, str, str, Locale, datetime | None], EmailMessage]
 
 # Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently);
 # each counts against the address's daily cap.
-CLIENT_TEMPLATES = frozenset({"email_verification", "client_confirmation", "enquiry_autoresponse"})
+CLIENT_TEMPLATES = frozenset(
+    {"email_verification", "client_confirmation", "enquiry_autoresponse", "enquiry_verification"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,9 @@ class Notice:
     event: Event
     subject: Subject
     emails: tuple[OutgoingEmail, ...]
+    # Whether a client email that fails for good alerts the staff: not for a held submission, which
+    # the staff must not hear of before its address is verified (nor be flooded with by a bot).
+    alerts: bool = True
 
 
 # The staff alerts owed for a client email that failed for good (with why it failed).
@@ -110,7 +125,7 @@ async def send_notice(
         )
         alerts = [
             alert
-            for email, reason in await client_failures(notice, report, ledger)
+            for email, reason in (await client_failures(notice, report, ledger) if notice.alerts else [])
             for alert in alert_for(notice, email, reason)
         ]
         if alerts:
@@ -238,8 +253,9 @@ class Emails:
         )
         self._now = now
 
-    def of_submission(self, event: ApplicationSubmitted) -> Notice:
-        emails = self._to_staff(event, "staff_new_application", staff_new_application)
+    def of_submission(self, event: ApplicationSubmitted, verified_at: datetime | None = None) -> Notice:
+        """The application to every staff address (``verified_at``: held until its address was verified then)."""
+        emails = self._to_staff(event, "staff_new_application", staff_new_application, verified_at)
         return Notice(event, Subject("application_id", event.data.application_id), emails)
 
     def of_recording(self, event: AgreementRecorded) -> Notice:
@@ -272,7 +288,7 @@ class Emails:
         return Notice(event, Subject("application_id", event.data.application_id), (email,))
 
     def of_enquiry(self, event: EnquiryReceived) -> Notice:
-        staff_emails = self._to_staff(event, "staff_new_enquiry", staff_new_enquiry)
+        staff_emails = self._to_staff(event, "staff_new_enquiry", staff_new_enquiry, None)
         autoresponse = composed(
             event,
             "enquiry_autoresponse",
@@ -281,12 +297,188 @@ class Emails:
         )
         return Notice(event, Subject("enquiry_id", event.data.enquiry_id), (*staff_emails, autoresponse))
 
-    def _to_staff(self, event: E, template: str, compose: StaffEmail[E]) -> tuple[OutgoingEmail, ...]:
+    def of_held_enquiry(self, event: EnquiryReceived, verified_at: datetime | None = None) -> Notice:
+        """A held enquiry: the enquirer gets fixed text with a verification link instead of the autoresponse;
+        the staff get the enquiry only if its address is verified already (``verified_at``)."""
+        verification = composed(
+            event,
+            "enquiry_verification",
+            str(event.data.enquiry.email),
+            lambda: enquiry_verification(
+                event, self.enquiry_verification_link(event), self._verification_days, self._mail_from, self._staff
+            ),
+        )
+        staff_emails = () if verified_at is None else self.of_released_enquiry(event, verified_at).emails
+        return Notice(event, Subject("enquiry_id", event.data.enquiry_id), (verification, *staff_emails), alerts=False)
+
+    def of_released_enquiry(self, event: EnquiryReceived, verified_at: datetime) -> Notice:
+        """A held enquiry whose address was verified: the staff emails it would have caused at once."""
+        emails = self._to_staff(event, "staff_new_enquiry", staff_new_enquiry, verified_at)
+        return Notice(event, Subject("enquiry_id", event.data.enquiry_id), emails)
+
+    def enquiry_verification_link(self, event: EnquiryReceived) -> str:
+        data = event.data
+        return self._verify_base + self._tokens.issue(
+            data.enquiry_id, str(data.enquiry.email), data.locale, self._now(), kind="enquiry"
+        )
+
+    def _to_staff(
+        self, event: E, template: str, compose: StaffEmail[E], verified_at: datetime | None
+    ) -> tuple[OutgoingEmail, ...]:
         """One email per staff address, each composed (or failed) on its own."""
         return tuple(
-            composed(event, template, staff, partial(compose, event, staff, self._mail_from, self._staff_locale))
+            composed(
+                event,
+                template,
+                staff,
+                partial(compose, event, staff, self._mail_from, self._staff_locale, verified_at),
+            )
             for staff in self._staff
         )
+
+
+@dataclass(frozen=True)
+class Sender:
+    """``send_notice`` with its ports: what the use cases call to send a notice."""
+
+    ledger: Ledger
+    mailer: Mailer
+    alert_for: AlertFor
+    cap: DailyCap | None = None
+
+    async def __call__(self, notice: Notice, attempt: Attempt) -> Outcome:
+        return await send_notice(notice, attempt, self.ledger, self.mailer, self.alert_for, self.cap)
+
+
+def combined(*outcomes: Outcome) -> Outcome:
+    """One outcome for several notices of one message: retry if any must, else give up if any must; publish all."""
+    publish = tuple(event for outcome in outcomes for event in outcome.publish)
+    retries = [outcome.reason for outcome in outcomes if isinstance(outcome, RetryLater)]
+    if retries:
+        return RetryLater("; ".join(retries), publish)
+    failures = [outcome.reason for outcome in outcomes if isinstance(outcome, GiveUp)]
+    if failures:
+        return GiveUp("; ".join(failures), publish)
+    return Done(publish)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+async def _release(
+    notice: Notice, subject_id: str, send: Sender, held: HeldSubmissions, attempt: Attempt, now: Clock
+) -> Outcome:
+    """Send a held submission's staff emails; once they are settled, the held document need not stay long."""
+    outcome = await send(notice, attempt)
+    if isinstance(outcome, Done):
+        try:
+            await held.released(subject_id, now())
+        except ConnectionFailure as exc:
+            return RetryLater(f"the held submissions are unreachable: {exc!r}", outcome.publish)
+        logger.info("%s %s released to the staff: its address is verified", notice.subject.kind, subject_id)
+    return outcome
+
+
+async def notify_submission(
+    event: ApplicationSubmitted,
+    attempt: Attempt,
+    emails: Emails,
+    send: Sender,
+    held: HeldSubmissions,
+    now: Clock = utc_now,
+) -> Outcome:
+    """Email every staff address the application at once, unless it passed no human check: then hold it
+    until its address is verified (acceptance.confirmed), unless that happened already."""
+    if event.data.human_check != "none":
+        return await send(emails.of_submission(event), attempt)
+    application_id = str(event.data.application_id)
+    try:
+        if await send.ledger.is_erased(application_id):
+            return Done()  # a replay after an erasure: keep nothing of the applicant
+        state = await held.hold("application", application_id, event.model_dump_json(), now())
+    except ConnectionFailure as exc:
+        return RetryLater(f"the held submissions are unreachable: {exc!r}")
+    if state.verified_at is None:
+        logger.info("application %s held: no human check passed; the staff get it once it is verified", application_id)
+        return Done()
+    notice = emails.of_submission(event, _aware(state.verified_at))
+    return await _release(notice, application_id, send, held, attempt, now)
+
+
+async def confirm_acceptance(
+    event: AcceptanceConfirmed,
+    attempt: Attempt,
+    emails: Emails,
+    send: Sender,
+    held: HeldSubmissions,
+    now: Clock = utc_now,
+) -> Outcome:
+    """Send the applicant the confirmation with the receipt; if the application was held, the staff get it now.
+
+    Without a held application (not held, or expired) it is the confirmation alone. The verification
+    is noted either way, so an application.submitted that arrives later is not held in vain.
+    """
+    application_id = str(event.data.application_id)
+    try:
+        state = await held.verified("application", application_id, event.data.verified_at, now())
+    except ConnectionFailure as exc:
+        return RetryLater(f"the held submissions are unreachable: {exc!r}")
+    outcomes: list[Outcome] = []
+    if state.event is not None:
+        submitted = ApplicationSubmitted.model_validate_json(state.event)
+        notice = emails.of_submission(submitted, _aware(state.verified_at) or event.data.verified_at)
+        outcomes.append(await _release(notice, application_id, send, held, attempt, now))
+    outcomes.append(await send(emails.of_confirmation(event), attempt))
+    return combined(*outcomes)
+
+
+async def notify_enquiry(
+    event: EnquiryReceived,
+    attempt: Attempt,
+    emails: Emails,
+    send: Sender,
+    held: HeldSubmissions,
+    now: Clock = utc_now,
+) -> Outcome:
+    """Email the staff the enquiry and the enquirer a fixed autoresponse; unless it passed no human check:
+    then hold it, and send the enquirer fixed text with a verification link instead."""
+    if event.data.human_check != "none":
+        return await send(emails.of_enquiry(event), attempt)
+    enquiry_id = str(event.data.enquiry_id)
+    try:
+        state = await held.hold("enquiry", enquiry_id, event.model_dump_json(), now())
+    except ConnectionFailure as exc:
+        return RetryLater(f"the held submissions are unreachable: {exc!r}")
+    notice = emails.of_held_enquiry(event, _aware(state.verified_at))
+    if state.verified_at is None:
+        return await send(notice, attempt)
+    return await _release(notice, enquiry_id, send, held, attempt, now)
+
+
+async def release_enquiry(
+    event: EmailVerified,
+    attempt: Attempt,
+    emails: Emails,
+    send: Sender,
+    held: HeldSubmissions,
+    now: Clock = utc_now,
+) -> Outcome:
+    """An enquirer confirmed their address: the staff get the held enquiry. An applicant's verification is
+    agreements' to record first (this service acts on its acceptance.confirmed): nothing to do here."""
+    if event.data.enquiry_id is None:
+        return Done()
+    enquiry_id = str(event.data.enquiry_id)
+    try:
+        state = await held.verified("enquiry", enquiry_id, event.data.verified_at, now())
+    except ConnectionFailure as exc:
+        return RetryLater(f"the held submissions are unreachable: {exc!r}")
+    if state.event is None:
+        logger.info("enquiry %s verified: nothing held yet (the enquiry comes later, or expired)", enquiry_id)
+        return Done()
+    enquiry = EnquiryReceived.model_validate_json(state.event)
+    notice = emails.of_released_enquiry(enquiry, _aware(state.verified_at) or event.data.verified_at)
+    return await _release(notice, enquiry_id, send, held, attempt, now)
 
 
 class Ports(Protocol):
@@ -301,33 +493,47 @@ class Ports(Protocol):
     @property
     def cap(self) -> DailyCap: ...
 
+    @property
+    def held(self) -> HeldSubmissions: ...
+
 
 def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) -> RabbitRouter:
     router = RabbitRouter()
     emails = Emails(settings)
     alert_for = staff_alerts(settings)
 
+    def sender() -> Sender:
+        return Sender(ports.ledger, ports.mailer, alert_for, ports.cap)
+
     async def send(notice: Notice, attempt: Attempt) -> Outcome:
-        return await send_notice(notice, attempt, ports.ledger, ports.mailer, alert_for, ports.cap)
+        return await sender()(notice, attempt)
 
     async def on_application_submitted(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
-        """Email every staff address the full application."""
-        return await send(emails.of_submission(event), attempt)
+        """Email every staff address the full application; one that passed no human check is held until its
+        address is verified."""
+        return await notify_submission(event, attempt, emails, sender(), ports.held)
 
     async def on_agreement_recorded(event: AgreementRecorded, attempt: Attempt) -> Outcome:
         """Send the applicant the fixed-text email with the link that verifies their address."""
         return await send(emails.of_recording(event), attempt)
 
     async def on_acceptance_confirmed(event: AcceptanceConfirmed, attempt: Attempt) -> Outcome:
-        """Send the applicant, whose address is verified, the confirmation with the acceptance receipt."""
-        return await send(emails.of_confirmation(event), attempt)
+        """Send the applicant, whose address is verified, the confirmation with the acceptance receipt (and the
+        staff a held application)."""
+        return await confirm_acceptance(event, attempt, emails, sender(), ports.held)
 
     async def on_enquiry_received(event: EnquiryReceived, attempt: Attempt) -> Outcome:
-        """Email the staff the enquiry and send the enquirer a fixed-text autoresponse in their language."""
-        return await send(emails.of_enquiry(event), attempt)
+        """Email the staff the enquiry and send the enquirer a fixed-text autoresponse in their language (one
+        that passed no human check: held, and the enquirer gets a verification link instead)."""
+        return await notify_enquiry(event, attempt, emails, sender(), ports.held)
+
+    async def on_email_verified(event: EmailVerified, attempt: Attempt) -> Outcome:
+        """Release a held enquiry to the staff once its address is verified (an applicant's: nothing to do)."""
+        return await release_enquiry(event, attempt, emails, sender(), ports.held)
 
     runner.consume(router, NOTIFICATIONS_APPLICATION_SUBMITTED, on_application_submitted)
     runner.consume(router, NOTIFICATIONS_AGREEMENT_RECORDED, on_agreement_recorded)
     runner.consume(router, NOTIFICATIONS_ACCEPTANCE_CONFIRMED, on_acceptance_confirmed)
     runner.consume(router, NOTIFICATIONS_ENQUIRY_RECEIVED, on_enquiry_received)
+    runner.consume(router, NOTIFICATIONS_EMAIL_VERIFIED, on_email_verified)
     return router

@@ -1,5 +1,7 @@
 """Composition root of the notifications service."""
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from agency_chassis.logs import configure_logging
@@ -10,6 +12,7 @@ from agency_shared.events import NotificationSettled
 from notifications.daily_cap import MongoDailyCap
 from notifications.erasure import build_erasure_router
 from notifications.handlers import CLIENT_TEMPLATES, build_router
+from notifications.holding import MongoHeldSubmissions
 from notifications.ledger import NotificationLedger
 from notifications.mailer import Mailer, SmtpMailer
 from notifications.settings import NotificationsSettings
@@ -18,11 +21,13 @@ SERVICE = "notifications"
 
 
 class Adapters:
-    """The notification ledger (MongoDB) and the mailer (SMTP) the use cases run with; opened in the lifespan."""
+    """The notification ledger, the daily cap and the held submissions (MongoDB) and the mailer (SMTP) the use
+    cases run with; opened in the lifespan."""
 
     ledger: NotificationLedger
     mailer: Mailer
     cap: MongoDailyCap
+    held: MongoHeldSubmissions
 
     def __init__(self, settings: NotificationsSettings, mailer: Mailer | None) -> None:
         self._settings = settings
@@ -42,6 +47,8 @@ class Adapters:
         await self.ledger.ensure_indexes()
         self.cap = MongoDailyCap(mongo, settings.mongodb_db, settings.client_emails_per_day, CLIENT_TEMPLATES)
         await self.cap.ensure_indexes()
+        self.held = MongoHeldSubmissions(mongo, settings.mongodb_db, timedelta(days=settings.email_verification_days))
+        await self.held.ensure_indexes()
         if self._given_mailer is not None:
             self.mailer = self._given_mailer
         else:
@@ -68,8 +75,10 @@ def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | N
         readiness={"database": adapters.database.ready},
         publishes=(NotificationSettled,),
         description=(
-            "Emails the staff about each application and enquiry; the applicant a link that verifies their address, "
-            "then the confirmation with the receipt; the enquirer a fixed autoresponse; announces each outcome."
+            "Emails the staff about each application and enquiry (one that passed no human check only once its "
+            "address is verified); the applicant a link that verifies their address, then the confirmation with the "
+            "receipt; the enquirer a fixed autoresponse (or, without a human check, a verification link); announces "
+            "each outcome."
         ),
     )
     return app
