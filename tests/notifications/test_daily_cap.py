@@ -70,3 +70,22 @@ async def test_the_sixth_email_to_one_address_in_a_day_is_refused_recorded_and_n
     assert ENQUIRER not in json.dumps(day, default=str)
     indexes = await db["notifications_daily_cap"].index_information()
     assert indexes["expires_at_ttl"]["expireAfterSeconds"] == 0
+
+
+async def test_a_flood_at_one_address_does_not_grow_its_day_and_a_retry_keeps_its_answer(
+    mongo: Mongo, mongo_db: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from notifications.daily_cap import MongoDailyCap, cap_document_id
+    from notifications.handlers import CAPPED_TEMPLATES
+
+    cap = MongoDailyCap(mongo, mongo_db, 5, CAPPED_TEMPLATES)
+    now = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    answers = [await cap.admit(ENQUIRER, f"key-{n}", now) for n in range(50)]
+    assert answers == [True] * 5 + [False] * 45
+    assert await cap.admit(ENQUIRER, "key-2", now)  # a retry of an admitted email
+    assert not await cap.admit(ENQUIRER, "key-7", now)
+    day = await mongo[mongo_db]["notifications_daily_cap"].find_one({"_id": cap_document_id(ENQUIRER, now)})
+    assert day is not None
+    assert len(day["keys"]) == 5

@@ -52,9 +52,9 @@ def enquiry_received(locale: str = "en", human_check: HumanCheck = "off") -> Enq
     return submit_enquiry(form, context, human_check)
 
 
-def agreement_recorded_event(locale: str = "en") -> AgreementRecorded:
+def agreement_recorded_event(locale: str = "en", submitted: ApplicationSubmitted | None = None) -> AgreementRecorded:
     """agreement.recorded as the agreements service publishes it, for the first link of a fresh chain."""
-    submitted = application_submitted(locale=locale)
+    submitted = submitted or application_submitted(locale=locale)
     record = record_from_event(submitted, now=submitted.occurred_at)
     return agreement_recorded(record, acceptance_link(record, GENESIS))
 

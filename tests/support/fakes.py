@@ -215,9 +215,9 @@ class FakeDailyCap:
         if self.down:
             raise ConnectionFailure("database unreachable")
         day = self.keys.setdefault((recipient.lower(), now.date().isoformat()), [])
-        if key not in day:
-            day.append(key)
-        return key in day[: self.limit]
+        if key not in day and len(day) < self.limit:
+            day.append(key)  # never more than ``limit`` keys, as in MongoDB
+        return key in day
 
 
 class FakeMailer:

@@ -39,7 +39,8 @@ class AcceptanceEvidence(Model):
 
 # Which human check a submission passed at intake: "altcha" (a valid, unused ALTCHA proof-of-work
 # solution), "none" (no valid solution: no JavaScript, an API client, a wrong, expired or reused one),
-# "off" (intake ran with CAPTCHA=off). Messages from before the check existed passed none.
+# "off" (intake ran with CAPTCHA=off). Intake always states it; a message from before the check
+# existed does not (``None``: not recorded), and its staff were emailed at once, so it is never held.
 HumanCheck = Literal["altcha", "none", "off"]
 
 
@@ -48,7 +49,7 @@ class ApplicationSubmittedData(Model):
     application: ApplicationForm
     acceptance: AcceptanceEvidence
     locale: Locale
-    human_check: HumanCheck = "none"
+    human_check: HumanCheck | None = None  # None: not recorded (a message from before the check)
 
 
 class PersonalData(Model):
@@ -85,6 +86,8 @@ class AgreementRecordedData(Model):
     locale: Locale
     # What the record's salted hashes were made from, so the client's receipt can be checked offline.
     personal_data: PersonalData
+    # The human check the application passed at intake (from its application.submitted); None: not recorded.
+    human_check: HumanCheck | None = None
 
 
 class EmailVerifiedData(Model):
@@ -146,7 +149,7 @@ class EnquiryReceivedData(Model):
     enquiry: EnquiryForm
     received_at: AwareDatetime
     locale: Locale
-    human_check: HumanCheck = "none"
+    human_check: HumanCheck | None = None  # None: not recorded (a message from before the check)
 
 
 class Event(Model):

@@ -47,8 +47,9 @@ def test_derived_ids_are_stable_and_distinct() -> None:
     assert derived_id("a", "b").version == 5
 
 
-def test_submissions_published_before_the_human_check_existed_still_parse_as_having_passed_none() -> None:
+def test_submissions_published_before_the_human_check_existed_parse_as_not_recorded_not_as_none() -> None:
+    # "none" would hold them for ever: their applicants already had the old receipt, so nothing releases them.
     for event in (application_submitted(), enquiry_received()):
         wire = json.loads(event.model_dump_json())
         del wire["data"]["human_check"]
-        assert type(event).model_validate(wire).data.human_check == "none"
+        assert type(event).model_validate(wire).data.human_check is None

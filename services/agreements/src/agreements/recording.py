@@ -13,6 +13,7 @@ from agency_shared.events import (
     AgreementRecorded,
     AgreementRecordedData,
     ApplicationSubmitted,
+    HumanCheck,
     NotificationSettledData,
     PersonalData,
     derived_id,
@@ -41,6 +42,8 @@ class ApplicationRecord(BaseModel):
     recorded_at: AwareDatetime
     # Random per acceptance, so the record's hashes of personal fields cannot be matched against guesses.
     personal_salt: str
+    # The human check the application passed at intake; None: not recorded (stored before it was).
+    human_check: HumanCheck | None = None
 
     def personal_data(self) -> PersonalData:
         operator = self.application.operator
@@ -98,6 +101,7 @@ def record_from_event(event: ApplicationSubmitted, now: datetime) -> Application
         received_at=millisecond_precision(event.occurred_at),
         recorded_at=millisecond_precision(now),
         personal_salt=secrets.token_hex(32),
+        human_check=data.human_check,
     )
 
 
@@ -160,6 +164,7 @@ def agreement_recorded(application: ApplicationRecord, entry: LedgerEntry) -> Ag
             company_name=application.application.company.legal_name,
             locale=application.locale,
             personal_data=application.personal_data(),
+            human_check=application.human_check,
         ),
     )
 

@@ -1,9 +1,11 @@
 """A cap on the emails one client address gets per UTC day, kept in MongoDB so it holds across replicas.
 
-One document per (address, day) lists the keys of the emails that asked to go to the address
-that day, in the order they asked (``$addToSet`` appends a key once). An email may go if its
-key is among the first ``limit``: a retry or a redelivery of the same email asks with the same
-key and gets the same answer, so it never counts twice. The address is stored only as its
+One document per (address, day) lists the keys of the emails admitted to the address that day,
+in the order they asked (``$addToSet`` appends a key once), and never more than ``limit`` of
+them: a key is added only while there is room, so a flood at one address leaves the document
+as it is. An email may go if its key is in the list: a retry of the same email asks with the
+same key and gets the same answer, so it never counts twice (delivery asks only for an email
+not settled yet, so a redelivery after midnight does not count a sent email again). The address is stored only as its
 SHA-256 (the keys too: a notification key ends with the address), and the documents expire
 (TTL index) two days after their day.
 """
@@ -62,15 +64,19 @@ class MongoDailyCap:
         day_id = cap_document_id(recipient, now)
         key = hashlib.sha256(key.encode()).hexdigest()  # a notification key ends with the address
         expires_at = datetime.combine(now.astimezone(UTC).date(), time(), UTC) + KEPT_FOR
-        for _ in range(3):
+        # A key is added only while the list is shorter than the limit (or is there already: a retry),
+        # so the document never holds more than ``limit`` keys, however many emails ask.
+        room = {"_id": day_id, "$or": [{"keys": key}, {f"keys.{self.limit - 1}": {"$exists": False}}]}
+        for _ in range(2):
+            day = await self._days.find_one_and_update(
+                room, {"$addToSet": {"keys": key}}, return_document=ReturnDocument.AFTER
+            )
+            if day is not None:
+                # A document written before the limit applied may hold more keys: only the first ``limit`` go.
+                return key in day["keys"][: self.limit]
             try:
-                day = await self._days.find_one_and_update(
-                    {"_id": day_id},
-                    {"$addToSet": {"keys": key}, "$setOnInsert": {"expires_at": expires_at}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
+                await self._days.insert_one({"_id": day_id, "keys": [key], "expires_at": expires_at})
             except DuplicateKeyError:
-                continue  # two first emails of the day raced to create the document: add to the winner's
-            return day is not None and key in day["keys"][: self.limit]
-        raise DuplicateKeyError(f"the daily cap document {day_id} could not be written")
+                continue  # the day's document exists: it is full (the next look says so), or another raced to create it
+            return True
+        return False  # the day's document exists and is full without this key: refused, and it does not grow

@@ -1,6 +1,7 @@
 """Delivering the emails one event causes, each at most once, and saying what is left to do."""
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -75,8 +76,6 @@ async def deliver(
     report = DeliveryReport()
     for email in emails:
         key = email.key(event)
-        # Asked before the claim, and again on every delivery: the same key always gets the same answer.
-        admitted = cap is None or not cap.covers(email.template) or await cap.admit(email.recipient, key, utc_now())
         claim = await ledger.claim(
             key,
             {
@@ -95,7 +94,9 @@ async def deliver(
         if claim is Claim.BUSY:
             report.unfinished.append((email, "another worker is sending it"))
             continue
-        if not admitted and cap is not None:
+        # Asked only now, for an email this worker is about to send: a redelivery of one settled
+        # before (sent, perhaps yesterday) never consults the cap, so it cannot count in a new day.
+        if cap is not None and cap.covers(email.template) and not await _admitted(cap, email, key, ledger):
             await _refuse(event, email, key, ledger, report, cap.limit)
             continue
         # Shielded: if the handler is cancelled (the broker connection dropped), the
@@ -133,6 +134,16 @@ async def _attempt(
         return
     await ledger.sent(key, reply)
     report.sent.append((email, reply))
+
+
+async def _admitted(cap: DailyCap, email: OutgoingEmail, key: str, ledger: Ledger) -> bool:
+    """Whether the cap lets the claimed email go; if it cannot say, the claim is let go for the retry to retake."""
+    try:
+        return await cap.admit(email.recipient, key, utc_now())
+    except Exception:
+        with contextlib.suppress(Exception):
+            await ledger.retrying(key, "the daily cap could not be consulted")
+        raise
 
 
 async def _refuse(

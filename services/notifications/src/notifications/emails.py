@@ -235,6 +235,10 @@ HUMAN_CHECKS: dict[Locale, dict[HumanCheck, str]] = {
 }
 
 
+# What they say about a submission whose event does not state it (one from before the check existed).
+NOT_RECORDED: dict[Locale, str] = {"en": "not recorded", "zh-CN": "未记录"}
+
+
 # What they say instead about a submission that passed none and was held until its address was verified.
 RELEASED: dict[Locale, str] = {
     "en": "none passed; held until the address was verified ({at})",
@@ -247,8 +251,10 @@ def verified_time(verified_at: datetime) -> str:
     return verified_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def human_check_text(check: HumanCheck, locale: Locale, verified_at: datetime | None) -> str:
+def human_check_text(check: HumanCheck | None, locale: Locale, verified_at: datetime | None) -> str:
     """The staff emails' line on the human check; a held submission's says that (and when) its address was verified."""
+    if check is None:
+        return NOT_RECORDED[locale]
     if verified_at is None:
         return HUMAN_CHECKS[locale][check]
     return RELEASED[locale].format(at=verified_time(verified_at))

@@ -65,11 +65,13 @@ Clock = Callable[[], datetime]
 # when the address was verified if the submission was held until then).
 StaffEmail = Callable[[E, str, str, Locale, datetime | None], EmailMessage]
 
-# Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently);
-# each counts against the address's daily cap.
+# Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently).
 CLIENT_TEMPLATES = frozenset(
     {"email_verification", "client_confirmation", "enquiry_autoresponse", "enquiry_verification"}
 )
+# The client emails that count against the address's daily cap. Not the confirmation with the receipt:
+# it goes only after the address's owner clicked the verification link, so no one else can make it go.
+CAPPED_TEMPLATES = CLIENT_TEMPLATES - {"client_confirmation"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,9 @@ class Notice:
     # Whether a client email that fails for good alerts the staff: not for a held submission, which
     # the staff must not hear of before its address is verified (nor be flooded with by a bot).
     alerts: bool = True
+    # Whether a client email the daily cap refused alerts the staff too: an application's verification
+    # email, when the staff were told of the application (it passed a human check), so they can follow up.
+    alerts_refused: bool = False
 
 
 # The staff alerts owed for a client email that failed for good (with why it failed).
@@ -109,7 +114,8 @@ async def send_notice(
 ) -> Outcome:
     """Send the notice's emails (and the staff alerts a failed client email calls for); decide what comes next.
 
-    A client email over its address's daily ``cap`` is settled as failed (recorded, not retried, no alert).
+    A client email over its address's daily ``cap`` is settled as failed (recorded, not retried, and no
+    alert unless the notice ``alerts_refused``).
     """
     event = notice.event
     try:
@@ -137,10 +143,14 @@ async def send_notice(
 
 
 async def client_failures(notice: Notice, report: DeliveryReport, ledger: Ledger) -> list[tuple[OutgoingEmail, str]]:
-    """The client emails that failed for good, now or in an earlier delivery (their alert may still be owed)."""
+    """The client emails that failed for good, now or in an earlier delivery (their alert may still be owed);
+    and those the daily cap refused, if the notice ``alerts_refused``."""
     failed = [(email, reason) for email, reason in report.failed if email.template in CLIENT_TEMPLATES]
+    if notice.alerts_refused:
+        failed += [(email, reason) for email, reason in report.refused if email.template in CLIENT_TEMPLATES]
+    owed = ("failed", "refused") if notice.alerts_refused else ("failed",)
     for email, state in report.skipped:
-        if state == "failed" and email.template in CLIENT_TEMPLATES:
+        if state in owed and email.template in CLIENT_TEMPLATES:
             failed.append((email, await ledger.reason(email.key(notice.event)) or "unknown"))
     return failed
 
@@ -269,7 +279,10 @@ class Emails:
                 event, self.verification_link(event), self._verification_days, self._mail_from, self._staff
             ),
         )
-        return Notice(event, Subject("application_id", data.application_id), (email,))
+        # Refused by the daily cap, it alerts the staff if they were told of the application (it passed a
+        # human check, or came before the check was recorded); a held one's refusal stays silent.
+        told = data.human_check != "none"
+        return Notice(event, Subject("application_id", data.application_id), (email,), alerts_refused=told)
 
     def verification_link(self, event: AgreementRecorded) -> str:
         """A fresh signed token each time the email is composed; every one of them works until it expires."""
@@ -397,6 +410,11 @@ async def notify_submission(
         if await send.ledger.is_erased(application_id):
             return Done()  # a replay after an erasure: keep nothing of the applicant
         state = await held.hold("application", application_id, event.model_dump_json(), now())
+        # An erasure may have landed between the look and the hold (its deletion of the held
+        # application came first): look again, so no personal data stays held for it.
+        if await send.ledger.is_erased(application_id):
+            await held.forget(application_id)
+            return Done()
     except ConnectionFailure as exc:
         return RetryLater(f"the held submissions are unreachable: {exc!r}")
     if state.verified_at is None:

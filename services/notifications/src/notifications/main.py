@@ -11,7 +11,7 @@ from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.events import NotificationSettled
 from notifications.daily_cap import MongoDailyCap
 from notifications.erasure import build_erasure_router
-from notifications.handlers import CLIENT_TEMPLATES, build_router
+from notifications.handlers import CAPPED_TEMPLATES, CLIENT_TEMPLATES, build_router
 from notifications.holding import MongoHeldSubmissions
 from notifications.ledger import NotificationLedger
 from notifications.mailer import Mailer, SmtpMailer
@@ -45,7 +45,7 @@ class Adapters:
             forgettable_templates=CLIENT_TEMPLATES,
         )
         await self.ledger.ensure_indexes()
-        self.cap = MongoDailyCap(mongo, settings.mongodb_db, settings.client_emails_per_day, CLIENT_TEMPLATES)
+        self.cap = MongoDailyCap(mongo, settings.mongodb_db, settings.client_emails_per_day, CAPPED_TEMPLATES)
         await self.cap.ensure_indexes()
         self.held = MongoHeldSubmissions(mongo, settings.mongodb_db, timedelta(days=settings.email_verification_days))
         await self.held.ensure_indexes()
