@@ -156,6 +156,26 @@ async def test_keys_are_kept_with_a_ttl_index_of_the_configured_lifetime(
     assert indexes["created_at_ttl"]["expireAfterSeconds"] == 7200
 
 
+async def test_once_the_key_expired_other_data_with_it_is_a_new_application_and_the_same_data_the_same_one(
+    intake_settings: IntakeSettings, amqp_url: str, mongo: Mongo
+) -> None:
+    """README: after IDEMPOTENCY_KEY_TTL_SECONDS a key "is new again". Other data with it is a new application with
+    its own id and event id (not dropped downstream as a repeat); the first data again is the first application."""
+    app, k = create_app(intake_settings), key()
+    collection = mongo[intake_settings.mongodb_db]["idempotency_keys"]
+    async with serving(app), client(app) as http:
+        first = await http.post("/v1/applications", json=application(), headers={"Idempotency-Key": k})
+        await collection.delete_one({"_id": f"application:{k}"})  # what MongoDB's TTL monitor does
+        other = await http.post("/v1/applications", json=application({"notes": "new"}), headers={"Idempotency-Key": k})
+        await collection.delete_one({"_id": f"application:{k}"})
+        again = await http.post("/v1/applications", json=application(), headers={"Idempotency-Key": k})
+    assert [r.status_code for r in (first, other, again)] == [202] * 3
+    assert other.json()["application_id"] != first.json()["application_id"] == again.json()["application_id"]
+    events = [json.loads(m.body) for m in await broker.take(amqp_url, AGREEMENTS_APPLICATION_SUBMITTED.name, 3)]
+    assert events[0]["event_id"] != events[1]["event_id"]  # agreements and notifications record the new one
+    assert events[0]["event_id"] == events[2]["event_id"]  # and drop the repeat of the first
+
+
 class Commands(monitoring.CommandListener):
     """Every command any MongoDB client of this process starts while ``recording``."""
 

@@ -99,8 +99,23 @@ def test_the_rules_say_what_production_would_refuse_in_any_environment() -> None
     assert settings_problems(settings) == []
 
 
-def test_production_needs_a_long_captcha_key_unless_the_captcha_is_off() -> None:
-    assert "CAPTCHA_HMAC_KEY" not in variables(IntakeSettings(captcha="off"))
+def test_production_refuses_the_captcha_off_and_says_why() -> None:
+    """CAPTCHA=off would silently drop the human check: nothing held, every bot's submission sent to the staff."""
+    key = SecretStr("k" * 32)
+    [off] = [
+        p for p in settings_problems(IntakeSettings(captcha="off", captcha_hmac_key=key)) if p.variable == "CAPTCHA"
+    ]
+    assert "human check off" in off.reason
+    assert "CAPTCHA=altcha" in off.reason
+    assert "CAPTCHA" not in variables(IntakeSettings(captcha="altcha", captcha_hmac_key=key))
+    assert "CAPTCHA" not in variables(IntakeSettings(captcha="off", environment="local"))
+    assert "CAPTCHA" not in variables(IntakeSettings(captcha="off", environment="test"))
+
+
+def test_production_needs_a_long_captcha_key_with_the_captcha_on() -> None:
+    # With the CAPTCHA off the key is not used: production refuses CAPTCHA itself instead.
+    assert variables(IntakeSettings(captcha="off")).count("CAPTCHA_HMAC_KEY") == 0
+    assert "CAPTCHA" in variables(IntakeSettings(captcha="off"))
     [short] = [
         p
         for p in settings_problems(IntakeSettings(captcha_hmac_key=SecretStr("k" * 31)))

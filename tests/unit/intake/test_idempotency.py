@@ -16,7 +16,7 @@ from intake.accepting import IDEMPOTENCY_KEY, Intake, InvalidSubmission
 from intake.captcha import CaptchaOff
 from intake.guards import FORM, JSON, parse_submission
 from intake.idempotency import KeyReused, KeysUnavailable, fingerprint
-from intake.submission import RequestContext, application_id_for
+from intake.submission import RequestContext, application_id_for, enquiry_id_for
 from tests.support.data import application, flat_form
 from tests.support.events import ENQUIRY
 from tests.support.fakes import FakeIdempotencyKeys, FakeSender
@@ -70,7 +70,7 @@ async def test_the_same_key_with_the_same_data_is_the_same_application_published
     form = ApplicationForm.model_validate(application())
     first = await intake(keys, sender).accept_application(form, context())
     again = await intake(keys, sender).accept_application(form, context())
-    assert first.id == again.id == application_id_for(KEY)
+    assert first.id == again.id == application_id_for(form, KEY)
     assert [e.event_id for e in sender.events] == [sender.events[0].event_id] * 2  # consumers drop the repeat
 
 
@@ -81,6 +81,63 @@ async def test_the_same_key_with_other_data_is_refused_and_nothing_is_published(
     with pytest.raises(KeyReused):
         await intake(keys, sender).accept_application(edited, context())
     assert len(sender.events) == 1
+
+
+async def test_after_the_key_expired_other_data_with_it_is_a_new_submission_and_the_same_data_the_same() -> None:
+    """README: a key is new again after IDEMPOTENCY_KEY_TTL_SECONDS; other data must then not be dropped downstream
+    as a repeat of the first submission (issue 13, point 5): it gets its own id and event id."""
+    keys, sender = FakeIdempotencyKeys(), FakeSender()
+    form = ApplicationForm.model_validate(application())
+    first = await intake(keys, sender).accept_application(form, context())
+    keys.fingerprints.clear()  # MongoDB's TTL monitor deleted the claim
+    other = ApplicationForm.model_validate(application({"notes": "a new application, a day later"}))
+    reused = await intake(keys, sender).accept_application(other, context())
+    assert reused.published
+    assert reused.id != first.id
+    assert reused.id == application_id_for(other, KEY)
+    assert len({e.event_id for e in sender.events}) == 2  # consumers record it: not a repeat
+    keys.fingerprints.clear()
+    again = await intake(keys, sender).accept_application(form, context())
+    assert again.id == first.id  # the first data again is the first submission again: dropped as a repeat
+    assert sender.events[-1].event_id == sender.events[0].event_id
+
+
+async def test_an_expired_enquiry_key_reused_for_other_data_is_a_new_enquiry() -> None:
+    keys, sender = FakeIdempotencyKeys(), FakeSender()
+    first = await intake(keys, sender).accept_enquiry(EnquiryForm.model_validate(ENQUIRY), context())
+    keys.fingerprints.clear()
+    other = EnquiryForm.model_validate({**ENQUIRY, "message": "Another question, a day later."})
+    reused = await intake(keys, sender).accept_enquiry(other, context())
+    assert first.id == enquiry_id_for(EnquiryForm.model_validate(ENQUIRY), KEY)
+    assert reused.id == enquiry_id_for(other, KEY) != first.id
+    assert sender.events[0].event_id != sender.events[1].event_id
+
+
+async def test_json_and_form_data_of_the_same_application_with_one_key_are_one_application() -> None:
+    keys, sender = FakeIdempotencyKeys(), FakeSender()
+    body = application()
+    posts = [
+        parse_submission(json.dumps(reordered(body)).encode(), JSON),
+        parse_submission(urlencode([*flat_form(body), ("idempotency_key", KEY)]).encode(), FORM),
+    ]
+    taken = [
+        await intake(keys, sender).apply(posts[0], context()),
+        await intake(keys, sender).apply(posts[1], context(None)),
+    ]
+    assert taken[0].id == taken[1].id == application_id_for(ApplicationForm.model_validate(body), KEY)
+    assert taken[0].id != (await intake(keys, sender).apply(posts[0], context(None))).id  # unkeyed JSON: a new one
+
+
+async def test_a_honeypot_decoy_keeps_its_id_for_the_same_key_and_fields_and_publishes_nothing() -> None:
+    keys, sender = FakeIdempotencyKeys(), FakeSender()
+    trapped = {**application(), "fax": "+1 555 0100"}
+    first = await intake(keys, sender).apply(trapped, context())
+    again = await intake(keys, sender).apply(trapped, context())
+    other = await intake(keys, sender).apply({**trapped, "notes": "other"}, context())
+    assert first == again
+    assert not first.published
+    assert other.id != first.id
+    assert (sender.events, keys.claims) == ([], 0)
 
 
 async def test_keys_are_per_form() -> None:
@@ -114,7 +171,7 @@ async def test_after_the_broker_refused_the_retry_with_the_same_data_is_accepted
         await intake(keys, sender).accept_application(form, context())
     sender.refuse_events = False
     retried = await intake(keys, sender).accept_application(form, context())
-    assert retried.id == application_id_for(KEY)
+    assert retried.id == application_id_for(form, KEY)
     assert isinstance(sender.events[0], ApplicationSubmitted)
     with pytest.raises(KeyReused):
         await intake(keys, sender).accept_application(

@@ -27,10 +27,19 @@ def test_an_agreement_other_than_the_current_one_is_refused(field: str) -> None:
     assert caught.value.current == CURRENT
 
 
-def test_the_same_idempotency_key_names_the_same_application_and_event() -> None:
+def test_the_same_idempotency_key_and_data_name_the_same_application_and_event() -> None:
     form = ApplicationForm.model_validate(application())
     keyed = RequestContext("203.0.113.7", "UA", "c1", idempotency_key="key-1")
     first, second = submit_application(form, CURRENT, keyed), submit_application(form, CURRENT, keyed)
-    assert first.data.application_id == second.data.application_id == application_id_for("key-1")
+    assert first.data.application_id == second.data.application_id == application_id_for(form, "key-1")
     assert first.event_id == second.event_id
-    assert application_id_for(None) != application_id_for(None)
+    assert application_id_for(form, None) != application_id_for(form, None)
+
+
+def test_the_same_idempotency_key_with_other_data_names_another_application_and_event() -> None:
+    """Once a key's claim has expired it may carry other data: that must not reuse the first one's event id."""
+    keyed = RequestContext("203.0.113.7", "UA", "c1", idempotency_key="key-1")
+    first = submit_application(ApplicationForm.model_validate(application()), CURRENT, keyed)
+    other = submit_application(ApplicationForm.model_validate(application({"notes": "other"})), CURRENT, keyed)
+    assert other.data.application_id != first.data.application_id
+    assert other.event_id != first.event_id

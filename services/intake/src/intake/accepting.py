@@ -13,8 +13,16 @@ from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.events import Event, HumanCheck
 from agency_shared.forms import ApplicationForm, EnquiryForm
 from intake.captcha import SOLUTION_FIELD, HumanChecks
-from intake.idempotency import IdempotencyKeys, KeyReused, fingerprint
-from intake.submission import RequestContext, ensure_current, id_for, submit_application, submit_enquiry
+from intake.idempotency import IdempotencyKeys, KeyReused
+from intake.submission import (
+    RequestContext,
+    canonical_fingerprint,
+    ensure_current,
+    fingerprint,
+    id_for,
+    submit_application,
+    submit_enquiry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +125,9 @@ class Intake:
             HONEYPOT_HITS.labels(kind).inc()
             SUBMISSIONS.labels(kind, "honeypot").inc()
             logger.info("honeypot filled: %s answered as accepted, not published", kind)
-            return Screened(fields, context, decoy=Taken(id_for(kind, context.idempotency_key), published=False))
+            # Not validated, so named by the key and the raw fields: a bot's retry gets the same id.
+            decoy = Taken(id_for(kind, context.idempotency_key, canonical_fingerprint(fields)), published=False)
+            return Screened(fields, context, decoy=decoy)
         return Screened(fields, context)
 
     def validated(self, kind: str, form: type[F], fields: dict[str, Any]) -> F:
@@ -130,37 +140,39 @@ class Intake:
     async def accept_application(self, form: ApplicationForm, context: RequestContext) -> Taken:
         current = self.catalog.current()
         ensure_current(form, current)
-        await self._claim("application", form, context)
-        human_check = await self._human_check("application", context)
-        event = submit_application(form, current, context, human_check)
+        printed = fingerprint(form)
+        application_id = id_for("application", context.idempotency_key, printed)
+        await self._claim("application", printed, application_id, context)
+        human_check = await self._human_check("application", application_id, context)
+        event = submit_application(form, current, context, human_check, application_id)
         await self._publish("application", event)
         return Taken(event.data.application_id, published=True)
 
     async def accept_enquiry(self, form: EnquiryForm, context: RequestContext) -> Taken:
-        await self._claim("enquiry", form, context)
-        event = submit_enquiry(form, context, await self._human_check("enquiry", context))
+        printed = fingerprint(form)
+        enquiry_id = id_for("enquiry", context.idempotency_key, printed)
+        await self._claim("enquiry", printed, enquiry_id, context)
+        human_check = await self._human_check("enquiry", enquiry_id, context)
+        event = submit_enquiry(form, context, human_check, enquiry_id)
         await self._publish("enquiry", event)
         return Taken(event.data.enquiry_id, published=True)
 
-    async def _claim(self, kind: str, form: BaseModel, context: RequestContext) -> None:
+    async def _claim(self, kind: str, printed: str, submission_id: uuid.UUID, context: RequestContext) -> None:
         """Claim the submission's idempotency key for its data (``KeyReused`` if it names other data); a
         submission without a key has nothing to claim and never reaches the database."""
         if context.idempotency_key is None:
             return
         try:
-            await self._keys.claim(
-                kind, context.idempotency_key, fingerprint(form), id_for(kind, context.idempotency_key)
-            )
+            await self._keys.claim(kind, context.idempotency_key, printed, submission_id)
         except KeyReused:
             SUBMISSIONS.labels(kind, "key_reused").inc()
             logger.info("%s refused: its Idempotency-Key was first used for other data", kind)
             raise
 
-    async def _human_check(self, kind: str, context: RequestContext) -> HumanCheck:
-        # Keyed, the solution is spent on the submission the key names, so its retry may present it again;
-        # unkeyed, every request is a submission of its own (id_for gives a new id).
-        submission = id_for(kind, context.idempotency_key)
-        return await self.human_checks.check(kind, context.captcha_solution, f"{kind}:{submission}")
+    async def _human_check(self, kind: str, submission_id: uuid.UUID, context: RequestContext) -> HumanCheck:
+        # Keyed, the solution is spent on the submission the key and its data name, so its retry may present
+        # it again; unkeyed, every request is a submission of its own (id_for gives a new id).
+        return await self.human_checks.check(kind, context.captcha_solution, f"{kind}:{submission_id}")
 
     async def _publish(self, kind: str, event: Event) -> None:
         await self._publisher.publish(event)

@@ -8,23 +8,25 @@ by its event id); another fingerprint is a reuse of the key for other data, refu
 anything is published. A TTL index forgets a key ``IDEMPOTENCY_KEY_TTL_SECONDS`` after its
 first use (MongoDB's TTL monitor runs once a minute, so a little later at most).
 
-A claim is kept when the broker then refuses the event (503): the submission's id is derived
-from the key, so releasing the key would let other data take the same id, which consumers
-would drop as a repeat. The retry with the same data works; other data needs a new key.
+The submission's id is derived from the key and the fingerprint together (``submission.id_for``),
+never from the key alone: once a claim has expired, the key claimed again for other data names a
+new submission with a new id (and event id), which consumers record rather than drop as a repeat.
+
+A claim is kept when the broker then refuses the event (503): an unconfirmed event may still
+have been delivered, so the key keeps naming that one submission. The retry with the same data
+works (same id); other data needs a new key.
 """
 
-import hashlib
-import json
 import uuid
 from typing import Any, Protocol
 
-from pydantic import BaseModel
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from agency_chassis.mongo import MongoConnection
 from agency_shared.events import utc_now
+from intake.submission import fingerprint as fingerprint  # the claim's fingerprint, re-exported
 
 COLLECTION = "idempotency_keys"
 TTL_INDEX = "created_at_ttl"
@@ -49,13 +51,6 @@ class IdempotencyKeys(Protocol):
     async def claim(self, kind: str, key: str, fingerprint: str, submission_id: uuid.UUID) -> None:
         """Take ``key`` for this data, or find it taken for the same data; ``KeyReused`` if for other data."""
         ...
-
-
-def fingerprint(form: BaseModel) -> str:
-    """SHA-256 of the validated form's canonical JSON: JSON and form-encoded posts of the same data agree,
-    whatever the key order or the encoding of a value (``"on"`` and ``true``, an omitted default)."""
-    canonical = json.dumps(form.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class MongoIdempotencyKeys:

@@ -58,7 +58,13 @@ class IntakeSettings(VerificationSettings, MongoSettings):
         problems = super().production_problems()
         if self.kept_default("status_base_url"):
             problems.append(self.unset_problem("status_base_url", "would send clients to their own machine"))
-        if self.captcha == "altcha" and (problem := self._captcha_key_problem()):
+        if self.captcha == "off":
+            reason = (
+                "turns the human check off: nothing would be held for email verification and every bot's"
+                " submission would reach the staff; CAPTCHA=off is for tests and benchmarks, use CAPTCHA=altcha"
+            )
+            problems.append(SettingProblem("CAPTCHA", reason))
+        elif problem := self._captcha_key_problem():
             problems.append(problem)
         return problems
 

@@ -1,7 +1,12 @@
 """Turning a validated application form into the application.submitted event."""
 
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
 
 from agency_shared.agreement_documents import AgreementDocument
 from agency_shared.events import (
@@ -37,15 +42,37 @@ class RequestContext:
     captcha_solution: object = None
 
 
-def id_for(kind: str, idempotency_key: str | None) -> uuid.UUID:
-    """The same idempotency key always names the same submission of a kind; without one, a new id."""
+def canonical_fingerprint(value: Any) -> str:
+    """SHA-256 of ``value`` as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def fingerprint(form: BaseModel) -> str:
+    """SHA-256 of the validated form's canonical JSON: JSON and form-encoded posts of the same data agree,
+    whatever the key order or the encoding of a value (``"on"`` and ``true``, an omitted default)."""
+    return canonical_fingerprint(form.model_dump(mode="json"))
+
+
+def id_for(kind: str, idempotency_key: str | None, data_fingerprint: str) -> uuid.UUID:
+    """The id of a submission of ``kind``: without a key, a new one; with one, derived from the key AND the data.
+
+    The same key with the same data (a retry, a double click) always names the same submission, so its
+    event has the same event id and consumers drop the repeat. Once the key's claim has expired
+    (``IDEMPOTENCY_KEY_TTL_SECONDS``), the key may be claimed again for other data: that data gets a
+    new id, and so a new event id, instead of being dropped downstream as a repeat of the first.
+    """
     if idempotency_key is None:
         return uuid.uuid4()
-    return derived_id(kind, idempotency_key)
+    return derived_id(kind, idempotency_key, data_fingerprint)
 
 
-def application_id_for(idempotency_key: str | None) -> uuid.UUID:
-    return id_for("application", idempotency_key)
+def application_id_for(form: ApplicationForm, idempotency_key: str | None) -> uuid.UUID:
+    return id_for("application", idempotency_key, fingerprint(form))
+
+
+def enquiry_id_for(form: EnquiryForm, idempotency_key: str | None) -> uuid.UUID:
+    return id_for("enquiry", idempotency_key, fingerprint(form))
 
 
 def ensure_current(form: ApplicationForm, current: AgreementDocument) -> None:
@@ -54,10 +81,16 @@ def ensure_current(form: ApplicationForm, current: AgreementDocument) -> None:
 
 
 def submit_application(
-    form: ApplicationForm, current: AgreementDocument, request: RequestContext, human_check: HumanCheck = "none"
+    form: ApplicationForm,
+    current: AgreementDocument,
+    request: RequestContext,
+    human_check: HumanCheck = "none",
+    application_id: uuid.UUID | None = None,
 ) -> ApplicationSubmitted:
+    """The event of an accepted application; ``application_id`` defaults to ``application_id_for`` its key."""
     ensure_current(form, current)
-    application_id = application_id_for(request.idempotency_key)
+    if application_id is None:
+        application_id = application_id_for(form, request.idempotency_key)
     received_at = utc_now()
     return ApplicationSubmitted(
         event_id=derived_id(ApplicationSubmitted.routing_key, str(application_id)),
@@ -80,8 +113,12 @@ def submit_application(
     )
 
 
-def submit_enquiry(form: EnquiryForm, request: RequestContext, human_check: HumanCheck = "none") -> EnquiryReceived:
-    enquiry_id = id_for("enquiry", request.idempotency_key)
+def submit_enquiry(
+    form: EnquiryForm, request: RequestContext, human_check: HumanCheck = "none", enquiry_id: uuid.UUID | None = None
+) -> EnquiryReceived:
+    """The event of an accepted enquiry; ``enquiry_id`` defaults to ``enquiry_id_for`` its key."""
+    if enquiry_id is None:
+        enquiry_id = enquiry_id_for(form, request.idempotency_key)
     received_at = utc_now()
     return EnquiryReceived(
         event_id=derived_id(EnquiryReceived.routing_key, str(enquiry_id)),
