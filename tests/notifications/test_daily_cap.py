@@ -1,14 +1,18 @@
 """The daily cap of client emails per address, against the real RabbitMQ, SecantusDB and an SMTP server."""
 
+import asyncio
 import hashlib
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from agency_shared.events import EnquiryReceived, Event
 from agency_shared.topology import AGREEMENTS_NOTIFICATION_SETTLED, NOTIFICATIONS_ENQUIRY_RECEIVED
+from notifications.daily_cap import MongoDailyCap, cap_document_id
+from notifications.handlers import CAPPED_TEMPLATES
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings
 from tests.support import broker
@@ -66,7 +70,7 @@ async def test_the_sixth_email_to_one_address_in_a_day_is_refused_recorded_and_n
         .find({"_id": {"$regex": hashlib.sha256(ENQUIRER.encode()).hexdigest()}})
         .to_list()
     )
-    assert len(day["keys"]) == 6
+    assert len(day["keys"]) == 5  # the admitted ones: a refused email does not grow the day
     assert ENQUIRER not in json.dumps(day, default=str)
     indexes = await db["notifications_daily_cap"].index_information()
     assert indexes["expires_at_ttl"]["expireAfterSeconds"] == 0
@@ -75,11 +79,6 @@ async def test_the_sixth_email_to_one_address_in_a_day_is_refused_recorded_and_n
 async def test_a_flood_at_one_address_does_not_grow_its_day_and_a_retry_keeps_its_answer(
     mongo: Mongo, mongo_db: str
 ) -> None:
-    from datetime import UTC, datetime
-
-    from notifications.daily_cap import MongoDailyCap, cap_document_id
-    from notifications.handlers import CAPPED_TEMPLATES
-
     cap = MongoDailyCap(mongo, mongo_db, 5, CAPPED_TEMPLATES)
     now = datetime(2026, 12, 1, 10, tzinfo=UTC)
     answers = [await cap.admit(ENQUIRER, f"key-{n}", now) for n in range(50)]
@@ -89,3 +88,22 @@ async def test_a_flood_at_one_address_does_not_grow_its_day_and_a_retry_keeps_it
     day = await mongo[mongo_db]["notifications_daily_cap"].find_one({"_id": cap_document_id(ENQUIRER, now)})
     assert day is not None
     assert len(day["keys"]) == 5
+
+
+async def test_emails_racing_from_two_replicas_are_admitted_exactly_up_to_the_cap(
+    mongo_url: str, mongo_db: str
+) -> None:
+    """Six emails to one address at the same moment, from two replicas: five go, and each keeps its answer."""
+    clients: list[Mongo] = [AsyncMongoClient(mongo_url, tz_aware=True) for _ in range(2)]
+    try:
+        replicas = [MongoDailyCap(client, mongo_db, 5, CAPPED_TEMPLATES) for client in clients]
+        now = datetime(2026, 12, 1, 10, tzinfo=UTC)
+        for day in range(20):
+            address, keys = f"racer-{day}@example.cn", [f"key-{day}-{n}" for n in range(6)]
+            first = await asyncio.gather(*(replicas[n % 2].admit(address, key, now) for n, key in enumerate(keys)))
+            again = await asyncio.gather(*(replicas[1 - n % 2].admit(address, key, now) for n, key in enumerate(keys)))
+            assert sum(first) == 5, (day, first)
+            assert again == first
+    finally:
+        for client in clients:
+            await client.close()

@@ -17,6 +17,24 @@ def aware(moment: datetime | None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+async def test_when_both_halves_race_from_two_replicas_one_of_them_sees_both(mongo_url: str, mongo_db: str) -> None:
+    """The submission held by one replica and its verification noted by another at the same moment:
+    whichever write lands second must see both, or the staff would never hear of it."""
+    clients: list[AsyncMongoClient[dict[str, Any]]] = [AsyncMongoClient(mongo_url, tz_aware=True) for _ in range(2)]
+    try:
+        replicas = [MongoHeldSubmissions(client, mongo_db, LINK) for client in clients]
+        for number in range(40):
+            subject = f"race-{number}"
+            held, verified = await asyncio.gather(
+                replicas[0].hold("application", subject, '{"event": 1}', NOW),
+                replicas[1].verified("application", subject, NOW, NOW),
+            )
+            assert any(half.event and half.verified_at for half in (held, verified)), (number, held, verified)
+    finally:
+        for client in clients:
+            await client.close()
+
+
 async def test_either_half_may_come_first_and_the_second_sees_both(
     mongo: AsyncMongoClient[dict[str, Any]], mongo_db: str
 ) -> None:

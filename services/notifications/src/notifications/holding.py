@@ -94,6 +94,10 @@ class MongoHeldSubmissions:
                 )
             except DuplicateKeyError:
                 continue  # two first writes raced to insert: the second updates the winner's document
+            if document is None:
+                # MongoDB always returns the upserted document here; SecantusDB (the test and local
+                # database) can answer None when two upserts of one _id race: read what was written.
+                document = await self._held.find_one({"_id": subject_id})
             return _held(document)
         raise DuplicateKeyError(f"the held submission {subject_id} could not be written")
 
