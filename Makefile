@@ -39,16 +39,19 @@ check: $(BIN)/.installed lint
 # The tests use the machine's RabbitMQ; start it if it is installed but down.
 broker: $(BIN)/.installed
 	$(BIN)/python scripts/run_local.py --check-broker
+	@# The tests make and delete a vhost each through the management API (milliseconds; each
+	@# rabbitmqctl call boots an Erlang VM). Without the plugin they fall back to rabbitmqctl.
+	-@command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins -q enable rabbitmq_management >/dev/null
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Everything but the fault tests on two workers (each its own SecantusDB, every test its own
+# Everything but the fault tests on three workers (each its own SecantusDB, every test its own
 # vhost and SMTP server), then the fault tests alone: they stop and start the machine's RabbitMQ.
 pytest: $(BIN)/.installed
-	$(BIN)/pytest -m "not faults" -n 2 --dist loadfile
+	$(BIN)/pytest -m "not faults" -n 3 --dist loadfile
 	$(BIN)/pytest -m faults
 
 # Only the fault tests (kill, restart, outage; they are part of `make test` too).

@@ -3,11 +3,13 @@
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from agency_shared.events import Event
+from tests.support import servers
 
 
 @asynccontextmanager
@@ -45,6 +47,15 @@ STATISTICS_INTERVAL_SECONDS = 6.0
 
 async def queued_messages(vhost: str, prefix: str = "") -> int | None:
     """Messages (ready + unacked) in the vhost's queues named ``prefix…``, DLQs aside, as RabbitMQ last counted them."""
+    if await asyncio.to_thread(servers.api_available):
+        queues = await asyncio.to_thread(
+            servers.management_get, f"/queues/{quote(vhost, safe='')}?columns=name,messages"
+        )
+        if not isinstance(queues, list) or any("messages" not in queue for queue in queues):
+            return None  # not answered, or a queue not counted yet
+        return sum(
+            int(q["messages"]) for q in queues if q["name"].startswith(prefix) and not q["name"].endswith(".dlq")
+        )
     process = await asyncio.create_subprocess_exec(
         "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
