@@ -140,34 +140,34 @@ class Intake:
     async def accept_application(self, form: ApplicationForm, context: RequestContext) -> Taken:
         current = self.catalog.current()
         ensure_current(form, current)
-        printed = fingerprint(form)
-        application_id = id_for("application", context.idempotency_key, printed)
-        await self._claim("application", printed, application_id, context)
+        application_id = await self._identified("application", form, context)
         human_check = await self._human_check("application", application_id, context)
         event = submit_application(form, current, context, human_check, application_id)
         await self._publish("application", event)
         return Taken(event.data.application_id, published=True)
 
     async def accept_enquiry(self, form: EnquiryForm, context: RequestContext) -> Taken:
-        printed = fingerprint(form)
-        enquiry_id = id_for("enquiry", context.idempotency_key, printed)
-        await self._claim("enquiry", printed, enquiry_id, context)
+        enquiry_id = await self._identified("enquiry", form, context)
         human_check = await self._human_check("enquiry", enquiry_id, context)
         event = submit_enquiry(form, context, human_check, enquiry_id)
         await self._publish("enquiry", event)
         return Taken(event.data.enquiry_id, published=True)
 
-    async def _claim(self, kind: str, printed: str, submission_id: uuid.UUID, context: RequestContext) -> None:
-        """Claim the submission's idempotency key for its data (``KeyReused`` if it names other data); a
-        submission without a key has nothing to claim and never reaches the database."""
+    async def _identified(self, kind: str, form: BaseModel, context: RequestContext) -> uuid.UUID:
+        """The submission's id. Without an Idempotency-Key a new one: nothing is fingerprinted and the
+        database is never reached. With one, derived from the key and the data, the key being claimed
+        for that data (``KeyReused`` if it was first used for other data)."""
         if context.idempotency_key is None:
-            return
+            return uuid.uuid4()
+        printed = fingerprint(form)
+        submission_id = id_for(kind, context.idempotency_key, printed)
         try:
             await self._keys.claim(kind, context.idempotency_key, printed, submission_id)
         except KeyReused:
             SUBMISSIONS.labels(kind, "key_reused").inc()
             logger.info("%s refused: its Idempotency-Key was first used for other data", kind)
             raise
+        return submission_id
 
     async def _human_check(self, kind: str, submission_id: uuid.UUID, context: RequestContext) -> HumanCheck:
         # Keyed, the solution is spent on the submission the key and its data name, so its retry may present
