@@ -9,14 +9,11 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-import agreements.main
-import intake.main
-import notifications.main
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 from tests.support import broker
-from tests.support.apps import client, serving
+from tests.support.apps import whole_system
 from tests.support.data import CURRENT, STAFF, application
 from tests.support.servers import Inbox
 from tests.support.verification import verification_emails, verify_address
@@ -29,13 +26,7 @@ async def front(
     notifications_settings: NotificationsSettings,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The three services running in-process; a client of intake's HTTP API."""
-    intake_app = intake.main.create_app(intake_settings)
-    apps = (
-        intake_app,
-        agreements.main.create_app(agreements_settings),
-        notifications.main.create_app(notifications_settings),
-    )
-    async with serving(*apps), client(intake_app) as http:
+    async with whole_system(intake_settings, agreements_settings, notifications_settings) as http:
         yield http
 
 

@@ -10,14 +10,11 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-import agreements.main
-import intake.main
-import notifications.main
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 from tests.support import broker
-from tests.support.apps import client, serving
+from tests.support.apps import whole_system
 from tests.support.captcha import TEST_COST, solve
 from tests.support.data import STAFF, application
 from tests.support.events import ENQUIRY
@@ -37,13 +34,7 @@ async def front(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The three services in-process, intake with the ALTCHA check on; a client of intake's HTTP API."""
     altcha = settings_with(intake_settings, captcha="altcha", captcha_cost=TEST_COST, rate_limit="1000/minute")
-    intake_app = intake.main.create_app(altcha)
-    apps = (
-        intake_app,
-        agreements.main.create_app(agreements_settings),
-        notifications.main.create_app(notifications_settings),
-    )
-    async with serving(*apps), client(intake_app) as http:
+    async with whole_system(altcha, agreements_settings, notifications_settings) as http:
         yield http
 
 

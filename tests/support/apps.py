@@ -42,6 +42,23 @@ async def serving(*apps: FastAPI) -> AsyncIterator[None]:
         yield
 
 
+@asynccontextmanager
+async def whole_system(
+    intake_settings: IntakeSettings,
+    agreements_settings: AgreementsSettings,
+    notifications_settings: NotificationsSettings,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The three services running in-process (lifespans included); a client of intake's HTTP API."""
+    intake_app = intake.main.create_app(intake_settings)
+    apps = (
+        intake_app,
+        agreements.main.create_app(agreements_settings),
+        notifications.main.create_app(notifications_settings),
+    )
+    async with serving(*apps), client(intake_app) as http:
+        yield http
+
+
 def client(app: FastAPI, client_ip: str = "203.0.113.7") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(client_ip, 51515))
     return httpx.AsyncClient(
