@@ -30,8 +30,9 @@ from tests.support.events import (
     enquiry_verified,
 )
 from tests.support.fakes import FakeDailyCap, FakeHeldSubmissions, FakeMailer, FakeNotificationLedger
+from tests.support.settings import UNIT_SECRET, notifications_unit_settings
 
-SECRET = "unit-test-secret-of-more-than-32-characters"
+SECRET = UNIT_SECRET
 STAFF = ("ops@agency.example", "sales@agency.example")
 CLIENT = "li.wei@mapletea.example"
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -39,13 +40,7 @@ FIRST = Attempt(1)
 
 
 def settings() -> NotificationsSettings:
-    return NotificationsSettings(
-        environment="test",
-        staff_emails=list(STAFF),
-        mail_from="WeChat Agency <no-reply@agency.example>",
-        intake_base_url="https://apply.agency.example/",  # type: ignore[arg-type]
-        email_verification_secret=SECRET,  # type: ignore[arg-type]
-    )
+    return notifications_unit_settings(STAFF)
 
 
 def no_alerts(notice: Notice, failed: OutgoingEmail, reason: str) -> list[OutgoingEmail]:

@@ -14,20 +14,15 @@ from notifications.handlers import CLIENT_TEMPLATES, Emails, Notice, Subject, se
 from notifications.settings import NotificationsSettings
 from tests.support.events import ENQUIRY, acceptance_confirmed_event, agreement_recorded_event, enquiry_received
 from tests.support.fakes import FakeDailyCap, FakeMailer, FakeNotificationLedger
+from tests.support.settings import UNIT_SECRET, notifications_unit_settings
 
-SECRET = "unit-test-secret-of-more-than-32-characters"
+SECRET = UNIT_SECRET
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 FIRST = Attempt(1, last=False)
 
 
 def settings() -> NotificationsSettings:
-    return NotificationsSettings(
-        environment="test",
-        staff_emails=["ops@agency.example"],
-        mail_from="WeChat Agency <no-reply@agency.example>",
-        intake_base_url="https://apply.agency.example/",  # type: ignore[arg-type]
-        email_verification_secret=SECRET,  # type: ignore[arg-type]
-    )
+    return notifications_unit_settings(("ops@agency.example",))
 
 
 def read_back(message: EmailMessage | None) -> tuple[EmailMessage, str]:
