@@ -158,27 +158,33 @@ class FakeNotificationLedger:
         return {"sent": Claim.SENT, "failed": Claim.FAILED, "refused": Claim.REFUSED}.get(entry.state, Claim.BUSY)
 
     async def sent(self, key: str, reply: str) -> None:
+        self._check()
         entry = self.entries[key]
         entry.state, entry.reply, entry.attempts = "sent", reply, entry.attempts + 1
 
     async def retrying(self, key: str, error: str) -> None:
+        self._check()
         entry = self.entries[key]
         entry.state, entry.last_error, entry.attempts = "pending", error, entry.attempts + 1
 
     async def failed(self, key: str, error: str) -> None:
+        self._check()
         entry = self.entries[key]
         entry.state, entry.last_error, entry.attempts = "failed", error, entry.attempts + 1
 
     async def refused(self, key: str, reason: str) -> None:
+        self._check()
         entry = self.entries[key]
         entry.state, entry.last_error = "refused", reason
 
     async def abandoned(self, key: str, error: str) -> None:
+        self._check()
         entry = self.entries[key]
         if entry.state != "sent":
             entry.state, entry.last_error = "failed", error
 
     async def reason(self, key: str) -> str | None:
+        self._check()
         entry = self.entries.get(key)
         return None if entry is None else entry.last_error
 

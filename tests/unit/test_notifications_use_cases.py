@@ -158,3 +158,57 @@ async def test_forgetting_during_a_database_outage_means_retry_later() -> None:
     ledger = FakeNotificationLedger()
     ledger.down = True
     assert isinstance(await forget_applicant(erased(), ledger, FakeHeldSubmissions()), RetryLater)
+
+
+class LedgerFallingOver(FakeMailer):
+    """The SMTP server accepts, and right after it the ledger becomes unreachable (the window a crash-safe
+    send must cover: sent, but not yet recorded as sent)."""
+
+    def __init__(self, ledger: FakeNotificationLedger) -> None:
+        super().__init__()
+        self.ledger = ledger
+
+    async def send(self, message: EmailMessage) -> str:
+        reply = await super().send(message)
+        self.ledger.down = True
+        return reply
+
+
+async def test_an_email_sent_as_the_ledger_went_away_is_recorded_by_the_retry_and_not_sent_again() -> None:
+    event = enquiry_received()
+    notice = Notice(
+        event,
+        Subject("enquiry_id", event.data.enquiry_id),
+        (email("staff_new_enquiry", STAFF), email("enquiry_autoresponse", "wang.fang@example.cn")),
+    )
+    ledger = FakeNotificationLedger()
+    mailer = LedgerFallingOver(ledger)
+    first = await send_notice(notice, FIRST, ledger, mailer, alert_for)
+    assert isinstance(first, RetryLater)
+    assert first.publish == ()
+    [(key, reply)] = first.memo.items()
+    assert key == notice.emails[0].key(event)
+    assert reply == "250 2.0.0 queued"
+    assert mailer.recipients() == [STAFF]
+    assert ledger.state("staff_new_enquiry") == ["sending"]  # the ledger never heard of the send
+
+    still_down = await send_notice(notice, Attempt(2, memo=first.memo), ledger, mailer, alert_for)
+    assert isinstance(still_down, RetryLater)
+    assert mailer.recipients() == [STAFF]  # nothing sent while the ledger is away
+
+    ledger.down = False
+    mailer = FakeMailer()
+    done = await send_notice(notice, Attempt(3, memo=first.memo), ledger, mailer, alert_for)
+    assert isinstance(done, Done)
+    assert mailer.recipients() == ["wang.fang@example.cn"]  # the staff email went once, in the first attempt
+    assert ledger.state("staff_new_enquiry") == ["sent"]
+    assert states(done) == [("staff_new_enquiry", "sent"), ("enquiry_autoresponse", "sent")]
+
+
+async def test_a_ledger_outage_before_any_send_carries_no_memo() -> None:
+    notice, ledger, mailer = confirmation(), FakeNotificationLedger(), FakeMailer()
+    ledger.down = True
+    outcome = await send_notice(notice, FIRST, ledger, mailer, alert_for)
+    assert isinstance(outcome, RetryLater)
+    assert outcome.memo == {}
+    assert mailer.tries == 0

@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 from agency_chassis.consuming import Runner, Verdict
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_chassis.publishing import MessageCopy, PublishFailed
-from agency_chassis.retries import ATTEMPT_HEADER, REPLAYED_HEADER, Backoff
+from agency_chassis.retries import ATTEMPT_HEADER, MEMO_HEADER, REPLAYED_HEADER, Backoff
 from agency_shared.events import ApplicationSubmitted
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, EVENTS_EXCHANGE
 from tests.support.events import agreement_recorded_event, application_submitted
@@ -45,6 +45,30 @@ def test_the_attempt_comes_from_the_headers_and_the_backoff_alone() -> None:
     assert BACKOFF.attempt({ATTEMPT_HEADER: 4}) == Attempt(number=4, last=False, replayed=False)
     assert BACKOFF.attempt({ATTEMPT_HEADER: 5}) == Attempt(number=5, last=True, replayed=False)
     assert BACKOFF.attempt({ATTEMPT_HEADER: "x", REPLAYED_HEADER: 1}) == Attempt(number=1, last=False, replayed=True)
+
+
+def test_the_attempt_carries_the_memo_of_earlier_attempts_and_ignores_an_unreadable_one() -> None:
+    assert BACKOFF.attempt({MEMO_HEADER: '{"a/b/c": "250 ok"}'}).memo == {"a/b/c": "250 ok"}
+    assert BACKOFF.attempt({MEMO_HEADER: b'{"k": "v"}'}).memo == {"k": "v"}
+    for unreadable in ("{not json", '["a"]', '{"k": 1}', 7):
+        assert BACKOFF.attempt({MEMO_HEADER: unreadable}).memo == {}
+
+
+async def test_retry_later_carries_its_memo_merged_with_the_attempts_to_the_next_attempt() -> None:
+    sender = FakeSender()
+    message = delivery(2).with_headers(**{MEMO_HEADER: '{"earlier": "250 one"}'})
+    attempt = BACKOFF.attempt(message.headers)
+    verdict = await Runner(sender, BACKOFF).apply(QUEUE, message, attempt, RetryLater("down", memo={"now": "250 two"}))
+    assert verdict is Verdict.ACK
+    [(copy, _, _)] = sender.copies
+    assert BACKOFF.attempt(copy.headers).memo == {"earlier": "250 one", "now": "250 two"}
+    assert BACKOFF.attempt(copy.headers).number == 3
+
+
+async def test_a_retry_without_a_memo_adds_no_memo_header() -> None:
+    _, sender = await apply(RetryLater("down"))
+    [(copy, _, _)] = sender.copies
+    assert MEMO_HEADER not in copy.headers
 
 
 async def test_done_publishes_its_events_in_order_then_acks() -> None:

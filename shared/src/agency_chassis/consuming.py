@@ -10,7 +10,8 @@ exhaustion are decided:
   outcome into ``RetryLater`` (the use case runs again and publishes them again);
 - ``Done``: acknowledged;
 - ``RetryLater``: a copy is parked in the delay queue of its backoff tier (confirmed), then
-  the delivery is acknowledged; after the last attempt it is dead-lettered instead;
+  the delivery is acknowledged; after the last attempt it is dead-lettered instead. The copy
+  carries the outcome's ``memo`` (merged with the attempt's) to the next attempt;
 - ``GiveUp``: dead-lettered (rejected into ``<queue>.dlq``) for an operator.
 
 A payload that is not JSON or not the queue's event can never succeed: it is
@@ -48,7 +49,7 @@ from agency_chassis.correlation import about_application
 from agency_chassis.metrics import DEAD_LETTERED
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_chassis.publishing import MessageCopy, PublishFailed
-from agency_chassis.retries import ATTEMPT_HEADER, Backoff, declare_delay_queues
+from agency_chassis.retries import ATTEMPT_HEADER, MEMO_HEADER, Backoff, declare_delay_queues, memo_header
 from agency_shared.events import Event
 from agency_shared.topology import DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE, ConsumerQueue
 
@@ -149,15 +150,20 @@ class Runner:
         if isinstance(outcome, GiveUp):
             logger.error("dead-lettering %s from %s: %s", message.message_id, queue.name, outcome.reason)
             return self._dead_letter(queue)
+        memo = {**attempt.memo, **outcome.memo}
         if attempt.last:
             logger.error(
                 "dead-lettering %s from %s after %d attempts: %s",
                 message.message_id, queue.name, attempt.number, outcome.reason,
             )  # fmt: skip
+            if outcome.memo:
+                # The DLQ keeps the message as it was delivered: what this attempt learnt goes to the log.
+                logger.error("%s: unrecorded when dead-lettered: %s", message.message_id, sorted(outcome.memo))
             return self._dead_letter(queue)
         delay_ms = self._backoff.delay_ms(attempt.number)
+        headers = {ATTEMPT_HEADER: attempt.number + 1, **({MEMO_HEADER: memo_header(memo)} if memo else {})}
         await self._sender.send_copy(
-            message.with_headers(**{ATTEMPT_HEADER: attempt.number + 1}),
+            message.with_headers(**headers),
             queue.retry_queue(delay_ms).name,
             expiration_ms=self._backoff.expiration_ms(delay_ms),
         )

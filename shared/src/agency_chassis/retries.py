@@ -1,5 +1,7 @@
 """Delayed retries through RabbitMQ: which attempt a delivery is, exponential backoff with jitter, the delay queues."""
 
+import json
+import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -7,13 +9,36 @@ from typing import Any
 
 from faststream.rabbit import RabbitBroker
 
-from agency_chassis.outcomes import Attempt
+from agency_chassis.outcomes import Attempt, Memo
 from agency_shared.topology import ConsumerQueue
+
+logger = logging.getLogger(__name__)
 
 # The attempt a copy parked in a delay queue will be (absent: the first).
 ATTEMPT_HEADER = "x-attempt"
 # How many times an operator replayed the message from its dead-letter queue.
 REPLAYED_HEADER = "x-replayed"
+# What earlier attempts remembered for the next one (``RetryLater.memo``): a JSON object of strings.
+MEMO_HEADER = "x-memo"
+
+
+def memo_of(headers: Mapping[str, Any]) -> dict[str, str]:
+    """The memo a delivery carries; one that cannot be read counts as none (and is logged)."""
+    value = headers.get(MEMO_HEADER)
+    if value is None:
+        return {}
+    try:
+        memo = json.loads(value)
+    except (TypeError, ValueError):
+        memo = None
+    if not isinstance(memo, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in memo.items()):
+        logger.error("ignoring an unreadable %s header", MEMO_HEADER)
+        return {}
+    return memo
+
+
+def memo_header(memo: Memo) -> str:
+    return json.dumps(dict(memo), ensure_ascii=False, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -31,7 +56,12 @@ class Backoff:
         """Which attempt a delivery with these headers is, and whether it is the last one."""
         value = headers.get(ATTEMPT_HEADER, 1)
         number = value if isinstance(value, int) and value > 0 else 1
-        return Attempt(number=number, last=number >= self.max_attempts, replayed=REPLAYED_HEADER in headers)
+        return Attempt(
+            number=number,
+            last=number >= self.max_attempts,
+            replayed=REPLAYED_HEADER in headers,
+            memo=memo_of(headers),
+        )
 
     def delay_ms(self, failed_attempt: int) -> int:
         return int(min(self.base_seconds * 2 ** (failed_attempt - 1), self.cap_seconds) * 1000)

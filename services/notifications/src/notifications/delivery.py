@@ -3,9 +3,12 @@
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal, Protocol
+
+from pymongo.errors import ConnectionFailure
 
 from agency_chassis.metrics import EMAILS
 from agency_shared.events import Event, utc_now
@@ -50,6 +53,11 @@ class DeliveryReport:
     failed: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
     # Held back for good by the daily cap: settled as failed, but not an error (no alert, no dead letter).
     refused: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
+    # Accepted by the SMTP server while the ledger could not be told (with the server's reply): the
+    # next attempt must write them down as sent, never send them again.
+    unrecorded: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
+    # Why the delivery stopped early: the ledger became unreachable (what it did not reach is unfinished).
+    outage: str | None = None
 
     def merge(self, other: "DeliveryReport") -> None:
         self.sent += other.sent
@@ -57,6 +65,8 @@ class DeliveryReport:
         self.unfinished += other.unfinished
         self.failed += other.failed
         self.refused += other.refused
+        self.unrecorded += other.unrecorded
+        self.outage = self.outage or other.outage
 
 
 async def deliver(
@@ -67,45 +77,78 @@ async def deliver(
     last_attempt: bool = False,
     retry_failed: bool = False,
     cap: DailyCap | None = None,
+    sent_before: Mapping[str, str] | None = None,
 ) -> DeliveryReport:
     """Send each email not settled yet; on the last attempt, what is still unfinished has failed.
 
     ``retry_failed`` (an operator replayed the event) sends again what failed for good before.
     An email the ``cap`` covers and does not admit is settled as refused instead of sent.
+    ``sent_before``: emails (key: SMTP reply) an earlier attempt sent but could not record as sent
+    (the ledger was unreachable): recorded now, not sent again.
+
+    If the ledger becomes unreachable the delivery stops there: ``report.outage`` says why, the
+    emails not reached are unfinished, and any the SMTP server took meanwhile are ``unrecorded``.
     """
     report = DeliveryReport()
-    for email in emails:
-        key = email.key(event)
-        claim = await ledger.claim(
-            key,
-            {
-                "event_id": str(event.event_id),
-                "event_type": event.event_type,
-                "template": email.template,
-                "recipient": email.recipient.lower(),
-                "message_id": email.message["Message-ID"] if email.message is not None else None,
-                "correlation_id": event.correlation_id,
-            },
-            retry_failed=retry_failed,
-        )
-        if claim in (Claim.SENT, Claim.FAILED, Claim.REFUSED):
-            report.skipped.append((email, claim.value))
-            continue
-        if claim is Claim.BUSY:
-            report.unfinished.append((email, "another worker is sending it"))
-            continue
-        # Asked only now, for an email this worker is about to send: a redelivery of one settled
-        # before (sent, perhaps yesterday) never consults the cap, so it cannot count in a new day.
-        if cap is not None and cap.covers(email.template) and not await _admitted(cap, email, key, ledger):
-            await _refuse(event, email, key, ledger, report, cap.limit)
-            continue
-        # Shielded: if the handler is cancelled (the broker connection dropped), the
-        # send and its ledger entry still finish together, so a redelivery finds the
-        # email marked sent instead of sending it again when the lease runs out.
-        await asyncio.shield(_attempt(event, email, key, ledger, mailer, report))
+    for index, email in enumerate(emails):
+        try:
+            await _deliver_one(event, email, ledger, mailer, report, retry_failed, cap, sent_before or {})
+        except ConnectionFailure as exc:
+            report.outage = f"the notification ledger is unreachable: {exc!r}"
+            taken = {id(unrecorded) for unrecorded, _ in report.unrecorded}
+            report.unfinished += [(e, "the notification ledger is unreachable") for e in emails[index:]
+                                  if id(e) not in taken]  # fmt: skip
+            return report
     if last_attempt:
         await _give_up(event, report, ledger)
     return report
+
+
+async def _deliver_one(
+    event: Event,
+    email: OutgoingEmail,
+    ledger: Ledger,
+    mailer: Mailer,
+    report: DeliveryReport,
+    retry_failed: bool,
+    cap: DailyCap | None,
+    sent_before: Mapping[str, str],
+) -> None:
+    key = email.key(event)
+    if key in sent_before:
+        await ledger.sent(key, sent_before[key])
+        report.sent.append((email, sent_before[key]))
+        logger.info(
+            "%s of %s %s: sent by an earlier attempt, now recorded", email.template, event.event_type, event.event_id
+        )
+        return
+    claim = await ledger.claim(
+        key,
+        {
+            "event_id": str(event.event_id),
+            "event_type": event.event_type,
+            "template": email.template,
+            "recipient": email.recipient.lower(),
+            "message_id": email.message["Message-ID"] if email.message is not None else None,
+            "correlation_id": event.correlation_id,
+        },
+        retry_failed=retry_failed,
+    )
+    if claim in (Claim.SENT, Claim.FAILED, Claim.REFUSED):
+        report.skipped.append((email, claim.value))
+        return
+    if claim is Claim.BUSY:
+        report.unfinished.append((email, "another worker is sending it"))
+        return
+    # Asked only now, for an email this worker is about to send: a redelivery of one settled
+    # before (sent, perhaps yesterday) never consults the cap, so it cannot count in a new day.
+    if cap is not None and cap.covers(email.template) and not await _admitted(cap, email, key, ledger):
+        await _refuse(event, email, key, ledger, report, cap.limit)
+        return
+    # Shielded: if the handler is cancelled (the broker connection dropped), the
+    # send and its ledger entry still finish together, so a redelivery finds the
+    # email marked sent instead of sending it again when the lease runs out.
+    await asyncio.shield(_attempt(event, email, key, ledger, mailer, report))
 
 
 async def _attempt(
@@ -132,7 +175,12 @@ async def _attempt(
             "permanent" if exc.permanent else "will retry",
         )
         return
-    await ledger.sent(key, reply)
+    try:
+        await ledger.sent(key, reply)
+    except ConnectionFailure:
+        # Sent, but the ledger cannot say so: the retry carries the fact (``unrecorded``) instead.
+        report.unrecorded.append((email, reply))
+        raise
     report.sent.append((email, reply))
 
 

@@ -127,19 +127,42 @@ async def send_notice(
             return Done()
         # An operator's replay means: try what failed for good again.
         report = await deliver(
-            event, list(notice.emails), ledger, mailer, attempt.last, retry_failed=attempt.replayed, cap=cap
+            event,
+            list(notice.emails),
+            ledger,
+            mailer,
+            attempt.last,
+            retry_failed=attempt.replayed,
+            cap=cap,
+            sent_before=attempt.memo,
         )
+        if report.outage is not None:
+            return outage(event, report)
         alerts = [
             alert
             for email, reason in (await client_failures(notice, report, ledger) if notice.alerts else [])
             for alert in alert_for(notice, email, reason)
         ]
         if alerts:
-            report.merge(await deliver(event, alerts, ledger, mailer, attempt.last))
+            report.merge(await deliver(event, alerts, ledger, mailer, attempt.last, sent_before=attempt.memo))
+            if report.outage is not None:
+                return outage(event, report)
     except ConnectionFailure as exc:
         return RetryLater(f"the notification ledger is unreachable: {exc!r}")
     count_outcomes(report)
     return decide(notice, report, attempt)
+
+
+def outage(event: Event, report: DeliveryReport) -> RetryLater:
+    """The ledger went away mid-delivery: retry, carrying what the SMTP server accepted meanwhile, so the
+    next attempt records those emails as sent instead of sending them again."""
+    memo = {email.key(event): reply for email, reply in report.unrecorded}
+    if memo:
+        logger.warning(
+            "%s %s: %d email(s) sent but not yet recorded; the retry records them", event.event_type, event.event_id,
+            len(memo),
+        )  # fmt: skip
+    return RetryLater(report.outage or "the notification ledger is unreachable", memo=memo)
 
 
 async def client_failures(notice: Notice, report: DeliveryReport, ledger: Ledger) -> list[tuple[OutgoingEmail, str]]:
