@@ -94,6 +94,37 @@ async def test_database_killed_and_restarted(system: System) -> None:
     assert result.duplicate_emails == 0
 
 
+@pytest.mark.timeout(480)
+async def test_database_down_for_two_minutes_during_a_backlog(make_system: MakeSystem, inbox: Inbox) -> None:
+    # Outages are outages in every consumer: both park what they cannot do and retry with backoff
+    # (capped at 10 s here, so 40 attempts outlast the outage by minutes), nothing is dead-lettered.
+    system = await make_system(RETRY_MAX_SECONDS="10")
+    consumers = ("agreements", "notifications")
+    for consumer in consumers:
+        await system.services[consumer].stop(signal.SIGTERM)
+    async with system.load(rate=20):  # the backlog: accepted while nobody consumes
+        await steady(3)
+        await system.accepted(50)
+    # The database goes down just as the SMTP server accepts the first email of the backlog: that
+    # email is sent, but the notification ledger cannot be told so.
+    inbox.on_next_message(system.database.kill)
+    await system.services["agreements"].start()
+    await system.services["notifications"].start(ready=False)  # not ready while the database is down
+    await inbox.wait_for(lambda messages: len(messages) >= 1)
+    await steady(120)
+    system.database.start()
+    await system.services["notifications"].wait_ready()
+    result = await system.account("database-down-2-minutes", timeout=240, outage_seconds=120)
+    assert result.accepted >= 50
+    assert result.lost == []
+    assert result.duplicate_records == 0
+    assert result.duplicate_emails == 0
+    assert result.dead_lettered == 0
+    log = system.services["notifications"].log_path.read_text(errors="replace")
+    assert "sent but not yet recorded" in log, "the outage did not begin between a send and its record"
+    assert "sent by an earlier attempt, now recorded" in log
+
+
 async def test_smtp_refusing_for_a_while_then_accepting(system: System, inbox: Inbox) -> None:
     async with system.load(rate=20):
         await steady(1)

@@ -63,13 +63,15 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    async def start(self, ready: bool = True) -> None:
+        """Start the process and, if ``ready``, wait until it says it is ready."""
         log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", self.name, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        await self.wait_ready()
+        if ready:
+            await self.wait_ready()
 
     async def wait_ready(self, timeout: float = 60) -> None:
         async with asyncio.timeout(timeout), httpx.AsyncClient() as http:
@@ -157,6 +159,9 @@ class Accounting:
     # Recorded although the client was not told 202 (a 503 or no answer after the broker had
     # taken it): not a loss and not a duplicate, as Jepsen's "recovered".
     recovered: int = 0
+    # Messages in the dead-letter queues when the accounting ended (poison is meant to land there; an
+    # outage never should).
+    dead_lettered: int = 0
     # Records that belong to no submission of this run at all, and emails to clients other than
     # the verification link (nobody verified an address): must never happen.
     unexpected: int = 0
@@ -169,8 +174,8 @@ class Accounting:
             f"{self.fault}: submitted {self.submitted}, accepted {self.accepted}, refused {self.refused}; "
             f"recorded {self.recorded}, staff-emailed {self.staff_emailed}, client-emailed {self.client_emailed}; "
             f"lost {len(self.lost)}, duplicate records {self.duplicate_records}, "
-            f"duplicate emails {self.duplicate_emails}, recovered {self.recovered}, unexpected {self.unexpected}"
-            + (f"; {self.notes}" if self.notes else "")
+            f"duplicate emails {self.duplicate_emails}, recovered {self.recovered}, unexpected {self.unexpected}, "
+            f"dead-lettered {self.dead_lettered}" + (f"; {self.notes}" if self.notes else "")
         )
 
     def save(self) -> None:
@@ -297,6 +302,10 @@ class System:
         rows = [line.split("\t") for line in listing.splitlines()[1:] if line.strip()]
         return {name: int(count) for name, count in rows}
 
+    async def dead_letters(self) -> int:
+        """How many messages the dead-letter queues hold."""
+        return sum(depth for name, depth in (await self.queue_depths()).items() if name.endswith(".dlq"))
+
     async def queues_empty(self) -> bool:
         return await queued_messages(self.vhost) == 0  # None (rabbitmqctl failed) is not empty
 
@@ -312,6 +321,7 @@ class System:
                 # RabbitMQ refreshes quorum queues' counts only now and then: settled means empty
                 # twice, a refresh apart, so late copies (duplicates in the making) are counted too.
                 if (settled and settled_once) or time.monotonic() > deadline:
+                    accounting.dead_lettered = await self.dead_letters()
                     accounting.save()
                     return accounting
                 settled_once = settled

@@ -189,10 +189,16 @@ class Inbox:
         self.connections = 0
         self.arrivals: list[float] = []
         self._changed = asyncio.Condition()
+        self._on_next_message: Callable[[], None] | None = None
 
     def refuse(self, count: int, reply: str) -> None:
         """Answer the next ``count`` messages with ``reply`` (e.g. "451 4.3.0 try later") instead of accepting."""
         self._refuse_next, self._refusal = count, reply
+
+    def on_next_message(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the next message has been taken and before the server answers ``250``:
+        whatever it breaks, breaks just as the client learns its message was accepted."""
+        self._on_next_message = callback
 
     def reject_mailbox(self, address: str, reply: str = "550 5.1.1 No such user") -> None:
         """Refuse ``address`` as a recipient (at RCPT), as a server does for a mailbox that does not exist."""
@@ -236,6 +242,9 @@ class Inbox:
             self.messages.append(message)
             self.raw.append(content)
             self._changed.notify_all()
+        if self._on_next_message is not None:
+            callback, self._on_next_message = self._on_next_message, None
+            callback()
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[EmailMessage]:
