@@ -197,10 +197,10 @@ async def test_an_email_sent_as_the_ledger_went_away_is_recorded_by_the_retry_an
     assert mailer.recipients() == [STAFF]  # nothing sent while the ledger is away
 
     ledger.down = False
-    mailer = FakeMailer()
-    done = await send_notice(notice, Attempt(3, memo=first.memo), ledger, mailer, alert_for)
+    back = FakeMailer()
+    done = await send_notice(notice, Attempt(3, memo=first.memo), ledger, back, alert_for)
     assert isinstance(done, Done)
-    assert mailer.recipients() == ["wang.fang@example.cn"]  # the staff email went once, in the first attempt
+    assert back.recipients() == ["wang.fang@example.cn"]  # the staff email went once, in the first attempt
     assert ledger.state("staff_new_enquiry") == ["sent"]
     assert states(done) == [("staff_new_enquiry", "sent"), ("enquiry_autoresponse", "sent")]
 
