@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_APPLICATION_SUBMITTED
+from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED
 from bench.stack import ROOT, CpuMeter, Process, Stack, peak_rss_mib
 from tests.support.data import application
 from tests.support.servers import free_port
@@ -70,7 +70,7 @@ def run(stack: Stack, runs: int, seconds: int, connections: int, workers: int) -
     body_file = stack.folder / "application.json"
     body_file.write_bytes(application_body())
     servers = start_servers(stack, workers)
-    queues = (AGREEMENTS_APPLICATION_SUBMITTED.name, NOTIFICATIONS_APPLICATION_SUBMITTED.name)
+    queues = (AGREEMENTS_APPLICATION_SUBMITTED.name,)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     for process in servers.values():  # warm-up
         wrk(f"http://127.0.0.1:{process.port}/v1/applications", body_file, connections, 2)

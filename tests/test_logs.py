@@ -193,7 +193,6 @@ async def test_one_correlation_id_follows_a_submission_through_every_service_eve
     received = {line["queue"] for line in ours if line["logger"] == "faststream.access" and line["event"] == "Received"}
     assert received == {
         "agreements.application-submitted",
-        "notifications.application-submitted",
         "notifications.agreement-recorded",
         "agreements.notification-settled",
     }

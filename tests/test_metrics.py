@@ -15,6 +15,7 @@ import intake.main
 import notifications.main
 from agency_chassis.publishing import EventPublisher, PublishFailed
 from agency_chassis.service import declare_topology
+from agency_shared.events import AgreementRecorded
 from agency_shared.topology import EVENTS_EXCHANGE
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
@@ -92,7 +93,6 @@ async def test_an_application_moves_the_http_message_email_ledger_and_publish_me
         (service, processed(service, event_type, "acked"))
         for service, event_type in (
             ("agreements", "application.submitted"),
-            ("notifications", "application.submitted"),
             ("notifications", "agreement.recorded"),
         )
     ]
@@ -134,7 +134,6 @@ async def test_an_application_moves_the_http_message_email_ledger_and_publish_me
 
     for service, event_type in (
         ("agreements", "application.submitted"),
-        ("notifications", "application.submitted"),
         ("notifications", "agreement.recorded"),
     ):
         labels = processed(service, event_type, "acked")
@@ -165,19 +164,20 @@ async def test_a_honeypot_hit_is_counted(services: Services) -> None:
 
 async def test_an_unreadable_message_is_counted_as_dead_lettered_by_queue(services: Services, amqp_url: str) -> None:
     before = await services.scrape()
-    await broker.publish_raw(amqp_url, b'{"event_type": "application.submitted"', "application.submitted", "bad-1")
-    for queue in ("agreements.application-submitted", "notifications.application-submitted"):
+    consumers = (
+        ("agreements", "agreements.application-submitted", "application.submitted"),
+        ("notifications", "notifications.agreement-recorded", "agreement.recorded"),
+    )
+    for _, queue, event_type in consumers:
+        await broker.publish_raw(amqp_url, b'{"event_type": "' + event_type.encode() + b'"', event_type, "bad-1")
         await broker.take(amqp_url, f"{queue}.dlq")
     after = await services.scrape()
-    for service, queue in (
-        ("agreements", "agreements.application-submitted"),
-        ("notifications", "notifications.application-submitted"),
-    ):
+    for service, queue, event_type in consumers:
         dead = value(after[service], "wechat_dead_lettered_total", queue=queue) - value(
             before[service], "wechat_dead_lettered_total", queue=queue
         )
         assert dead == 1, queue
-        rejected = processed(service, "application.submitted", "rejected")
+        rejected = processed(service, event_type, "rejected")
         assert (
             value(after[service], "faststream_received_processed_messages_total", **rejected)
             - value(before[service], "faststream_received_processed_messages_total", **rejected)
@@ -189,11 +189,16 @@ async def test_a_retried_email_and_a_failed_one_given_up_to_the_dead_letter_queu
     services: Services, amqp_url: str, inbox: Inbox
 ) -> None:
     before = await services.scrape()
+
+    # Applications that passed no human check: their staff emails are held, the verification link is their one email.
+    def held() -> AgreementRecorded:
+        return agreement_recorded_event(submitted=application_submitted(human_check="none"))
+
     inbox.refuse(1, "451 4.3.0 Mailbox temporarily unavailable")
-    await broker.publish_events(amqp_url, [agreement_recorded_event()])
+    await broker.publish_events(amqp_url, [held()])
     await inbox.wait_for(lambda messages: len(messages) == 1)
     inbox.reject_mailbox(CLIENT)  # the next client's mailbox does not exist: a permanent failure
-    await broker.publish_events(amqp_url, [agreement_recorded_event()])
+    await broker.publish_events(amqp_url, [held()])
     await broker.take(amqp_url, "notifications.agreement-recorded.dlq")
     after = await services.scrape()
 

@@ -3,13 +3,25 @@
 import asyncio
 import json
 
+import aio_pika
+
 import agreements.main
 import intake.main
 import notifications.main
-from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT, EVENTS_EXCHANGE
+from agency_shared.events import ApplicationSubmitted
+from agency_shared.topology import (
+    CONSUMER_QUEUES,
+    DEAD_LETTER_EXCHANGE,
+    DELIVERY_LIMIT,
+    EDGE_EVENTS,
+    EVENTS_EXCHANGE,
+    RETIRED_QUEUES,
+    consumers_of,
+)
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
+from tests.support import broker
 from tests.support.apps import serving
 
 
@@ -71,3 +83,28 @@ async def test_every_service_declares_the_same_topology_and_consumes_with_a_boun
     assert {c["queue_name"] for c in consumers} >= {q.name for q in CONSUMER_QUEUES}
     assert all(c["ack_required"] is True for c in consumers)
     assert {c["prefetch_count"] for c in consumers} == {agreements_settings.prefetch_count}
+
+
+async def test_a_queue_of_an_earlier_version_is_unbound_at_start_and_keeps_what_it_holds(
+    agreements_settings: AgreementsSettings, amqp_url: str
+) -> None:
+    vhost = amqp_url.rsplit("/", 1)[1]
+    [retired, *_] = RETIRED_QUEUES
+    # As the earlier version left it: declared, bound, holding a message nobody consumes any more.
+    async with broker.channel(amqp_url) as channel:
+        queue = await channel.declare_queue(retired.name, durable=True, arguments={"x-queue-type": "quorum"})
+        exchange = await channel.declare_exchange(EVENTS_EXCHANGE.name, "topic", durable=True)
+        await queue.bind(exchange, routing_key=retired.routing_key)
+        await exchange.publish(aio_pika.Message(b"{}", message_id="left-over"), routing_key=retired.routing_key)
+    async with serving(agreements.main.create_app(agreements_settings)):
+        bindings = await listing(vhost, "list_bindings", "source_name", "destination_name", "routing_key")
+        # The one queue of the event now (topology.EDGE_EVENTS), and the retired one no longer bound.
+        bound = {b["destination_name"] for b in bindings if b["routing_key"] == retired.routing_key}
+    assert bound == {queue.name for queue in consumers_of(ApplicationSubmitted)}
+    [left_over] = await broker.take(amqp_url, retired.name)
+    assert left_over.message_id == "left-over"
+
+
+def test_each_event_of_the_public_edge_has_exactly_one_consumer_queue() -> None:
+    for event in EDGE_EVENTS:
+        assert len(consumers_of(event)) == 1, event.routing_key

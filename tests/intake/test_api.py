@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import AmqpDsn
 
-from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_APPLICATION_SUBMITTED
+from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED
 from intake.main import create_app
 from intake.settings import IntakeSettings
 from tests.support import broker
@@ -26,7 +26,7 @@ async def test_accepted_application_is_a_persistent_confirmed_event_in_every_con
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["status_url"].endswith(f"/v1/applications/{body['application_id']}/status")
-    for queue in (AGREEMENTS_APPLICATION_SUBMITTED.name, NOTIFICATIONS_APPLICATION_SUBMITTED.name):
+    for queue in (AGREEMENTS_APPLICATION_SUBMITTED.name,):  # its one consumer queue (topology.EDGE_EVENTS)
         [message] = await broker.take(amqp_url, queue)
         event = json.loads(message.body)
         assert message.delivery_mode == 2  # persistent
@@ -115,7 +115,7 @@ async def test_503_with_retry_after_when_the_broker_does_not_take_the_event(
         else:
             # The broker returns the mandatory publish: no queue is bound for it.
             async with broker.channel(amqp_url) as ch:
-                for queue in (AGREEMENTS_APPLICATION_SUBMITTED, NOTIFICATIONS_APPLICATION_SUBMITTED):
+                for queue in (AGREEMENTS_APPLICATION_SUBMITTED,):
                     declared = await ch.get_queue(queue.name)
                     await declared.unbind("wechat_agency.events", routing_key="application.submitted")
         response = await http.post("/v1/applications", json=application())

@@ -35,16 +35,27 @@ async def ledger_entries(mongo: Mongo, db: str, event: Event) -> list[dict[str, 
     return await mongo[db]["notifications"].find({"event_id": str(event.event_id)}).to_list()
 
 
+def applicant_only(locale: str = "en") -> AgreementRecorded:
+    """agreement.recorded of an application that passed no human check: its staff emails are held until the
+    address is verified, so the applicant's verification link is the one email it causes."""
+    return recorded(locale, submitted=application_submitted(locale, human_check="none"))
+
+
 async def test_staff_are_emailed_about_a_submitted_application(
     notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
 ) -> None:
-    event = application_submitted()
+    # agreement.recorded carries the application: the staff hear of it once it is recorded.
+    event = recorded()
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, event)
-        await inbox.wait_for(lambda messages: len(messages) == len(STAFF))
-    assert sorted(m["To"] for m in inbox.messages) == sorted(STAFF)
+        await inbox.wait_for(lambda messages: len(messages) == len(STAFF) + 1)
+    assert sorted(str(m["To"]) for m in inbox.messages if str(m["To"]) in STAFF) == sorted(STAFF)
+    for staff in STAFF:
+        [email] = inbox.to(staff)
+        assert event.data.application.account.name in email["Subject"]
+        assert str(event.data.application_id) in email.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     entries = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
-    assert sorted(e["recipient"] for e in entries) == sorted(STAFF)
+    assert sorted(e["recipient"] for e in entries if e["template"] == "staff_new_application") == sorted(STAFF)
     assert all(e["state"] == "sent" and e["attempts"] == 1 and e["smtp_reply"] for e in entries)
 
 
@@ -54,7 +65,8 @@ async def test_the_applicant_gets_only_the_verification_link_when_the_agreement_
     event = recorded("zh-CN")
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, event)
-        [message] = await inbox.wait_for(lambda messages: len(messages) == 1)
+        await inbox.wait_for(lambda messages: len(messages) == len(STAFF) + 1)
+    [message] = inbox.to(CLIENT)
     [to] = message["To"].addresses
     assert (to.display_name, to.addr_spec) == ("", CLIENT)
     assert message["Subject"] == "请确认您的邮箱地址"
@@ -87,22 +99,22 @@ async def test_the_client_gets_the_receipt_once_the_acceptance_is_confirmed(
 async def test_a_redelivered_event_sends_nothing_twice_even_to_concurrent_replicas(
     notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
 ) -> None:
-    event = application_submitted()
+    event = recorded()
     replicas = [create_app(notifications_settings) for _ in range(2)]
     async with serving(*replicas):
         await asyncio.gather(*(publish(amqp_url, event) for _ in range(4)))
-        await inbox.wait_for(lambda messages: len(messages) >= len(STAFF))
+        await inbox.wait_for(lambda messages: len(messages) >= len(STAFF) + 1)
         await broker.wait_settled(amqp_url, "notifications.")  # every copy acked before we count
-    assert sorted(m["To"] for m in inbox.messages) == sorted(STAFF)
+    assert sorted(str(m["To"]) for m in inbox.messages) == sorted([*STAFF, CLIENT])
     entries = await ledger_entries(mongo, notifications_settings.mongodb_db, event)
-    assert [e["state"] for e in entries] == ["sent"] * len(STAFF)
+    assert [e["state"] for e in entries] == ["sent"] * (len(STAFF) + 1)
 
 
 async def test_temporary_smtp_refusals_are_retried_later_and_the_email_arrives_once(
     notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
 ) -> None:
     inbox.refuse(2, "451 4.3.0 Mailbox temporarily unavailable")
-    event = recorded()
+    event = applicant_only()
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, event)
         [message] = await inbox.wait_for(lambda messages: len(messages) == 1)
@@ -120,7 +132,7 @@ async def test_an_unreachable_smtp_server_is_retried_until_it_is_back(
 ) -> None:
     port = free_port()
     later = Inbox()
-    event = recorded()
+    event = applicant_only()
     async with serving(create_app(notifications_settings.model_copy(update={"smtp_port": port}))):
         await publish(amqp_url, event)
         async with asyncio.timeout(15):  # the first attempt has failed and is recorded as pending a retry
@@ -140,7 +152,7 @@ async def test_retries_end_in_the_dead_letter_queue_with_the_ledger_saying_faile
     notifications_settings: NotificationsSettings, amqp_url: str, mongo: Mongo
 ) -> None:
     unreachable = notifications_settings.model_copy(update={"smtp_port": free_port()})
-    event = recorded()
+    event = applicant_only()
     async with serving(create_app(unreachable)):
         await publish(amqp_url, event)
         [dead] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name)
@@ -160,7 +172,7 @@ async def test_a_permanent_smtp_rejection_is_not_retried_and_the_staff_are_alert
     notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
 ) -> None:
     inbox.reject_mailbox(CLIENT, "550 5.1.1 <li.wei@mapletea.example>: no such user")
-    event = recorded()
+    event = applicant_only()
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, event)
         [dead] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name)
@@ -190,7 +202,7 @@ async def test_a_permanent_rejection_still_dead_letters_when_the_staff_alert_nee
     # that sends the alerts must not ack the event: its client email failed, so it goes to the DLQ.
     inbox.reject_mailbox(CLIENT, "550 5.1.1 <li.wei@mapletea.example>: no such user")
     inbox.refuse(len(STAFF), "451 4.3.0 Try again later")
-    event = recorded()
+    event = applicant_only()
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, event)
         [dead] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name, timeout=30)
@@ -244,7 +256,7 @@ async def test_nothing_goes_out_about_an_erased_applicant_even_when_the_confirma
     notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
 ) -> None:
     # notifications was behind: the erasure reaches it before the confirmation it was about to send.
-    event = recorded()
+    event = applicant_only()
     erasures, confirmations = handled("applicant.erased"), handled("agreement.recorded")
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, erased(event))
@@ -262,7 +274,7 @@ async def test_an_erasure_stops_a_parked_retry_without_alerting_the_staff(
 ) -> None:
     # The confirmation met "try later" and waits in a delay queue when the applicant is erased.
     inbox.refuse(1, "451 4.3.0 Mailbox temporarily unavailable")
-    event = recorded()
+    event = applicant_only()
     erasures, confirmations = handled("applicant.erased"), handled("agreement.recorded")
     slow = notifications_settings.model_copy(update={"retry_base_seconds": 2.0, "retry_max_seconds": 2.0})
     async with serving(create_app(slow)):
@@ -338,17 +350,17 @@ async def test_one_smtp_connection_carries_many_messages_and_a_dropped_one_is_re
 ) -> None:
     port = free_port()
     first, second = Inbox(), Inbox()
-    events = [application_submitted() for _ in range(5)]
+    events = [recorded() for _ in range(4)]
     settings = notifications_settings.model_copy(update={"smtp_port": port, "smtp_pool_size": 2})
     async with serving(create_app(settings)):
         async with smtp_server(first, port=port):
             await broker.publish_events(amqp_url, events)
-            await first.wait_for(lambda messages: len(messages) == 2 * len(events))
+            await first.wait_for(lambda messages: len(messages) == (len(STAFF) + 1) * len(events))
         # The server went away with our idle connection; the next message opens a new one.
         async with smtp_server(second, port=port):
-            await publish(amqp_url, recorded())
+            await publish(amqp_url, applicant_only())
             await second.wait_for(lambda messages: len(messages) == 1)
-    assert first.connections <= 2  # ten messages, not ten connections
+    assert first.connections <= 2  # twelve messages, not twelve connections
     assert second.connections == 1
 
 
@@ -356,7 +368,7 @@ async def test_sending_respects_smtp_max_per_second(
     notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
 ) -> None:
     settings = notifications_settings.model_copy(update={"smtp_max_per_second": 4.0})
-    events = [application_submitted() for _ in range(6)]  # twelve emails
+    events = [recorded() for _ in range(4)]  # twelve emails: two staff addresses and the applicant each
     async with serving(create_app(settings)):
         await broker.publish_events(amqp_url, events)
         await inbox.wait_for(lambda messages: len(messages) == 12)

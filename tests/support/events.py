@@ -10,6 +10,7 @@ from agency_shared.events import (
     ApplicationSubmitted,
     EmailVerified,
     EmailVerifiedData,
+    EnquiryConfirmed,
     EnquiryReceived,
     HumanCheck,
     NotificationSettled,
@@ -18,7 +19,7 @@ from agency_shared.events import (
 )
 from agency_shared.forms import ApplicationForm, EnquiryForm
 from agreements.recording import acceptance_link, agreement_recorded, record_from_event
-from agreements.verification import VerificationEvidence, acceptance_confirmed, verification_link
+from agreements.verification import VerificationEvidence, acceptance_confirmed, enquiry_confirmed, verification_link
 from intake.submission import RequestContext, submit_application, submit_enquiry
 from tests.support.data import CURRENT, application
 
@@ -59,6 +60,11 @@ def agreement_recorded_event(locale: str = "en", submitted: ApplicationSubmitted
     return agreement_recorded(record, acceptance_link(record, GENESIS))
 
 
+def recorded(submitted: ApplicationSubmitted) -> AgreementRecorded:
+    """The agreement.recorded that follows ``submitted`` (its id is the same every time)."""
+    return agreement_recorded_event(submitted=submitted)
+
+
 def email_verified(
     application_id: uuid.UUID, email: str = "li.wei@mapletea.example", verified_at: datetime | None = None
 ) -> EmailVerified:
@@ -91,6 +97,13 @@ def enquiry_verified(
             user_agent="Mozilla/5.0 (the mail link)",
         ),
     )
+
+
+def enquiry_confirmed_event(
+    enquiry_id: uuid.UUID, email: str = "wang.fang@example.cn", verified_at: datetime | None = None
+) -> EnquiryConfirmed:
+    """enquiry.confirmed as agreements passes an enquirer's email.verified on."""
+    return enquiry_confirmed(enquiry_verified(enquiry_id, email, verified_at), enquiry_id)
 
 
 def acceptance_confirmed_event(

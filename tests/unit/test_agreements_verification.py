@@ -8,7 +8,7 @@ from pymongo.errors import AutoReconnect
 
 from agency_chassis.outcomes import Done, GiveUp, RetryLater
 from agency_shared.chain import verify_links
-from agency_shared.events import AcceptanceConfirmed
+from agency_shared.events import AcceptanceConfirmed, EnquiryConfirmed
 from agency_shared.receipt_verifier import personal_sha256
 from agreements.handlers import record_email_verification, record_submitted_application
 from agreements.verification import EMAIL_VERIFIED
@@ -104,9 +104,20 @@ async def test_an_erased_applicants_verification_is_acknowledged_and_nothing_is_
     assert len(ledger.links) == 1
 
 
-async def test_an_enquirers_verification_is_nothing_for_agreements_to_do() -> None:
+async def test_an_enquirers_verification_is_passed_on_as_enquiry_confirmed_and_nothing_is_recorded() -> None:
     store, ledger = FakeApplications(), FakeAcceptanceLedger()
     await recorded(store, ledger)
-    assert await record_email_verification(enquiry_verified(uuid.uuid4()), store, ledger, clock) == Done()
+    enquiry_id = uuid.uuid4()
+    verified = enquiry_verified(enquiry_id)
+    outcome = await record_email_verification(verified, store, ledger, clock)
+    assert isinstance(outcome, Done)
+    [confirmed] = outcome.publish
+    assert isinstance(confirmed, EnquiryConfirmed)
+    assert (confirmed.data.enquiry_id, confirmed.data.verified_at) == (enquiry_id, verified.data.verified_at)
+    assert confirmed.correlation_id == verified.correlation_id
+    # A repeat (a double click, a redelivery) is the same event: notifications drops it by its id.
+    again = await record_email_verification(verified, store, ledger, clock)
+    assert isinstance(again, Done)
+    assert again.publish == outcome.publish
     assert len(ledger.links) == 1
     assert store.verifications == {}

@@ -16,18 +16,19 @@ from agency_shared.events import (
     ApplicantErased,
     ApplicationSubmitted,
     EmailVerified,
+    EnquiryConfirmed,
     EnquiryReceived,
     Event,
     NotificationSettled,
 )
-from agency_shared.topology import CONSUMER_QUEUES, EVENTS_EXCHANGE
+from agency_shared.topology import CONSUMER_QUEUES, EDGE_EVENTS, EVENTS_EXCHANGE
 from scripts.asyncapi import documents, path_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "agreements", "notifications")
-PUBLISHES: dict[str, tuple[type[Event], ...]] = {
+PUBLISHES: dict[str, tuple[type[Event], ...]] = {  # intake's: topology.EDGE_EVENTS
     "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
-    "agreements": (AgreementRecorded, AcceptanceConfirmed, ApplicantErased),
+    "agreements": (AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased),
     "notifications": (NotificationSettled,),
 }
 
@@ -113,3 +114,7 @@ def assert_payload_is_the_model(document: dict[str, Any], message: str, event: t
     assert list(schema["properties"]) == list(event.model_fields)
     assert schema["properties"]["event_type"]["const"] == event.routing_key
     assert schema["properties"]["data"] == {"$ref": f"#/components/schemas/{event.__name__}Data"}
+
+
+def test_intake_publishes_exactly_the_events_of_the_public_edge() -> None:
+    assert set(PUBLISHES["intake"]) == set(EDGE_EVENTS)

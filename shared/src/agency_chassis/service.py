@@ -1,9 +1,12 @@
 """What every service runs on: the topology, its broker, publisher and runner started in order, its HTTP side."""
 
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Protocol
 
+import aio_pika
+from aio_pika.exceptions import ChannelNotFoundEntity
 from fastapi import FastAPI
 from faststream.rabbit import Channel, RabbitBroker
 
@@ -17,7 +20,15 @@ from agency_chassis.publishing import EventPublisher
 from agency_chassis.retries import Backoff
 from agency_chassis.settings import SharedSettings
 from agency_shared.events import Event
-from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE
+from agency_shared.topology import (
+    CONSUMER_QUEUES,
+    DEAD_LETTER_EXCHANGE,
+    DEFAULT_MAX_LENGTH,
+    EVENTS_EXCHANGE,
+    RETIRED_QUEUES,
+)
+
+logger = logging.getLogger(__name__)
 
 
 class Adapters(Protocol):
@@ -45,11 +56,34 @@ async def declare_topology(broker: RabbitBroker, max_length: int = DEFAULT_MAX_L
         await dlq.bind(dead_letters, routing_key=consumer.name)
 
 
+async def unbind_retired_queues(amqp_url: str) -> None:
+    """Stop routing events to the queues of earlier versions (``RETIRED_QUEUES``) that still exist.
+
+    Unbound, not deleted: what they hold is left for an operator (a queue nobody consumes that kept
+    taking copies would fill up to its length limit, and then refuse every publish of its event).
+    """
+    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "topology"})
+    async with connection:
+        for retired in RETIRED_QUEUES:
+            channel = await connection.channel()
+            try:
+                queue = await channel.get_queue(retired.name, ensure=True)  # passive: never creates it
+            except ChannelNotFoundEntity:
+                continue  # it does not exist (the broker closed that channel)
+            await queue.unbind(EVENTS_EXCHANGE.name, retired.routing_key)
+            logger.warning(
+                "retired queue %s unbound from %s; once an operator emptied it, it can be deleted",
+                retired.name, retired.routing_key,
+            )  # fmt: skip
+            await channel.close()
+
+
 class ServiceChassis:
     """One service's chassis (a consumer, or intake, which only publishes): nothing connects until ``running()``."""
 
     def __init__(self, service: str, settings: SharedSettings) -> None:
         self.service = service
+        self._amqp_url = str(settings.amqp_url)
         self._max_length = settings.queue_max_length
         # The broker only consumes (and declares): every message leaves through the publisher.
         self.broker = RabbitBroker(
@@ -75,6 +109,7 @@ class ServiceChassis:
             started.push_async_callback(self.broker.stop)
             await self.broker.connect()
             await declare_topology(self.broker, self._max_length)
+            await unbind_retired_queues(self._amqp_url)
             await self.runner.declare(self.broker)
             started.push_async_callback(self.publisher.stop)
             await self.publisher.start()

@@ -88,6 +88,10 @@ class AgreementRecordedData(Model):
     personal_data: PersonalData
     # The human check the application passed at intake (from its application.submitted); None: not recorded.
     human_check: HumanCheck | None = None
+    # The application as submitted and what intake observed of the acceptance: the staff's email about a new
+    # application follows this event (application.submitted has one consumer, agreements; see topology).
+    application: ApplicationForm
+    acceptance: AcceptanceEvidence
 
 
 class EmailVerifiedData(Model):
@@ -120,6 +124,13 @@ class AcceptanceConfirmedData(AgreementRecordedData):
     # The ledger link that records the verification as evidence beside the acceptance.
     verification_sequence: int
     verification_record_hash: str
+
+
+class EnquiryConfirmedData(Model):
+    """An enquirer confirmed their address (email.verified naming an enquiry, passed on by agreements)."""
+
+    enquiry_id: uuid.UUID
+    verified_at: AwareDatetime
 
 
 class ApplicantErasedData(Model):
@@ -219,6 +230,15 @@ class EnquiryReceived(Event):
     routing_key: ClassVar[str] = "enquiry.received"
     event_type: Literal["enquiry.received"] = "enquiry.received"
     data: EnquiryReceivedData
+
+
+class EnquiryConfirmed(Event):
+    """An enquirer's address is verified: notifications releases the enquiry it held (agreements, the one consumer
+    of intake's email.verified, passes an enquirer's verification on as this event)."""
+
+    routing_key: ClassVar[str] = "enquiry.confirmed"
+    event_type: Literal["enquiry.confirmed"] = "enquiry.confirmed"
+    data: EnquiryConfirmedData
 
 
 class NotificationSettled(Event):

@@ -11,6 +11,7 @@ from agency_shared.events import (
     ApplicantErased,
     ApplicationSubmitted,
     EmailVerified,
+    EnquiryConfirmed,
     EnquiryReceived,
     Event,
     NotificationSettled,
@@ -74,24 +75,49 @@ class ConsumerQueue(Generic[E_co]):
         return RabbitQueue(f"{self.name}.dlq", durable=True, queue_type=QueueType.QUORUM, routing_key=self.name)
 
 
+@dataclass(frozen=True)
+class RetiredQueue:
+    """A consumer queue an earlier version declared, and the routing key it was bound by."""
+
+    name: str
+    routing_key: str
+
+
 AGREEMENTS_APPLICATION_SUBMITTED = ConsumerQueue("agreements.application-submitted", ApplicationSubmitted)
 AGREEMENTS_NOTIFICATION_SETTLED = ConsumerQueue("agreements.notification-settled", NotificationSettled)
 AGREEMENTS_EMAIL_VERIFIED = ConsumerQueue("agreements.email-verified", EmailVerified)
-NOTIFICATIONS_APPLICATION_SUBMITTED = ConsumerQueue("notifications.application-submitted", ApplicationSubmitted)
 NOTIFICATIONS_AGREEMENT_RECORDED = ConsumerQueue("notifications.agreement-recorded", AgreementRecorded)
 NOTIFICATIONS_ENQUIRY_RECEIVED = ConsumerQueue("notifications.enquiry-received", EnquiryReceived)
 NOTIFICATIONS_APPLICANT_ERASED = ConsumerQueue("notifications.applicant-erased", ApplicantErased)
 NOTIFICATIONS_ACCEPTANCE_CONFIRMED = ConsumerQueue("notifications.acceptance-confirmed", AcceptanceConfirmed)
-NOTIFICATIONS_EMAIL_VERIFIED = ConsumerQueue("notifications.email-verified", EmailVerified)
+NOTIFICATIONS_ENQUIRY_CONFIRMED = ConsumerQueue("notifications.enquiry-confirmed", EnquiryConfirmed)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
     AGREEMENTS_NOTIFICATION_SETTLED,
     AGREEMENTS_EMAIL_VERIFIED,
-    NOTIFICATIONS_APPLICATION_SUBMITTED,
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
     NOTIFICATIONS_APPLICANT_ERASED,
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
-    NOTIFICATIONS_EMAIL_VERIFIED,
+    NOTIFICATIONS_ENQUIRY_CONFIRMED,
 )
+
+# The events the public edge (intake) publishes, where a refused publish is an answer to a person: 503,
+# "nothing was accepted". Each has exactly one consumer queue. With two, one queue at its length limit
+# nacks the publish while the other keeps its copy: a 503 for a submission one consumer acts on. The
+# consumer passes on what others need (agreement.recorded, acceptance.confirmed, enquiry.confirmed);
+# events published by consumers may have several queues, since a nack there is retried and every
+# consumer drops repeats.
+EDGE_EVENTS: tuple[type[Event], ...] = (ApplicationSubmitted, EnquiryReceived, EmailVerified)
+
+# Queues of earlier versions, no longer consumed: unbound at start-up, so they stop taking copies (left for
+# an operator to empty and delete; see the README's "Upgrading").
+RETIRED_QUEUES = (
+    RetiredQueue("notifications.application-submitted", ApplicationSubmitted.routing_key),
+    RetiredQueue("notifications.email-verified", EmailVerified.routing_key),
+)
+
+
+def consumers_of(event: type[Event]) -> list[ConsumerQueue[Event]]:
+    return [queue for queue in CONSUMER_QUEUES if queue.event is event]

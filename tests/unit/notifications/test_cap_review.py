@@ -23,6 +23,7 @@ from tests.support.events import (
     agreement_recorded_event,
     application_submitted,
     enquiry_received,
+    recorded,
 )
 from tests.support.fakes import FakeDailyCap, FakeHeldSubmissions, FakeMailer, FakeNotificationLedger
 from tests.support.settings import UNIT_SECRET, notifications_unit_settings
@@ -86,7 +87,7 @@ async def test_a_capped_verification_of_a_held_application_alerts_no_one() -> No
     submitted = application_submitted(human_check="none")
     await world.flood(str(submitted.data.application.operator.email))
     sent = len(world.mailer.sent)
-    assert await notify_submission(submitted, FIRST, world.emails, world.send, world.held) == Done()
+    assert await notify_submission(recorded(submitted), FIRST, world.emails, world.send, world.held) == Done()
     outcome = await world.send(world.emails.of_recording(agreement_recorded_event(submitted=submitted)), FIRST)
     assert isinstance(outcome, Done)
     assert not [key for key in world.ledger.entries if "/staff_client_unreachable/" in key]
@@ -135,7 +136,7 @@ async def test_an_event_from_before_the_human_check_goes_to_the_staff_at_once_sa
     world = World()
     submitted = legacy(application_submitted(human_check="none"))
     assert submitted.data.human_check is None
-    assert isinstance(await notify_submission(submitted, FIRST, world.emails, world.send, world.held), Done)
+    assert isinstance(await notify_submission(recorded(submitted), FIRST, world.emails, world.send, world.held), Done)
     assert world.held.documents == {}
     staff = [m for m in world.mailer.sent if str(m["To"]) in STAFF]
     assert len(staff) == len(STAFF)
@@ -172,6 +173,6 @@ async def test_an_erasure_between_the_look_and_the_hold_leaves_nothing_held() ->
         data=ApplicantErasedData(application_id=submitted.data.application_id, event_ids=(), erased_at=NOW),
     )
     held = ErasedWhileHolding(world.ledger, erasure)
-    assert await notify_submission(submitted, FIRST, world.emails, world.send, held) == Done()
+    assert await notify_submission(recorded(submitted), FIRST, world.emails, world.send, held) == Done()
     assert held.documents == {}
     assert world.mailer.sent == []

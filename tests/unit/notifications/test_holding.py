@@ -25,9 +25,9 @@ from tests.support.events import (
     ENQUIRY,
     acceptance_confirmed_event,
     application_submitted,
-    email_verified,
+    enquiry_confirmed_event,
     enquiry_received,
-    enquiry_verified,
+    recorded,
 )
 from tests.support.fakes import FakeDailyCap, FakeHeldSubmissions, FakeMailer, FakeNotificationLedger
 from tests.support.settings import UNIT_SECRET, notifications_unit_settings
@@ -78,7 +78,7 @@ async def test_an_application_that_passed_a_human_check_goes_to_the_staff_at_onc
     for check in ("altcha", "off"):
         world = World()
         submitted = application_submitted(human_check=check)
-        outcome = await notify_submission(submitted, FIRST, world.emails, world.send, world.held)
+        outcome = await notify_submission(recorded(submitted), FIRST, world.emails, world.send, world.held)
         assert isinstance(outcome, Done)
         assert sorted(str(m["To"]) for m in world.staff_emails()) == sorted(STAFF)
         assert world.held.documents == {}
@@ -87,11 +87,11 @@ async def test_an_application_that_passed_a_human_check_goes_to_the_staff_at_onc
 async def test_an_application_without_a_human_check_is_held_and_released_with_the_confirmation() -> None:
     world = World()
     submitted = application_submitted(human_check="none")
-    assert await notify_submission(submitted, FIRST, world.emails, world.send, world.held) == Done()
+    assert await notify_submission(recorded(submitted), FIRST, world.emails, world.send, world.held) == Done()
     assert world.mailer.sent == []
     assert str(submitted.data.application_id) in world.held.documents
     # Redelivered while held: still nothing.
-    assert await notify_submission(submitted, Attempt(2), world.emails, world.send, world.held) == Done()
+    assert await notify_submission(recorded(submitted), Attempt(2), world.emails, world.send, world.held) == Done()
     assert world.mailer.sent == []
 
     confirmed = acceptance_confirmed_event(submitted=submitted)
@@ -100,8 +100,8 @@ async def test_an_application_without_a_human_check_is_held_and_released_with_th
     assert sorted(str(m["To"]) for m in world.staff_emails()) == sorted(STAFF)
     assert len(world.to(CLIENT)) == 1  # the confirmation, alongside
     # Exactly the keys and Message-IDs the staff emails would have had at submission.
-    direct = world.emails.of_submission(submitted)
-    assert set(settled_keys(outcome)) >= {email.key(submitted) for email in direct.emails}
+    direct = world.emails.of_submission(recorded(submitted))
+    assert set(settled_keys(outcome)) >= {email.key(recorded(submitted)) for email in direct.emails}
     assert {m["Message-ID"] for m in world.staff_emails()} == {
         e.message["Message-ID"] for e in direct.emails if e.message
     }
@@ -115,10 +115,10 @@ async def test_a_released_application_is_not_sent_again_by_a_redelivery_of_eithe
     world = World()
     submitted = application_submitted(human_check="none")
     confirmed = acceptance_confirmed_event(submitted=submitted)
-    await notify_submission(submitted, FIRST, world.emails, world.send, world.held)
+    await notify_submission(recorded(submitted), FIRST, world.emails, world.send, world.held)
     first = await confirm_acceptance(confirmed, FIRST, world.emails, world.send, world.held)
     again = await confirm_acceptance(confirmed, Attempt(2), world.emails, world.send, world.held)
-    replayed = await notify_submission(submitted, Attempt(3), world.emails, world.send, world.held)
+    replayed = await notify_submission(recorded(submitted), Attempt(3), world.emails, world.send, world.held)
     assert isinstance(again, Done)
     assert isinstance(replayed, Done)
     assert len(world.mailer.sent) == len(STAFF) + 1
@@ -138,7 +138,7 @@ async def test_an_application_held_after_its_verification_was_noted_goes_to_the_
     submitted = application_submitted(human_check="none")
     confirmed = acceptance_confirmed_event(submitted=submitted)
     await confirm_acceptance(confirmed, FIRST, world.emails, world.send, world.held)  # the staff consumer lagged
-    outcome = await notify_submission(submitted, FIRST, world.emails, world.send, world.held)
+    outcome = await notify_submission(recorded(submitted), FIRST, world.emails, world.send, world.held)
     assert isinstance(outcome, Done)
     assert sorted(str(m["To"]) for m in world.staff_emails()) == sorted(STAFF)
     assert "none passed; held until the address was verified" in text_of(world.staff_emails()[0])
@@ -150,11 +150,13 @@ async def test_an_outage_of_the_held_submissions_means_retry_later_and_nothing_i
     submitted = application_submitted(human_check="none")
     confirmed = acceptance_confirmed_event(submitted=submitted)
     enquiry = enquiry_received(human_check="none")
-    assert isinstance(await notify_submission(submitted, FIRST, world.emails, world.send, world.held), RetryLater)
+    assert isinstance(
+        await notify_submission(recorded(submitted), FIRST, world.emails, world.send, world.held), RetryLater
+    )
     assert isinstance(await confirm_acceptance(confirmed, FIRST, world.emails, world.send, world.held), RetryLater)
     assert isinstance(await notify_enquiry(enquiry, FIRST, world.emails, world.send, world.held), RetryLater)
-    verified = enquiry_verified(enquiry.data.enquiry_id)
-    assert isinstance(await release_enquiry(verified, FIRST, world.emails, world.send, world.held), RetryLater)
+    confirmed_enquiry = enquiry_confirmed_event(enquiry.data.enquiry_id)
+    assert isinstance(await release_enquiry(confirmed_enquiry, FIRST, world.emails, world.send, world.held), RetryLater)
     assert world.mailer.sent == []
 
 
@@ -169,10 +171,13 @@ def erased(application_id: object) -> ApplicantErased:
 async def test_erasing_the_applicant_deletes_the_held_application_and_a_replay_holds_nothing() -> None:
     world = World()
     submitted = application_submitted(human_check="none")
-    await notify_submission(submitted, FIRST, world.emails, world.send, world.held)
+    await notify_submission(recorded(submitted), FIRST, world.emails, world.send, world.held)
     assert await forget_applicant(erased(submitted.data.application_id), world.ledger, world.held) == Done()
     assert world.held.documents == {}
-    assert await notify_submission(submitted, Attempt(1, replayed=True), world.emails, world.send, world.held) == Done()
+    assert (
+        await notify_submission(recorded(submitted), Attempt(1, replayed=True), world.emails, world.send, world.held)
+        == Done()
+    )
     assert world.held.documents == {}
     confirmed = acceptance_confirmed_event(submitted=submitted)
     assert await confirm_acceptance(confirmed, FIRST, world.emails, world.send, world.held) == Done()
@@ -206,8 +211,8 @@ async def test_an_enquiry_without_a_human_check_gets_a_verification_link_and_the
         assert (claim.kind, claim.enquiry_id, claim.application_id) == ("enquiry", enquiry.data.enquiry_id, None)
         assert (claim.email, claim.locale) == (ENQUIRY["email"], locale)
 
-        verified = enquiry_verified(enquiry.data.enquiry_id, verified_at=NOW)
-        outcome = await release_enquiry(verified, FIRST, world.emails, world.send, world.held)
+        confirmed_enquiry = enquiry_confirmed_event(enquiry.data.enquiry_id, verified_at=NOW)
+        outcome = await release_enquiry(confirmed_enquiry, FIRST, world.emails, world.send, world.held)
         assert isinstance(outcome, Done)
         assert sorted(str(m["To"]) for m in world.staff_emails()) == sorted(STAFF)
         direct = world.emails.of_enquiry(enquiry)
@@ -218,7 +223,7 @@ async def test_an_enquiry_without_a_human_check_gets_a_verification_link_and_the
         assert str(ENQUIRY["message"]).splitlines()[0] in staff_text
         assert "2026-12-01 10:00:00 UTC" in staff_text
         # Released twice (a double click on two replicas, a redelivery): nothing more.
-        again = await release_enquiry(verified, Attempt(2), world.emails, world.send, world.held)
+        again = await release_enquiry(confirmed_enquiry, Attempt(2), world.emails, world.send, world.held)
         redelivered = await notify_enquiry(enquiry, Attempt(2), world.emails, world.send, world.held)
         assert isinstance(again, Done)
         assert isinstance(redelivered, Done)
@@ -228,19 +233,11 @@ async def test_an_enquiry_without_a_human_check_gets_a_verification_link_and_the
 async def test_an_enquiry_verified_before_it_was_held_goes_to_the_staff_when_it_arrives() -> None:
     world = World()
     enquiry = enquiry_received(human_check="none")
-    verified = enquiry_verified(enquiry.data.enquiry_id, verified_at=NOW)
-    assert await release_enquiry(verified, FIRST, world.emails, world.send, world.held) == Done()
+    confirmed_enquiry = enquiry_confirmed_event(enquiry.data.enquiry_id, verified_at=NOW)
+    assert await release_enquiry(confirmed_enquiry, FIRST, world.emails, world.send, world.held) == Done()
     assert world.mailer.sent == []
     assert isinstance(await notify_enquiry(enquiry, FIRST, world.emails, world.send, world.held), Done)
     assert sorted(str(m["To"]) for m in world.staff_emails()) == sorted(STAFF)
-
-
-async def test_an_applicants_email_verified_is_nothing_for_notifications_to_do() -> None:
-    world = World()
-    verified = email_verified(application_submitted().data.application_id)
-    assert await release_enquiry(verified, FIRST, world.emails, world.send, world.held) == Done()
-    assert world.held.documents == {}
-    assert world.mailer.sent == []
 
 
 async def test_the_enquiry_verification_email_counts_against_the_daily_cap() -> None:
@@ -256,10 +253,10 @@ async def test_a_release_another_replica_is_sending_waits_and_sends_nothing_twic
     world = World()
     submitted = application_submitted(human_check="none")
     confirmed = acceptance_confirmed_event(submitted=submitted)
-    await notify_submission(submitted, FIRST, world.emails, world.send, world.held)
+    await notify_submission(recorded(submitted), FIRST, world.emails, world.send, world.held)
     # Another replica took the staff emails a moment ago (its claims hold a lease).
-    for email in world.emails.of_submission(submitted).emails:
-        await world.ledger.claim(email.key(submitted), {})
+    for email in world.emails.of_submission(recorded(submitted)).emails:
+        await world.ledger.claim(email.key(recorded(submitted)), {})
     outcome = await confirm_acceptance(confirmed, FIRST, world.emails, world.send, world.held)
     assert isinstance(outcome, RetryLater)
     assert world.staff_emails() == []

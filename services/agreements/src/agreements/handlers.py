@@ -24,6 +24,7 @@ from agreements.verification import (
     UnknownApplication,
     VerifiableApplications,
     VerificationLedger,
+    enquiry_confirmed,
     record_verification,
 )
 
@@ -61,12 +62,14 @@ async def record_email_verification(
     """Record the verified address as evidence beside the acceptance (a link of its own), then announce
     acceptance.confirmed. A repeat (a double click, a redelivery) finds the link and announces the same event.
 
-    An enquirer's verification is none of agreements' business (notifications releases the enquiry): done.
+    An enquirer's verification is passed on as enquiry.confirmed (notifications releases the enquiry it
+    held): this is the one queue of intake's email.verified, so a refused publish at intake reaches no one.
     """
+    enquiry_id = event.data.enquiry_id
+    if enquiry_id is not None:
+        logger.info("email.verified %s is enquiry %s's: passed on as enquiry.confirmed", event.event_id, enquiry_id)
+        return Done(publish=(enquiry_confirmed(event, enquiry_id),))
     application_id = event.data.application_id
-    if application_id is None:
-        logger.info("email.verified %s is an enquiry's: nothing to record", event.event_id)
-        return Done()
     try:
         confirmed = await record_verification(event, applications, ledger, now())
     except ApplicationErased:
@@ -121,7 +124,8 @@ def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRo
         return await note_notification(event, ports.applications)
 
     async def on_email_verified(event: EmailVerified, attempt: Attempt) -> Outcome:
-        """Record the verified address beside the acceptance in the ledger, then announce acceptance.confirmed."""
+        """Record the verified address beside the acceptance in the ledger, then announce acceptance.confirmed;
+        pass an enquirer's on as enquiry.confirmed."""
         return await record_email_verification(event, ports.applications, ports.ledger, now)
 
     runner.consume(router, AGREEMENTS_APPLICATION_SUBMITTED, on_application_submitted)

@@ -7,7 +7,7 @@ from agency_chassis.mongo import MongoConnection
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.agreement_documents import AgreementCatalog
-from agency_shared.events import AcceptanceConfirmed, AgreementRecorded, ApplicantErased
+from agency_shared.events import AcceptanceConfirmed, AgreementRecorded, ApplicantErased, EnquiryConfirmed
 from agreements import public_api, staff_api
 from agreements.handlers import build_router
 from agreements.settings import AgreementsSettings
@@ -60,7 +60,7 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},
-        publishes=(AgreementRecorded, AcceptanceConfirmed, ApplicantErased),
+        publishes=(AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased),
         description=(
             "Records each application in the acceptance ledger and announces it; records each verified address "
             "beside its acceptance and announces the confirmation; follows each email's outcome; announces the "

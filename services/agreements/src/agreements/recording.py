@@ -165,6 +165,8 @@ def agreement_recorded(application: ApplicationRecord, entry: LedgerEntry) -> Ag
             locale=application.locale,
             personal_data=application.personal_data(),
             human_check=application.human_check,
+            application=application.application,
+            acceptance=acceptance,
         ),
     )
 

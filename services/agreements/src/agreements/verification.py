@@ -18,6 +18,8 @@ from agency_shared.events import (
     AcceptanceConfirmed,
     AcceptanceConfirmedData,
     EmailVerified,
+    EnquiryConfirmed,
+    EnquiryConfirmedData,
     derived_id,
 )
 from agency_shared.receipt_verifier import personal_sha256, timestamp
@@ -117,6 +119,16 @@ def verification_link(
     application: ApplicationRecord, acceptance: LedgerEntry, evidence: VerificationEvidence, after: Head
 ) -> LedgerEntry:
     return next_link(after, verification_record(application, acceptance, evidence))
+
+
+def enquiry_confirmed(event: EmailVerified, enquiry_id: uuid.UUID) -> EnquiryConfirmed:
+    """An enquirer's verification, passed on for notifications (the same verification gives the same event id)."""
+    return EnquiryConfirmed(
+        event_id=derived_id(EnquiryConfirmed.routing_key, str(enquiry_id)),
+        occurred_at=event.data.verified_at,
+        correlation_id=event.correlation_id,
+        data=EnquiryConfirmedData(enquiry_id=enquiry_id, verified_at=event.data.verified_at),
+    )
 
 
 def confirmed_event_id(application_id: uuid.UUID) -> uuid.UUID:

@@ -295,7 +295,11 @@ def _compose(
 
 
 def staff_new_application(
-    event: ApplicationSubmitted, staff: str, mail_from: str, locale: Locale, verified_at: datetime | None = None
+    event: AgreementRecorded | ApplicationSubmitted,
+    staff: str,
+    mail_from: str,
+    locale: Locale,
+    verified_at: datetime | None = None,
 ) -> EmailMessage:
     """The full application for one staff address; ``verified_at``: it was held until then (no human check passed)."""
     data = event.data

@@ -5,9 +5,10 @@ delivery: the receiver drops repeats), so no outcome is lost if a publish fails.
 
 A submission that passed no human check (``human_check == "none"``) is held (``notifications.holding``):
 its staff emails go only once its address is verified, an application's on acceptance.confirmed,
-an enquiry's on email.verified; the enquirer gets a verification link instead of the autoresponse.
+an enquiry's on enquiry.confirmed; the enquirer gets a verification link instead of the autoresponse.
 """
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from agency_shared.events import (
     AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
-    EmailVerified,
+    EnquiryConfirmed,
     EnquiryReceived,
     Event,
     NotificationSettled,
@@ -39,8 +40,7 @@ from agency_shared.forms import Locale
 from agency_shared.topology import (
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
     NOTIFICATIONS_AGREEMENT_RECORDED,
-    NOTIFICATIONS_APPLICATION_SUBMITTED,
-    NOTIFICATIONS_EMAIL_VERIFIED,
+    NOTIFICATIONS_ENQUIRY_CONFIRMED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
 )
 from notifications.daily_cap import DailyCap
@@ -64,6 +64,10 @@ Clock = Callable[[], datetime]
 # Composes one staff address's email about an event: (event, staff address, sender, staff language,
 # when the address was verified if the submission was held until then).
 StaffEmail = Callable[[E, str, str, Locale, datetime | None], EmailMessage]
+
+# What the staff's email about a new application is made from: agreement.recorded (a document held by an
+# earlier version may hold the application.submitted it was made from then).
+Submission = AgreementRecorded | ApplicationSubmitted
 
 # Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently).
 CLIENT_TEMPLATES = frozenset(
@@ -286,7 +290,7 @@ class Emails:
         )
         self._now = now
 
-    def of_submission(self, event: ApplicationSubmitted, verified_at: datetime | None = None) -> Notice:
+    def of_submission(self, event: Submission, verified_at: datetime | None = None) -> Notice:
         """The application to every staff address (``verified_at``: held until its address was verified then)."""
         emails = self._to_staff(event, "staff_new_application", staff_new_application, verified_at)
         return Notice(event, Subject("application_id", event.data.application_id), emails)
@@ -389,9 +393,10 @@ class Sender:
 def combined(*outcomes: Outcome) -> Outcome:
     """One outcome for several notices of one message: retry if any must, else give up if any must; publish all."""
     publish = tuple(event for outcome in outcomes for event in outcome.publish)
-    retries = [outcome.reason for outcome in outcomes if isinstance(outcome, RetryLater)]
+    retries = [outcome for outcome in outcomes if isinstance(outcome, RetryLater)]
     if retries:
-        return RetryLater("; ".join(retries), publish)
+        memo = {key: value for outcome in retries for key, value in outcome.memo.items()}
+        return RetryLater("; ".join(outcome.reason for outcome in retries), publish, memo)
     failures = [outcome.reason for outcome in outcomes if isinstance(outcome, GiveUp)]
     if failures:
         return GiveUp("; ".join(failures), publish)
@@ -416,8 +421,29 @@ async def _release(
     return outcome
 
 
+def held_submission(document: str) -> Submission:
+    """The application a held document keeps: agreement.recorded, or an earlier version's application.submitted."""
+    if json.loads(document).get("event_type") == ApplicationSubmitted.routing_key:
+        return ApplicationSubmitted.model_validate_json(document)
+    return AgreementRecorded.model_validate_json(document)
+
+
+async def notify_recording(
+    event: AgreementRecorded,
+    attempt: Attempt,
+    emails: Emails,
+    send: Sender,
+    held: HeldSubmissions,
+    now: Clock = utc_now,
+) -> Outcome:
+    """The staff's email about the new application (or its hold), and the applicant's verification link."""
+    staff = await notify_submission(event, attempt, emails, send, held, now)
+    applicant = await send(emails.of_recording(event), attempt)
+    return combined(staff, applicant)
+
+
 async def notify_submission(
-    event: ApplicationSubmitted,
+    event: AgreementRecorded,
     attempt: Attempt,
     emails: Emails,
     send: Sender,
@@ -467,8 +493,7 @@ async def confirm_acceptance(
         return RetryLater(f"the held submissions are unreachable: {exc!r}")
     outcomes: list[Outcome] = []
     if state.event is not None:
-        submitted = ApplicationSubmitted.model_validate_json(state.event)
-        notice = emails.of_submission(submitted, _aware(state.verified_at) or event.data.verified_at)
+        notice = emails.of_submission(held_submission(state.event), _aware(state.verified_at) or event.data.verified_at)
         outcomes.append(await _release(notice, application_id, send, held, attempt, now))
     outcomes.append(await send(emails.of_confirmation(event), attempt))
     return combined(*outcomes)
@@ -498,17 +523,14 @@ async def notify_enquiry(
 
 
 async def release_enquiry(
-    event: EmailVerified,
+    event: EnquiryConfirmed,
     attempt: Attempt,
     emails: Emails,
     send: Sender,
     held: HeldSubmissions,
     now: Clock = utc_now,
 ) -> Outcome:
-    """An enquirer confirmed their address: the staff get the held enquiry. An applicant's verification is
-    agreements' to record first (this service acts on its acceptance.confirmed): nothing to do here."""
-    if event.data.enquiry_id is None:
-        return Done()
+    """An enquirer confirmed their address: the staff get the held enquiry (if it is still held)."""
     enquiry_id = str(event.data.enquiry_id)
     try:
         state = await held.verified("enquiry", enquiry_id, event.data.verified_at, now())
@@ -549,14 +571,10 @@ def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) 
     async def send(notice: Notice, attempt: Attempt) -> Outcome:
         return await sender()(notice, attempt)
 
-    async def on_application_submitted(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
-        """Email every staff address the full application; one that passed no human check is held until its
-        address is verified."""
-        return await notify_submission(event, attempt, emails, sender(), ports.held)
-
     async def on_agreement_recorded(event: AgreementRecorded, attempt: Attempt) -> Outcome:
-        """Send the applicant the fixed-text email with the link that verifies their address."""
-        return await send(emails.of_recording(event), attempt)
+        """Email every staff address the full application (one that passed no human check is held until its
+        address is verified) and send the applicant the fixed-text email with the link that verifies it."""
+        return await notify_recording(event, attempt, emails, sender(), ports.held)
 
     async def on_acceptance_confirmed(event: AcceptanceConfirmed, attempt: Attempt) -> Outcome:
         """Send the applicant, whose address is verified, the confirmation with the acceptance receipt (and the
@@ -568,13 +586,12 @@ def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) 
         that passed no human check: held, and the enquirer gets a verification link instead)."""
         return await notify_enquiry(event, attempt, emails, sender(), ports.held)
 
-    async def on_email_verified(event: EmailVerified, attempt: Attempt) -> Outcome:
-        """Release a held enquiry to the staff once its address is verified (an applicant's: nothing to do)."""
+    async def on_enquiry_confirmed(event: EnquiryConfirmed, attempt: Attempt) -> Outcome:
+        """Release a held enquiry to the staff once its address is verified."""
         return await release_enquiry(event, attempt, emails, sender(), ports.held)
 
-    runner.consume(router, NOTIFICATIONS_APPLICATION_SUBMITTED, on_application_submitted)
     runner.consume(router, NOTIFICATIONS_AGREEMENT_RECORDED, on_agreement_recorded)
     runner.consume(router, NOTIFICATIONS_ACCEPTANCE_CONFIRMED, on_acceptance_confirmed)
     runner.consume(router, NOTIFICATIONS_ENQUIRY_RECEIVED, on_enquiry_received)
-    runner.consume(router, NOTIFICATIONS_EMAIL_VERIFIED, on_email_verified)
+    runner.consume(router, NOTIFICATIONS_ENQUIRY_CONFIRMED, on_enquiry_confirmed)
     return router
