@@ -26,13 +26,13 @@ from tests.support.servers import Inbox
 CLIENT = "li.wei@mapletea.example"
 
 
-async def dlq(amqp_url: str, service: str, command: str, *args: str) -> list[dict[str, Any]]:
+async def dlq(amqp_url: str, service: str, command: str, *args: str, exit_code: int = 0) -> list[dict[str, Any]]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", service, "dlq", command, "--json", *args,
         env={**os.environ, "AMQP_URL": amqp_url}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
+    assert process.returncode == exit_code, err.decode()
     return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
 
 
@@ -91,3 +91,63 @@ async def test_replaying_an_application_already_recorded_keeps_one_record(
     db = mongo[agreements_settings.mongodb_db]
     assert await db["applications"].count_documents({}) == 1
     assert await db["acceptance_ledger"].count_documents({}) == 1
+
+
+async def test_a_replay_whose_queue_is_gone_keeps_the_dead_letter_and_still_moves_the_others(
+    agreements_settings: AgreementsSettings, amqp_url: str
+) -> None:
+    async with serving(agreements.main.create_app(agreements_settings)):
+        pass  # the topology is declared
+    gone, there = NOTIFICATIONS_AGREEMENT_RECORDED, AGREEMENTS_APPLICATION_SUBMITTED
+    for queue, message_id in ((gone, "to-a-deleted-queue"), (there, "to-its-queue")):
+        await broker.publish_raw(amqp_url, b"{}", queue.name, message_id, exchange="wechat_agency.dead-letter")
+    async with broker.channel(amqp_url) as channel:
+        await channel.queue_delete(gone.name, if_unused=False, if_empty=False)
+    moved = await dlq(amqp_url, "agreements", "replay", "--all", exit_code=1)  # says it could not do it all
+    assert [letter["message_id"] for letter in moved] == ["to-its-queue"]
+    [kept] = await dlq(amqp_url, "agreements", "list")
+    assert (kept["message_id"], kept["dead_letter_queue"]) == ("to-a-deleted-queue", gone.dead_letter_queue.name)
+    [back] = await broker.take(amqp_url, there.name)
+    assert back.message_id == "to-its-queue"
+
+
+async def taken_and_never_answered(amqp_url: str, queue: str) -> None:
+    """What a consumer that dies mid-way leaves: the message delivered, no ack nor nack, the channel gone."""
+    async with broker.channel(amqp_url) as channel:
+        declared = await channel.get_queue(queue, ensure=True)
+        async with asyncio.timeout(15):
+            while await declared.get(no_ack=False, fail=False) is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    # Closed without an answer: RabbitMQ puts it back, marked redelivered.
+
+
+async def test_a_delivery_that_ended_without_an_answer_counts_as_an_attempt_by_our_own_count(
+    agreements_settings: AgreementsSettings, amqp_url: str, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    # A message that kills its consumer every time must still end in its DLQ after MAX_ATTEMPTS, whatever
+    # the broker counts (RabbitMQ 4.3 no longer raises a quorum queue's delivery count on every return).
+    # Here the one attempt allowed was used by a consumer that died: the redelivery is dead-lettered.
+    async with serving(agreements.main.create_app(agreements_settings)):
+        pass  # the topology is declared
+    event = application_submitted()
+    await broker.publish_events(amqp_url, [event])
+    await taken_and_never_answered(amqp_url, AGREEMENTS_APPLICATION_SUBMITTED.name)
+    once = agreements_settings.model_copy(update={"max_attempts": 1})
+    async with serving(agreements.main.create_app(once)):
+        [dead] = await broker.take(amqp_url, AGREEMENTS_APPLICATION_SUBMITTED.dead_letter_queue.name)
+    assert dead.message_id == str(event.event_id)
+    assert await mongo[agreements_settings.mongodb_db]["applications"].count_documents({}) == 0
+
+
+async def test_a_redelivered_message_is_parked_as_its_next_attempt_then_handled_once(
+    agreements_settings: AgreementsSettings, amqp_url: str, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    async with serving(agreements.main.create_app(agreements_settings)):
+        pass
+    event = application_submitted()
+    await broker.publish_events(amqp_url, [event])
+    await taken_and_never_answered(amqp_url, AGREEMENTS_APPLICATION_SUBMITTED.name)
+    async with serving(agreements.main.create_app(agreements_settings)):
+        [recorded_event] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.name)
+    assert json.loads(recorded_event.body)["data"]["application_id"] == str(event.data.application_id)
+    assert await mongo[agreements_settings.mongodb_db]["applications"].count_documents({}) == 1

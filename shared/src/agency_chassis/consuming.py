@@ -18,7 +18,10 @@ A payload that is not JSON or not the queue's event can never succeed: it is
 dead-lettered at once. An exception the use case did not foresee is a ``RetryLater``
 (logged with its traceback), so it too is retried with backoff and then dead-lettered.
 Only a retry that cannot even be parked (the broker is gone) fails the delivery, which
-is then requeued (``NACK_ON_ERROR``), bounded by the quorum queue's delivery limit.
+is then requeued (``NACK_ON_ERROR``). A delivery RabbitMQ marks redelivered (that nack, or a
+consumer that died or lost its connection mid-way) counts as a failed attempt: parked with
+the next attempt number, so a crash loop ends in the DLQ after ``MAX_ATTEMPTS`` by our own
+count, not by the broker's delivery limit (which RabbitMQ 4.3 no longer raises on every return).
 
 Batches later: outcomes are applied per message, and ``apply`` needs only the message
 (``MessageCopy``), its ``Attempt`` and its ``Outcome``. A batching front can gather the
@@ -56,6 +59,13 @@ from agency_shared.topology import DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE, Consumer
 logger = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
+
+# A delivery RabbitMQ marks redelivered: an earlier delivery of this very copy ended without an
+# answer (the process died, or lost its connection, while handling it). It is counted as a failed
+# attempt in the copy's own ``x-attempt`` (parked, not run again at once), so a message that kills
+# its consumer every time reaches its DLQ after ``MAX_ATTEMPTS`` whatever the broker counts:
+# RabbitMQ 4.3 no longer raises a quorum queue's delivery count for every return.
+REDELIVERED = "redelivered: an earlier delivery ended without an answer"
 UseCase = Callable[[E, Attempt], Awaitable[Outcome]]
 
 
@@ -113,7 +123,13 @@ class Runner:
             typed = cast(E, event)
             about_application(typed.about_application())
             attempt = self._backoff.attempt(message.headers)
-            outcome = await self.decide(queue, use_case, typed, attempt)
+            if message.raw_message.redelivered:
+                outcome: Outcome = RetryLater(REDELIVERED)
+                logger.warning(
+                    "%s from %s redelivered: counted as attempt %d", typed.event_id, queue.name, attempt.number
+                )
+            else:
+                outcome = await self.decide(queue, use_case, typed, attempt)
             if await self.apply(queue, copy_of(message), attempt, outcome) is Verdict.DEAD_LETTER:
                 raise RejectMessage()
 

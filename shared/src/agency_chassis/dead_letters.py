@@ -8,6 +8,7 @@ already handled records nothing twice and sends no email twice.
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from agency_chassis.publishing import EventPublisher, MessageCopy
+from agency_chassis.publishing import EventPublisher, MessageCopy, PublishFailed
 from agency_chassis.retries import ATTEMPT_HEADER, REPLAYED_HEADER
 from agency_shared.topology import CONSUMER_QUEUES
 
@@ -78,11 +79,23 @@ async def list_dead_letters(amqp_url: str, queues: Sequence[str] | None = None) 
     return found
 
 
-async def replay(
-    amqp_url: str, message_ids: Sequence[str] | None, queues: Sequence[str] | None = None
-) -> list[DeadLetter]:
-    """Move the chosen dead letters (``None``: all) back to their queues; return what was moved."""
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay moved, and what it could not (each with why): those stay in their DLQ."""
+
+    moved: list[DeadLetter]
+    kept: list[tuple[DeadLetter, str]]
+
+
+async def replay(amqp_url: str, message_ids: Sequence[str] | None, queues: Sequence[str] | None = None) -> Replayed:
+    """Move the chosen dead letters (``None``: all) back to their queues.
+
+    A dead letter is acknowledged (taken out of its DLQ) only once the broker confirmed its copy in
+    the queue: one whose queue is gone (the copy comes back unroutable) or that the broker refuses
+    stays where it is, and the others are still moved.
+    """
     moved: list[DeadLetter] = []
+    kept: list[tuple[DeadLetter, str]] = []
     publisher = EventPublisher(amqp_url, timeout=REPLAY_TIMEOUT_SECONDS, service="dlq")
     await publisher.start()
     try:
@@ -94,13 +107,17 @@ async def replay(
                     letter = describe(dlq, message)
                     if message_ids is not None and letter.message_id not in message_ids:
                         continue  # left unacked: back to the queue when the channel closes
-                    await publisher.send_copy(replayed_copy(message), letter.queue)
+                    try:
+                        await publisher.send_copy(replayed_copy(message), letter.queue)
+                    except PublishFailed as exc:
+                        kept.append((letter, str(exc)))
+                        continue  # left unacked: back in its DLQ when the channel closes
                     await message.ack()  # only after the broker confirmed the copy
                     moved.append(letter)
                 await channel.close()
     finally:
         await publisher.stop()
-    return moved
+    return Replayed(moved, kept)
 
 
 def replayed_copy(message: AbstractIncomingMessage) -> MessageCopy:
@@ -135,11 +152,13 @@ def main(argv: Sequence[str], amqp_url: str) -> int:
     which.add_argument("ids", nargs="*", default=[], metavar="MESSAGE_ID")
     args = parser.parse_args(argv)
     if args.command == "list":
-        letters = asyncio.run(list_dead_letters(amqp_url, args.queue))
-    else:
-        letters = asyncio.run(replay(amqp_url, None if args.all else args.ids, args.queue))
-    _print(letters, args.json, "replayed" if args.command == "replay" else "dead letters")
-    return 0
+        _print(asyncio.run(list_dead_letters(amqp_url, args.queue)), args.json, "dead letters")
+        return 0
+    done = asyncio.run(replay(amqp_url, None if args.all else args.ids, args.queue))
+    _print(done.moved, args.json, "replayed")
+    for letter, reason in done.kept:
+        print(f"not replayed, still in {letter.dead_letter_queue}: {letter.message_id}: {reason}", file=sys.stderr)
+    return 1 if done.kept else 0
 
 
 def _print(letters: list[DeadLetter], as_json: bool, what: str) -> None:
