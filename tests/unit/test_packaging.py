@@ -168,3 +168,53 @@ def test_each_compose_service_connects_as_its_own_user(service: str) -> None:
     assert amqp, env["AMQP_URL"]
     assert amqp[1] == f"wechat-{service}"
     assert amqp[2] == f"RABBITMQ_{service.upper()}_PASSWORD"
+
+
+# -- images: multi-stage, non-root, pinned, only their service's dependencies -------------------
+
+IMAGE_UID = 10001
+
+
+def dockerfile(service: str) -> str:
+    return (ROOT / "services" / service / "Dockerfile").read_text()
+
+
+def stages(text: str) -> list[tuple[str, list[str]]]:
+    """The Dockerfile's stages: each FROM's image (ARG defaults resolved) and its instructions."""
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
+    found: list[tuple[str, list[str]]] = []
+    for instruction in re.sub(r"\\\n", " ", text).splitlines():
+        if instruction.startswith("FROM "):
+            image = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], instruction.split()[1])
+            found.append((image, []))
+        elif found and instruction.strip() and not instruction.startswith("#"):
+            found[-1][1].append(instruction)
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_image_is_built_in_two_stages_from_a_base_pinned_by_digest(service: str) -> None:
+    built = stages(dockerfile(service))
+    assert len(built) >= 2, "a builder stage and a runtime stage"
+    for image, _ in built:
+        assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", image), image
+    _, runtime = built[-1]
+    assert not any("pip install" in line or "pip wheel" in line for line in runtime), "the runtime stage installs"
+    copies = [line for line in runtime if line.startswith("COPY")]
+    assert copies == ["COPY --from=builder /opt/venv /opt/venv"], copies
+    _, builder = built[0]
+    assert f"COPY services/{service}/requirements.lock /tmp/requirements.lock" in builder
+    assert any("--require-hashes --no-deps -r /tmp/requirements.lock" in line for line in builder)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_image_runs_as_a_fixed_unprivileged_uid(service: str) -> None:
+    _, runtime = stages(dockerfile(service))[-1]
+    users = [line.split()[1] for line in runtime if line.startswith("USER ")]
+    assert users == [f"{IMAGE_UID}:{IMAGE_UID}"], users
+    assert any(f"--uid {IMAGE_UID} --gid {IMAGE_UID}" in line for line in runtime)
+
+
+def test_the_build_context_leaves_out_secrets_and_local_state() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {".env", ".venv", ".git", "var"} <= set(ignored)
