@@ -218,3 +218,13 @@ def test_each_image_runs_as_a_fixed_unprivileged_uid(service: str) -> None:
 def test_the_build_context_leaves_out_secrets_and_local_state() -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert {".env", ".venv", ".git", "var"} <= set(ignored)
+
+
+@pytest.mark.parametrize("service", [*SERVICES, "ledger-verify"])
+def test_compose_runs_the_services_read_only_without_capabilities(service: str) -> None:
+    config = compose_services()[service]
+    assert config["read_only"] is True
+    assert config["cap_drop"] == ["ALL"]
+    assert config["security_opt"] == ["no-new-privileges:true"]
+    assert config["tmpfs"] == ["/tmp"]  # noqa: S108 (a private tmpfs, the one writable place)
+    assert "user" not in config  # the image's USER 10001:10001
