@@ -696,7 +696,7 @@ def allowed_sources(target: dict[str, str], port: int | str) -> list[dict[str, A
         for rule in policy["spec"].get("ingress", []):
             ports = [p["port"] for p in rule.get("ports", [])]
             if not ports or port in ports:
-                peers += rule.get("from", [{}])  # no `from`: anyone
+                peers += rule.get("from", [{"namespaceSelector": {}}])  # no `from`: anyone, anywhere
     return peers
 
 
