@@ -73,6 +73,8 @@ lock: $(BIN)/.installed
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes $(NO_EMIT) requirements.in -o requirements.lock
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --prerelease=if-necessary-or-explicit --generate-hashes $(NO_EMIT) \
 	  requirements-dev.in -o requirements-dev.lock
+	# Each image's part of requirements.lock (services/<name>/requirements.lock).
+	$(BIN)/python scripts/service_locks.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

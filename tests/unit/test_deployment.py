@@ -6,7 +6,10 @@ renders the base and the example overlay. Every built-in kind is validated stric
 the operators' resources against their CRDs' schemas (deploy/k8s/schemas/), also strictly.
 The rest checks what the schemas cannot: probes, resources, a PDB and an HPA per
 Deployment, the broker's and database's quorum settings, settings the services read,
-and alerts written in valid PromQL over metrics the services expose.
+alerts written in valid PromQL over metrics the services expose, and least privilege:
+each workload's own MongoDB and RabbitMQ user (in Kubernetes and compose alike), roles
+that reach only the collections its code uses, an ingress that routes only public
+routes, and NetworkPolicies that let nothing else in.
 """
 
 import functools
@@ -17,7 +20,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -32,6 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import agency_chassis.metrics
 import intake.accepting
 from agency_chassis.metrics import exposition
+from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
@@ -48,12 +52,19 @@ Resource = dict[str, Any]
 SERVICE_PORTS = {"intake": 8000, "agreements": 8001, "notifications": 8002}
 CONSUMERS = ("agreements", "notifications")
 SECRET = "wechat-agency-secrets"
+# The keys of wechat-agency-secrets each service reads (its database and broker credentials
+# are Secrets of their own: see test_each_workload_connects_as_its_own_user).
 SECRET_KEYS = {
-    "intake": {"AMQP_URL", "MONGODB_URL", "CAPTCHA_HMAC_KEY", "EMAIL_VERIFICATION_SECRET"},
-    "agreements": {"AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN"},
-    "notifications": {"AMQP_URL", "MONGODB_URL", "SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
+    "intake": {"CAPTCHA_HMAC_KEY", "EMAIL_VERIFICATION_SECRET"},
+    "agreements": {"STAFF_API_TOKEN"},
+    "notifications": {"SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
 }
 ALL_SECRET_KEYS = {key for keys in SECRET_KEYS.values() for key in keys}
+# The pods' own variables that are not settings: the parts AMQP_URL is built from.
+AMQP_PARTS = {"AMQP_USERNAME", "AMQP_PASSWORD"}
+AMQP_URL = "amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@wechat-rabbitmq:5672/wechat_agency"
+VHOST = "wechat_agency"
+WORKLOADS = (*SERVICE_PORTS, "ledger-verify")
 SETTINGS = {
     name.upper() for cls in (IntakeSettings, AgreementsSettings, NotificationsSettings) for name in cls.model_fields
 }
@@ -229,7 +240,9 @@ def test_every_built_in_resource_is_valid_for_kubernetes(target: str, version: s
 def test_operator_resources_match_their_crds(target: str) -> None:
     schemas = crd_schemas()
     custom = [r for r in render(target) if (r["apiVersion"], r["kind"]) in schemas]
-    assert len(custom) == 5  # RabbitmqCluster, MongoDBCommunity, 2 PodMonitors, PrometheusRule
+    # RabbitmqCluster, MongoDBCommunity, 2 PodMonitors, PrometheusRule, and the broker's Vhost,
+    # 3 Users and 3 Permissions.
+    assert len(custom) == 12
     for resource in custom:
         assert custom_resource_problems(resource, schemas) == [], resource["metadata"]["name"]
 
@@ -268,14 +281,36 @@ def test_each_service_deployment_has_probes_resources_and_its_secrets(service: s
         for env in container.get("env", [])
         if "secretKeyRef" in env.get("valueFrom", {})
     }
-    assert {ref["name"] for ref in secrets.values()} == {SECRET}
-    assert {name for name, ref in secrets.items() if ref["key"] == name} == SECRET_KEYS[service]
+    shared = {name for name, ref in secrets.items() if ref["name"] == SECRET}
+    assert shared == SECRET_KEYS[service]
+    assert all(secrets[name]["key"] == name for name in shared)
     [config] = container["envFrom"]
     assert config["configMapRef"]["name"] in of_kind(resources, "ConfigMap")
     assert pod["securityContext"]["runAsNonRoot"] is True
+    uid = image_uid(service)
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == uid
+    assert pod["securityContext"]["fsGroup"] == uid[1]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     # The HorizontalPodAutoscaler owns the replica count; a fixed one would reset it on every apply.
     assert "replicas" not in deployment["spec"]
+
+
+def image_uid(service: str) -> tuple[int, int]:
+    """The UID and GID the service's image runs as (its Dockerfile's last USER)."""
+    users = re.findall(r"^USER (\d+):(\d+)$", (ROOT / "services" / service / "Dockerfile").read_text(), re.MULTILINE)
+    assert users, f"services/{service}/Dockerfile has no numeric USER uid:gid"
+    return int(users[-1][0]), int(users[-1][1])
+
+
+def test_the_ledger_verify_job_runs_as_the_agreements_image_user() -> None:
+    template = dict(pod_templates(render("overlays/example")))["ledger-verify"]
+    [container] = template["spec"]["containers"]
+    assert container["image"].rsplit(":", 1)[0].endswith("/agreements")
+    context = template["spec"]["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (
+        *image_uid("agreements"),
+        image_uid("agreements")[1],
+    )
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -328,11 +363,13 @@ def test_the_ingress_sends_clients_to_intake_and_their_status_links_to_agreement
     resources = render("overlays/example")
     [ingress] = of_kind(resources, "Ingress").values()
     backends = {
-        rule["host"]: rule["http"]["paths"][0]["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]
+        rule["host"]: {path["backend"]["service"]["name"] for path in rule["http"]["paths"]}
+        for rule in ingress["spec"]["rules"]
     }
     status_host = urlsplit(settings_map(resources)["STATUS_BASE_URL"]).hostname
-    assert backends[status_host] == "agreements"
-    assert "intake" in backends.values()
+    intake_host = urlsplit(settings_map(resources)["INTAKE_BASE_URL"]).hostname
+    assert backends[status_host] == {"agreements"}
+    assert backends[intake_host] == {"intake"}
     assert set(backends) <= set(ingress["spec"]["tls"][0]["hosts"])
 
 
@@ -359,7 +396,7 @@ def test_every_setting_is_one_the_services_read_and_no_secret_is_in_the_config_m
     assert data["BIND_HOST"] == "0.0.0.0"
     for name, template in pod_templates(resources):
         for container in template["spec"]["containers"]:
-            assert {env["name"] for env in container.get("env", [])} <= SETTINGS, name
+            assert {env["name"] for env in container.get("env", [])} <= SETTINGS | AMQP_PARTS, name
 
 
 def test_the_secrets_example_names_every_secret_the_workloads_read() -> None:
@@ -369,9 +406,10 @@ def test_the_secrets_example_names_every_secret_the_workloads_read() -> None:
         for _, template in pod_templates(render("overlays/example"))
         for container in template["spec"]["containers"]
         for env in container.get("env", [])
-        if "secretKeyRef" in env.get("valueFrom", {})
+        if env.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == SECRET
     }
     assert set(example) == read == ALL_SECRET_KEYS
+    assert not set(example) & {"AMQP_URL", "MONGODB_URL"}  # each service has credentials of its own
 
 
 # -- RabbitMQ and MongoDB ----------------------------------------------------------------------
@@ -392,9 +430,13 @@ def test_rabbitmq_is_a_three_node_cluster_that_keeps_quorum() -> None:
     assert anti["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": name}
     budget = of_kind(resources, "PodDisruptionBudget")[name]["spec"]
     assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}}
-    amqp = urlsplit(env_file(EXAMPLE / "secrets.env.example")["AMQP_URL"])
-    assert amqp.hostname == f"{name}.{cluster['metadata']['namespace']}.svc"
-    assert amqp.username not in (None, "guest")
+    assert re.fullmatch(r"rabbitmq:4\.2[-.\w]*-management", spec["image"]), spec["image"]
+    # The services' URL names the cluster's Service (in the namespace) and their vhost.
+    amqp = urlsplit(AMQP_URL)
+    assert (amqp.hostname, amqp.port, amqp.path) == (name, 5672, f"/{VHOST}")
+    [vhost] = of_kind(resources, "Vhost").values()
+    assert vhost["spec"]["name"] == VHOST
+    assert vhost["spec"]["rabbitmqClusterReference"] == {"name": name}
 
 
 def test_mongodb_is_a_three_member_replica_set_written_with_majority() -> None:
@@ -407,22 +449,11 @@ def test_mongodb_is_a_three_member_replica_set_written_with_majority() -> None:
     assert spec.get("arbiters", 0) == 0  # an arbiter would let one data-bearing member be a "majority"
     assert int(spec["version"].split(".")[0]) >= 6
     assert "SCRAM" in spec["security"]["authentication"]["modes"]
-    database = settings_map(resources)["MONGODB_DB"]
-    [user] = spec["users"]
-    assert user["passwordSecretRef"]["name"]
-    assert {"name": "readWrite", "db": database} in user["roles"]
+    # The connection strings the operator writes for the users (the pods' MONGODB_URL) end
+    # with these options: majority-acknowledged, journaled writes.
     assert spec["additionalConnectionStringConfig"] == {"w": "majority", "journal": True}
     budget = of_kind(resources, "PodDisruptionBudget")[name]["spec"]
     assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": {"app": f"{name}-svc"}}}
-    url = urlsplit(env_file(EXAMPLE / "secrets.env.example")["MONGODB_URL"])
-    namespace = mongodb["metadata"]["namespace"]
-    hosts = url.netloc.rsplit("@", 1)[1].split(",")
-    assert hosts == [f"{name}-{n}.{name}-svc.{namespace}.svc.cluster.local:27017" for n in range(3)]
-    query = parse_qs(url.query)
-    assert query["replicaSet"] == [name]
-    assert query["w"] == ["majority"]
-    assert query["journal"] == ["true"]
-    assert url.username == user["name"]
 
 
 # -- alerts ---------------------------------------------------------------------------------
@@ -512,3 +543,385 @@ def test_the_full_queue_alert_fires_before_queue_max_length_refuses_publishes() 
     assert isinstance(expression.rhs, promql_parser.NumberLiteral)
     limit = int(settings_map(render("overlays/example"))["QUEUE_MAX_LENGTH"])
     assert expression.rhs.val == 0.8 * limit
+
+
+# -- nothing internal on the internet ---------------------------------------------------------
+
+# The routes the public may reach (method, path template), per service; everything else a
+# service serves (the staff API, /metrics, /healthz, /readyz, /docs, /openapi.json, /asyncapi)
+# must not be routed by the public ingress.
+PUBLIC_ROUTES = {
+    "intake": {
+        ("GET", "/"),
+        ("POST", "/"),
+        ("GET", "/contact"),
+        ("POST", "/contact"),
+        ("POST", "/v1/applications"),
+        ("POST", "/v1/enquiries"),
+        ("GET", "/v1/agreements/current"),
+        ("GET", "/v1/captcha/challenge"),
+        ("GET", "/verify/{token}"),
+        ("POST", "/verify/{token}"),
+        ("GET", "/static/{path}"),
+    },
+    "agreements": {
+        ("GET", "/v1/agreements"),
+        ("GET", "/v1/agreements/current"),
+        ("GET", "/v1/agreements/{version}"),
+        ("GET", "/v1/applications/{application_id}/status"),
+        ("GET", "/v1/applications/{application_id}/receipt"),
+        ("GET", "/v1/receipt-verifier.py"),
+    },
+    "notifications": set(),
+}
+# Served by every service but left out of its OpenAPI document.
+HIDDEN_ROUTES = {
+    ("GET", path)
+    for path in (
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/asyncapi",
+        "/asyncapi.json",
+        "/asyncapi.yaml",
+    )
+}
+INTERNAL_PATHS = ("/metrics", "/healthz", "/readyz", "/docs", "/openapi.json", "/asyncapi", "/v1/staff/applications")
+
+
+def service_routes() -> dict[str, set[tuple[str, str]]]:
+    """Every (method, path template) each service serves: its OpenAPI paths, the hidden ones, intake's /static."""
+    routes = {}
+    for name, app in built_apps().items():
+        found = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+        routes[name] = found | HIDDEN_ROUTES
+    routes["intake"].add(("GET", "/static/{path}"))
+    return routes
+
+
+def concrete(template: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x1", template)
+
+
+def ingress_matches(rule_path: str, path_type: str, path: str) -> bool:
+    """Kubernetes Ingress path matching (Exact, or Prefix by whole path elements)."""
+    if path_type == "Exact":
+        return path == rule_path
+    assert path_type == "Prefix", f"{rule_path}: pathType {path_type} (ImplementationSpecific is not checkable)"
+    prefix = rule_path.rstrip("/")
+    return prefix == "" or path == prefix or path.startswith(prefix + "/")
+
+
+def routed(ingress: Resource) -> dict[str, list[tuple[str, str]]]:
+    """The (path, pathType) rules of the public ingress, by the Service they lead to."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            found.setdefault(path["backend"]["service"]["name"], []).append((path["path"], path["pathType"]))
+    return found
+
+
+def public_ingress() -> Resource:
+    [ingress] = of_kind(render("overlays/example"), "Ingress").values()
+    return ingress
+
+
+def test_the_public_ingress_routes_every_public_route_and_nothing_else() -> None:
+    routes = service_routes()
+    by_service = routed(public_ingress())
+    assert set(by_service) == {"intake", "agreements"}
+    for service, served in routes.items():
+        assert PUBLIC_ROUTES[service] <= served, f"{service} no longer serves {PUBLIC_ROUTES[service] - served}"
+        rules = by_service.get(service, [])
+        for method, template in served:
+            reachable = any(ingress_matches(path, kind, concrete(template)) for path, kind in rules)
+            if (method, template) in PUBLIC_ROUTES[service]:
+                assert reachable, f"the public ingress does not route {method} {template} to {service}"
+            elif reachable:
+                # A path shared by a public and an internal method (none today) would be routed too.
+                assert any((m, template) in PUBLIC_ROUTES[service] for m in ("GET", "POST")), (
+                    f"the public ingress routes {service}'s internal {method} {template}"
+                )
+        for path, kind in rules:
+            assert any(ingress_matches(path, kind, concrete(t)) for _, t in PUBLIC_ROUTES[service]), path
+    for path in INTERNAL_PATHS:
+        for service, rules in by_service.items():
+            assert not any(ingress_matches(p, kind, path) for p, kind in rules), f"{path} is public on {service}"
+
+
+def test_the_route_check_catches_an_ingress_that_routes_everything() -> None:
+    """The check above is not vacuous: the old catch-all rule (path / Prefix) routes internal paths."""
+    assert ingress_matches("/", "Prefix", "/v1/staff/applications")
+    assert ingress_matches("/v1", "Prefix", "/v1/staff/exports/applications.csv")
+    assert not ingress_matches("/v1/applications", "Prefix", "/v1/staff/applications")
+    assert not ingress_matches("/verify", "Prefix", "/verifyz")
+    assert not ingress_matches("/", "Exact", "/metrics")
+
+
+def network_policies() -> dict[str, Resource]:
+    return of_kind(render("overlays/example"), "NetworkPolicy")
+
+
+def pod_labels(resources: tuple[Resource, ...]) -> dict[str, dict[str, str]]:
+    labels = {name: template["metadata"]["labels"] for name, template in pod_templates(resources)}
+    labels["wechat-rabbitmq"] = {"app.kubernetes.io/name": "wechat-rabbitmq", "app.kubernetes.io/component": "rabbitmq"}
+    labels["wechat-mongodb"] = {"app": "wechat-mongodb-svc"}
+    return labels
+
+
+def label_selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels and In/NotIn/Exists expressions); the empty one selects everything."""
+    if not all(labels.get(key) == value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not ok:
+            return False
+    return True
+
+
+def allowed_sources(target: dict[str, str], port: int | str) -> list[dict[str, Any]]:
+    """The `from` peers of every policy rule that admits connections to pods labelled `target` on `port`."""
+    peers = []
+    for policy in network_policies().values():
+        if not label_selects(policy["spec"]["podSelector"], target):
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            ports = [p["port"] for p in rule.get("ports", [])]
+            if not ports or port in ports:
+                peers += rule.get("from", [{"namespaceSelector": {}}])  # no `from`: anyone, anywhere
+    return peers
+
+
+def peer_admits(peer: dict[str, Any], namespace: str, labels: dict[str, str]) -> bool:
+    """Whether a NetworkPolicyPeer admits a pod with these labels in this namespace (the policies' is wechat-agency)."""
+    if "ipBlock" in peer:
+        return True
+    namespaces = peer.get("namespaceSelector")
+    if namespaces is None:
+        in_namespace = namespace == "wechat-agency"
+    else:
+        in_namespace = label_selects(namespaces, {"kubernetes.io/metadata.name": namespace})
+    return in_namespace and label_selects(peer.get("podSelector", {}), labels)
+
+
+INGRESS_CONTROLLER = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+PROMETHEUS = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
+STRANGER = ("default", {"app.kubernetes.io/name": "anything"})
+
+
+def admits(target: str, port: int | str, source: tuple[str, dict[str, str]]) -> bool:
+    labels = pod_labels(render("overlays/example"))
+    return any(peer_admits(peer, *source) for peer in allowed_sources(labels[target], port))
+
+
+def test_the_namespace_denies_incoming_connections_by_default() -> None:
+    policies = network_policies()
+    defaults = [p for p in policies.values() if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]]
+    assert len(defaults) == 1
+    assert defaults[0]["spec"]["policyTypes"] == ["Ingress"]
+    labels = pod_labels(render("overlays/example"))
+    for name, target in labels.items():
+        assert any(label_selects(p["spec"]["podSelector"], target) for p in policies.values()), name
+
+
+def test_only_the_ingress_controller_and_prometheus_reach_the_services() -> None:
+    labels = pod_labels(render("overlays/example"))
+    for service in ("intake", "agreements"):
+        assert admits(service, "http", INGRESS_CONTROLLER), service
+    assert not admits("notifications", "http", INGRESS_CONTROLLER)  # it has no public route
+    for service in SERVICE_PORTS:
+        assert admits(service, "http", PROMETHEUS), service  # /metrics
+        assert not admits(service, "http", STRANGER), service
+        for other in WORKLOADS:
+            source = ("wechat-agency", labels[other])
+            assert not admits(service, "http", source), f"{other} may call {service}"
+
+
+def test_only_the_services_reach_rabbitmq_and_mongodb() -> None:
+    labels = pod_labels(render("overlays/example"))
+    for workload in WORKLOADS:
+        source = ("wechat-agency", labels[workload])
+        assert admits("wechat-mongodb", 27017, source), workload
+        assert admits("wechat-rabbitmq", 5672, source) == (workload != "ledger-verify"), workload
+    for outsider in (INGRESS_CONTROLLER, PROMETHEUS, STRANGER):
+        assert not admits("wechat-mongodb", 27017, outsider), outsider
+        assert not admits("wechat-rabbitmq", 5672, outsider), outsider
+        assert not admits("wechat-rabbitmq", 15672, outsider), outsider
+    assert admits("wechat-rabbitmq", 15692, PROMETHEUS)
+    # Each cluster's own members reach each other.
+    assert admits("wechat-rabbitmq", 25672, ("wechat-agency", labels["wechat-rabbitmq"]))
+    assert admits("wechat-mongodb", 27017, ("wechat-agency", labels["wechat-mongodb"]))
+
+
+def test_the_policy_check_is_not_vacuous() -> None:
+    """A policy that lets anyone in is caught."""
+    assert peer_admits({}, *STRANGER) is False  # an empty peer: same namespace, any pod
+    assert peer_admits({"namespaceSelector": {}}, *STRANGER) is True
+    assert label_selects({}, {"a": "b"})
+    assert not label_selects({"matchExpressions": [{"key": "a", "operator": "In", "values": ["c"]}]}, {"a": "b"})
+
+
+# -- least privilege: one user per workload -------------------------------------------------
+
+ROLES = json.loads((ROOT / "deploy" / "mongodb" / "roles.json").read_text())
+DEFINITIONS = json.loads(
+    re.sub(r"@@\w+@@", "x", (ROOT / "deploy" / "compose" / "rabbitmq" / "definitions.template.json").read_text())
+)
+WRITE_ACTIONS = {"insert", "update", "remove", "createCollection", "createIndex", "dropIndex"}
+
+
+def collections_used(service: str) -> set[str]:
+    """The MongoDB collections a service's code names: `..._COLLECTION = "..."`, `client[database]["..."]`
+    or `get_collection("...")`."""
+    found = set()
+    for path in (ROOT / "services" / service / "src").rglob("*.py"):
+        text = path.read_text()
+        found |= set(re.findall(r'^\w*COLLECTION\w* = "(\w+)"', text, flags=re.MULTILINE))
+        found |= set(re.findall(r'\[(?:self\.)?_?(?:database|db)\]\["(\w+)"\]', text))
+        found |= set(re.findall(r'get_collection\(\s*"(\w+)"', text))
+    return found
+
+
+def role_privileges(role: str) -> dict[str, set[str]]:
+    [found] = [r for r in ROLES["roles"] if r["role"] == role]
+    assert found["roles"] == []  # no inherited built-in role (readWrite would reach every collection)
+    privileges: dict[str, set[str]] = {}
+    for privilege in found["privileges"]:
+        resource = privilege["resource"]
+        assert resource["db"] == ROLES["database"]
+        assert resource["collection"], f"{role}: a privilege on the whole database"
+        privileges[resource["collection"]] = set(privilege["actions"])
+    return privileges
+
+
+def test_mongodb_roles_are_the_databases_and_reach_only_each_services_collections() -> None:
+    assert ROLES["database"] == settings_map(render("overlays/example"))["MONGODB_DB"]
+    used = {service: collections_used(service) for service in SERVICE_PORTS}
+    assert used["agreements"] >= {"applications", "acceptance_ledger", "acceptance_ledger_head"}
+    assert used["intake"] >= {"idempotency_keys", "captcha_solutions"}
+    assert used["notifications"] >= {"held_submissions", "notifications_daily_cap"}
+    for service in SERVICE_PORTS:
+        privileges = role_privileges(f"wechat-{service}")
+        # Exactly the collections its code uses, each readable and writable.
+        assert set(privileges) == used[service], service
+        assert all(actions == {"find"} | WRITE_ACTIONS for actions in privileges.values()), service
+        others = set().union(*(used[other] for other in SERVICE_PORTS if other != service))
+        assert not set(privileges) & others, f"{service} may write another service's collections"
+    # The nightly verify only reads, and only the ledger.
+    verify = role_privileges("wechat-ledger-verify")
+    assert set(verify) == {"acceptance_ledger", "acceptance_ledger_head"}
+    assert all(actions == {"find"} for actions in verify.values())
+    assert {(u["user"], u["role"]) for u in ROLES["users"]} == {(f"wechat-{w}", f"wechat-{w}") for w in WORKLOADS}
+
+
+def test_the_mongodb_operator_creates_those_users_with_those_roles() -> None:
+    [mongodb] = of_kind(render("overlays/example"), "MongoDBCommunity").values()
+    spec = mongodb["spec"]
+    assert spec["security"]["roles"] == ROLES["roles"]
+    users = {user["name"]: user for user in spec["users"]}
+    assert set(users) == {f"wechat-{w}" for w in WORKLOADS}
+    for workload in WORKLOADS:
+        user = users[f"wechat-{workload}"]
+        assert user["roles"] == [{"name": f"wechat-{workload}", "db": "admin"}]
+        assert user["passwordSecretRef"] == {"name": f"wechat-mongodb-{workload}"}
+        assert user["connectionStringSecretName"] == f"wechat-mongodb-{workload}-connection"
+    assert len({user["scramCredentialsSecretName"] for user in users.values()}) == len(users)
+
+
+def container_env(workload: str) -> dict[str, dict[str, Any]]:
+    template = dict(pod_templates(render("overlays/example")))[workload]
+    [container] = template["spec"]["containers"]
+    return {env["name"]: env for env in container.get("env", [])}
+
+
+def secret_ref(env: dict[str, Any]) -> tuple[str, str]:
+    ref = env["valueFrom"]["secretKeyRef"]
+    return ref["name"], ref["key"]
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_each_workload_connects_as_its_own_user(workload: str) -> None:
+    env = container_env(workload)
+    assert secret_ref(env["MONGODB_URL"]) == (f"wechat-mongodb-{workload}-connection", "connectionString.standard")
+    if workload == "ledger-verify":
+        assert not set(env) & {"AMQP_URL", *AMQP_PARTS}
+        return
+    names = list(env)
+    # $(VAR) is expanded only from variables defined before it.
+    assert names.index("AMQP_USERNAME") < names.index("AMQP_URL") > names.index("AMQP_PASSWORD")
+    assert env["AMQP_URL"]["value"] == AMQP_URL
+    assert secret_ref(env["AMQP_USERNAME"]) == (f"wechat-rabbitmq-{workload}", "username")
+    assert secret_ref(env["AMQP_PASSWORD"]) == (f"wechat-rabbitmq-{workload}", "password")
+    resources = render("overlays/example")
+    user = of_kind(resources, "User")[f"wechat-{workload}"]["spec"]
+    assert user["importCredentialsSecret"] == {"name": f"wechat-rabbitmq-{workload}"}
+    assert user.get("tags", []) == []  # no management UI, no policies
+    [permission] = [
+        p
+        for p in of_kind(resources, "Permission").values()
+        if p["spec"]["userReference"]["name"] == f"wechat-{workload}"
+    ]
+    assert permission["spec"]["vhost"] == VHOST
+
+
+def topology_names() -> dict[str, set[str]]:
+    """The exchanges and queues the services declare, and the retry queues each consumer declares
+    (named after their delay, which the settings choose: a few delays give their shape)."""
+    exchanges = {EVENTS_EXCHANGE.name, DEAD_LETTER_EXCHANGE.name}
+    queues = {name for q in CONSUMER_QUEUES for name in (q.name, q.dead_letter_queue.name)}
+    retries = {
+        consumer: {
+            q.retry_queue(delay).name
+            for q in CONSUMER_QUEUES
+            if q.name.startswith(f"{consumer}.")
+            for delay in (100, 5000, 3_600_000)
+        }
+        for consumer in CONSUMERS
+    }
+    return {"exchanges": exchanges, "queues": queues, **retries}
+
+
+def rabbitmq_permissions() -> dict[str, dict[str, str]]:
+    """Compose's and Kubernetes' permissions, checked to be the same, by user."""
+    compose = {p["user"]: {k: p[k] for k in ("configure", "write", "read")} for p in DEFINITIONS["permissions"]}
+    assert {p["vhost"] for p in DEFINITIONS["permissions"]} == {VHOST}
+    kubernetes = {
+        p["spec"]["userReference"]["name"]: p["spec"]["permissions"]
+        for p in of_kind(render("overlays/example"), "Permission").values()
+    }
+    assert {user: compose[user] for user in kubernetes} == kubernetes
+    return compose
+
+
+def test_rabbitmq_users_may_do_what_their_service_does_and_no_more() -> None:
+    permissions = rabbitmq_permissions()
+    users = {user["name"]: user for user in DEFINITIONS["users"]}
+    assert set(users) == {"wechat-admin", *(f"wechat-{s}" for s in SERVICE_PORTS)}
+    assert users["wechat-admin"]["tags"] == ["administrator"]
+    names = topology_names()
+    topology = names["exchanges"] | names["queues"]
+    for service in SERVICE_PORTS:
+        assert users[f"wechat-{service}"]["tags"] == [], service
+        # RabbitMQ searches a name for the regex (unanchored), as re.search does.
+        allowed = {kind: re.compile(regex) for kind, regex in permissions[f"wechat-{service}"].items()}
+        own_retries = names.get(service, set())
+        # Every service declares the whole topology (agency_chassis.service.declare_topology):
+        # configure on each name, read on each queue declared with a dead-letter exchange and on
+        # the exchanges it binds from, write on the queues it binds and the exchanges it publishes to.
+        for name in topology | own_retries:
+            assert allowed["configure"].search(name), (service, name)
+            assert allowed["read"].search(name), (service, name)
+            assert allowed["write"].search(name), (service, name)
+        # Retries and replays go through the default exchange: the consumers only.
+        assert bool(allowed["write"].search("amq.default")) == (service in CONSUMERS), service
+        for foreign in ("amq.rabbitmq.trace", "amq.topic", "other.queue", "wechat_agency.other", "x.agreements.y", ""):
+            for kind, regex in allowed.items():
+                assert not regex.search(foreign), (service, kind, foreign)
