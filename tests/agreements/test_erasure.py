@@ -210,3 +210,42 @@ def test_free_text_repeating_a_personal_value_is_blanked(text: str, erased: str)
     }
     update = erasure_update(document, None, utc_now())
     assert update["$set"]["application"]["notes"] == erased
+
+
+def test_only_personal_fields_are_blanked_whatever_other_fields_hold() -> None:
+    """A name equal to a status, a moment's kind or key, and a company equal to the name: only the personal
+    fields and the free text that may repeat them change."""
+    operator = {"name": "Recorded", "email": "recorded@mapletea.example", "phone": "+16045550199"}
+    company = {"legal_name": "Recorded", "registration_number": "+16045550199", "country": "CA", "address": "Recorded"}
+    email_key = "e-1/email_verification/recorded@mapletea.example:sent"
+    document: dict[str, Any] = {
+        "application_id": "a-1",
+        "status": "recorded",
+        "application": {"operator": operator, "company": company, "account": {"name": "Recorded"}, "notes": "Recorded"},
+        "acceptance": {"client_ip": "203.0.113.7", "user_agent": "recorded", "agreement_version": "recorded"},
+        "timeline": [
+            {"key": "submitted", "kind": "submitted", "at": None, "detail": {"client_ip": "203.0.113.7"}},
+            {"key": "recorded", "kind": "recorded", "at": None, "detail": {"sequence": 1}},
+            {
+                "key": email_key,
+                "kind": "email_sent",
+                "at": None,
+                "detail": {"template": "email_verification", "recipient": operator["email"], "detail": "250 Recorded"},
+            },
+        ],
+    }
+    update = erasure_update(document, "asked by Recorded", utc_now())["$set"]
+
+    assert "status" not in update  # never rewritten, let alone blanked
+    assert update["application"]["company"] == company
+    assert update["application"]["account"] == {"name": "Recorded"}
+    assert update["application"]["notes"] == "[erased]"
+    assert "operator" not in update["application"]
+    assert update["acceptance"] == {"agreement_version": "recorded"}
+    submitted, recorded, sent, erased = update["timeline"]
+    assert submitted == {"key": "submitted", "kind": "submitted", "at": None, "detail": {"client_ip": "[erased]"}}
+    assert recorded == document["timeline"][1]
+    assert sent["key"] == "e-1/email_verification/[erased]:sent"
+    assert sent["detail"] == {"template": "email_verification", "recipient": "[erased]", "detail": "250 [erased]"}
+    assert erased["kind"] == "personal_data_erased"
+    assert update["erasure"]["reason"] == "asked by [erased]"
