@@ -53,6 +53,7 @@ class NotificationLedger:
     async def ensure_indexes(self) -> None:
         await self._emails.create_index([("event_id", ASCENDING)], name="event_id")
         await self._emails.create_index([("state", ASCENDING), ("updated_at", ASCENDING)], name="state_updated_at")
+        await self._emails.create_index([("updated_at", ASCENDING)], name="updated_at")
 
     async def claim(self, key: str, details: Document, retry_failed: bool = False) -> Claim:
         """Take the email for sending unless it was sent, failed for good, or is being sent elsewhere.
@@ -128,6 +129,11 @@ class NotificationLedger:
 
     async def entries(self, event_id: str) -> list[Document]:
         return await self._emails.find({"event_id": event_id}).to_list()
+
+    async def purge(self, changed_before: datetime) -> int:
+        """Delete the entries last changed before ``changed_before`` (``notifications.retention``); how many."""
+        deleted = await self._emails.delete_many({"updated_at": {"$lt": changed_before}})
+        return deleted.deleted_count
 
     async def forget_application(self, application_id: str, erased_at: datetime) -> None:
         """Remember that ``application_id``'s applicant was erased (idempotent); see ``is_erased``."""
