@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
@@ -221,6 +221,39 @@ def erasure_update(document: Document, reason: str | None, now: datetime) -> Doc
     changed["erasure"] = tombstone
     # Only the fields above are written: a status moving on meanwhile is kept.
     return {"$set": changed, "$unset": {"personal_salt": ""}}
+
+
+class MongoEnquiryErasures:
+    """The tombstone of each erased enquiry (``enquiry_erasures``: ``_id`` its id, ``erased_at``, ``reason``).
+
+    Agreements holds nothing of an enquiry; it remembers the erasure so that asking again answers
+    and announces the same one.
+    """
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self.collection: AsyncCollection[Document] = client[database]["enquiry_erasures"]
+
+    async def erase(self, enquiry_id: uuid.UUID | str, reason: str | None, now: datetime) -> Document:
+        """Keep the tombstone (the first one wins); return it."""
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as MongoDB keeps it: a repeat answers alike
+        tombstone = {"erased_at": now, "reason": blank_contact_details(reason) if reason else None}
+        stored = await self.collection.find_one_and_update(
+            {"_id": str(enquiry_id)}, {"$setOnInsert": tombstone}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        if stored is None:  # SecantusDB may answer None to a raced upsert: read what was written
+            stored = await self.collection.find_one({"_id": str(enquiry_id)})
+        assert stored is not None
+        return {"erased_at": stored["erased_at"], "reason": stored["reason"]}
+
+
+# What looks like an email address or a phone number, in a reason typed about an enquiry, whose values
+# agreements does not know (intake takes phone numbers only with "+" and the country code; a name cannot
+# be recognised: the staff are asked not to type it).
+CONTACT_DETAILS = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+|\+\d[\d ().-]{5,}\d")
+
+
+def blank_contact_details(text: str) -> str:
+    return CONTACT_DETAILS.sub(ERASED, text)
 
 
 # What a timeline moment's detail may hold that repeats a personal value: an email's recipient and

@@ -43,7 +43,7 @@ class NotificationLedger:
         forgettable_templates: Collection[str] | None = None,
     ) -> None:
         self._emails: AsyncCollection[Document] = client[database]["notifications"]
-        # Applications whose applicant was erased: nothing more is sent about them.
+        # Applications and enquiries whose submitter was erased (by id): nothing more is sent about them.
         self._erased: AsyncCollection[Document] = client[database]["notifications_erased_applications"]
         self._lease = timedelta(seconds=lease_seconds)
         # The templates whose recipient can ask to be forgotten (None: any). Only their claims
@@ -135,12 +135,13 @@ class NotificationLedger:
         deleted = await self._emails.delete_many({"updated_at": {"$lt": changed_before}})
         return deleted.deleted_count
 
-    async def forget_application(self, application_id: str, erased_at: datetime) -> None:
-        """Remember that ``application_id``'s applicant was erased (idempotent); see ``is_erased``."""
-        await self._erased.update_one({"_id": application_id}, {"$setOnInsert": {"erased_at": erased_at}}, upsert=True)
+    async def forget_application(self, subject_id: str, erased_at: datetime) -> None:
+        """Remember that the submitter of the application or enquiry ``subject_id`` was erased (idempotent)."""
+        await self._erased.update_one({"_id": subject_id}, {"$setOnInsert": {"erased_at": erased_at}}, upsert=True)
 
-    async def is_erased(self, application_id: str) -> bool:
-        return await self._erased.find_one({"_id": application_id}, {"_id": 1}) is not None
+    async def is_erased(self, subject_id: str) -> bool:
+        """Whether the submitter of the application or enquiry ``subject_id`` was erased (the ids are UUIDs)."""
+        return await self._erased.find_one({"_id": subject_id}, {"_id": 1}) is not None
 
     async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int:
         """Erase the address from these events' emails of ``templates`` (those to the applicant); a repeat is a no-op.
