@@ -30,6 +30,7 @@ what an outcome does to a message do not.
 import inspect
 import json
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
@@ -126,6 +127,13 @@ class Runner:
         never requeued at once: a defect must not spin, and only the runner decides what is retried."""
         try:
             return await use_case(event, attempt)
+        except ValidationError as exc:
+            # Where it happened, but not pydantic's text: it quotes the values it refused.
+            where = "".join(traceback.format_tb(exc.__traceback__))
+            logger.error(
+                "%s from %s failed unexpectedly: %s\n%s", event.event_id, queue.name, without_values(exc), where
+            )
+            return RetryLater(f"unexpected ValidationError: {without_values(exc)}")
         except Exception as exc:
             logger.exception("%s from %s failed unexpectedly", event.event_id, queue.name)
             return RetryLater(f"unexpected {type(exc).__name__}: {exc}")
