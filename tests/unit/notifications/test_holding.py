@@ -20,6 +20,7 @@ from notifications.handlers import (
     notify_submission,
     release_enquiry,
 )
+from notifications.holding import Held
 from notifications.settings import NotificationsSettings
 from tests.support.events import (
     ENQUIRY,
@@ -299,7 +300,7 @@ async def test_an_erasure_landing_while_an_enquiry_is_held_deletes_it() -> None:
     enquiry_id = str(held.data.enquiry_id)
     hold = world.held.hold
 
-    async def erased_meanwhile(kind: str, subject_id: str, event: str, now: datetime) -> object:
+    async def erased_meanwhile(kind: str, subject_id: str, event: str, now: datetime) -> Held:
         state = await hold(kind, subject_id, event, now)
         await world.ledger.forget_application(subject_id, now)  # the erasure's tombstone, between look and hold
         return state
