@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 import agreements.main
 import intake.main
 import notifications.main
-from agency_shared.events import utc_now
+from agency_shared.events import ApplicantErased, derived_id, utc_now
 from agency_shared.receipt_verifier import verify_receipt
 from agreements.recording import record_from_event
 from agreements.settings import AgreementsSettings
@@ -25,7 +25,7 @@ from notifications.settings import NotificationsSettings
 from tests.support import broker
 from tests.support.apps import client, serving
 from tests.support.data import CURRENT, application
-from tests.support.events import application_submitted
+from tests.support.events import ENQUIRY, application_submitted, enquiry_received, enquiry_verified
 from tests.support.ledger import STAFF_TOKEN, run_verify_command
 from tests.support.servers import Inbox
 from tests.support.verification import verify_address
@@ -50,13 +50,13 @@ def strings(value: Any) -> Iterator[str]:
             yield from strings(item)
 
 
-async def personal_data_found(mongo: Mongo, db: str) -> dict[str, set[str]]:
+async def personal_data_found(mongo: Mongo, db: str, values: tuple[str, ...] = PERSONAL) -> dict[str, set[str]]:
     """Every collection of the database, every document, every string: which personal values appear where."""
     found: dict[str, set[str]] = {}
     for name in await mongo[db].list_collection_names():
         async for document in mongo[db][name].find({}):
             for text in strings(document):
-                for value in PERSONAL:
+                for value in values:
                     if value.lower() in text.lower():
                         found.setdefault(value, set()).add(name)
     return found
@@ -210,3 +210,131 @@ def test_free_text_repeating_a_personal_value_is_blanked(text: str, erased: str)
     }
     update = erasure_update(document, None, utc_now())
     assert update["$set"]["application"]["notes"] == erased
+
+
+def test_only_personal_fields_are_blanked_whatever_other_fields_hold() -> None:
+    """A name equal to a status, a moment's kind or key, and a company equal to the name: only the personal
+    fields and the free text that may repeat them change."""
+    operator = {"name": "Recorded", "email": "recorded@mapletea.example", "phone": "+16045550199"}
+    company = {"legal_name": "Recorded", "registration_number": "+16045550199", "country": "CA", "address": "Recorded"}
+    email_key = "e-1/email_verification/recorded@mapletea.example:sent"
+    document: dict[str, Any] = {
+        "application_id": "a-1",
+        "status": "recorded",
+        "application": {"operator": operator, "company": company, "account": {"name": "Recorded"}, "notes": "Recorded"},
+        "acceptance": {"client_ip": "203.0.113.7", "user_agent": "recorded", "agreement_version": "recorded"},
+        "timeline": [
+            {"key": "submitted", "kind": "submitted", "at": None, "detail": {"client_ip": "203.0.113.7"}},
+            {"key": "recorded", "kind": "recorded", "at": None, "detail": {"sequence": 1}},
+            {
+                "key": email_key,
+                "kind": "email_sent",
+                "at": None,
+                "detail": {"template": "email_verification", "recipient": operator["email"], "detail": "250 Recorded"},
+            },
+        ],
+    }
+    update = erasure_update(document, "asked by Recorded", utc_now())["$set"]
+
+    assert "status" not in update  # never rewritten, let alone blanked
+    assert update["application"]["company"] == company
+    assert update["application"]["account"] == {"name": "Recorded"}
+    assert update["application"]["notes"] == "[erased]"
+    assert "operator" not in update["application"]
+    assert update["acceptance"] == {"agreement_version": "recorded"}
+    submitted, recorded, sent, erased = update["timeline"]
+    assert submitted == {"key": "submitted", "kind": "submitted", "at": None, "detail": {"client_ip": "[erased]"}}
+    assert recorded == document["timeline"][1]
+    assert sent["key"] == "e-1/email_verification/[erased]:sent"
+    assert sent["detail"] == {"template": "email_verification", "recipient": "[erased]", "detail": "250 [erased]"}
+    assert erased["kind"] == "personal_data_erased"
+    assert update["erasure"]["reason"] == "asked by [erased]"
+
+
+NAME_TYPED, EMAIL_TYPED, MESSAGE = (str(ENQUIRY[field]) for field in ("name", "email", "message"))
+ENQUIRER = (NAME_TYPED, EMAIL_TYPED, MESSAGE.splitlines()[0])
+
+
+async def test_an_enquiry_is_erased_everywhere_and_nothing_brings_it_back(
+    staff_settings: AgreementsSettings,
+    intake_settings: IntakeSettings,
+    notifications_settings: NotificationsSettings,
+    mongo: Mongo,
+    amqp_url: str,
+    inbox: Inbox,
+) -> None:
+    db = mongo[staff_settings.mongodb_db]
+    intake_app, agreements_app = intake.main.create_app(intake_settings), agreements.main.create_app(staff_settings)
+    # One enquiry that passed a human check (the staff and the enquirer emailed at once), one that passed
+    # none (held, the enquirer sent a verification link).
+    held = enquiry_received(human_check="none")
+    held_id = str(held.data.enquiry_id)
+    key = {"Idempotency-Key": "enquiry-erasure-test-key"}
+    async with (
+        serving(intake_app, agreements_app, notifications.main.create_app(notifications_settings)),
+        client(intake_app) as front,
+        client(agreements_app) as back,
+    ):
+        accepted = await front.post("/v1/enquiries", json=ENQUIRY, headers=key)
+        assert accepted.status_code == 202, accepted.text
+        enquiry_id = accepted.json()["enquiry_id"]
+        await broker.publish_events(amqp_url, [held])
+        # The staff twice and the enquirer once for the first; the enquirer once more (the link) for the held one.
+        await inbox.wait_for(lambda messages: len(messages) == 4)
+        await broker.wait_settled(amqp_url, "notifications.")
+        before = await personal_data_found(mongo, staff_settings.mongodb_db, ENQUIRER)
+
+        unauthorised = await back.post(f"/v1/staff/enquiries/{enquiry_id}/erasure")
+        reason = {"reason": f"asked by {ENQUIRY['email']} on +86 138 0013 8000"}
+        erased = await back.post(f"/v1/staff/enquiries/{enquiry_id}/erasure", json=reason, headers=AUTH)
+        repeated = await back.post(f"/v1/staff/enquiries/{enquiry_id}/erasure", headers=AUTH)
+        erased_held = await back.post(f"/v1/staff/enquiries/{held_id}/erasure", headers=AUTH)
+        async with asyncio.timeout(15):
+            while await db["notifications"].count_documents({"recipient": ENQUIRY["email"]}):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        await broker.wait_settled(amqp_url)
+        sent = len(inbox.messages)
+
+        # Later events about them re-create nothing and email no one: a retried POST (same key: the same
+        # event again), the held enquiry replayed, and its enquirer pressing the link's button.
+        replayed = await front.post("/v1/enquiries", json=ENQUIRY, headers=key)
+        await broker.publish_events(amqp_url, [held, enquiry_verified(held.data.enquiry_id)])
+        await broker.wait_settled(amqp_url)
+        await asyncio.sleep(0.5)  # an email, had one been sent, would be in by now
+
+    assert set(before) == set(ENQUIRER)
+    assert "held_submissions" in before[NAME_TYPED]  # the held event was there; the scan sees it
+    assert unauthorised.status_code == 401
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["enquiry_id"] == enquiry_id
+    assert erased.json()["reason"] == "asked by [erased] on [erased]"
+    assert repeated.json() == erased.json()  # the first erasure's tombstone, unchanged
+    assert erased_held.status_code == 200
+    assert replayed.json()["enquiry_id"] == enquiry_id
+
+    assert await personal_data_found(mongo, staff_settings.mongodb_db, ENQUIRER) == {}
+    assert await db["held_submissions"].count_documents({}) == 0
+    assert len(inbox.messages) == sent == 4
+    # The enquirer's emails are still accounted for, without their address.
+    client_entries = (
+        await db["notifications"]
+        .find({"template": {"$in": ["enquiry_autoresponse", "enquiry_verification"]}})
+        .to_list()
+    )
+    assert {entry["recipient"] for entry in client_entries} == {"[erased]"}
+    assert len(client_entries) == 2
+
+
+def test_an_enquiry_erasure_names_the_enquiry_and_its_one_event() -> None:
+    enquiry_id = enquiry_received().data.enquiry_id
+    other = ApplicantErased.model_validate(
+        {"event_id": str(derived_id("x")), "correlation_id": "c", "data": {
+            "enquiry_id": str(enquiry_id), "event_ids": [], "erased_at": utc_now().isoformat()}}
+    )  # fmt: skip
+    assert other.data.subject_id == enquiry_id
+    assert other.about_application() is None
+    with pytest.raises(ValueError, match="exactly one"):
+        ApplicantErased.model_validate(
+            {"event_id": str(derived_id("x")), "correlation_id": "c", "data": {
+                "event_ids": [], "erased_at": utc_now().isoformat()}}
+        )  # fmt: skip

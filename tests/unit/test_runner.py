@@ -208,3 +208,21 @@ async def test_a_validation_error_inside_the_use_case_is_not_taken_for_an_unread
         )
     assert dead_lettered() == before
     assert [queue for _, queue, _ in sender.copies] == [QUEUE.retry_queue(1000).name]
+
+
+async def test_a_validation_error_inside_the_use_case_is_logged_without_the_values_it_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refused = "-".join(("Zhou", "Unique"))  # not in the source line the traceback quotes
+
+    async def use_case(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
+        ApplicationSubmitted.model_validate({"event_type": "application.submitted", "data": {"name": refused}})
+        return Done()
+
+    event = application_submitted()
+    outcome = await Runner(FakeSender(), BACKOFF).decide(QUEUE, use_case, event, BACKOFF.attempt({}))
+    assert isinstance(outcome, RetryLater)
+    assert "ValidationError" in outcome.reason
+    assert "data.name: extra_forbidden" in caplog.text  # which field, and what kind of error
+    assert "use_case" in caplog.text  # where it happened
+    assert refused not in caplog.text + outcome.reason

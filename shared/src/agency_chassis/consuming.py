@@ -34,6 +34,7 @@ what an outcome does to a message do not.
 import inspect
 import json
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
@@ -143,6 +144,13 @@ class Runner:
         never requeued at once: a defect must not spin, and only the runner decides what is retried."""
         try:
             return await use_case(event, attempt)
+        except ValidationError as exc:
+            # Where it happened, but not pydantic's text: it quotes the values it refused.
+            where = "".join(traceback.format_tb(exc.__traceback__))
+            logger.error(
+                "%s from %s failed unexpectedly: %s\n%s", event.event_id, queue.name, without_values(exc), where
+            )
+            return RetryLater(f"unexpected ValidationError: {without_values(exc)}")
         except Exception as exc:
             logger.exception("%s from %s failed unexpectedly", event.event_id, queue.name)
             return RetryLater(f"unexpected {type(exc).__name__}: {exc}")
@@ -191,6 +199,20 @@ class Runner:
         return Verdict.DEAD_LETTER
 
 
+def without_values(exc: Exception) -> str:
+    """What was wrong with a message, without what it held: a validation error names each field and the kind of
+    error, never the rejected value (pydantic's own text quotes it, and it may be a name or an address)."""
+    if isinstance(exc, ValidationError):
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['type']}"
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        return f"{exc.error_count()} validation error(s) for {exc.title}: {'; '.join(problems)}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class DeadLetterUnreadable:
     """A router middleware: a payload that is not valid JSON or not the queue's event is dead-lettered at once."""
 
@@ -210,6 +232,8 @@ class _UnreadableScope(BaseMiddleware):
         try:
             return await call_next(msg)
         except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            logger.error("dead-lettering unreadable message %s from %s: %s", msg.message_id, self.queue, exc)
+            logger.error(
+                "dead-lettering unreadable message %s from %s: %s", msg.message_id, self.queue, without_values(exc)
+            )
             DEAD_LETTERED.labels(self.queue).inc()
-            raise RejectMessage() from exc
+            raise RejectMessage() from None  # the cause would carry the rejected values into any traceback logged

@@ -134,10 +134,28 @@ class EnquiryConfirmedData(Model):
 
 
 class ApplicantErasedData(Model):
-    application_id: uuid.UUID
-    # The events about this application whose emails went to the applicant: their records forget the address.
+    """Whose personal data was erased: exactly one of ``application_id`` (an applicant) and ``enquiry_id`` (an
+    enquirer)."""
+
+    application_id: uuid.UUID | None = None
+    enquiry_id: uuid.UUID | None = None
+    # The events about this application or enquiry whose emails went to its submitter: their records forget
+    # the address.
     event_ids: tuple[uuid.UUID, ...]
     erased_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> "ApplicantErasedData":
+        if (self.application_id is None) == (self.enquiry_id is None):
+            raise ValueError("exactly one of application_id and enquiry_id")
+        return self
+
+    @property
+    def subject_id(self) -> uuid.UUID:
+        """The application's or the enquiry's id (UUIDs: the two never clash)."""
+        subject = self.application_id or self.enquiry_id
+        assert subject is not None  # the validator saw to it
+        return subject
 
 
 class NotificationSettledData(Model):
@@ -253,7 +271,8 @@ class NotificationSettled(Event):
 
 
 class ApplicantErased(Event):
-    """Staff erased an applicant's personal data; every service forgets what it kept of it (agreements)."""
+    """Staff erased an applicant's or an enquirer's personal data; every service forgets what it kept of it
+    (agreements)."""
 
     routing_key: ClassVar[str] = "applicant.erased"
     event_type: Literal["applicant.erased"] = "applicant.erased"

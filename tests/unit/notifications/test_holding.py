@@ -20,6 +20,7 @@ from notifications.handlers import (
     notify_submission,
     release_enquiry,
 )
+from notifications.holding import Held
 from notifications.settings import NotificationsSettings
 from tests.support.events import (
     ENQUIRY,
@@ -262,3 +263,46 @@ async def test_a_release_another_replica_is_sending_waits_and_sends_nothing_twic
     assert world.staff_emails() == []
     assert len(world.to(CLIENT)) == 1  # the confirmation is not held up by it
     assert "released_at" not in world.held.documents[str(submitted.data.application_id)]
+
+
+def enquirer_erased(enquiry_id: object) -> ApplicantErased:
+    return ApplicantErased.model_validate(
+        {"event_id": "00000000-0000-4000-8000-000000000001", "correlation_id": "c-1",
+         "data": {"enquiry_id": str(enquiry_id), "event_ids": [], "erased_at": NOW.isoformat()}}
+    )  # fmt: skip
+
+
+async def test_an_erased_enquirer_is_held_and_sent_nothing_whatever_comes_later() -> None:
+    world, held = World(), enquiry_received(human_check="none")
+    enquiry_id = str(held.data.enquiry_id)
+    assert isinstance(await notify_enquiry(held, FIRST, world.emails, world.send, world.held, lambda: NOW), Done)
+    assert enquiry_id in world.held.documents
+    sent = len(world.mailer.sent)  # the enquirer's verification link
+
+    assert await forget_applicant(enquirer_erased(enquiry_id), world.ledger, world.held) == Done()
+    assert enquiry_id not in world.held.documents
+    assert enquiry_id in world.ledger.erased_applications
+
+    # A replay of the enquiry (held or not), a press on the link's button: nothing held, nothing sent.
+    for event in (held, enquiry_received(human_check="off").model_copy(update={"data": held.data})):
+        assert await notify_enquiry(event, FIRST, world.emails, world.send, world.held, lambda: NOW) == Done()
+    verified = enquiry_confirmed_event(held.data.enquiry_id, verified_at=NOW)
+    assert await release_enquiry(verified, FIRST, world.emails, world.send, world.held, lambda: NOW) == Done()
+    assert world.held.documents == {}
+    assert len(world.mailer.sent) == sent
+
+
+async def test_an_erasure_landing_while_an_enquiry_is_held_deletes_it() -> None:
+    world, held = World(), enquiry_received(human_check="none")
+    enquiry_id = str(held.data.enquiry_id)
+    hold = world.held.hold
+
+    async def erased_meanwhile(kind: str, subject_id: str, event: str, now: datetime) -> Held:
+        state = await hold(kind, subject_id, event, now)
+        await world.ledger.forget_application(subject_id, now)  # the erasure's tombstone, between look and hold
+        return state
+
+    world.held.hold = erased_meanwhile  # type: ignore[method-assign]
+    assert await notify_enquiry(held, FIRST, world.emails, world.send, world.held, lambda: NOW) == Done()
+    assert enquiry_id not in world.held.documents
+    assert world.mailer.sent == []

@@ -11,7 +11,7 @@ from agency_shared.events import AcceptanceConfirmed, AgreementRecorded, Applica
 from agreements import public_api, staff_api
 from agreements.handlers import build_router
 from agreements.settings import AgreementsSettings
-from agreements.storage import MongoAcceptanceLedger, MongoApplications
+from agreements.storage import MongoAcceptanceLedger, MongoApplications, MongoEnquiryErasures
 
 SERVICE = "agreements"
 
@@ -21,6 +21,7 @@ class Adapters:
 
     applications: MongoApplications
     ledger: MongoAcceptanceLedger
+    enquiry_erasures: MongoEnquiryErasures
 
     def __init__(self, settings: AgreementsSettings) -> None:
         self._settings = settings
@@ -30,6 +31,7 @@ class Adapters:
         mongo = self.database.open(self._settings)
         self.applications = MongoApplications(mongo, self._settings.mongodb_db)
         self.ledger = MongoAcceptanceLedger(mongo, self._settings.mongodb_db)
+        self.enquiry_erasures = MongoEnquiryErasures(mongo, self._settings.mongodb_db)
         await self.applications.ensure_indexes()
         await self.ledger.ensure_indexes()
         await self.ledger.measure()
@@ -64,7 +66,7 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
         description=(
             "Records each application in the acceptance ledger and announces it; records each verified address "
             "beside its acceptance and announces the confirmation; follows each email's outcome; announces the "
-            "erasure of an applicant's personal data."
+            "erasure of an applicant's or an enquirer's personal data."
         ),
     )
     return app

@@ -20,10 +20,10 @@ from agency_shared.application_status import Status
 from agency_shared.chain import ChainReport
 from agency_shared.events import Event, utc_now
 from agency_shared.text import SINGLE_LINE
-from agreements.erasure import erase_applicant
+from agreements.erasure import erase_applicant, erase_enquirer
 from agreements.exports import ACCEPTANCE_COLUMNS, APPLICATION_COLUMNS, csv_rows
 from agreements.public_api import Applications, Catalog, Ledger
-from agreements.storage import ErasureContention, StillRecording
+from agreements.storage import ErasureContention, MongoEnquiryErasures, StillRecording
 
 _bearer = HTTPBearer(auto_error=False, description="STAFF_API_TOKEN")
 
@@ -184,6 +184,44 @@ async def erase_personal_data(
     if tombstone is None:
         raise HTTPException(404, "no such application")
     return Erasure(application_id=application_id, **tombstone)
+
+
+class EnquiryErasure(BaseModel):
+    enquiry_id: uuid.UUID
+    erased_at: datetime
+    reason: str | None
+
+
+async def _enquiry_erasures(request: Request) -> MongoEnquiryErasures:
+    erasures: MongoEnquiryErasures = request.app.state.adapters.enquiry_erasures
+    return erasures
+
+
+@router.post(
+    "/v1/staff/enquiries/{enquiry_id}/erasure",
+    response_model=EnquiryErasure,
+    responses={503: {"description": "Noted here, but not yet announced to the other services: ask again"}},
+)
+async def erase_enquiry(
+    enquiry_id: uuid.UUID,
+    request: Request,
+    erasures: Annotated[MongoEnquiryErasures, Depends(_enquiry_erasures)],
+    publish: Annotated[Callable[[Event], Awaitable[None]], Depends(_publish)],
+    body: ErasureRequest | None = None,
+) -> EnquiryErasure:
+    """Erase the enquirer's name, email and message from every service (notifications holds them); repeating it
+    is harmless.
+
+    Agreements does not hold enquiries, so it cannot tell an unknown id (no ``404``) nor blank the
+    enquirer's name from the reason: email addresses and phone numbers in it are blanked; leave the name out.
+    """
+    reason = body.reason if body else None
+    correlation_id = request.state.correlation_id
+    try:
+        tombstone = await erase_enquirer(enquiry_id, reason, erasures, publish, correlation_id, utc_now())
+    except PublishFailed as exc:
+        raise HTTPException(503, f"not finished ({exc}): ask again", headers={"Retry-After": "5"}) from exc
+    return EnquiryErasure(enquiry_id=enquiry_id, **tombstone)
 
 
 def _csv(rows: Any, name: str) -> StreamingResponse:

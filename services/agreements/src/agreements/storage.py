@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
@@ -194,9 +194,12 @@ def _moment(key: str, kind: str, at: datetime, detail: Document) -> Document:
 
 
 def erasure_update(document: Document, reason: str | None, now: datetime) -> Document:
-    """The update that erases ``document``: personal fields removed, every text repeating them blanked, a tombstone.
+    """The update that erases ``document``: personal fields removed, the text that may repeat them blanked, a tombstone.
 
-    Free text may repeat them too: notes, SMTP replies, timeline keys naming the recipient.
+    Only the places where text can repeat a personal value are blanked, each by its path: the
+    applicant's notes, each timeline moment's key and what it says of an email (its recipient and
+    the SMTP reply) or of the request (its IP), and the reason. Nothing else is touched, so a
+    company, an account name or a status that happens to equal a personal value stays as it is.
     """
     application, acceptance = document.get("application", {}), document.get("acceptance", {})
     verification = document.get("email_verification", {})
@@ -206,17 +209,71 @@ def erasure_update(document: Document, reason: str | None, now: datetime) -> Doc
     observed += [verification.get(name) for name in ("email", "client_ip", "user_agent")]
     blank = _blanker([*personal, *observed])
     tombstone = {"erased_at": now, "reason": blank(reason) if reason else None}
-    kept = {key: value for key, value in document.items() if key not in ("_id", "personal_salt")}
-    kept["application"] = {key: value for key, value in application.items() if key != "operator"}
-    kept["acceptance"] = {key: value for key, value in acceptance.items() if key not in ("client_ip", "user_agent")}
+    changed: Document = {"application": {key: value for key, value in application.items() if key != "operator"}}
+    if isinstance(notes := application.get("notes"), str):
+        changed["application"]["notes"] = blank(notes)
+    changed["acceptance"] = {key: value for key, value in acceptance.items() if key not in ("client_ip", "user_agent")}
     if verification:
         removed = ("email", "client_ip", "user_agent")
-        kept["email_verification"] = {key: value for key, value in verification.items() if key not in removed}
-    kept["timeline"] = [*document.get("timeline", []), _moment("erased", "personal_data_erased", now, tombstone)]
-    kept["erasure"] = tombstone
-    # Only what changes is written: a status moving on meanwhile is kept.
-    changed = {key: new for key, value in kept.items() if (new := _scrubbed(value, blank)) != document.get(key)}
+        changed["email_verification"] = {key: value for key, value in verification.items() if key not in removed}
+    moments = [_blanked_moment(moment, blank) for moment in document.get("timeline", [])]
+    changed["timeline"] = [*moments, _moment("erased", "personal_data_erased", now, tombstone)]
+    changed["erasure"] = tombstone
+    # Only the fields above are written: a status moving on meanwhile is kept.
     return {"$set": changed, "$unset": {"personal_salt": ""}}
+
+
+class MongoEnquiryErasures:
+    """The tombstone of each erased enquiry (``enquiry_erasures``: ``_id`` its id, ``erased_at``, ``reason``).
+
+    Agreements holds nothing of an enquiry; it remembers the erasure so that asking again answers
+    and announces the same one.
+    """
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self.collection: AsyncCollection[Document] = client[database]["enquiry_erasures"]
+
+    async def erase(self, enquiry_id: uuid.UUID | str, reason: str | None, now: datetime) -> Document:
+        """Keep the tombstone (the first one wins); return it."""
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as MongoDB keeps it: a repeat answers alike
+        tombstone = {"erased_at": now, "reason": blank_contact_details(reason) if reason else None}
+        stored = await self.collection.find_one_and_update(
+            {"_id": str(enquiry_id)}, {"$setOnInsert": tombstone}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        if stored is None:  # SecantusDB may answer None to a raced upsert: read what was written
+            stored = await self.collection.find_one({"_id": str(enquiry_id)})
+        assert stored is not None
+        return {"erased_at": stored["erased_at"], "reason": stored["reason"]}
+
+
+# What looks like an email address or a phone number, in a reason typed about an enquiry, whose values
+# agreements does not know (intake takes phone numbers only with "+" and the country code; a name cannot
+# be recognised: the staff are asked not to type it).
+CONTACT_DETAILS = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+|\+\d[\d ().-]{5,}\d")
+
+
+def blank_contact_details(text: str) -> str:
+    return CONTACT_DETAILS.sub(ERASED, text)
+
+
+# What a timeline moment's detail may hold that repeats a personal value: an email's recipient and
+# the SMTP server's reply or error (``detail``), the submitting request's IP.
+MOMENT_TEXT = ("recipient", "detail", "client_ip")
+# The moments about an email, whose keys are notification keys: they end with the recipient's address.
+# The other moments have fixed keys ("submitted", "recorded"...), which are never blanked.
+EMAIL_MOMENTS = ("email_sent", "email_failed")
+
+
+def _blanked_moment(moment: Document, blank: Callable[[str], str]) -> Document:
+    blanked = dict(moment)
+    if moment.get("kind") in EMAIL_MOMENTS and isinstance(key := moment.get("key"), str):
+        blanked["key"] = blank(key)
+    if isinstance(detail := moment.get("detail"), dict):
+        blanked["detail"] = {
+            name: blank(value) if name in MOMENT_TEXT and isinstance(value, str) else value
+            for name, value in detail.items()
+        }
+    return blanked
 
 
 def _blanker(values: Iterable[Any]) -> Callable[[str], str]:
@@ -233,16 +290,6 @@ def _blanker(values: Iterable[Any]) -> Callable[[str], str]:
     alone = "(?<![A-Za-z0-9_])", "(?![A-Za-z0-9_])"
     pattern = re.compile(rf"{alone[0]}(?:{'|'.join(map(re.escape, words))}){alone[1]}", re.IGNORECASE)
     return lambda text: pattern.sub(ERASED, text)
-
-
-def _scrubbed(value: Any, blank: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return blank(value)
-    if isinstance(value, dict):
-        return {key: _scrubbed(item, blank) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed(item, blank) for item in value]
-    return value
 
 
 @dataclass

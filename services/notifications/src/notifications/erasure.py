@@ -1,5 +1,5 @@
-"""Forgetting an applicant: when agreements erases their personal data, their address leaves the notification ledger
-and an application held back from the staff (``notifications.holding``) is deleted."""
+"""Forgetting an applicant or an enquirer: when agreements erases their personal data, their address leaves the
+notification ledger and an application or enquiry held back from the staff (``notifications.holding``) is deleted."""
 
 import logging
 from collections.abc import Collection
@@ -20,25 +20,26 @@ logger = logging.getLogger(__name__)
 
 
 class ForgettingLedger(Protocol):
-    async def forget_application(self, application_id: str, erased_at: datetime) -> None: ...
+    async def forget_application(self, subject_id: str, erased_at: datetime) -> None: ...
 
     async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int: ...
 
 
 async def forget_applicant(event: ApplicantErased, ledger: ForgettingLedger, held: HeldSubmissions) -> Outcome:
-    """Erase the applicant's address from the ledger entries of the emails sent to them; delete a held application."""
+    """Erase the submitter's address from the ledger entries of the emails sent to them; delete a held application
+    or enquiry."""
+    data = event.data
+    kind, subject_id = ("application", data.application_id) if data.application_id else ("enquiry", data.enquiry_id)
     try:
-        # First the tombstone: from then on no email about the application goes out, whatever
-        # arrives later (a confirmation still queued, a retry parked in a delay queue).
-        await ledger.forget_application(str(event.data.application_id), event.data.erased_at)
-        await held.forget(str(event.data.application_id))
-        event_ids = [str(event_id) for event_id in event.data.event_ids]
+        # First the tombstone: from then on no email about the application or enquiry goes out, whatever
+        # arrives later (a confirmation still queued, a retry parked in a delay queue, the enquiry itself).
+        await ledger.forget_application(str(subject_id), data.erased_at)
+        await held.forget(str(subject_id))
+        event_ids = [str(event_id) for event_id in data.event_ids]
         forgotten = await ledger.forget_recipients(event_ids, CLIENT_TEMPLATES)
     except ConnectionFailure as exc:
         return RetryLater(f"the notification ledger is unreachable: {exc!r}")
-    logger.info(
-        "application %s erased: %d email record(s) forgot their recipient", event.data.application_id, forgotten
-    )
+    logger.info("%s %s erased: %d email record(s) forgot their recipient", kind, subject_id, forgotten)
     return Done()
 
 
@@ -55,8 +56,8 @@ def build_erasure_router(runner: Runner, ports: Ports) -> RabbitRouter:
     router = RabbitRouter()
 
     async def on_applicant_erased(event: ApplicantErased, attempt: Attempt) -> Outcome:
-        """Erase the applicant's address from the ledger entries of the emails sent to them; delete a held
-        application."""
+        """Erase the applicant's or enquirer's address from the ledger entries of the emails sent to them; delete a
+        held application or enquiry."""
         return await forget_applicant(event, ports.ledger, ports.held)
 
     runner.consume(router, NOTIFICATIONS_APPLICANT_ERASED, on_applicant_erased)

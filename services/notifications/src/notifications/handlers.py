@@ -123,11 +123,10 @@ async def send_notice(
     """
     event = notice.event
     try:
-        application_id = notice.subject.application_id
-        if application_id is not None and await ledger.is_erased(str(application_id)):
-            # The applicant asked to be forgotten: nothing about them goes out any more, not even
-            # a staff alert (it would repeat their name and address). Done: acked, not dead-lettered.
-            logger.info("%s %s: applicant erased, nothing sent", event.event_type, event.event_id)
+        if await ledger.is_erased(str(notice.subject.id)):
+            # The applicant or enquirer asked to be forgotten: nothing about them goes out any more, not
+            # even a staff alert (it would repeat their name and address). Done: acked, not dead-lettered.
+            logger.info("%s %s: submitter erased, nothing sent", event.event_type, event.event_id)
             return Done()
         # An operator's replay means: try what failed for good again.
         report = await deliver(
@@ -513,7 +512,13 @@ async def notify_enquiry(
         return await send(emails.of_enquiry(event), attempt)
     enquiry_id = str(event.data.enquiry_id)
     try:
+        if await send.ledger.is_erased(enquiry_id):
+            return Done()  # a replay after an erasure: keep nothing of the enquirer
         state = await held.hold("enquiry", enquiry_id, event.model_dump_json(), now())
+        # An erasure may have landed between the look and the hold: look again (as for an application).
+        if await send.ledger.is_erased(enquiry_id):
+            await held.forget(enquiry_id)
+            return Done()
     except ConnectionFailure as exc:
         return RetryLater(f"the held submissions are unreachable: {exc!r}")
     notice = emails.of_held_enquiry(event, _aware(state.verified_at))
@@ -533,6 +538,8 @@ async def release_enquiry(
     """An enquirer confirmed their address: the staff get the held enquiry (if it is still held)."""
     enquiry_id = str(event.data.enquiry_id)
     try:
+        if await send.ledger.is_erased(enquiry_id):
+            return Done()  # its enquirer was erased: nothing to release, nothing to note
         state = await held.verified("enquiry", enquiry_id, event.data.verified_at, now())
     except ConnectionFailure as exc:
         return RetryLater(f"the held submissions are unreachable: {exc!r}")

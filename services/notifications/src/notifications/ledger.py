@@ -43,7 +43,7 @@ class NotificationLedger:
         forgettable_templates: Collection[str] | None = None,
     ) -> None:
         self._emails: AsyncCollection[Document] = client[database]["notifications"]
-        # Applications whose applicant was erased: nothing more is sent about them.
+        # Applications and enquiries whose submitter was erased (by id): nothing more is sent about them.
         self._erased: AsyncCollection[Document] = client[database]["notifications_erased_applications"]
         self._lease = timedelta(seconds=lease_seconds)
         # The templates whose recipient can ask to be forgotten (None: any). Only their claims
@@ -53,6 +53,7 @@ class NotificationLedger:
     async def ensure_indexes(self) -> None:
         await self._emails.create_index([("event_id", ASCENDING)], name="event_id")
         await self._emails.create_index([("state", ASCENDING), ("updated_at", ASCENDING)], name="state_updated_at")
+        await self._emails.create_index([("updated_at", ASCENDING)], name="updated_at")
 
     async def claim(self, key: str, details: Document, retry_failed: bool = False) -> Claim:
         """Take the email for sending unless it was sent, failed for good, or is being sent elsewhere.
@@ -129,12 +130,18 @@ class NotificationLedger:
     async def entries(self, event_id: str) -> list[Document]:
         return await self._emails.find({"event_id": event_id}).to_list()
 
-    async def forget_application(self, application_id: str, erased_at: datetime) -> None:
-        """Remember that ``application_id``'s applicant was erased (idempotent); see ``is_erased``."""
-        await self._erased.update_one({"_id": application_id}, {"$setOnInsert": {"erased_at": erased_at}}, upsert=True)
+    async def purge(self, changed_before: datetime) -> int:
+        """Delete the entries last changed before ``changed_before`` (``notifications.retention``); how many."""
+        deleted = await self._emails.delete_many({"updated_at": {"$lt": changed_before}})
+        return deleted.deleted_count
 
-    async def is_erased(self, application_id: str) -> bool:
-        return await self._erased.find_one({"_id": application_id}, {"_id": 1}) is not None
+    async def forget_application(self, subject_id: str, erased_at: datetime) -> None:
+        """Remember that the submitter of the application or enquiry ``subject_id`` was erased (idempotent)."""
+        await self._erased.update_one({"_id": subject_id}, {"$setOnInsert": {"erased_at": erased_at}}, upsert=True)
+
+    async def is_erased(self, subject_id: str) -> bool:
+        """Whether the submitter of the application or enquiry ``subject_id`` was erased (the ids are UUIDs)."""
+        return await self._erased.find_one({"_id": subject_id}, {"_id": 1}) is not None
 
     async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int:
         """Erase the address from these events' emails of ``templates`` (those to the applicant); a repeat is a no-op.

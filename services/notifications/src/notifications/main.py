@@ -1,5 +1,7 @@
 """Composition root of the notifications service."""
 
+import asyncio
+import contextlib
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -15,6 +17,7 @@ from notifications.handlers import CAPPED_TEMPLATES, CLIENT_TEMPLATES, build_rou
 from notifications.holding import MongoHeldSubmissions
 from notifications.ledger import NotificationLedger
 from notifications.mailer import Mailer, SmtpMailer
+from notifications.retention import LedgerRetention
 from notifications.settings import NotificationsSettings
 
 SERVICE = "notifications"
@@ -34,6 +37,10 @@ class Adapters:
         self.database = MongoConnection()
         self._given_mailer = mailer
         self._smtp: SmtpMailer | None = None
+        self._purging: asyncio.Task[None] | None = None
+        self.retention = LedgerRetention.of(
+            settings.notification_ledger_retention_days, settings.max_attempts, settings.retry_max_seconds
+        )
 
     async def open(self) -> None:
         settings = self._settings
@@ -45,6 +52,7 @@ class Adapters:
             forgettable_templates=CLIENT_TEMPLATES,
         )
         await self.ledger.ensure_indexes()
+        self._purging = asyncio.create_task(self.retention.purge_periodically(self.ledger))
         self.cap = MongoDailyCap(mongo, settings.mongodb_db, settings.client_emails_per_day, CAPPED_TEMPLATES)
         await self.cap.ensure_indexes()
         self.held = MongoHeldSubmissions(mongo, settings.mongodb_db, timedelta(days=settings.email_verification_days))
@@ -55,6 +63,10 @@ class Adapters:
             self.mailer = self._smtp = SmtpMailer(settings)
 
     async def close(self) -> None:
+        if self._purging is not None:
+            self._purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purging
         if self._smtp is not None:
             await self._smtp.close()
         await self.database.close()

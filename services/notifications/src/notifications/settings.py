@@ -20,6 +20,8 @@ class NotificationsSettings(SmtpSettings, MongoSettings, VerificationSettings):
     intake_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8000")
     # Emails to one client address (verification, confirmation, enquiry autoresponse) per UTC day, across replicas.
     client_emails_per_day: int = Field(default=5, ge=1)
+    # How long the notification ledger keeps an email's entry after its last change (notifications.retention).
+    notification_ledger_retention_days: int = Field(default=30, ge=1)
 
     def production_problems(self) -> list[SettingProblem]:
         problems = super().production_problems()
