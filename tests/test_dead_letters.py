@@ -6,10 +6,13 @@ import os
 import sys
 from typing import Any
 
+import aio_pika
 from pymongo import AsyncMongoClient
 
 import agreements.main
 import notifications.main
+from agency_chassis.consuming import REDELIVERY_LIMIT
+from agency_chassis.retries import REDELIVERIES_HEADER
 from agency_shared.topology import (
     AGREEMENTS_APPLICATION_SUBMITTED,
     AGREEMENTS_NOTIFICATION_SETTLED,
@@ -121,25 +124,34 @@ async def taken_and_never_answered(amqp_url: str, queue: str) -> None:
     # Closed without an answer: RabbitMQ puts it back, marked redelivered.
 
 
-async def test_a_delivery_that_ended_without_an_answer_counts_as_an_attempt_by_our_own_count(
+async def test_a_message_its_consumer_keeps_dying_on_ends_in_the_dlq_by_our_own_count(
     agreements_settings: AgreementsSettings, amqp_url: str, mongo: AsyncMongoClient[dict[str, Any]]
 ) -> None:
-    # A message that kills its consumer every time must still end in its DLQ after MAX_ATTEMPTS, whatever
-    # the broker counts (RabbitMQ 4.3 no longer raises a quorum queue's delivery count on every return).
-    # Here the one attempt allowed was used by a consumer that died: the redelivery is dead-lettered.
+    # Whatever the broker counts (RabbitMQ 4.3 no longer raises a quorum queue's delivery count on a
+    # return), the copy counts its redeliveries itself: this one has used them all, and its consumer died
+    # once more holding it. It is dead-lettered without being run.
     async with serving(agreements.main.create_app(agreements_settings)):
         pass  # the topology is declared
     event = application_submitted()
-    await broker.publish_events(amqp_url, [event])
+    async with broker.channel(amqp_url) as channel:
+        exchange = await channel.get_exchange("wechat_agency.events")
+        await exchange.publish(
+            aio_pika.Message(
+                event.model_dump_json().encode(),
+                message_id=str(event.event_id),
+                content_type="application/json",
+                headers={REDELIVERIES_HEADER: REDELIVERY_LIMIT},
+            ),
+            routing_key=event.routing_key,
+        )
     await taken_and_never_answered(amqp_url, AGREEMENTS_APPLICATION_SUBMITTED.name)
-    once = agreements_settings.model_copy(update={"max_attempts": 1})
-    async with serving(agreements.main.create_app(once)):
+    async with serving(agreements.main.create_app(agreements_settings)):
         [dead] = await broker.take(amqp_url, AGREEMENTS_APPLICATION_SUBMITTED.dead_letter_queue.name)
     assert dead.message_id == str(event.event_id)
     assert await mongo[agreements_settings.mongodb_db]["applications"].count_documents({}) == 0
 
 
-async def test_a_redelivered_message_is_parked_as_its_next_attempt_then_handled_once(
+async def test_a_redelivered_message_is_parked_then_handled_once(
     agreements_settings: AgreementsSettings, amqp_url: str, mongo: AsyncMongoClient[dict[str, Any]]
 ) -> None:
     async with serving(agreements.main.create_app(agreements_settings)):

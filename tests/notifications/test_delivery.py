@@ -52,6 +52,7 @@ async def test_staff_are_emailed_about_a_submitted_application(
     assert sorted(str(m["To"]) for m in inbox.messages if str(m["To"]) in STAFF) == sorted(STAFF)
     for staff in STAFF:
         [email] = inbox.to(staff)
+        assert event.data.application is not None
         assert event.data.application.account.name in email["Subject"]
         assert str(event.data.application_id) in email.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     entries = await ledger_entries(mongo, notifications_settings.mongodb_db, event)

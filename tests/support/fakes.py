@@ -295,7 +295,7 @@ class FakeHeldSubmissions:
 
     async def hold(self, kind: str, subject_id: str, event: str, now: datetime) -> Held:
         self._check()
-        self.documents.setdefault(subject_id, {"kind": kind, "held_at": now})["event"] = event
+        self.documents.setdefault(subject_id, {"kind": kind, "held_at": now}).setdefault("event", event)
         return self._state(subject_id)
 
     async def verified(self, kind: str, subject_id: str, verified_at: datetime, now: datetime) -> Held:

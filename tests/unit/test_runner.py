@@ -4,10 +4,18 @@ import pytest
 from faststream.rabbit import RabbitBroker, RabbitRouter, TestRabbitBroker
 from prometheus_client import REGISTRY
 
-from agency_chassis.consuming import Runner, Verdict
+from agency_chassis.consuming import REDELIVERY_LIMIT, Runner, Verdict
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_chassis.publishing import MessageCopy, PublishFailed
-from agency_chassis.retries import ATTEMPT_HEADER, MEMO_HEADER, REPLAYED_HEADER, Backoff
+from agency_chassis.retries import (
+    ATTEMPT_HEADER,
+    MEMO_HEADER,
+    MEMO_VALUE_CHARS,
+    REDELIVERIES_HEADER,
+    REPLAYED_HEADER,
+    Backoff,
+    memo_header,
+)
 from agency_shared.events import ApplicationSubmitted
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, EVENTS_EXCHANGE
 from tests.support.events import agreement_recorded_event, application_submitted
@@ -226,3 +234,43 @@ async def test_a_validation_error_inside_the_use_case_is_logged_without_the_valu
     assert "data.name: extra_forbidden" in caplog.text  # which field, and what kind of error
     assert "use_case" in caplog.text  # where it happened
     assert refused not in caplog.text + outcome.reason
+
+
+async def test_a_redelivered_copy_is_parked_in_the_shortest_tier_counted_and_keeps_its_attempt_and_memo() -> None:
+    sender = FakeSender()
+    message = delivery(3).with_headers(**{MEMO_HEADER: '{"k": "250 ok"}', REDELIVERIES_HEADER: 2})
+    verdict = await Runner(sender, BACKOFF).redelivered(QUEUE, message)
+    assert verdict is Verdict.ACK
+    [(copy, queue, expiration_ms)] = sender.copies
+    assert queue == QUEUE.retry_queue(BACKOFF.delay_ms(1)).name
+    assert expiration_ms is not None
+    assert copy.headers[REDELIVERIES_HEADER] == 3
+    # Not an attempt: a consumer stopped while holding it prefetched used none.
+    assert BACKOFF.attempt(copy.headers).number == 3
+    assert BACKOFF.attempt(copy.headers).memo == {"k": "250 ok"}
+
+
+async def test_a_copy_redelivered_past_the_limit_is_dead_lettered_not_parked() -> None:
+    sender = FakeSender()
+    before = dead_lettered()
+    message = delivery().with_headers(**{REDELIVERIES_HEADER: REDELIVERY_LIMIT})
+    assert await Runner(sender, BACKOFF).redelivered(QUEUE, message) is Verdict.DEAD_LETTER
+    assert sender.copies == []
+    assert dead_lettered() == before + 1
+
+
+async def test_what_the_last_attempt_learnt_goes_to_the_dlq_with_the_message() -> None:
+    sender = FakeSender()
+    before = dead_lettered()
+    message = delivery(BACKOFF.max_attempts).with_headers(**{MEMO_HEADER: '{"earlier": "250 one"}'})
+    attempt = BACKOFF.attempt(message.headers)
+    outcome = RetryLater("still down", memo={"now": "250 two"})
+    assert await Runner(sender, BACKOFF).apply(QUEUE, message, attempt, outcome) is Verdict.ACK
+    [(copy, queue, expiration_ms)] = sender.copies
+    assert (queue, expiration_ms) == (QUEUE.dead_letter_queue.name, None)
+    assert BACKOFF.attempt(copy.headers).memo == {"earlier": "250 one", "now": "250 two"}
+    assert dead_lettered() == before + 1
+
+
+def test_a_memo_keeps_each_value_short_enough_for_one_frame() -> None:
+    assert BACKOFF.attempt({MEMO_HEADER: memo_header({"k": "x" * 10_000})}).memo == {"k": "x" * MEMO_VALUE_CHARS}

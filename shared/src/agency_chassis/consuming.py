@@ -19,9 +19,9 @@ dead-lettered at once. An exception the use case did not foresee is a ``RetryLat
 (logged with its traceback), so it too is retried with backoff and then dead-lettered.
 Only a retry that cannot even be parked (the broker is gone) fails the delivery, which
 is then requeued (``NACK_ON_ERROR``). A delivery RabbitMQ marks redelivered (that nack, or a
-consumer that died or lost its connection mid-way) counts as a failed attempt: parked with
-the next attempt number, so a crash loop ends in the DLQ after ``MAX_ATTEMPTS`` by our own
-count, not by the broker's delivery limit (which RabbitMQ 4.3 no longer raises on every return).
+consumer that died or lost its connection with it) is parked in the shortest delay tier and
+counted in ``x-redeliveries``, so a crash loop ends in the DLQ after ``REDELIVERY_LIMIT`` by our
+own count, not by the broker's delivery limit (which RabbitMQ 4.3 no longer raises on a return).
 
 Batches later: outcomes are applied per message, and ``apply`` needs only the message
 (``MessageCopy``), its ``Attempt`` and its ``Outcome``. A batching front can gather the
@@ -53,7 +53,15 @@ from agency_chassis.correlation import about_application
 from agency_chassis.metrics import DEAD_LETTERED
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_chassis.publishing import MessageCopy, PublishFailed
-from agency_chassis.retries import ATTEMPT_HEADER, MEMO_HEADER, Backoff, declare_delay_queues, memo_header
+from agency_chassis.retries import (
+    ATTEMPT_HEADER,
+    MEMO_HEADER,
+    REDELIVERIES_HEADER,
+    Backoff,
+    declare_delay_queues,
+    memo_header,
+    redeliveries,
+)
 from agency_shared.events import Event
 from agency_shared.topology import DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE, ConsumerQueue
 
@@ -62,11 +70,12 @@ logger = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
 
 # A delivery RabbitMQ marks redelivered: an earlier delivery of this very copy ended without an
-# answer (the process died, or lost its connection, while handling it). It is counted as a failed
-# attempt in the copy's own ``x-attempt`` (parked, not run again at once), so a message that kills
-# its consumer every time reaches its DLQ after ``MAX_ATTEMPTS`` whatever the broker counts:
-# RabbitMQ 4.3 no longer raises a quorum queue's delivery count for every return.
-REDELIVERED = "redelivered: an earlier delivery ended without an answer"
+# answer (the process died, or lost its connection, while handling it or holding it prefetched).
+# Counted in the copy's own ``x-redeliveries`` and parked in the shortest delay tier, not run again
+# at once: a message that kills its consumer every time reaches its DLQ after this many, whatever
+# the broker counts (RabbitMQ 4.3 no longer raises a quorum queue's delivery count on a return).
+# Not an attempt: a message merely prefetched by a consumer that was stopped used none.
+REDELIVERY_LIMIT = 10
 UseCase = Callable[[E, Attempt], Awaitable[Outcome]]
 
 
@@ -123,15 +132,13 @@ class Runner:
         async def handle(event: model, message: RabbitMessage) -> None:  # type: ignore[valid-type]
             typed = cast(E, event)
             about_application(typed.about_application())
-            attempt = self._backoff.attempt(message.headers)
             if message.raw_message.redelivered:
-                outcome: Outcome = RetryLater(REDELIVERED)
-                logger.warning(
-                    "%s from %s redelivered: counted as attempt %d", typed.event_id, queue.name, attempt.number
-                )
+                verdict = await self.redelivered(queue, copy_of(message))
             else:
+                attempt = self._backoff.attempt(message.headers)
                 outcome = await self.decide(queue, use_case, typed, attempt)
-            if await self.apply(queue, copy_of(message), attempt, outcome) is Verdict.DEAD_LETTER:
+                verdict = await self.apply(queue, copy_of(message), attempt, outcome)
+            if verdict is Verdict.DEAD_LETTER:
                 raise RejectMessage()
 
         subscriber(handle)
@@ -181,8 +188,13 @@ class Runner:
                 message.message_id, queue.name, attempt.number, outcome.reason,
             )  # fmt: skip
             if outcome.memo:
-                # The DLQ keeps the message as it was delivered: what this attempt learnt goes to the log.
-                logger.error("%s: unrecorded when dead-lettered: %s", message.message_id, sorted(outcome.memo))
+                # Rejected, the DLQ would keep the message as delivered, without what this attempt learnt:
+                # a copy that carries it goes there instead (a replay then finds it), then the delivery is acked.
+                await self._sender.send_copy(
+                    message.with_headers(**{MEMO_HEADER: memo_header(memo)}), queue.dead_letter_queue.name
+                )
+                DEAD_LETTERED.labels(queue.name).inc()
+                return Verdict.ACK
             return self._dead_letter(queue)
         delay_ms = self._backoff.delay_ms(attempt.number)
         headers = {ATTEMPT_HEADER: attempt.number + 1, **({MEMO_HEADER: memo_header(memo)} if memo else {})}
@@ -192,6 +204,24 @@ class Runner:
             expiration_ms=self._backoff.expiration_ms(delay_ms),
         )
         logger.warning("%s: %s; retrying in %d ms", message.message_id, outcome.reason, delay_ms)
+        return Verdict.ACK
+
+    async def redelivered(self, queue: ConsumerQueue[Event], message: MessageCopy) -> Verdict:
+        """Park a redelivered copy in the shortest delay tier, counted; dead-letter it past ``REDELIVERY_LIMIT``."""
+        count = redeliveries(message.headers) + 1
+        if count > REDELIVERY_LIMIT:
+            logger.error(
+                "dead-lettering %s from %s: redelivered %d times (its consumer keeps ending without an answer)",
+                message.message_id, queue.name, count - 1,
+            )  # fmt: skip
+            return self._dead_letter(queue)
+        delay_ms = self._backoff.delay_ms(1)
+        await self._sender.send_copy(
+            message.with_headers(**{REDELIVERIES_HEADER: count}),
+            queue.retry_queue(delay_ms).name,
+            expiration_ms=self._backoff.expiration_ms(delay_ms),
+        )
+        logger.warning("%s from %s redelivered (%d): parked for %d ms", message.message_id, queue.name, count, delay_ms)
         return Verdict.ACK
 
     def _dead_letter(self, queue: ConsumerQueue[Event]) -> Verdict:

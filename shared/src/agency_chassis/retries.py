@@ -20,6 +20,15 @@ ATTEMPT_HEADER = "x-attempt"
 REPLAYED_HEADER = "x-replayed"
 # What earlier attempts remembered for the next one (``RetryLater.memo``): a JSON object of strings.
 MEMO_HEADER = "x-memo"
+# Each value kept at most this long: the headers must fit one AMQP frame whatever an SMTP server replied.
+MEMO_VALUE_CHARS = 512
+# How often RabbitMQ redelivered this copy (its consumer died, or lost its connection, before answering).
+REDELIVERIES_HEADER = "x-redeliveries"
+
+
+def redeliveries(headers: Mapping[str, Any]) -> int:
+    value = headers.get(REDELIVERIES_HEADER, 0)
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def memo_of(headers: Mapping[str, Any]) -> dict[str, str]:
@@ -38,7 +47,9 @@ def memo_of(headers: Mapping[str, Any]) -> dict[str, str]:
 
 
 def memo_header(memo: Memo) -> str:
-    return json.dumps(dict(memo), ensure_ascii=False, sort_keys=True)
+    return json.dumps(
+        {key: value[:MEMO_VALUE_CHARS] for key, value in memo.items()}, ensure_ascii=False, sort_keys=True
+    )
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Protocol
 
 import aio_pika
-from aio_pika.exceptions import ChannelNotFoundEntity
+from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from fastapi import FastAPI
 from faststream.rabbit import Channel, RabbitBroker
 
@@ -70,7 +70,13 @@ async def unbind_retired_queues(amqp_url: str) -> None:
                 queue = await channel.get_queue(retired.name, ensure=True)  # passive: never creates it
             except ChannelNotFoundEntity:
                 continue  # it does not exist (the broker closed that channel)
-            await queue.unbind(EVENTS_EXCHANGE.name, retired.routing_key)
+            try:
+                await queue.unbind(EVENTS_EXCHANGE.name, retired.routing_key)
+            except AMQPError as exc:  # e.g. a user not allowed to: worth an operator's look, not a failed start
+                logger.error(
+                    "retired queue %s could not be unbound (%r): unbind or delete it by hand", retired.name, exc
+                )
+                continue
             logger.warning(
                 "retired queue %s unbound from %s; once an operator emptied it, it can be deleted",
                 retired.name, retired.routing_key,

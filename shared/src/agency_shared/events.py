@@ -90,8 +90,10 @@ class AgreementRecordedData(Model):
     human_check: HumanCheck | None = None
     # The application as submitted and what intake observed of the acceptance: the staff's email about a new
     # application follows this event (application.submitted has one consumer, agreements; see topology).
-    application: ApplicationForm
-    acceptance: AcceptanceEvidence
+    # None: published by an agreements from before this release, whose notifications emailed the staff from
+    # application.submitted itself (optional for that one release, so no upgrade order loses an email).
+    application: ApplicationForm | None = None
+    acceptance: AcceptanceEvidence | None = None
 
 
 class EmailVerifiedData(Model):

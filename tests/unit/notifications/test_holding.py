@@ -7,7 +7,7 @@ from email.message import EmailMessage
 
 from agency_chassis.email_verification import VerificationTokens
 from agency_chassis.outcomes import Attempt, Done, RetryLater
-from agency_shared.events import ApplicantErased, ApplicantErasedData, NotificationSettled
+from agency_shared.events import AgreementRecorded, ApplicantErased, ApplicantErasedData, NotificationSettled
 from notifications.delivery import OutgoingEmail
 from notifications.erasure import forget_applicant
 from notifications.handlers import (
@@ -17,6 +17,7 @@ from notifications.handlers import (
     Sender,
     confirm_acceptance,
     notify_enquiry,
+    notify_recording,
     notify_submission,
     release_enquiry,
 )
@@ -306,3 +307,30 @@ async def test_an_erasure_landing_while_an_enquiry_is_held_deletes_it() -> None:
     assert await notify_enquiry(held, FIRST, world.emails, world.send, world.held, lambda: NOW) == Done()
     assert enquiry_id not in world.held.documents
     assert world.mailer.sent == []
+
+
+async def test_an_agreement_recorded_of_an_earlier_version_sends_only_the_verification_link() -> None:
+    # Its agreements did not carry the application: that version's notifications emailed the staff from
+    # application.submitted.
+    world = World()
+    event = recorded(application_submitted())
+    data = event.data.model_dump(mode="json", exclude={"application", "acceptance"})
+    legacy = AgreementRecorded.model_validate({**event.model_dump(mode="json"), "data": data})
+    assert legacy.data.application is None
+    assert isinstance(await notify_recording(legacy, FIRST, world.emails, world.send, world.held), Done)
+    assert world.staff_emails() == []
+    assert len(world.to(CLIENT)) == 1
+
+
+async def test_a_submission_an_earlier_version_held_and_released_is_not_sent_to_the_staff_again() -> None:
+    world = World()
+    submitted = application_submitted(human_check="none")
+    # The earlier version held application.submitted, and released it with the confirmation.
+    await world.held.hold("application", str(submitted.data.application_id), submitted.model_dump_json(), NOW)
+    confirmed = acceptance_confirmed_event(submitted=submitted)
+    assert isinstance(await confirm_acceptance(confirmed, FIRST, world.emails, world.send, world.held), Done)
+    assert len(world.staff_emails()) == len(STAFF)
+    # This version then handles its agreement.recorded (a redelivery, a replay): the emails keep their keys.
+    again = await notify_submission(recorded(submitted), Attempt(2), world.emails, world.send, world.held)
+    assert isinstance(again, Done)
+    assert len(world.staff_emails()) == len(STAFF)

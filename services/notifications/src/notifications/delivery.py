@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal, Protocol
 
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import PyMongoError
 
 from agency_chassis.metrics import EMAILS
 from agency_shared.events import Event, utc_now
@@ -93,7 +93,7 @@ async def deliver(
     for index, email in enumerate(emails):
         try:
             await _deliver_one(event, email, ledger, mailer, report, retry_failed, cap, sent_before or {})
-        except ConnectionFailure as exc:
+        except PyMongoError as exc:  # unreachable, or it failed the command: either way nothing more is written
             report.outage = f"the notification ledger is unreachable: {exc!r}"
             taken = {id(unrecorded) for unrecorded, _ in report.unrecorded}
             report.unfinished += [(e, "the notification ledger is unreachable") for e in emails[index:]
@@ -177,7 +177,7 @@ async def _attempt(
         return
     try:
         await ledger.sent(key, reply)
-    except ConnectionFailure:
+    except PyMongoError:
         # Sent, but the ledger cannot say so: the retry carries the fact (``unrecorded``) instead.
         report.unrecorded.append((email, reply))
         raise

@@ -304,6 +304,8 @@ def staff_new_application(
     """The full application for one staff address; ``verified_at``: it was held until then (no human check passed)."""
     data = event.data
     form = data.application
+    if form is None:  # an agreement.recorded of an earlier agreements (notify_recording never asks for it)
+        raise ValueError(f"{event.event_type} {event.event_id} carries no application")
     operator = form.operator
     subject = SUBJECTS["staff_new_application"][locale].format(
         company=header_text(form.company.legal_name), account=header_text(form.account.name)

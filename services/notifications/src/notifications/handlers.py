@@ -436,6 +436,10 @@ async def notify_recording(
     now: Clock = utc_now,
 ) -> Outcome:
     """The staff's email about the new application (or its hold), and the applicant's verification link."""
+    if event.data.application is None:
+        # Published by an earlier agreements: that version's notifications emailed the staff from
+        # application.submitted (see the README's "Upgrading").
+        return await send(emails.of_recording(event), attempt)
     staff = await notify_submission(event, attempt, emails, send, held, now)
     applicant = await send(emails.of_recording(event), attempt)
     return combined(staff, applicant)
@@ -468,7 +472,9 @@ async def notify_submission(
     if state.verified_at is None:
         logger.info("application %s held: no human check passed; the staff get it once it is verified", application_id)
         return Done()
-    notice = emails.of_submission(event, _aware(state.verified_at))
+    # The event held first names the emails (an earlier version held application.submitted): their keys.
+    first = held_submission(state.event) if state.event is not None else event
+    notice = emails.of_submission(first, _aware(state.verified_at))
     return await _release(notice, application_id, send, held, attempt, now)
 
 

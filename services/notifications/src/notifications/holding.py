@@ -72,13 +72,27 @@ class MongoHeldSubmissions:
         await self._held.create_index("expires_at", expireAfterSeconds=0, name="expires_at_ttl")
 
     async def hold(self, kind: Kind, subject_id: str, event: str, now: datetime) -> Held:
-        return await self._upsert(
-            subject_id,
-            {
-                "$set": {"event": event},
-                "$setOnInsert": {"kind": kind, "held_at": now, "expires_at": now + self._kept_for},
-            },
-        )
+        # The first event held stays: a redelivery, or a later event about the same submission (an earlier
+        # version held application.submitted, this one agreement.recorded), must not change the emails'
+        # keys, or a released submission would go to the staff a second time under new keys.
+        update = {
+            "$set": {"event": event},
+            "$setOnInsert": {"kind": kind, "held_at": now, "expires_at": now + self._kept_for},
+        }
+        for _ in range(2):
+            try:
+                document = await self._held.find_one_and_update(
+                    {"_id": subject_id, "event": {"$exists": False}},
+                    update,
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:
+                continue  # held already (the upsert found no document without an event), or a racing first write
+            if document is not None:
+                return _held(document)
+            break  # SecantusDB may answer None when two upserts race: read what was written
+        return _held(await self._held.find_one({"_id": subject_id}))
 
     async def verified(self, kind: Kind, subject_id: str, verified_at: datetime, now: datetime) -> Held:
         return await self._upsert(
