@@ -18,6 +18,7 @@ from agency_shared.events import (
     EmailVerified,
     EnquiryReceived,
     Event,
+    LedgerCheckpointed,
     NotificationSettled,
 )
 from agency_shared.topology import CONSUMER_QUEUES, EVENTS_EXCHANGE
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "agreements", "notifications")
 PUBLISHES: dict[str, tuple[type[Event], ...]] = {
     "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
-    "agreements": (AgreementRecorded, AcceptanceConfirmed, ApplicantErased),
+    "agreements": (AgreementRecorded, AcceptanceConfirmed, ApplicantErased, LedgerCheckpointed),
     "notifications": (NotificationSettled,),
 }
 

@@ -13,6 +13,7 @@ from agency_shared.events import (
     EmailVerified,
     EnquiryReceived,
     Event,
+    LedgerCheckpointed,
     NotificationSettled,
 )
 
@@ -83,6 +84,7 @@ NOTIFICATIONS_ENQUIRY_RECEIVED = ConsumerQueue("notifications.enquiry-received",
 NOTIFICATIONS_APPLICANT_ERASED = ConsumerQueue("notifications.applicant-erased", ApplicantErased)
 NOTIFICATIONS_ACCEPTANCE_CONFIRMED = ConsumerQueue("notifications.acceptance-confirmed", AcceptanceConfirmed)
 NOTIFICATIONS_EMAIL_VERIFIED = ConsumerQueue("notifications.email-verified", EmailVerified)
+NOTIFICATIONS_LEDGER_CHECKPOINTED = ConsumerQueue("notifications.ledger-checkpointed", LedgerCheckpointed)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -94,4 +96,5 @@ CONSUMER_QUEUES = (
     NOTIFICATIONS_APPLICANT_ERASED,
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
     NOTIFICATIONS_EMAIL_VERIFIED,
+    NOTIFICATIONS_LEDGER_CHECKPOINTED,
 )

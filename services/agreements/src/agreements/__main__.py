@@ -1,9 +1,12 @@
-"""``python -m agreements``: serve; ``verify``: check the ledger; ``dlq list|replay``: dead letters."""
+"""``python -m agreements``: serve; ``verify [--anchors FILE]``: check the ledger; ``dlq list|replay``: dead letters."""
 
 import argparse
 import asyncio
+import json
 import sys
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -15,14 +18,31 @@ from agreements.settings import AgreementsSettings
 from agreements.storage import MongoAcceptanceLedger
 
 
-async def verify(settings: AgreementsSettings) -> int:
+def read_anchors(path: Path) -> list[dict[str, Any]]:
+    """Checkpoints kept outside the database, one JSON object a line: a checkpoint, a ``ledger.checkpointed``
+    event (as the anchor mailbox's email carries it), or a receipt (its checkpoint)."""
+    anchors = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        found = json.loads(line)
+        found = found.get("data", found).get("checkpoint", found)
+        anchors.append(found)
+    return anchors
+
+
+async def verify(settings: AgreementsSettings, anchors: list[dict[str, Any]]) -> int:
     client = mongo_client(settings)
     try:
-        report = await MongoAcceptanceLedger(client, settings.mongodb_db).verify()
+        ledger = MongoAcceptanceLedger(client, settings.mongodb_db, public_keys=settings.ledger_key().public_keys())
+        report = await ledger.verify(anchors)
     finally:
         await client.close()
     if report.ok:
-        print(f"ledger intact: {report.checked} links, head {report.head_sequence} {report.head_hash}")
+        print(
+            f"ledger intact: {report.checked} links, head {report.head_sequence} {report.head_hash}; "
+            f"{report.checkpoints} signed checkpoints agree"
+        )
         return 0
     print(f"LEDGER BROKEN at link {report.broken_at} (after {report.checked} good links): {report.reason}")
     return 1
@@ -35,9 +55,13 @@ def main() -> None:
         sys.exit(dead_letters.main(sys.argv[2:], str(settings.amqp_url)))
     parser = argparse.ArgumentParser(prog="python -m agreements", description=__doc__)
     parser.add_argument("command", nargs="?", choices=["serve", "verify"], default="serve")
-    command = parser.parse_args().command
-    if command == "verify":
-        sys.exit(asyncio.run(verify(settings)))
+    parser.add_argument(
+        "--anchors", type=Path, help="verify: a file of checkpoints kept outside (JSON lines: checkpoints or receipts)"
+    )
+    arguments = parser.parse_args()
+    if arguments.command == "verify":
+        anchors = read_anchors(arguments.anchors) if arguments.anchors else []
+        sys.exit(asyncio.run(verify(settings, anchors)))
     # The app gets the settings loaded and checked above: once per process.
     app = partial(create_app, settings)
     uvicorn.run(app, factory=True, host=settings.bind_host, port=settings.agreements_port)
