@@ -13,6 +13,7 @@ import uvicorn
 from agency_chassis import dead_letters
 from agency_chassis.mongo import mongo_client
 from agency_chassis.startup import load_settings
+from agency_shared.checkpoints import public_keys_by_id
 from agreements.main import create_app
 from agreements.settings import AgreementsSettings
 from agreements.storage import MongoAcceptanceLedger
@@ -31,10 +32,16 @@ def read_anchors(path: Path) -> list[dict[str, Any]]:
     return anchors
 
 
-async def verify(settings: AgreementsSettings, anchors: list[dict[str, Any]]) -> int:
+def read_public_keys(path: Path) -> dict[str, bytes]:
+    """The keys in a copy of GET /v1/ledger/public-key: the current one and the retired."""
+    published = json.loads(path.read_text(encoding="utf-8"))
+    return public_keys_by_id([published, *published.get("retired", [])])
+
+
+async def verify(settings: AgreementsSettings, anchors: list[dict[str, Any]], keys: dict[str, bytes]) -> int:
     client = mongo_client(settings)
     try:
-        ledger = MongoAcceptanceLedger(client, settings.mongodb_db, public_keys=settings.ledger_key().public_keys())
+        ledger = MongoAcceptanceLedger(client, settings.mongodb_db, public_keys=keys)
         report = await ledger.verify(anchors)
     finally:
         await client.close()
@@ -58,10 +65,16 @@ def main() -> None:
     parser.add_argument(
         "--anchors", type=Path, help="verify: a file of checkpoints kept outside (JSON lines: checkpoints or receipts)"
     )
+    parser.add_argument(
+        "--public-key",
+        type=Path,
+        help="verify: a copy of GET /v1/ledger/public-key to check signatures with (default: LEDGER_SIGNING_KEY's)",
+    )
     arguments = parser.parse_args()
     if arguments.command == "verify":
         anchors = read_anchors(arguments.anchors) if arguments.anchors else []
-        sys.exit(asyncio.run(verify(settings, anchors)))
+        keys = read_public_keys(arguments.public_key) if arguments.public_key else settings.ledger_key().public_keys()
+        sys.exit(asyncio.run(verify(settings, anchors, keys)))
     # The app gets the settings loaded and checked above: once per process.
     app = partial(create_app, settings)
     uvicorn.run(app, factory=True, host=settings.bind_host, port=settings.agreements_port)
