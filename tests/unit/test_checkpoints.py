@@ -26,6 +26,7 @@ from agreements.handlers import record_submitted_application
 from agreements.recording import acceptance_link, receipt_checkpoint
 from agreements.settings import AgreementsSettings
 from agreements.signing import DEVELOPMENT_SEED, PKCS8_ED25519_PREFIX, InvalidSigningKey, LedgerKey, parse_seed
+from notifications.settings import NotificationsSettings
 from tests.support.events import application_submitted
 from tests.support.fakes import FakeAcceptanceLedger, FakeApplications
 from tests.support.records import APPLICATION
@@ -268,3 +269,20 @@ async def test_agreement_recorded_carries_the_signed_link_for_the_receipt() -> N
     emailed = Receipt.from_event(data).as_json()
     assert verify_receipt(emailed, None, KEY.public_keys()) == []
     assert uuid.UUID(str(emailed["application_id"])) == event.data.application_id
+
+
+def test_production_refuses_notifications_without_a_real_archive_mailbox() -> None:
+    def problems(anchors: str | None) -> list[str]:
+        given = {} if anchors is None else {"ledger_anchor_emails": anchors}
+        settings = NotificationsSettings.model_validate(given)
+        return [p.reason for p in settings.production_problems() if p.variable == "LEDGER_ANCHOR_EMAILS"]
+
+    assert "missing" in problems(None)[0]
+    assert "placeholders" in problems("archive@localhost")[0]
+    assert problems("ledger-archive@agency.com, legal@agency.com") == []
+    assert NotificationsSettings.model_validate(
+        {"ledger_anchor_emails": "a@agency.com, b@agency.com"}
+    ).ledger_anchor_emails == [
+        "a@agency.com",
+        "b@agency.com",
+    ]
