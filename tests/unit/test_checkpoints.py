@@ -286,3 +286,17 @@ def test_production_refuses_notifications_without_a_real_archive_mailbox() -> No
         "a@agency.com",
         "b@agency.com",
     ]
+
+
+def test_verify_checks_with_the_listed_public_keys_when_it_holds_no_private_key() -> None:
+    listed = [base64.b64encode(raw).decode() for raw in (KEY.public_key, OTHER.public_key)]
+    job = AgreementsSettings.model_validate({"ledger_public_keys": ",".join(listed)})
+    assert job.verifying_keys() == {KEY.key_id: KEY.public_key, OTHER.key_id: OTHER.public_key}
+    service = AgreementsSettings.model_validate(
+        {"ledger_signing_key": base64.b64encode(KEY.seed).decode(), "ledger_public_keys": ",".join(listed)}
+    )
+    # The service lists its own key once, as the current one; the others as retired.
+    assert service.ledger_key().retired == (OTHER.public_key,)
+    assert service.verifying_keys() == job.verifying_keys()
+    with pytest.raises(ValueError, match="not 32 bytes"):
+        AgreementsSettings.model_validate({"ledger_public_keys": base64.b64encode(b"short").decode()})

@@ -68,12 +68,12 @@ def main() -> None:
     parser.add_argument(
         "--public-key",
         type=Path,
-        help="verify: a copy of GET /v1/ledger/public-key to check signatures with (default: LEDGER_SIGNING_KEY's)",
+        help="verify: a copy of GET /v1/ledger/public-key to check signatures with (else LEDGER_PUBLIC_KEYS)",
     )
     arguments = parser.parse_args()
     if arguments.command == "verify":
         anchors = read_anchors(arguments.anchors) if arguments.anchors else []
-        keys = read_public_keys(arguments.public_key) if arguments.public_key else settings.ledger_key().public_keys()
+        keys = read_public_keys(arguments.public_key) if arguments.public_key else settings.verifying_keys()
         sys.exit(asyncio.run(verify(settings, anchors, keys)))
     # The app gets the settings loaded and checked above: once per process.
     app = partial(create_app, settings)
