@@ -50,7 +50,7 @@ CONSUMERS = ("agreements", "notifications")
 SECRET = "wechat-agency-secrets"
 SECRET_KEYS = {
     "intake": {"AMQP_URL", "MONGODB_URL", "CAPTCHA_HMAC_KEY", "EMAIL_VERIFICATION_SECRET"},
-    "agreements": {"AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN"},
+    "agreements": {"AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN", "LEDGER_SIGNING_KEY"},
     "notifications": {"AMQP_URL", "MONGODB_URL", "SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
 }
 ALL_SECRET_KEYS = {key for keys in SECRET_KEYS.values() for key in keys}

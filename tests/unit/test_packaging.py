@@ -22,6 +22,8 @@ COMPOSE_REQUIRED = {
     "STAFF_API_TOKEN": "compose-check-token",
     "CAPTCHA_HMAC_KEY": "compose-check-captcha-key",
     "EMAIL_VERIFICATION_SECRET": "compose-check-secret",
+    "LEDGER_SIGNING_KEY": "compose-check-ledger-key",
+    "LEDGER_ANCHOR_EMAILS": "ledger-archive@agency.example",
 }
 
 
