@@ -2,8 +2,10 @@
 
 import base64
 import hashlib
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -21,6 +23,7 @@ from agency_shared.checkpoints import (
 from agency_shared.events import AgreementRecorded, Checkpoint, LedgerCheckpointed
 from agency_shared.receipt_verifier import compare_receipts, verify_receipt
 from agency_shared.receipts import Receipt
+from agreements.__main__ import UnreadableAnchors, read_anchors
 from agreements.checkpointing import Checkpointer, UnsignableChain, checkpointed, due_sequences
 from agreements.handlers import record_submitted_application
 from agreements.recording import acceptance_link, receipt_checkpoint
@@ -300,3 +303,31 @@ def test_verify_checks_with_the_listed_public_keys_when_it_holds_no_private_key(
     assert service.verifying_keys() == job.verifying_keys()
     with pytest.raises(ValueError, match="not 32 bytes"):
         AgreementsSettings.model_validate({"ledger_public_keys": base64.b64encode(b"short").decode()})
+
+
+async def test_a_checkpoint_planted_in_the_database_is_never_built_on() -> None:
+    store = FakeCheckpoints()
+    planted = OTHER.checkpoint(100, "h100", NOW)
+    await store.keep(planted.model_copy(update={"key_id": KEY.key_id}))
+    checkpointer = Checkpointer(FakeLinks(250), store, KEY, 100, timedelta(hours=1))
+    with pytest.raises(UnsignableChain, match="not the ledger's"):
+        await checkpointer.make_due(NOW)
+    assert list(store.kept) == [100]
+
+
+def test_the_anchors_file_takes_checkpoints_events_and_receipts(tmp_path: Path) -> None:
+    checkpoint = KEY.checkpoint(4, "ab" * 32, NOW)
+    lines = [
+        checkpoint.model_dump_json(),
+        checkpointed(checkpoint).model_dump_json(),
+        json.dumps(receipt()),
+        "",
+    ]
+    anchors = tmp_path / "anchors.jsonl"
+    anchors.write_text("\n".join(lines), encoding="utf-8")
+    found = read_anchors(anchors)
+    assert found[:2] == [checkpoint.model_dump()] * 2
+    assert found[2]["sequence"] == 1
+    anchors.write_text(json.dumps({**receipt(), "checkpoint": None}), encoding="utf-8")
+    with pytest.raises(UnreadableAnchors, match="line 1: no checkpoint"):
+        read_anchors(anchors)

@@ -19,15 +19,23 @@ from agreements.settings import AgreementsSettings
 from agreements.storage import MongoAcceptanceLedger
 
 
+class UnreadableAnchors(ValueError):
+    """A line of the anchors file holds no checkpoint."""
+
+
 def read_anchors(path: Path) -> list[dict[str, Any]]:
     """Checkpoints kept outside the database, one JSON object a line: a checkpoint, a ``ledger.checkpointed``
     event (as the anchor mailbox's email carries it), or a receipt (its checkpoint)."""
     anchors = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         found = json.loads(line)
-        found = found.get("data", found).get("checkpoint", found)
+        if isinstance(found, dict):
+            found = found.get("data", found)
+            found = found.get("checkpoint", found) if isinstance(found, dict) else found
+        if not isinstance(found, dict):
+            raise UnreadableAnchors(f"{path}, line {number}: no checkpoint (a receipt from before checkpoints?)")
         anchors.append(found)
     return anchors
 
@@ -72,7 +80,11 @@ def main() -> None:
     )
     arguments = parser.parse_args()
     if arguments.command == "verify":
-        anchors = read_anchors(arguments.anchors) if arguments.anchors else []
+        try:
+            anchors = read_anchors(arguments.anchors) if arguments.anchors else []
+        except (ValueError, OSError) as exc:  # UnreadableAnchors, or not JSON
+            print(f"cannot read the anchors: {exc}", file=sys.stderr)
+            sys.exit(2)
         keys = read_public_keys(arguments.public_key) if arguments.public_key else settings.verifying_keys()
         sys.exit(asyncio.run(verify(settings, anchors, keys)))
     # The app gets the settings loaded and checked above: once per process.

@@ -15,6 +15,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from agency_chassis.publishing import PublishFailed
 from agency_shared.chain import GENESIS, Head
+from agency_shared.checkpoints import checkpoint_problems
 from agency_shared.events import Checkpoint, LedgerCheckpointed, LedgerCheckpointedData, derived_id, utc_now
 from agreements.signing import LedgerKey, parse_time
 
@@ -114,6 +115,11 @@ class Checkpointer:
         if head is None:
             return []
         latest = await self.store.latest()
+        if latest is not None and (problems := checkpoint_problems(latest.model_dump(), self.key.public_keys())):
+            # Built on, a checkpoint planted in the database would have the key vouch for a rewritten chain.
+            raise UnsignableChain(
+                f"the latest stored checkpoint ({latest.sequence}) is not the ledger's: {problems[0]}"
+            )
         start = Head(latest.sequence, latest.record_hash) if latest else GENESIS
         made = []
         for sequence in due_sequences(latest, head, self.every, self.interval, now):
@@ -144,6 +150,9 @@ class Checkpointer:
                 logger.error("ledger checkpoint refused: %s", exc)
             except (PyMongoError, PublishFailed) as exc:
                 logger.warning("ledger checkpoint postponed: %r", exc)
+            except Exception:
+                # A defect must not end the loop for the life of the process: logged, tried again next look.
+                logger.exception("ledger checkpoint failed")
 
 
 def checkpointed(checkpoint: Checkpoint) -> LedgerCheckpointed:

@@ -389,7 +389,7 @@ class MongoAcceptanceLedger:
         if not report.ok:
             return report
         stored = await self.checkpoints.find({}, {"_id": 0, "announced": 0}).to_list()
-        signed = sorted([*stored, *anchors], key=lambda checkpoint: int(checkpoint.get("sequence") or 0))
+        signed = sorted([*stored, *anchors], key=_sequence_of)
         wanted = [checkpoint.get("sequence") for checkpoint in signed]
         found = self.links.find({"_id": {"$in": wanted}}, {"record_hash": 1})
         hashes = {link["_id"]: str(link["record_hash"]) async for link in found}
@@ -423,6 +423,12 @@ class MongoAcceptanceLedger:
         return self.links.find({"kind": {"$exists": False}}, {"_id": 0, "record": 1, "record_hash": 1}).sort(
             "_id", ASCENDING
         )
+
+
+def _sequence_of(checkpoint: Mapping[str, Any]) -> int:
+    """Where a checkpoint sorts (one without a whole-number sequence first: it is reported as malformed)."""
+    sequence = checkpoint.get("sequence")
+    return sequence if isinstance(sequence, int) else 0
 
 
 def _entry(link: Document) -> LedgerEntry:
