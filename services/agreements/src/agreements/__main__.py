@@ -85,6 +85,15 @@ def main() -> None:
         except (ValueError, OSError) as exc:  # UnreadableAnchors, or not JSON
             print(f"cannot read the anchors: {exc}", file=sys.stderr)
             sys.exit(2)
+        if not (arguments.public_key or settings.ledger_signing_key or settings.ledger_public_keys) and (
+            settings.environment == "production"
+        ):
+            # The development key would call every real checkpoint forged: say what is missing instead.
+            print(
+                "no public key to check the checkpoints with: set LEDGER_PUBLIC_KEYS or give --public-key",
+                file=sys.stderr,
+            )
+            sys.exit(2)
         keys = read_public_keys(arguments.public_key) if arguments.public_key else settings.verifying_keys()
         sys.exit(asyncio.run(verify(settings, anchors, keys)))
     # The app gets the settings loaded and checked above: once per process.
