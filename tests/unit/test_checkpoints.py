@@ -1,6 +1,8 @@
 """Signed checkpoints: the Ed25519 arithmetic, signing and checking, forgeries refused, what is due, announcing."""
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import uuid
@@ -23,6 +25,7 @@ from agency_shared.checkpoints import (
 from agency_shared.events import AgreementRecorded, Checkpoint, LedgerCheckpointed
 from agency_shared.receipt_verifier import compare_receipts, verify_receipt
 from agency_shared.receipts import Receipt
+from agreements import checkpointing
 from agreements.__main__ import UnreadableAnchors, read_anchors
 from agreements.checkpointing import Checkpointer, UnsignableChain, checkpointed, due_sequences
 from agreements.handlers import record_submitted_application
@@ -331,3 +334,26 @@ def test_the_anchors_file_takes_checkpoints_events_and_receipts(tmp_path: Path) 
     anchors.write_text(json.dumps({**receipt(), "checkpoint": None}), encoding="utf-8")
     with pytest.raises(UnreadableAnchors, match="line 1: no checkpoint"):
         read_anchors(anchors)
+
+
+async def test_the_loop_announces_what_was_signed_even_while_nothing_new_can_be_signed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(checkpointing, "CHECK_SECONDS", 0)
+    store = FakeCheckpoints()
+    await store.keep(KEY.checkpoint(100, "h100", NOW))
+    checkpointer = Checkpointer(FakeLinks(250, broken=150), store, KEY, 100, timedelta(hours=1))
+    published: list[LedgerCheckpointed] = []
+
+    async def publish(event: LedgerCheckpointed) -> None:
+        published.append(event)
+
+    loop = asyncio.create_task(checkpointer.run(publish, lambda: NOW))
+    async with asyncio.timeout(5):
+        while not published:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
+    assert [event.data.checkpoint.sequence for event in published] == [100]
+    assert list(store.kept) == [100]  # link 150 does not verify: nothing past it is signed

@@ -140,19 +140,24 @@ class Checkpointer:
         return announced
 
     async def run(self, publish: Publish, now: Callable[[], datetime] = utc_now) -> None:
-        """Every CHECK_SECONDS until cancelled: make what is due, announce what is not announced."""
+        """Every CHECK_SECONDS until cancelled: make what is due, announce what is not announced (even while
+        nothing can be signed: what was signed before still goes out)."""
         while True:
             await asyncio.sleep(CHECK_SECONDS)
-            try:
-                await self.make_due(now())
-                await self.announce(publish)
-            except UnsignableChain as exc:
-                logger.error("ledger checkpoint refused: %s", exc)
-            except (PyMongoError, PublishFailed) as exc:
-                logger.warning("ledger checkpoint postponed: %r", exc)
-            except Exception:
-                # A defect must not end the loop for the life of the process: logged, tried again next look.
-                logger.exception("ledger checkpoint failed")
+            await self._attempt("made", self.make_due(now()))
+            await self._attempt("announced", self.announce(publish))
+
+    @staticmethod
+    async def _attempt(what: str, step: Awaitable[object]) -> None:
+        try:
+            await step
+        except UnsignableChain as exc:
+            logger.error("ledger checkpoint refused: %s", exc)
+        except (PyMongoError, PublishFailed) as exc:
+            logger.warning("ledger checkpoints not %s now: %r", what, exc)
+        except Exception:
+            # A defect must not end the loop for the life of the process: logged, tried again next look.
+            logger.exception("ledger checkpoints not %s", what)
 
 
 def checkpointed(checkpoint: Checkpoint) -> LedgerCheckpointed:
