@@ -15,6 +15,7 @@ from agency_shared.receipt_verifier import verify_receipt
 from agreements.main import create_app
 from agreements.recording import ApplicationRecord
 from agreements.settings import AgreementsSettings
+from agreements.signing import DEVELOPMENT_SEED, LedgerKey
 from agreements.storage import MongoAcceptanceLedger
 from tests.support import broker
 from tests.support.apps import client, serving
@@ -34,7 +35,8 @@ async def recorded_chain(settings: AgreementsSettings, amqp_url: str, mongo: Mon
 
 
 async def report(mongo: Mongo, db: str) -> ChainReport:
-    return await MongoAcceptanceLedger(mongo, db).verify()
+    # The services sign checkpoints with the development key in tests: verify checks them with it.
+    return await MongoAcceptanceLedger(mongo, db, public_keys=LedgerKey(DEVELOPMENT_SEED).public_keys()).verify()
 
 
 async def test_three_concurrent_replicas_keep_one_gap_free_valid_chain(

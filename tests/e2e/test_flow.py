@@ -2,6 +2,7 @@
 verification link → the link's page and button → the verification in the ledger → the client's receipt."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,7 +10,9 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from agency_shared.receipt_verifier import verify_receipt
 from agreements.settings import AgreementsSettings
+from agreements.signing import DEVELOPMENT_SEED, LedgerKey
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 from tests.support import broker
@@ -67,7 +70,11 @@ async def test_an_application_is_recorded_and_emailed_to_staff_and_client(
     assert CURRENT.sha256 in text
     assert f"版本 {CURRENT.version}" in text
     assert "邮箱确认时间" in text
-    assert any(part.get_filename() == f"receipt-{application_id}.json" for part in confirmation.walk())
+    [attached] = [part for part in confirmation.walk() if part.get_filename() == f"receipt-{application_id}.json"]
+    # The emailed receipt carries its link signed with the ledger key (the development key in tests).
+    receipt = json.loads(attached.get_payload(decode=True))  # type: ignore[arg-type]
+    assert receipt["checkpoint"]["sequence"] == receipt["sequence"]
+    assert verify_receipt(receipt, CURRENT.text, LedgerKey(DEVELOPMENT_SEED).public_keys()) == []
     for staff in STAFF:
         [staff_email] = inbox.to(staff)
         assert application_id in staff_email.get_body(("plain",)).get_content()  # type: ignore[union-attr]

@@ -33,6 +33,7 @@ REAL_MAIL: dict[str, Any] = {
     "staff_emails": ["ops@agency.com"],
     "intake_base_url": "https://apply.agency.com",
     "email_verification_secret": "Vf-5ecret-0f-m0re-than-32-characters",
+    "ledger_anchor_emails": ["ledger-archive@agency.com"],
 }
 SETTINGS_VARIABLES = {
     name.upper()
@@ -65,7 +66,7 @@ def test_production_refuses_every_development_default_and_missing_secret() -> No
         "STATUS_BASE_URL",
         "CAPTCHA_HMAC_KEY",
     ]
-    assert variables(AgreementsSettings()) == ["AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN"]
+    assert variables(AgreementsSettings()) == ["AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN", "LEDGER_SIGNING_KEY"]
     assert variables(NotificationsSettings()) == [
         "AMQP_URL",
         "EMAIL_VERIFICATION_SECRET",
@@ -74,6 +75,7 @@ def test_production_refuses_every_development_default_and_missing_secret() -> No
         "MAIL_FROM",
         "STAFF_EMAILS",
         "INTAKE_BASE_URL",
+        "LEDGER_ANCHOR_EMAILS",
     ]
 
 
@@ -171,7 +173,8 @@ def test_agreements_refuses_a_missing_or_weak_staff_token(token: str | None, rea
         mongodb_url=MongoDsn(DATABASE),
         staff_api_token=SecretStr(token) if token is not None else None,
     )
-    [problem] = settings_problems(settings)
+    # (LEDGER_SIGNING_KEY, unset here, is refused too: tests/unit/test_checkpoints.py)
+    [problem] = [problem for problem in settings_problems(settings) if problem.variable != "LEDGER_SIGNING_KEY"]
     assert problem.variable == "STAFF_API_TOKEN"
     assert reason in problem.reason
     assert not token or token not in problem.reason  # never echoed

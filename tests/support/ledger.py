@@ -21,9 +21,9 @@ async def wait_for_links(mongo: AsyncMongoClient[dict[str, Any]], db: str, count
             await asyncio.sleep(0.1)
 
 
-def run_verify_command(settings: AgreementsSettings) -> subprocess.CompletedProcess[str]:
-    """``python -m agreements verify`` against the database of ``settings``."""
+def run_verify_command(settings: AgreementsSettings, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``python -m agreements verify [arguments]`` against the database of ``settings``."""
     env = {**os.environ, "MONGODB_URL": str(settings.mongodb_url), "MONGODB_DB": settings.mongodb_db}
-    return subprocess.run(
-        [sys.executable, "-m", "agreements", "verify"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    env["ENVIRONMENT"] = settings.environment  # which keys it checks with: the development key outside production
+    command = [sys.executable, "-m", "agreements", "verify", *arguments]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)

@@ -19,6 +19,7 @@ from agency_shared.events import (
     EnquiryConfirmed,
     EnquiryReceived,
     Event,
+    LedgerCheckpointed,
     NotificationSettled,
 )
 from agency_shared.topology import CONSUMER_QUEUES, EDGE_EVENTS, EVENTS_EXCHANGE
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "agreements", "notifications")
 PUBLISHES: dict[str, tuple[type[Event], ...]] = {  # intake's: topology.EDGE_EVENTS
     "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
-    "agreements": (AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased),
+    "agreements": (AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased, LedgerCheckpointed),
     "notifications": (NotificationSettled,),
 }
 

@@ -56,7 +56,7 @@ SECRET = "wechat-agency-secrets"
 # are Secrets of their own: see test_each_workload_connects_as_its_own_user).
 SECRET_KEYS = {
     "intake": {"CAPTCHA_HMAC_KEY", "EMAIL_VERIFICATION_SECRET"},
-    "agreements": {"STAFF_API_TOKEN"},
+    "agreements": {"STAFF_API_TOKEN", "LEDGER_SIGNING_KEY"},
     "notifications": {"SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
 }
 ALL_SECRET_KEYS = {key for keys in SECRET_KEYS.values() for key in keys}
@@ -817,7 +817,7 @@ def test_mongodb_roles_are_the_databases_and_reach_only_each_services_collection
         assert not set(privileges) & others, f"{service} may write another service's collections"
     # The nightly verify only reads, and only the ledger.
     verify = role_privileges("wechat-ledger-verify")
-    assert set(verify) == {"acceptance_ledger", "acceptance_ledger_head"}
+    assert set(verify) == {"acceptance_ledger", "acceptance_ledger_head", "ledger_checkpoints"}
     assert all(actions == {"find"} for actions in verify.values())
     assert {(u["user"], u["role"]) for u in ROLES["users"]} == {(f"wechat-{w}", f"wechat-{w}") for w in WORKLOADS}
 

@@ -75,6 +75,8 @@ class ChainReport:
     head_hash: str | None = None
     broken_at: int | None = None
     reason: str | None = None
+    # Signed checkpoints (stored and given from outside) the chain was checked against.
+    checkpoints: int = 0
 
 
 def link_fault(link: Mapping[str, Any], after: Head) -> str | None:

@@ -66,6 +66,20 @@ class PersonalData(Model):
     user_agent: str
 
 
+class Checkpoint(Model):
+    """Agreements' signed statement that link ``sequence`` of the ledger hashes to ``record_hash`` (as of ``time``).
+
+    ``signature`` is the base64 Ed25519 signature, by the key named ``key_id``, of
+    ``agency_shared.checkpoints.checkpoint_message`` over the other four fields.
+    """
+
+    sequence: int
+    record_hash: str
+    time: str
+    key_id: str
+    signature: str
+
+
 class AgreementRecordedData(Model):
     application_id: uuid.UUID
     acceptance_id: uuid.UUID
@@ -94,6 +108,8 @@ class AgreementRecordedData(Model):
     # application.submitted itself (optional for that one release, so no upgrade order loses an email).
     application: ApplicationForm | None = None
     acceptance: AcceptanceEvidence | None = None
+    # The acceptance link signed by the ledger key (the receipt carries it); None: from before checkpoints.
+    checkpoint: Checkpoint | None = None
 
 
 class EmailVerifiedData(Model):
@@ -173,6 +189,12 @@ class NotificationSettledData(Model):
     state: Literal["sent", "failed"]
     detail: str | None = None
     settled_at: AwareDatetime
+
+
+class LedgerCheckpointedData(Model):
+    """A checkpoint of the ledger's head, to be kept outside the system (the anchor mailbox)."""
+
+    checkpoint: Checkpoint
 
 
 class EnquiryReceivedData(Model):
@@ -282,3 +304,11 @@ class ApplicantErased(Event):
 
     def about_application(self) -> uuid.UUID | None:
         return self.data.application_id
+
+
+class LedgerCheckpointed(Event):
+    """Agreements signed a checkpoint of the acceptance ledger; it is sent out of the system (agreements)."""
+
+    routing_key: ClassVar[str] = "ledger.checkpointed"
+    event_type: Literal["ledger.checkpointed"] = "ledger.checkpointed"
+    data: LedgerCheckpointedData

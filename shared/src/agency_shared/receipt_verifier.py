@@ -1,16 +1,22 @@
 """Verify an agreement-acceptance receipt offline, with the Python standard library only.
 
-    python receipt_verifier.py receipt.json [agreement.txt]
+    python receipt_verifier.py receipt.json [agreement.txt] [--public-key key.json] [--current now.json]
 
 Checks that the receipt's ``record_hash`` is the SHA-256 of its canonical record, that the
 record agrees with the receipt's summary fields, that the personal data the receipt carries
 is what the record's salted hashes were made from (unless it was erased), and, given the
 agreement text the client was shown, that the text's SHA-256 is the one the record says was
-accepted. Exit status 0 when everything holds, 1 otherwise. The record hash comes from the
-hash chain's module (``agency_shared.chain``), the one the services use; the copy served at
-``GET /v1/receipt-verifier.py`` has that module written in, so it is one file to copy anywhere.
+accepted. Its ``checkpoint`` must name its link and hash; given ``--public-key`` (the JSON of
+``GET /v1/ledger/public-key``), the checkpoint's Ed25519 signature must be the ledger key's
+(checked with the ``cryptography`` package when installed, else in plain Python). Given
+``--current`` (the receipt the service serves now for the same application), both must name
+the same link and hash: an older receipt that disagrees shows that the ledger was rewritten.
+Exit status 0 when everything holds, 1 otherwise. The hashes and signatures come from the
+modules the services use (``agency_shared.chain``, ``agency_shared.checkpoints``); the copy
+served at ``GET /v1/receipt-verifier.py`` has them written in, so it is one file to copy anywhere.
 """
 
+import argparse
 import hashlib
 import json
 import sys
@@ -20,6 +26,7 @@ from typing import Any
 
 # One line: the served copy has chain.py itself in its place (agency_shared.receipts.standalone_verifier).
 from agency_shared.chain import record_hash
+from agency_shared.checkpoints import checkpoint_problems, public_keys_by_id
 
 # Fields the receipt repeats outside the record, for people; each must equal the record's.
 SUMMARY_FIELDS = (
@@ -54,8 +61,13 @@ def personal_hashes(personal: dict[str, str]) -> dict[str, str]:
     return {f"{name}_sha256": personal_sha256(personal["salt"], name, personal[name]) for name in PERSONAL_FIELDS}
 
 
-def verify_receipt(receipt: dict[str, Any], agreement_text: str | None = None) -> list[str]:
-    """Every problem found; an empty list means the receipt is intact (and matches the text, if given)."""
+def verify_receipt(
+    receipt: dict[str, Any], agreement_text: str | None = None, public_keys: dict[str, bytes] | None = None
+) -> list[str]:
+    """Every problem found; an empty list means the receipt is intact (and matches the text, if given).
+
+    With ``public_keys`` (``{key_id: raw public key}``) the receipt must carry a checkpoint signed by one of them.
+    """
     problems: list[str] = []
     record = receipt.get("record")
     if not isinstance(record, dict):
@@ -71,7 +83,38 @@ def verify_receipt(receipt: dict[str, Any], agreement_text: str | None = None) -
         problems += _personal_problems(personal, record)
     if agreement_text is not None and text_sha256(agreement_text) != record.get("agreement_sha256"):
         problems.append("the agreement text given is not the text that was accepted (SHA-256 differs)")
-    return problems
+    return problems + _checkpoint_problems(receipt, computed, public_keys)
+
+
+def _checkpoint_problems(receipt: dict[str, Any], computed: str, public_keys: dict[str, bytes] | None) -> list[str]:
+    """The receipt's checkpoint must sign exactly its link: the record's sequence and hash."""
+    checkpoint = receipt.get("checkpoint")
+    if checkpoint is None:
+        return ["the receipt carries no signed checkpoint"] if public_keys is not None else []
+    problems = checkpoint_problems(checkpoint, public_keys)
+    if problems:
+        return problems
+    if checkpoint["sequence"] != receipt["record"].get("sequence") or checkpoint["record_hash"] != computed:
+        return [
+            f"the checkpoint signs link {checkpoint['sequence']} at {checkpoint['record_hash']}, "
+            f"not this receipt's link {receipt['record'].get('sequence')} at {computed}"
+        ]
+    return []
+
+
+def compare_receipts(older: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Whether the ledger still holds the link ``older`` (a receipt kept by the client) was issued for."""
+    old_record, new_record = older.get("record") or {}, current.get("record") or {}
+    if old_record.get("acceptance_id") != new_record.get("acceptance_id"):
+        return ["the current receipt is for another acceptance"]
+    if (older.get("sequence"), older.get("record_hash")) != (current.get("sequence"), current.get("record_hash")):
+        signed = (older.get("checkpoint") or {}).get("time", "when it was issued")
+        return [
+            f"the ledger was rewritten: this receipt (signed {signed}) records link {older.get('sequence')} as "
+            f"{older.get('record_hash')}, the ledger now serves link {current.get('sequence')} as "
+            f"{current.get('record_hash')}"
+        ]
+    return []
 
 
 def _personal_problems(personal: dict[str, Any], record: dict[str, Any]) -> list[str]:
@@ -85,24 +128,48 @@ def _personal_problems(personal: dict[str, Any], record: dict[str, Any]) -> list
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (2, 3):
-        print(__doc__, file=sys.stderr)
-        return 2
-    receipt = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
-    text = Path(argv[2]).read_text(encoding="utf-8") if len(argv) == 3 else None
-    problems = verify_receipt(receipt, text)
+    parser = argparse.ArgumentParser(prog="receipt_verifier.py", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("receipt")
+    parser.add_argument("agreement", nargs="?", help="the exact text of GET /v1/agreements/<version>")
+    parser.add_argument("--public-key", help="the JSON of GET /v1/ledger/public-key")
+    parser.add_argument("--current", help="the receipt served now for the same application")
+    arguments = parser.parse_args(argv[1:])
+    receipt = _read_json(arguments.receipt)
+    text = Path(arguments.agreement).read_text(encoding="utf-8") if arguments.agreement else None
+    keys = None
+    if arguments.public_key:
+        published = _read_json(arguments.public_key)
+        keys = public_keys_by_id([published, *published.get("retired", [])])
+    problems = verify_receipt(receipt, text, keys)
+    if arguments.current and not problems:
+        problems = compare_receipts(receipt, _read_json(arguments.current))
     for problem in problems:
         print(f"NOT VALID: {problem}")
     if not problems:
-        record = receipt["record"]
-        print(
-            f"valid: acceptance #{record['sequence']} of {record['agreement_id']} version "
-            f"{record['agreement_version']} at {record['accepted_at']}, record hash {receipt['record_hash']}"
-            + ("; the agreement text matches" if text is not None else "")
-            + ("; the personal data matches" if receipt.get("personal_data") else "")
-            + (f"; personal data erased at {erased}" if (erased := receipt.get("personal_data_erased_at")) else "")
-        )
+        print(_summary(receipt, text, keys))
     return 1 if problems else 0
+
+
+def _read_json(path: str) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _summary(receipt: dict[str, Any], text: str | None, keys: dict[str, bytes] | None) -> str:
+    record, checkpoint = receipt["record"], receipt.get("checkpoint")
+    if checkpoint is None:
+        signed = "; no signed checkpoint (a receipt from before checkpoints)"
+    elif keys is None:
+        signed = f"; checkpoint by key {checkpoint['key_id']} not checked (give --public-key)"
+    else:
+        signed = f"; signed by ledger key {checkpoint['key_id']} at {checkpoint['time']}"
+    return (
+        f"valid: acceptance #{record['sequence']} of {record['agreement_id']} version "
+        f"{record['agreement_version']} at {record['accepted_at']}, record hash {receipt['record_hash']}"
+        + ("; the agreement text matches" if text is not None else "")
+        + ("; the personal data matches" if receipt.get("personal_data") else "")
+        + (f"; personal data erased at {erased}" if (erased := receipt.get("personal_data_erased_at")) else "")
+        + signed
+    )
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from agency_shared.events import AgreementRecordedData, PersonalData
+from agency_shared.events import AgreementRecordedData, Checkpoint, PersonalData
 
 VERIFY_HINT = (
     "record_hash is the SHA-256 of the canonical JSON of record (keys sorted, no whitespace, UTF-8); "
     "each <field>_sha256 of record is the SHA-256 of 'salt:field:value' over personal_data. "
-    "Check it with receipt_verifier.py (Python standard library only), optionally with the agreement text."
+    "checkpoint is the ledger key's Ed25519 signature of (sequence, record_hash, time, key_id); the key is at "
+    "GET /v1/ledger/public-key. Check it with receipt_verifier.py (Python standard library only), optionally "
+    "with the agreement text and the public key."
 )
 
 
@@ -32,6 +34,8 @@ class Receipt(BaseModel):
     # The values and salt behind the record's salted hashes; None once erased (then erased_at says when).
     personal_data: PersonalData | None = None
     personal_data_erased_at: str | None = None
+    # The ledger key's signature of this link (sequence, record_hash); None on receipts from before checkpoints.
+    checkpoint: Checkpoint | None = None
     how_to_verify: str = VERIFY_HINT
 
     @classmethod
@@ -41,6 +45,7 @@ class Receipt(BaseModel):
         record_hash: str,
         personal_data: PersonalData | None = None,
         erased_at: str | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> "Receipt":
         return cls(
             application_id=record["application_id"],
@@ -55,30 +60,44 @@ class Receipt(BaseModel):
             record=record,
             personal_data=personal_data,
             personal_data_erased_at=erased_at,
+            checkpoint=checkpoint,
         )
 
     @classmethod
     def from_event(cls, data: AgreementRecordedData) -> "Receipt":
-        return cls.from_record(data.record, data.record_hash, data.personal_data)
+        return cls.from_record(data.record, data.record_hash, data.personal_data, checkpoint=data.checkpoint)
 
     def as_json(self) -> dict[str, Any]:
         """As served and attached: UUIDs as strings, the record exactly as hashed."""
         return self.model_dump(mode="json")
 
 
-# The line of receipt_verifier.py that the one-file copy replaces with chain.py itself.
+# The lines of receipt_verifier.py that the one-file copy replaces with the modules themselves.
 CHAIN_IMPORT = "from agency_shared.chain import "
+CHECKPOINTS_IMPORT = "from agency_shared.checkpoints import "
+INLINED = {CHAIN_IMPORT: "chain.py", CHECKPOINTS_IMPORT: "checkpoints.py"}
 
 
 @functools.cache
 def standalone_verifier() -> str:
-    """``receipt_verifier.py`` as one file that needs only the standard library: ``chain.py`` written in.
+    """``receipt_verifier.py`` as one file that needs only the standard library: ``chain.py`` and
+    ``checkpoints.py`` written in.
 
-    The hash chain's rules stay in one module, which the services import and this copy carries.
+    The hash chain's and the checkpoints' rules stay in one module each, which the services import and
+    this copy carries.
     """
     package = resources.files("agency_shared")
-    verifier = (package / "receipt_verifier.py").read_text(encoding="utf-8").splitlines(keepends=True)
-    chain = (package / "chain.py").read_text(encoding="utf-8")
-    [at] = [number for number, line in enumerate(verifier) if line.startswith(CHAIN_IMPORT)]
-    inlined = f"# --- agency_shared/chain.py, written in ---\n{chain}# --- end of agency_shared/chain.py ---\n"
-    return "".join([*verifier[:at], inlined, *verifier[at + 1 :]])
+    lines = []
+    for line in (package / "receipt_verifier.py").read_text(encoding="utf-8").splitlines(keepends=True):
+        module = next((name for prefix, name in INLINED.items() if line.startswith(prefix)), None)
+        if module is None:
+            lines.append(line)
+            continue
+        # An inlined module's own imports of agency_shared are the modules written in before it.
+        source = "".join(
+            kept
+            for kept in (package / module).read_text(encoding="utf-8").splitlines(keepends=True)
+            if not kept.startswith("from agency_shared.")
+        )
+        lines.append(f"# --- agency_shared/{module}, written in ---\n{source}# --- end of agency_shared/{module} ---\n")
+    return "".join(lines)

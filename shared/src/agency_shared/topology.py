@@ -14,6 +14,7 @@ from agency_shared.events import (
     EnquiryConfirmed,
     EnquiryReceived,
     Event,
+    LedgerCheckpointed,
     NotificationSettled,
 )
 
@@ -91,6 +92,7 @@ NOTIFICATIONS_ENQUIRY_RECEIVED = ConsumerQueue("notifications.enquiry-received",
 NOTIFICATIONS_APPLICANT_ERASED = ConsumerQueue("notifications.applicant-erased", ApplicantErased)
 NOTIFICATIONS_ACCEPTANCE_CONFIRMED = ConsumerQueue("notifications.acceptance-confirmed", AcceptanceConfirmed)
 NOTIFICATIONS_ENQUIRY_CONFIRMED = ConsumerQueue("notifications.enquiry-confirmed", EnquiryConfirmed)
+NOTIFICATIONS_LEDGER_CHECKPOINTED = ConsumerQueue("notifications.ledger-checkpointed", LedgerCheckpointed)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -101,6 +103,7 @@ CONSUMER_QUEUES = (
     NOTIFICATIONS_APPLICANT_ERASED,
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
     NOTIFICATIONS_ENQUIRY_CONFIRMED,
+    NOTIFICATIONS_LEDGER_CHECKPOINTED,
 )
 
 # The events the public edge (intake) publishes, where a refused publish is an answer to a person: 503,

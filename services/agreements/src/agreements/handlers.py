@@ -16,7 +16,13 @@ from agency_shared.topology import (
     AGREEMENTS_EMAIL_VERIFIED,
     AGREEMENTS_NOTIFICATION_SETTLED,
 )
-from agreements.recording import AcceptanceLedger, ApplicationErased, ApplicationStore, record_application
+from agreements.recording import (
+    AcceptanceLedger,
+    ApplicationErased,
+    ApplicationStore,
+    LinkSigner,
+    record_application,
+)
 from agreements.storage import LedgerContention
 from agreements.verification import (
     AddressMismatch,
@@ -38,14 +44,19 @@ OUTAGES = (ConnectionFailure, LedgerContention)
 
 
 async def record_submitted_application(
-    event: ApplicationSubmitted, applications: ApplicationStore, ledger: AcceptanceLedger, now: Clock = utc_now
+    event: ApplicationSubmitted,
+    applications: ApplicationStore,
+    ledger: AcceptanceLedger,
+    now: Clock = utc_now,
+    signer: LinkSigner | None = None,
 ) -> Outcome:
-    """Record the application and its acceptance as the next ledger link, then announce agreement.recorded.
+    """Record the application and its acceptance as the next ledger link, then announce agreement.recorded
+    (with the link signed by ``signer``, for the receipt).
 
     A redelivery finds what was stored and announces the same event again (same id).
     """
     try:
-        recorded = await record_application(event, applications, ledger, now=now())
+        recorded = await record_application(event, applications, ledger, now(), signer)
     except ApplicationErased:
         # A replay after the applicant's data was erased: announcing it again would email them.
         logger.warning("application %s was erased: not recorded again", event.data.application_id)
@@ -57,7 +68,11 @@ async def record_submitted_application(
 
 
 async def record_email_verification(
-    event: EmailVerified, applications: VerifiableApplications, ledger: VerificationLedger, now: Clock = utc_now
+    event: EmailVerified,
+    applications: VerifiableApplications,
+    ledger: VerificationLedger,
+    now: Clock = utc_now,
+    signer: LinkSigner | None = None,
 ) -> Outcome:
     """Record the verified address as evidence beside the acceptance (a link of its own), then announce
     acceptance.confirmed. A repeat (a double click, a redelivery) finds the link and announces the same event.
@@ -71,7 +86,7 @@ async def record_email_verification(
         return Done(publish=(enquiry_confirmed(event, enquiry_id),))
     application_id = event.data.application_id
     try:
-        confirmed = await record_verification(event, applications, ledger, now())
+        confirmed = await record_verification(event, applications, ledger, now(), signer)
     except ApplicationErased:
         logger.warning("application %s was erased: its verification is not recorded", application_id)
         return Done()
@@ -103,6 +118,9 @@ class Ports(Protocol):
     @property
     def ledger(self) -> "Ledger": ...
 
+    @property
+    def signer(self) -> LinkSigner: ...
+
 
 class Ledger(AcceptanceLedger, VerificationLedger, Protocol):
     """The acceptance ledger as the use cases append to it: acceptances and verifications."""
@@ -117,7 +135,7 @@ def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRo
 
     async def on_application_submitted(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
         """Record the application and its acceptance as the next ledger link, then announce agreement.recorded."""
-        return await record_submitted_application(event, ports.applications, ports.ledger, now)
+        return await record_submitted_application(event, ports.applications, ports.ledger, now, ports.signer)
 
     async def on_notification_settled(event: NotificationSettled, attempt: Attempt) -> Outcome:
         """Add an email's outcome to its application's timeline (enquiry emails have no application)."""
@@ -126,7 +144,7 @@ def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRo
     async def on_email_verified(event: EmailVerified, attempt: Attempt) -> Outcome:
         """Record the verified address beside the acceptance in the ledger, then announce acceptance.confirmed;
         pass an enquirer's on as enquiry.confirmed."""
-        return await record_email_verification(event, ports.applications, ports.ledger, now)
+        return await record_email_verification(event, ports.applications, ports.ledger, now, ports.signer)
 
     runner.consume(router, AGREEMENTS_APPLICATION_SUBMITTED, on_application_submitted)
     runner.consume(router, AGREEMENTS_EMAIL_VERIFIED, on_email_verified)

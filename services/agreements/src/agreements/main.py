@@ -1,5 +1,9 @@
 """Composition root of the agreements service."""
 
+import asyncio
+import contextlib
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from agency_chassis.logs import configure_logging
@@ -7,10 +11,18 @@ from agency_chassis.mongo import MongoConnection
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.agreement_documents import AgreementCatalog
-from agency_shared.events import AcceptanceConfirmed, AgreementRecorded, ApplicantErased, EnquiryConfirmed
+from agency_shared.events import (
+    AcceptanceConfirmed,
+    AgreementRecorded,
+    ApplicantErased,
+    EnquiryConfirmed,
+    LedgerCheckpointed,
+)
 from agreements import public_api, staff_api
+from agreements.checkpointing import Checkpointer, MongoCheckpoints, Publish
 from agreements.handlers import build_router
 from agreements.settings import AgreementsSettings
+from agreements.signing import LedgerKey
 from agreements.storage import MongoAcceptanceLedger, MongoApplications, MongoEnquiryErasures
 
 SERVICE = "agreements"
@@ -22,21 +34,38 @@ class Adapters:
     applications: MongoApplications
     ledger: MongoAcceptanceLedger
     enquiry_erasures: MongoEnquiryErasures
+    checkpointer: Checkpointer
 
-    def __init__(self, settings: AgreementsSettings) -> None:
+    def __init__(self, settings: AgreementsSettings, publish: Publish) -> None:
         self._settings = settings
+        self._publish = publish
         self.database = MongoConnection()
+        self.signer: LedgerKey = settings.ledger_key()
+        self._checkpointing: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         mongo = self.database.open(self._settings)
-        self.applications = MongoApplications(mongo, self._settings.mongodb_db)
-        self.ledger = MongoAcceptanceLedger(mongo, self._settings.mongodb_db)
-        self.enquiry_erasures = MongoEnquiryErasures(mongo, self._settings.mongodb_db)
+        db = self._settings.mongodb_db
+        self.applications = MongoApplications(mongo, db)
+        self.ledger = MongoAcceptanceLedger(mongo, db, public_keys=self.signer.public_keys())
+        self.enquiry_erasures = MongoEnquiryErasures(mongo, db)
+        self.checkpointer = Checkpointer(
+            self.ledger,
+            MongoCheckpoints(mongo, db),
+            self.signer,
+            self._settings.ledger_checkpoint_every,
+            timedelta(seconds=self._settings.ledger_checkpoint_interval_seconds),
+        )
         await self.applications.ensure_indexes()
         await self.ledger.ensure_indexes()
         await self.ledger.measure()
+        self._checkpointing = asyncio.create_task(self.checkpointer.run(self._publish))
 
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            self._checkpointing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointing
         await self.database.close()
 
 
@@ -45,7 +74,7 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
     configure_logging(SERVICE, settings.log_level, settings.log_format)
     log_configuration(settings, SERVICE)
     chassis = ServiceChassis(SERVICE, settings)
-    adapters = Adapters(settings)
+    adapters = Adapters(settings, chassis.publisher.publish)
     chassis.broker.include_router(build_router(chassis.runner, adapters))
 
     app = FastAPI(
@@ -56,17 +85,19 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
     )
     app.state.publish = chassis.publisher.publish
     app.state.catalog = AgreementCatalog.configured(settings.agreements_dir)
+    app.state.ledger_key = adapters.signer
     app.state.staff_token = settings.staff_api_token.get_secret_value() if settings.staff_api_token else None
     app.include_router(public_api.router)
     app.include_router(staff_api.router)
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},
-        publishes=(AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased),
+        publishes=(AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased, LedgerCheckpointed),
         description=(
             "Records each application in the acceptance ledger and announces it; records each verified address "
             "beside its acceptance and announces the confirmation; follows each email's outcome; announces the "
-            "erasure of an applicant's or an enquirer's personal data."
+            "erasure of an applicant's or an enquirer's personal data; signs checkpoints of the ledger and "
+            "announces them."
         ),
     )
     return app

@@ -11,6 +11,8 @@ from agency_shared.agreement_documents import AgreementCatalog, AgreementDocumen
 from agency_shared.application_status import Status
 from agency_shared.receipt_verifier import timestamp
 from agency_shared.receipts import Receipt, standalone_verifier
+from agreements.recording import receipt_checkpoint
+from agreements.signing import LedgerKey
 from agreements.storage import MongoAcceptanceLedger, MongoApplications
 
 router = APIRouter()
@@ -31,7 +33,13 @@ async def _catalog(request: Request) -> AgreementCatalog:
     return catalog
 
 
+async def _ledger_key(request: Request) -> LedgerKey:
+    key: LedgerKey = request.app.state.ledger_key
+    return key
+
+
 Applications = Annotated[MongoApplications, Depends(_applications)]
+LedgerSigningKey = Annotated[LedgerKey, Depends(_ledger_key)]
 Ledger = Annotated[MongoAcceptanceLedger, Depends(_ledger)]
 Catalog = Annotated[AgreementCatalog, Depends(_catalog)]
 
@@ -113,19 +121,41 @@ async def application_status(application_id: uuid.UUID, applications: Applicatio
 
 
 @router.get("/v1/applications/{application_id}/receipt", tags=["applications"], responses=NOT_FOUND)
-async def application_receipt(application_id: uuid.UUID, ledger: Ledger, applications: Applications) -> dict[str, Any]:
+async def application_receipt(
+    application_id: uuid.UUID, ledger: Ledger, applications: Applications, key: LedgerSigningKey
+) -> dict[str, Any]:
     """The acceptance receipt: check it offline with the verifier from ``/v1/receipt-verifier.py``.
 
     Anyone holding the application id may fetch it, so it carries no personal data: its record
     holds only their salted hashes (``personal_data`` is null). The copy emailed to the applicant
-    carries the values and the salt. After an erasure ``personal_data_erased_at`` is set.
+    carries the values and the salt. After an erasure ``personal_data_erased_at`` is set. Its
+    ``checkpoint`` is the ledger key's signature of its link (see ``/v1/ledger/public-key``).
     """
     entry = await ledger.find(application_id)
     if entry is None:
         raise HTTPException(404, "no recorded acceptance for this application (yet)")
     erased_at = await applications.erased_at(application_id)
     erased = timestamp(erased_at) if erased_at else None
-    return Receipt.from_record(entry.record, entry.record_hash, None, erased).as_json()
+    checkpoint = receipt_checkpoint(key, entry)
+    return Receipt.from_record(entry.record, entry.record_hash, None, erased, checkpoint).as_json()
+
+
+class PublicKey(BaseModel):
+    key_id: str
+    algorithm: str
+    public_key: str
+
+
+class LedgerPublicKeys(PublicKey):
+    """The key checkpoints and receipts are signed with now, and the retired keys older ones were signed with."""
+
+    retired: list[PublicKey]
+
+
+@router.get("/v1/ledger/public-key", response_model=LedgerPublicKeys, tags=["applications"])
+async def ledger_public_key(key: LedgerSigningKey) -> dict[str, object]:
+    """The ledger's Ed25519 public key (base64 of the 32 raw bytes): ``receipt_verifier.py --public-key``."""
+    return key.described()
 
 
 @router.get(

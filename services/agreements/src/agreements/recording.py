@@ -13,6 +13,7 @@ from agency_shared.events import (
     AgreementRecorded,
     AgreementRecordedData,
     ApplicationSubmitted,
+    Checkpoint,
     HumanCheck,
     NotificationSettledData,
     PersonalData,
@@ -20,6 +21,7 @@ from agency_shared.events import (
 )
 from agency_shared.forms import ApplicationForm, Locale
 from agency_shared.receipt_verifier import personal_hashes, timestamp
+from agreements.signing import parse_time
 
 
 class ApplicationErased(Exception):
@@ -82,6 +84,20 @@ class AcceptanceLedger(Protocol):
         ...
 
 
+class LinkSigner(Protocol):
+    def checkpoint(self, sequence: int, record_hash: str, at: datetime) -> Checkpoint:
+        """The signed statement that link ``sequence`` hashes to ``record_hash``, as of ``at``."""
+        ...
+
+
+def receipt_checkpoint(signer: LinkSigner | None, entry: LedgerEntry) -> Checkpoint | None:
+    """The checkpoint made for a receipt: its own link, as of when it was recorded, so every copy of the
+    receipt (the email's, the one served later) carries the same signature (Ed25519 is deterministic)."""
+    if signer is None:
+        return None
+    return signer.checkpoint(entry.sequence, entry.record_hash, parse_time(entry.record["recorded_at"]))
+
+
 def millisecond_precision(moment: datetime) -> datetime:
     # MongoDB keeps dates to the millisecond; trimming first means the record
     # we publish about is exactly the record a later read returns.
@@ -139,7 +155,9 @@ def recorded_event_id(application_id: uuid.UUID) -> uuid.UUID:
     return derived_id(AgreementRecorded.routing_key, str(application_id))
 
 
-def agreement_recorded(application: ApplicationRecord, entry: LedgerEntry) -> AgreementRecorded:
+def agreement_recorded(
+    application: ApplicationRecord, entry: LedgerEntry, checkpoint: Checkpoint | None = None
+) -> AgreementRecorded:
     """The event for a stored acceptance; the same acceptance always gives the same event (same id)."""
     acceptance = application.acceptance
     return AgreementRecorded(
@@ -167,14 +185,19 @@ def agreement_recorded(application: ApplicationRecord, entry: LedgerEntry) -> Ag
             human_check=application.human_check,
             application=application.application,
             acceptance=acceptance,
+            checkpoint=checkpoint,
         ),
     )
 
 
 async def record_application(
-    event: ApplicationSubmitted, store: ApplicationStore, ledger: AcceptanceLedger, now: datetime
+    event: ApplicationSubmitted,
+    store: ApplicationStore,
+    ledger: AcceptanceLedger,
+    now: datetime,
+    signer: LinkSigner | None = None,
 ) -> AgreementRecorded:
     stored = await store.add(record_from_event(event, now))
     entry = await ledger.append(stored)
     await store.mark_recorded(stored, entry)
-    return agreement_recorded(stored, entry)
+    return agreement_recorded(stored, entry, receipt_checkpoint(signer, entry))

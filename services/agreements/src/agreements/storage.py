@@ -4,8 +4,8 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +15,10 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from agency_chassis.metrics import LEDGER_LENGTH
 from agency_shared.application_status import Status
-from agency_shared.chain import GENESIS, ChainReport, Head, verify_links_async
+from agency_shared.chain import GENESIS, ChainReport, Head, link_fault, verify_links_async
+from agency_shared.checkpoints import chain_disagrees
 from agency_shared.events import NotificationSettledData
+from agreements.checkpointing import UnsignableChain
 from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_link
 from agreements.verification import EMAIL_VERIFIED, VerificationEvidence, verification_link
 
@@ -310,6 +312,8 @@ class MongoAcceptanceLedger:
     client: AsyncMongoClient[Document]
     database: str
     max_tries: int = 200
+    # The ledger keys' public keys by key id: what a checkpoint must be signed with.
+    public_keys: Mapping[str, bytes] = field(default_factory=dict)
     _writing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _last: Head | None = field(default=None, init=False, repr=False)  # the link this process wrote last
 
@@ -420,10 +424,41 @@ class MongoAcceptanceLedger:
         head = await self.heads.find_one({"_id": "head"})
         return Head(int(head["sequence"]), str(head["record_hash"])) if head else None
 
-    async def verify(self) -> ChainReport:
-        """Walk the whole chain against the head marker and report the first broken link, if any."""
+    @property
+    def checkpoints(self) -> AsyncCollection[Document]:
+        return self.client[self.database]["ledger_checkpoints"]
+
+    async def verify(self, anchors: Sequence[Mapping[str, Any]] = ()) -> ChainReport:
+        """Walk the whole chain against the head marker, then hold it against every stored checkpoint and
+        ``anchors`` (checkpoints kept outside: the archive mailbox, receipts); report the first fault, if any."""
         head = await self.head()
-        return await verify_links_async(self.walk(), head)
+        report = await verify_links_async(self.walk(), head)
+        if not report.ok:
+            return report
+        stored = await self.checkpoints.find({}, {"_id": 0, "announced": 0}).to_list()
+        signed = sorted([*stored, *anchors], key=_sequence_of)
+        wanted = [checkpoint.get("sequence") for checkpoint in signed]
+        found = self.links.find({"_id": {"$in": wanted}}, {"record_hash": 1})
+        hashes = {link["_id"]: str(link["record_hash"]) async for link in found}
+        for checkpoint in signed:
+            fault = chain_disagrees(checkpoint, hashes.get(checkpoint.get("sequence")), self.public_keys)
+            if fault is not None:
+                at = checkpoint.get("sequence")
+                return replace(report, ok=False, broken_at=at if isinstance(at, int) else None, reason=fault)
+        return replace(report, checkpoints=len(signed))
+
+    async def verified_through(self, start: Head, end: int) -> Head:
+        """Check links ``start.sequence + 1`` … ``end`` follow ``start`` (the latest checkpoint); the head at ``end``.
+
+        Nothing is signed on a chain that does not verify since the last checkpoint."""
+        last = start
+        async for link in self.links.find({"_id": {"$gt": start.sequence, "$lte": end}}).sort("_id", ASCENDING):
+            if fault := link_fault(link, last):
+                raise UnsignableChain(fault)
+            last = Head(last.sequence + 1, str(link["record_hash"]))
+        if last.sequence != end:
+            raise UnsignableChain(f"link {last.sequence + 1} is missing")
+        return last
 
     async def measure(self) -> None:
         """Set ``wechat_ledger_length`` from the head (at start-up; appends keep it current)."""
@@ -435,6 +470,12 @@ class MongoAcceptanceLedger:
         return self.links.find({"kind": {"$exists": False}}, {"_id": 0, "record": 1, "record_hash": 1}).sort(
             "_id", ASCENDING
         )
+
+
+def _sequence_of(checkpoint: Mapping[str, Any]) -> int:
+    """Where a checkpoint sorts (one without a whole-number sequence first: it is reported as malformed)."""
+    sequence = checkpoint.get("sequence")
+    return sequence if isinstance(sequence, int) else 0
 
 
 def _entry(link: Document) -> LedgerEntry:

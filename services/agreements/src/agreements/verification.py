@@ -23,7 +23,14 @@ from agency_shared.events import (
     derived_id,
 )
 from agency_shared.receipt_verifier import personal_sha256, timestamp
-from agreements.recording import ApplicationRecord, LedgerEntry, agreement_recorded, millisecond_precision
+from agreements.recording import (
+    ApplicationRecord,
+    LedgerEntry,
+    LinkSigner,
+    agreement_recorded,
+    millisecond_precision,
+    receipt_checkpoint,
+)
 
 # The kind of a verification link (an acceptance link names no kind: it came first).
 EMAIL_VERIFIED = "email_verified"
@@ -140,9 +147,10 @@ def acceptance_confirmed(
     acceptance: LedgerEntry,
     verification: LedgerEntry,
     evidence: VerificationEvidence,
+    signer: LinkSigner | None = None,
 ) -> AcceptanceConfirmed:
     """The event for a recorded verification; the same verification always gives the same event (same id)."""
-    recorded = agreement_recorded(application, acceptance).data
+    recorded = agreement_recorded(application, acceptance, receipt_checkpoint(signer, acceptance)).data
     return AcceptanceConfirmed(
         event_id=confirmed_event_id(application.application_id),
         occurred_at=evidence.recorded_at,
@@ -157,7 +165,11 @@ def acceptance_confirmed(
 
 
 async def record_verification(
-    event: EmailVerified, applications: VerifiableApplications, ledger: VerificationLedger, now: datetime
+    event: EmailVerified,
+    applications: VerifiableApplications,
+    ledger: VerificationLedger,
+    now: datetime,
+    signer: LinkSigner | None = None,
 ) -> AcceptanceConfirmed:
     """Store the evidence, append the verification link (once), move the status on; the event to announce."""
     application_id = event.data.application_id
@@ -174,4 +186,4 @@ async def record_verification(
     evidence = await applications.keep_verification(application_id, evidence_from_event(event, now))
     verification = await ledger.append_verification(application, acceptance, evidence)
     await applications.mark_verified(application_id, verification, evidence.verified_at)
-    return acceptance_confirmed(application, acceptance, verification, evidence)
+    return acceptance_confirmed(application, acceptance, verification, evidence, signer)

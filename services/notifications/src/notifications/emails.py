@@ -23,6 +23,7 @@ from agency_shared.events import (
     EnquiryReceived,
     Event,
     HumanCheck,
+    LedgerCheckpointed,
     derived_id,
 )
 from agency_shared.forms import SERVICE_LABELS, Locale
@@ -161,6 +162,10 @@ SUBJECTS: dict[str, dict[Locale, str]] = {
     "enquiry_verification": {
         "en": "Please confirm your email address",
         "zh-CN": "请确认您的邮箱地址",
+    },
+    "ledger_checkpoint": {
+        "en": "Ledger checkpoint: link {sequence}",
+        "zh-CN": "账本检查点：第 {sequence} 条",
     },
     "client_confirmation": {
         "en": "Thank you! Your submission has been received! (application {short_id})",
@@ -481,4 +486,19 @@ def staff_client_unreachable(
             "template": failed_subject,
             "reason": reason,
         },
+    )
+
+
+def ledger_checkpoint(event: LedgerCheckpointed, archive: str, mail_from: str) -> EmailMessage:
+    """A signed checkpoint of the acceptance ledger to the archive mailbox: fixed text and the checkpoint's JSON
+    (a line ``python -m agreements verify --anchors`` reads), kept where no database writer can edit it."""
+    checkpoint = event.data.checkpoint
+    return _compose(
+        template="ledger_checkpoint",
+        locale="en",
+        subject=SUBJECTS["ledger_checkpoint"]["en"].format(sequence=checkpoint.sequence),
+        sender=parse_address(mail_from),
+        recipient=parse_address(archive),
+        event=event,
+        context={"checkpoint": checkpoint, "line": json.dumps(checkpoint.model_dump(), sort_keys=True)},
     )

@@ -31,6 +31,7 @@ from agency_shared.events import (
     EnquiryConfirmed,
     EnquiryReceived,
     Event,
+    LedgerCheckpointed,
     NotificationSettled,
     NotificationSettledData,
     derived_id,
@@ -42,6 +43,7 @@ from agency_shared.topology import (
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_ENQUIRY_CONFIRMED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
+    NOTIFICATIONS_LEDGER_CHECKPOINTED,
 )
 from notifications.daily_cap import DailyCap
 from notifications.delivery import DeliveryReport, Ledger, OutgoingEmail, count_outcomes, deliver, settled_outcomes
@@ -50,6 +52,7 @@ from notifications.emails import (
     email_verification,
     enquiry_autoresponse,
     enquiry_verification,
+    ledger_checkpoint,
     staff_client_unreachable,
     staff_new_application,
     staff_new_enquiry,
@@ -80,9 +83,9 @@ CAPPED_TEMPLATES = CLIENT_TEMPLATES - {"client_confirmation"}
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """What an event's emails are about: an application or an enquiry."""
+    """What an event's emails are about: an application, an enquiry, or a checkpoint of the ledger."""
 
-    kind: Literal["application_id", "enquiry_id"]
+    kind: Literal["application_id", "enquiry_id", "checkpoint"]
     id: uuid.UUID
 
     @property
@@ -282,6 +285,7 @@ class Emails:
         self._mail_from = settings.mail_from
         self._staff = settings.staff_emails
         self._staff_locale = settings.staff_language
+        self._anchors = settings.ledger_anchor_emails
         self._verify_base = f"{str(settings.intake_base_url).rstrip('/')}/verify/"
         self._verification_days = settings.email_verification_days
         self._tokens = VerificationTokens(
@@ -354,6 +358,16 @@ class Emails:
         """A held enquiry whose address was verified: the staff emails it would have caused at once."""
         emails = self._to_staff(event, "staff_new_enquiry", staff_new_enquiry, verified_at)
         return Notice(event, Subject("enquiry_id", event.data.enquiry_id), emails)
+
+    def of_checkpoint(self, event: LedgerCheckpointed) -> Notice:
+        """The signed checkpoint to each archive mailbox (LEDGER_ANCHOR_EMAILS), where no database writer reaches."""
+        emails = tuple(
+            composed(event, "ledger_checkpoint", archive, partial(ledger_checkpoint, event, archive, self._mail_from))
+            for archive in self._anchors
+        )
+        if not emails:
+            logger.warning("ledger checkpoint %d: no LEDGER_ANCHOR_EMAILS to keep it", event.data.checkpoint.sequence)
+        return Notice(event, Subject("checkpoint", event.event_id), emails, alerts=False)
 
     def enquiry_verification_link(self, event: EnquiryReceived) -> str:
         data = event.data
@@ -603,8 +617,13 @@ def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) 
         """Release a held enquiry to the staff once its address is verified."""
         return await release_enquiry(event, attempt, emails, sender(), ports.held)
 
+    async def on_ledger_checkpointed(event: LedgerCheckpointed, attempt: Attempt) -> Outcome:
+        """Email the signed checkpoint of the acceptance ledger to the archive mailbox (LEDGER_ANCHOR_EMAILS)."""
+        return await send(emails.of_checkpoint(event), attempt)
+
     runner.consume(router, NOTIFICATIONS_AGREEMENT_RECORDED, on_agreement_recorded)
     runner.consume(router, NOTIFICATIONS_ACCEPTANCE_CONFIRMED, on_acceptance_confirmed)
     runner.consume(router, NOTIFICATIONS_ENQUIRY_RECEIVED, on_enquiry_received)
     runner.consume(router, NOTIFICATIONS_ENQUIRY_CONFIRMED, on_enquiry_confirmed)
+    runner.consume(router, NOTIFICATIONS_LEDGER_CHECKPOINTED, on_ledger_checkpointed)
     return router

@@ -2,9 +2,17 @@
 
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, field_validator
 
-from agency_chassis.settings import MongoSettings, SettingProblem, SmtpSettings, VerificationSettings
+from agency_chassis.settings import (
+    CommaSeparated,
+    MongoSettings,
+    SettingProblem,
+    SmtpSettings,
+    VerificationSettings,
+    real_address,
+    split_commas,
+)
 
 
 class NotificationsSettings(SmtpSettings, MongoSettings, VerificationSettings):
@@ -22,9 +30,21 @@ class NotificationsSettings(SmtpSettings, MongoSettings, VerificationSettings):
     client_emails_per_day: int = Field(default=5, ge=1)
     # How long the notification ledger keeps an email's entry after its last change (notifications.retention).
     notification_ledger_retention_days: int = Field(default=30, ge=1)
+    # The archive mailbox(es) every signed ledger checkpoint is emailed to: out of any database writer's reach.
+    ledger_anchor_emails: CommaSeparated = Field(default_factory=list)
+
+    @field_validator("ledger_anchor_emails", mode="before")
+    @classmethod
+    def _split_anchors(cls, value: object) -> object:
+        return split_commas(value)
 
     def production_problems(self) -> list[SettingProblem]:
         problems = super().production_problems()
         if self.kept_default("intake_base_url"):
             problems.append(self.unset_problem("intake_base_url", "would send clients' links to their own machine"))
+        if not self.ledger_anchor_emails:
+            reason = "missing; the archive mailbox the ledger's signed checkpoints are kept in (comma-separated)"
+            problems.append(SettingProblem("LEDGER_ANCHOR_EMAILS", reason))
+        elif fake := [address for address in self.ledger_anchor_emails if not real_address(address)]:
+            problems.append(SettingProblem("LEDGER_ANCHOR_EMAILS", f"placeholders or not addresses: {', '.join(fake)}"))
         return problems
