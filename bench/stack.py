@@ -19,7 +19,7 @@ import httpx
 from faststream.rabbit import RabbitBroker
 
 from agency_chassis.service import declare_topology
-from tests.support.servers import free_port, rabbitmqctl, wait_for_port
+from tests.support.servers import apply_queue_policies, free_port, management_url, rabbitmqctl, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STAFF = "staff@agency.example"
@@ -216,6 +216,7 @@ class Stack:
             "STAFF_API_TOKEN": uuid.uuid4().hex,
             "MAIL_FROM": "WeChat Agency <no-reply@agency.example>",
             "QUEUE_MAX_LENGTH": str(QUEUE_MAX_LENGTH),
+            **({"RABBITMQ_MANAGEMENT_URL": url} if (url := management_url()) else {}),
             "LOG_LEVEL": "WARNING",
             # The load comes from one address; X-Forwarded-For from the load generator spreads
             # it over many clients, as a public site's traffic is, so the limiter works as in production.
@@ -287,10 +288,11 @@ class Stack:
             rabbitmqctl("delete_vhost", self.vhost)
 
     async def declare_topology(self) -> None:
+        apply_queue_policies(self.vhost, QUEUE_MAX_LENGTH)
         broker = RabbitBroker(self.amqp_url)
         await broker.connect()
         try:
-            await declare_topology(broker, QUEUE_MAX_LENGTH)
+            await declare_topology(broker, self.amqp_url)
         finally:
             await broker.stop()
 

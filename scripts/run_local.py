@@ -66,6 +66,22 @@ def ensure_rabbitmq(amqp_url: str) -> None:
     sys.exit(f"RabbitMQ is not reachable at {host}:{port}. {what_to_do}")
 
 
+def local_management_api(amqp_url: str) -> str | None:
+    """The local broker's management API (the plugin enabled if need be), or None if it does not answer."""
+    host = urlsplit(amqp_url).hostname or "localhost"
+    if host not in ("localhost", "127.0.0.1"):
+        return None
+    if not port_open(host, 15672) and shutil.which("rabbitmq-plugins"):
+        log("enabling RabbitMQ's management plugin (the queues' policies are set through it)")
+        subprocess.run(["rabbitmq-plugins", "-q", "enable", "rabbitmq_management"], check=False, capture_output=True)
+    try:
+        wait_until(lambda: port_open(host, 15672), 30, "RabbitMQ's management API")
+    except TimeoutError:
+        log("RabbitMQ's management API does not answer: the queues run without their limits (see README, policies)")
+        return None
+    return f"http://{host}:15672"
+
+
 def ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - a fixed local URL
@@ -108,6 +124,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         ensure_rabbitmq(amqp_url)
+        if "RABBITMQ_MANAGEMENT_URL" not in env and (api := local_management_api(amqp_url)):
+            env["RABBITMQ_MANAGEMENT_URL"] = api  # the services put the queues' policies there
         if "MONGODB_URL" not in env:
             mongo_port = int(env.get("LOCAL_MONGO_PORT", "27017"))
             (var / "mongo").mkdir(parents=True, exist_ok=True)

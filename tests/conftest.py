@@ -18,7 +18,7 @@ from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 from tests.support.data import STAFF
-from tests.support.servers import Inbox, rabbitmq_vhost, secantus_server, smtp_server
+from tests.support.servers import Inbox, management_url, rabbitmq_vhost, secantus_server, smtp_server
 
 TESTS = Path(__file__).parent
 FOLDER_SUITES = ("unit", "e2e", "faults")
@@ -101,13 +101,18 @@ def intake_settings(amqp_url: str, mongo_url: str, mongo_db: str) -> IntakeSetti
         mongodb_db=mongo_db,
         publish_timeout_seconds=2.0,
         captcha="off",
+        rabbitmq_management_url=management_url(),
     )
 
 
 @pytest.fixture
 def agreements_settings(amqp_url: str, mongo_url: str, mongo_db: str) -> AgreementsSettings:
     return AgreementsSettings(
-        environment="test", amqp_url=AmqpDsn(amqp_url), mongodb_url=MongoDsn(mongo_url), mongodb_db=mongo_db
+        environment="test",
+        amqp_url=AmqpDsn(amqp_url),
+        mongodb_url=MongoDsn(mongo_url),
+        mongodb_db=mongo_db,
+        rabbitmq_management_url=management_url(),
     )
 
 
@@ -125,4 +130,5 @@ def notifications_settings(amqp_url: str, smtp_port: int, mongo_url: str, mongo_
         smtp_port=smtp_port,
         staff_emails=list(STAFF),
         mail_from="WeChat Agency <no-reply@agency.example>",
+        rabbitmq_management_url=management_url(),
     )

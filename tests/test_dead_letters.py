@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient
 import agreements.main
 import notifications.main
 from agency_chassis.consuming import REDELIVERY_LIMIT
+from agency_chassis.dead_letters import list_dead_letters
 from agency_chassis.retries import REDELIVERIES_HEADER
 from agency_shared.topology import (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -24,7 +25,7 @@ from tests.support import broker
 from tests.support.apps import serving
 from tests.support.events import agreement_recorded_event as recorded
 from tests.support.events import application_submitted
-from tests.support.servers import Inbox
+from tests.support.servers import Inbox, apply_queue_policies
 
 CLIENT = "li.wei@mapletea.example"
 
@@ -163,3 +164,20 @@ async def test_a_redelivered_message_is_parked_then_handled_once(
         [recorded_event] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.name)
     assert json.loads(recorded_event.body)["data"]["application_id"] == str(event.data.application_id)
     assert await mongo[agreements_settings.mongodb_db]["applications"].count_documents({}) == 1
+
+
+async def test_a_dead_letter_is_kept_for_the_retention_then_dropped_by_rabbitmq(
+    agreements_settings: AgreementsSettings, amqp_url: str
+) -> None:
+    # DEAD_LETTER_RETENTION_DAYS (default 30) is a policy's message-ttl on the DLQs: two seconds here.
+    short = agreements_settings.model_copy(update={"dead_letter_retention_days": 2 / 86_400})
+    apply_queue_policies(amqp_url.rsplit("/", 1)[1], dead_letter_retention_days=short.dead_letter_retention_days)
+    queue = AGREEMENTS_APPLICATION_SUBMITTED
+    async with serving(agreements.main.create_app(short)):
+        pass  # the topology is declared (and, where the management API answers, the policies put by the service)
+    await broker.publish_raw(amqp_url, b"{}", queue.name, "old-letter", exchange="wechat_agency.dead-letter")
+    [kept] = await list_dead_letters(amqp_url, [queue.name])  # listing it does not count against it
+    assert kept.message_id == "old-letter"
+    async with asyncio.timeout(30):
+        while await list_dead_letters(amqp_url, [queue.name]):  # noqa: ASYNC110 - nothing to await but the clock
+            await asyncio.sleep(0.5)

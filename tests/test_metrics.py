@@ -25,7 +25,7 @@ from tests.support.apps import client, serving
 from tests.support.data import STAFF, application
 from tests.support.events import agreement_recorded_event, application_submitted
 from tests.support.metrics import Samples, parse, value
-from tests.support.servers import Inbox
+from tests.support.servers import Inbox, apply_queue_policies
 
 CLIENT = "li.wei@mapletea.example"
 # wechat_publish_failures_total{reason}: returned, refused by a full queue, no confirm in time, no connection.
@@ -217,7 +217,8 @@ async def publish_until_one_fails(amqp_url: str, reason: str, service: str) -> i
     """Publish through a real EventPublisher until a publish fails for ``reason``; the number confirmed before it."""
     async with RabbitBroker(amqp_url) as rabbit:
         if reason == "nacked":  # queues that hold one message
-            await declare_topology(rabbit, max_length=1)
+            apply_queue_policies(amqp_url.rsplit("/", 1)[1], max_length=1)
+            await declare_topology(rabbit, amqp_url)
         else:  # no queue bound: the broker returns every event
             await rabbit.declare_exchange(EVENTS_EXCHANGE)
     # No broker confirms within a nanosecond: the publish times out.

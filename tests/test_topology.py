@@ -2,19 +2,24 @@
 
 import asyncio
 import json
+from typing import Any
 
 import aio_pika
+import pytest
 
 import agreements.main
 import intake.main
 import notifications.main
+from agency_chassis.policies import DEAD_LETTERS_POLICY
 from agency_shared.events import ApplicationSubmitted
 from agency_shared.topology import (
+    AGREEMENTS_APPLICATION_SUBMITTED,
     CONSUMER_QUEUES,
     DEAD_LETTER_EXCHANGE,
     DELIVERY_LIMIT,
     EDGE_EVENTS,
     EVENTS_EXCHANGE,
+    NOTIFICATIONS_AGREEMENT_RECORDED,
     RETIRED_QUEUES,
     consumers_of,
 )
@@ -23,6 +28,8 @@ from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 from tests.support import broker
 from tests.support.apps import serving
+from tests.support.events import application_submitted
+from tests.support.servers import broker_major, management_url
 
 
 async def listing(vhost: str, what: str, *columns: str) -> list[dict[str, object]]:
@@ -35,6 +42,15 @@ async def listing(vhost: str, what: str, *columns: str) -> list[dict[str, object
     rows = json.loads(out)
     assert isinstance(rows, list)
     return rows
+
+
+async def policy_definitions(vhost: str) -> dict[str, dict[str, Any]]:
+    """The vhost's policies by name (rabbitmqctl 3.10 lists no effective definition per queue)."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in await listing(vhost, "list_policies"):
+        definition = row["definition"]
+        found[str(row["name"])] = json.loads(definition) if isinstance(definition, str) else dict(definition)  # type: ignore[call-overload]
+    return found
 
 
 def queue_arguments(queue: dict[str, object]) -> dict[str, object]:
@@ -60,7 +76,9 @@ async def test_every_service_declares_the_same_topology_and_consumes_with_a_boun
     )
     async with serving(*apps):
         exchanges = {e["name"]: e for e in await listing(vhost, "list_exchanges", "name", "type", "durable")}
-        queues = {q["name"]: q for q in await listing(vhost, "list_queues", "name", "type", "durable", "arguments")}
+        listed = await listing(vhost, "list_queues", "name", "type", "durable", "arguments", "policy")
+        queues = {q["name"]: q for q in listed}
+        definitions = await policy_definitions(vhost)
         bindings = await listing(vhost, "list_bindings", "source_name", "destination_name", "routing_key")
         consumers = await listing(vhost, "list_consumers", "queue_name", "ack_required", "prefetch_count")
 
@@ -72,11 +90,25 @@ async def test_every_service_declares_the_same_topology_and_consumes_with_a_boun
         queue, dlq = queues[consumer.name], queues[consumer.dead_letter_queue.name]
         assert (queue["type"], queue["durable"]) == ("quorum", True), consumer.name
         assert (dlq["type"], dlq["durable"]) == ("quorum", True), consumer.name
-        arguments = queue_arguments(queue)
-        assert arguments["x-dead-letter-exchange"] == DEAD_LETTER_EXCHANGE.name
-        assert arguments["x-dead-letter-routing-key"] == consumer.name
-        assert arguments["x-delivery-limit"] == DELIVERY_LIMIT
-        assert arguments["x-overflow"] == "reject-publish"
+        # Only its type as an argument: every limit is a policy, which can change in place.
+        assert queue_arguments(queue) == {"x-queue-type": "quorum"}, consumer.name
+        assert queue["policy"] == f"wechat.{consumer.name}"
+        limits = definitions[str(queue["policy"])]
+        assert limits["dead-letter-exchange"] == DEAD_LETTER_EXCHANGE.name
+        assert limits["dead-letter-routing-key"] == consumer.name
+        assert limits["dead-letter-strategy"] == "at-least-once"
+        assert limits["delivery-limit"] == DELIVERY_LIMIT
+        assert limits["overflow"] == "reject-publish"
+        assert limits["max-length"] == agreements_settings.queue_max_length
+        assert dlq["policy"] == DEAD_LETTERS_POLICY
+        retention = definitions[str(dlq["policy"])]
+        assert retention["message-ttl"] == round(agreements_settings.dead_letter_retention_days * 86_400_000)
+        # RabbitMQ 4 gives quorum queues a delivery limit of 20 by default: a DLQ must have none, or listing a
+        # dead letter often enough would drop it. 3.x has no default (and no -1).
+        if broker_major() >= 4:
+            assert retention["delivery-limit"] == -1
+        else:
+            assert "delivery-limit" not in retention
         assert (EVENTS_EXCHANGE.name, consumer.name, consumer.event.routing_key) in routes
         assert (DEAD_LETTER_EXCHANGE.name, dlq["name"], consumer.name) in routes
     # Every consumer queue is consumed, with manual acks and an explicit, bounded prefetch.
@@ -108,3 +140,40 @@ async def test_a_queue_of_an_earlier_version_is_unbound_at_start_and_keeps_what_
 def test_each_event_of_the_public_edge_has_exactly_one_consumer_queue() -> None:
     for event in EDGE_EVENTS:
         assert len(consumers_of(event)) == 1, event.routing_key
+
+
+@pytest.mark.skipif(management_url() is None, reason="the service puts its policies through the management API")
+async def test_changed_limits_never_stop_a_service_from_starting_and_take_effect_in_place(
+    agreements_settings: AgreementsSettings, amqp_url: str
+) -> None:
+    vhost = amqp_url.rsplit("/", 1)[1]
+    async with serving(agreements.main.create_app(agreements_settings)):
+        pass
+    smaller = agreements_settings.model_copy(update={"queue_max_length": 7, "dead_letter_retention_days": 2.0})
+    async with serving(agreements.main.create_app(smaller)):  # once a PRECONDITION_FAILED at start-up
+        queues = {q["name"]: q for q in await listing(vhost, "list_queues", "name", "policy")}
+        definitions = await policy_definitions(vhost)
+    for consumer in CONSUMER_QUEUES:
+        assert definitions[str(queues[consumer.name]["policy"])]["max-length"] == 7
+        assert definitions[str(queues[consumer.dead_letter_queue.name]["policy"])]["message-ttl"] == 2 * 86_400_000
+
+
+async def test_a_queue_an_earlier_version_declared_with_its_limits_as_arguments_is_kept_and_consumed(
+    agreements_settings: AgreementsSettings, amqp_url: str
+) -> None:
+    queue = AGREEMENTS_APPLICATION_SUBMITTED
+    async with broker.channel(amqp_url) as channel:
+        await channel.declare_queue(
+            queue.name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum", "x-max-length": 100_000, "x-overflow": "reject-publish",
+                "x-delivery-limit": DELIVERY_LIMIT, "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
+                "x-dead-letter-routing-key": queue.name,
+            },
+        )  # fmt: skip
+    event = application_submitted()
+    async with serving(agreements.main.create_app(agreements_settings)):  # no PRECONDITION_FAILED
+        await broker.publish_events(amqp_url, [event])
+        [recorded] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.name)
+    assert json.loads(recorded.body)["data"]["application_id"] == str(event.data.application_id)

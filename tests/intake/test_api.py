@@ -110,7 +110,7 @@ async def test_503_with_retry_after_when_the_broker_does_not_take_the_event(
             # A quorum queue starts rejecting once it is over its limit, so one
             # message goes in first to put it there.
             policy = json.dumps({"max-length": 0, "overflow": "reject-publish"})
-            set_queue_policy(vhost, "full", r"^agreements\.", policy)
+            set_queue_policy(vhost, "full", r"^agreements\.", policy, priority=100)  # above the services' own
             await broker.publish_raw(amqp_url, b"{}", "application.submitted", message_id="filler")
         else:
             # The broker returns the mandatory publish: no queue is bound for it.

@@ -114,7 +114,9 @@ async def test_after_a_503_the_retry_with_the_same_key_and_data_is_accepted_and_
     vhost, k = amqp_url.rsplit("/", 1)[1], key()
     app = create_app(intake_settings)
     async with serving(app), client(app) as http:
-        set_queue_policy(vhost, "full", r"^agreements\.", json.dumps({"max-length": 0, "overflow": "reject-publish"}))
+        set_queue_policy(
+            vhost, "full", r"^agreements\.", json.dumps({"max-length": 0, "overflow": "reject-publish"}), priority=100
+        )
         await broker.publish_raw(amqp_url, b"{}", "application.submitted", message_id="filler")
         refused = await http.post("/v1/applications", json=application(), headers={"Idempotency-Key": k})
         rabbitmqctl("clear_policy", "-p", vhost, "full")

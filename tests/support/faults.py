@@ -28,9 +28,10 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
+from agency_shared.topology import DEFAULT_MAX_LENGTH
 from tests.support.broker import STATISTICS_INTERVAL_SECONDS, queued_messages
 from tests.support.data import application
-from tests.support.servers import Inbox, free_port, wait_for_port
+from tests.support.servers import Inbox, apply_queue_policies, free_port, management_url, wait_for_port
 from tests.support.verification import is_verification
 
 SERVICES = ("intake", "agreements", "notifications")
@@ -203,6 +204,7 @@ class System:
         **settings: str,
     ) -> None:
         self.amqp_url, self.inbox = amqp_url, inbox
+        self.env_settings = dict(settings)
         self.vhost = amqp_url.rsplit("/", 1)[1]
         self.database = Database(workdir / "mongo")
         counts = {name: (replicas or {}).get(name, 1) for name in SERVICES}
@@ -215,6 +217,7 @@ class System:
             "NOTIFICATIONS_PORT": str(ports["notifications"][0]), "RATE_LIMIT": "1000000/minute",
             "RETRY_BASE_SECONDS": "0.5", "RETRY_MAX_SECONDS": "2", "MAX_ATTEMPTS": "40",
             "SEND_LEASE_SECONDS": "10", "LOG_LEVEL": "INFO", "ENVIRONMENT": "test", "CAPTCHA": "off",
+            **({"RABBITMQ_MANAGEMENT_URL": url} if (url := management_url()) else {}),
             **settings,
         }  # fmt: skip
         self.replicas = {
@@ -235,6 +238,8 @@ class System:
         self.submissions: list[Submission] = []
 
     async def start(self) -> None:
+        # The queues' limits as the services put them (they do too, where the management API answers).
+        apply_queue_policies(self.vhost, int(self.env_settings.get("QUEUE_MAX_LENGTH", DEFAULT_MAX_LENGTH)))
         self.database.start()
         # All at once: each declares the whole topology, so none waits for another.
         await asyncio.gather(*(replica.start() for replicas in self.replicas.values() for replica in replicas))

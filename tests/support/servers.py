@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import re
@@ -18,8 +19,12 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from agency_chassis.policies import Limits, policies
+from agency_shared.topology import DEFAULT_MAX_LENGTH
 
 RABBITMQ_HOST = os.environ.get("TEST_RABBITMQ_HOST", "localhost")
 
@@ -36,11 +41,18 @@ def rabbitmqctl(*args: str) -> str:
     return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=60).stdout
 
 
-def set_queue_policy(vhost: str, name: str, pattern: str, definition: str, timeout: float = 30) -> None:
-    """Set a queue policy and return once RabbitMQ reports it applied (it applies asynchronously)."""
+def set_queue_policy(
+    vhost: str, name: str, pattern: str, definition: str, timeout: float = 30, priority: int = 0
+) -> None:
+    """Set a queue policy and return once RabbitMQ reports it applied (it applies asynchronously).
+
+    Above the services' own policies (priority 10) only with a higher ``priority``.
+    """
     import time
 
-    rabbitmqctl("set_policy", "-p", vhost, name, pattern, definition, "--apply-to", "queues")
+    rabbitmqctl(
+        "set_policy", "-p", vhost, "--priority", str(priority), name, pattern, definition, "--apply-to", "queues"
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         listing = subprocess.run(
@@ -109,6 +121,35 @@ def management_get(path: str) -> Any:
         return None
 
 
+@functools.cache
+def broker_major() -> int:
+    """The local RabbitMQ's major version (asked once per process)."""
+    overview = management_get("/overview") if api_available() else None
+    version = str(overview["rabbitmq_version"]) if isinstance(overview, dict) else rabbitmqctl("version").strip()
+    return int(version.split(".")[0])
+
+
+MANAGEMENT_URL = MANAGEMENT_API.removesuffix("/api")
+
+
+def management_url() -> str | None:
+    """Where a service under test puts its queue policies (RABBITMQ_MANAGEMENT_URL); None without the API."""
+    return MANAGEMENT_URL if api_available() else None
+
+
+def apply_queue_policies(
+    vhost: str, max_length: int = DEFAULT_MAX_LENGTH, dead_letter_retention_days: float = 30.0
+) -> None:
+    """The queues' policies (``agency_chassis.policies``) in ``vhost``, as a service puts them at start-up."""
+    for rule in policies(Limits(max_length, dead_letter_retention_days, broker_major())):
+        path = f"/policies/{quote(vhost, safe='')}/{quote(rule.name, safe='')}"
+        if not management_api("PUT", path, rule.body()):
+            rabbitmqctl(
+                "set_policy", "-p", vhost, "--priority", str(rule.priority), "--apply-to", rule.apply_to,
+                rule.name, rule.pattern, json.dumps(rule.definition),
+            )  # fmt: skip
+
+
 @contextlib.contextmanager
 def rabbitmq_vhost() -> Iterator[str]:
     """A fresh vhost on the local RabbitMQ, so every test sees an empty topology; deleted afterwards."""
@@ -116,6 +157,7 @@ def rabbitmq_vhost() -> Iterator[str]:
     if management_api("PUT", f"/vhosts/{name}", {}):
         try:
             management_api("PUT", f"/permissions/{name}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+            apply_queue_policies(name)
             yield f"amqp://guest:guest@{RABBITMQ_HOST}:5672/{name}"
         finally:
             management_api("DELETE", f"/vhosts/{name}")
@@ -123,6 +165,7 @@ def rabbitmq_vhost() -> Iterator[str]:
     rabbitmqctl("add_vhost", name)
     try:
         rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        apply_queue_policies(name)
         yield f"amqp://guest:guest@{RABBITMQ_HOST}:5672/{name}"
     finally:
         rabbitmqctl("delete_vhost", name)

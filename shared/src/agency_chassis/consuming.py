@@ -63,7 +63,7 @@ from agency_chassis.retries import (
     redeliveries,
 )
 from agency_shared.events import Event
-from agency_shared.topology import DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE, ConsumerQueue
+from agency_shared.topology import EVENTS_EXCHANGE, ConsumerQueue
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +108,9 @@ def copy_of(message: RabbitMessage) -> MessageCopy:
 class Runner:
     """Subscribes use cases to their queues and applies their outcomes; one per service."""
 
-    def __init__(self, sender: Sender, backoff: Backoff, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+    def __init__(self, sender: Sender, backoff: Backoff) -> None:
         self._sender = sender
         self._backoff = backoff
-        self._max_length = max_length
         self._queues: list[ConsumerQueue[Event]] = []
 
     def consume(self, router: RabbitRouter, queue: ConsumerQueue[E], use_case: UseCase[E]) -> RabbitSubscriber:
@@ -120,7 +119,7 @@ class Runner:
         # A router of its own, so what rejects unreadable payloads knows (and counts) the queue.
         own = RabbitRouter(middlewares=[DeadLetterUnreadable(queue.name)])
         subscriber = own.subscriber(
-            queue.declaration(self._max_length),
+            queue.declaration(passive=True),  # declared (or kept) by declare_topology before consuming starts
             EVENTS_EXCHANGE,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title=queue.name,

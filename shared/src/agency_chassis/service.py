@@ -16,6 +16,7 @@ from agency_chassis.correlation import CorrelationIdMiddleware, MessageContext
 from agency_chassis.health import ReadinessCheck, health_router
 from agency_chassis.logs import BROKER_LOGGER
 from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
+from agency_chassis.policies import apply_policies
 from agency_chassis.publishing import EventPublisher
 from agency_chassis.retries import Backoff
 from agency_chassis.settings import SharedSettings
@@ -23,7 +24,6 @@ from agency_shared.events import Event
 from agency_shared.topology import (
     CONSUMER_QUEUES,
     DEAD_LETTER_EXCHANGE,
-    DEFAULT_MAX_LENGTH,
     EVENTS_EXCHANGE,
     RETIRED_QUEUES,
 )
@@ -40,20 +40,41 @@ class Adapters(Protocol):
     async def close(self) -> None: ...
 
 
-async def declare_topology(broker: RabbitBroker, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+async def declare_topology(broker: RabbitBroker, amqp_url: str) -> None:
     """Declare exchanges, queues, DLQs and bindings; idempotent, so every service runs it at start-up.
 
     Every service declares the whole topology, not only its own queues: a
     publisher that comes up first must still find its events routed (publishes
     are mandatory, so an unroutable event is an error, never a silent loss).
+    A consumer queue that exists already is only bound, never declared again: one an earlier
+    version declared with its limits as arguments would refuse a declaration without them
+    (``PRECONDITION_FAILED``); its limits come from policies now (``agency_chassis.policies``).
     """
     events = await broker.declare_exchange(EVENTS_EXCHANGE)
     dead_letters = await broker.declare_exchange(DEAD_LETTER_EXCHANGE)
+    existing = await existing_queues(amqp_url, [consumer.name for consumer in CONSUMER_QUEUES])
     for consumer in CONSUMER_QUEUES:
-        queue = await broker.declare_queue(consumer.declaration(max_length))
+        queue = await broker.declare_queue(consumer.declaration(passive=consumer.name in existing))
         await queue.bind(events, routing_key=consumer.event.routing_key)
         dlq = await broker.declare_queue(consumer.dead_letter_queue)
         await dlq.bind(dead_letters, routing_key=consumer.name)
+
+
+async def existing_queues(amqp_url: str, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` exist (a passive declaration each, on a connection of its own: a missing queue
+    closes the channel that asked)."""
+    found: set[str] = set()
+    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "topology"})
+    async with connection:
+        for name in names:
+            channel = await connection.channel()
+            try:
+                await channel.get_queue(name, ensure=True)
+            except ChannelNotFoundEntity:
+                continue
+            found.add(name)
+            await channel.close()
+    return found
 
 
 async def unbind_retired_queues(amqp_url: str) -> None:
@@ -91,6 +112,8 @@ class ServiceChassis:
         self.service = service
         self._amqp_url = str(settings.amqp_url)
         self._max_length = settings.queue_max_length
+        self._dead_letter_retention_days = settings.dead_letter_retention_days
+        self._management_url = settings.rabbitmq_management_url
         # The broker only consumes (and declares): every message leaves through the publisher.
         self.broker = RabbitBroker(
             str(settings.amqp_url),
@@ -102,7 +125,7 @@ class ServiceChassis:
             str(settings.amqp_url), timeout=settings.publish_timeout_seconds, service=service
         )
         backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds, settings.max_attempts)
-        self.runner = Runner(self.publisher, backoff, settings.queue_max_length)
+        self.runner = Runner(self.publisher, backoff)
 
     @asynccontextmanager
     async def running(self, adapters: Adapters | None = None) -> AsyncIterator[None]:
@@ -114,7 +137,13 @@ class ServiceChassis:
                 await adapters.open()
             started.push_async_callback(self.broker.stop)
             await self.broker.connect()
-            await declare_topology(self.broker, self._max_length)
+            if self._management_url is not None:
+                await apply_policies(
+                    self._management_url, self._amqp_url, self._max_length, self._dead_letter_retention_days
+                )
+            else:
+                logger.info("RABBITMQ_MANAGEMENT_URL unset: the queues' limits are the deployment's policies")
+            await declare_topology(self.broker, self._amqp_url)
             await unbind_retired_queues(self._amqp_url)
             await self.runner.declare(self.broker)
             started.push_async_callback(self.publisher.stop)

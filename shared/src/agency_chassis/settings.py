@@ -60,8 +60,14 @@ class SharedSettings(BaseSettings):
     max_attempts: int = Field(default=10, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
-    # Messages a consumer queue may hold before publishes are refused (back-pressure).
+    # Messages a consumer queue may hold before publishes are refused (back-pressure): a policy (below).
     queue_max_length: int = Field(default=100_000, ge=1)
+    # How long a dead letter is kept before RabbitMQ drops it (a policy's message-ttl on the DLQs).
+    dead_letter_retention_days: float = Field(default=30.0, gt=0)
+    # RabbitMQ's management API (e.g. http://rabbitmq:15672; the AMQP URL's user unless this URL names one,
+    # with the policymaker tag): where the service puts the queues' policies at start-up. Unset: the
+    # deployment applies them (``python -m <service> policies``).
+    rabbitmq_management_url: str | None = None
     log_level: str = "INFO"
     # One JSON object per line (for a log collector), or plain text to read in a terminal.
     log_format: Literal["json", "text"] = "json"

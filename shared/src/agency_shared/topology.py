@@ -23,8 +23,8 @@ E_co = TypeVar("E_co", bound=Event, covariant=True)
 EVENTS_EXCHANGE = RabbitExchange("wechat_agency.events", type=ExchangeType.TOPIC, durable=True)
 DEAD_LETTER_EXCHANGE = RabbitExchange("wechat_agency.dead-letter", type=ExchangeType.DIRECT, durable=True)
 
-# A message that keeps failing (a crash loop, not a bad payload: those are
-# rejected at once) is dead-lettered after this many deliveries.
+# The quorum queues' delivery limit (policy), a last resort: the runner counts attempts and
+# redeliveries itself (x-attempt, x-redeliveries), as RabbitMQ 4.3 no longer counts every return.
 DELIVERY_LIMIT = 10
 # Back-pressure: a consumer queue holds at most this many messages (QUEUE_MAX_LENGTH);
 # past it the broker refuses publishes (intake then answers 503) instead of growing.
@@ -38,20 +38,16 @@ class ConsumerQueue(Generic[E_co]):
     name: str
     event: type[E_co]
 
-    def declaration(self, max_length: int = DEFAULT_MAX_LENGTH) -> RabbitQueue:
-        """The queue as every service declares it (the arguments must be identical everywhere)."""
+    def declaration(self, passive: bool = False) -> RabbitQueue:
+        """The queue as declared: its type, nothing else. Its limits (length, overflow, delivery limit, where it
+        dead-letters) come from a RabbitMQ policy (``agency_chassis.policies``), which can change in place; a
+        queue argument cannot (a declaration with another value fails). ``passive``: only check it exists."""
         return RabbitQueue(
             self.name,
             durable=True,
             queue_type=QueueType.QUORUM,
             routing_key=self.event.routing_key,
-            arguments={
-                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
-                "x-dead-letter-routing-key": self.name,
-                "x-delivery-limit": DELIVERY_LIMIT,
-                "x-max-length": max_length,
-                "x-overflow": "reject-publish",
-            },
+            declare=not passive,
         )
 
     def retry_queue(self, delay_ms: int) -> RabbitQueue:

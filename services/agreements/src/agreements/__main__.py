@@ -1,4 +1,5 @@
-"""``python -m agreements``: serve; ``verify [--anchors FILE]``: check the ledger; ``dlq list|replay``: dead letters."""
+"""``python -m agreements``: serve; ``verify [--anchors FILE]``: check the ledger; ``dlq list|replay``: dead letters;
+``policies``: the queues' RabbitMQ policies as JSON lines."""
 
 import argparse
 import asyncio
@@ -10,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from agency_chassis import dead_letters
+from agency_chassis import dead_letters, policies
 from agency_chassis.mongo import mongo_client
 from agency_chassis.startup import load_settings
 from agency_shared.checkpoints import public_keys_by_id
@@ -68,6 +69,8 @@ def main() -> None:
     settings = load_settings(AgreementsSettings, "agreements", check=sys.argv[1:2] in ([], ["serve"]))
     if sys.argv[1:2] == ["dlq"]:
         sys.exit(dead_letters.main(sys.argv[2:], str(settings.amqp_url)))
+    if sys.argv[1:2] == ["policies"]:  # the queues' policies, for a deployment that applies them itself
+        sys.exit(policies.main(sys.argv[2:], settings.queue_max_length, settings.dead_letter_retention_days))
     parser = argparse.ArgumentParser(prog="python -m agreements", description=__doc__)
     parser.add_argument("command", nargs="?", choices=["serve", "verify"], default="serve")
     parser.add_argument(

@@ -5,7 +5,7 @@ from functools import partial
 
 import uvicorn
 
-from agency_chassis import dead_letters
+from agency_chassis import dead_letters, policies
 from agency_chassis.metrics import shared_by_workers
 from agency_chassis.startup import load_settings
 from intake.main import create_app
@@ -14,9 +14,11 @@ from intake.settings import IntakeSettings
 
 def main() -> None:
     # Serving refuses missing settings and placeholders; the dead-letter tools need only AMQP_URL.
-    settings = load_settings(IntakeSettings, "intake", check=sys.argv[1:2] != ["dlq"])
+    settings = load_settings(IntakeSettings, "intake", check=sys.argv[1:2] not in (["dlq"], ["policies"]))
     if sys.argv[1:2] == ["dlq"]:
         sys.exit(dead_letters.main(sys.argv[2:], str(settings.amqp_url)))
+    if sys.argv[1:2] == ["policies"]:  # the queues' policies, for a deployment that applies them itself
+        sys.exit(policies.main(sys.argv[2:], settings.queue_max_length, settings.dead_letter_retention_days))
     if settings.intake_workers == 1:
         serve(settings)
         return
