@@ -35,7 +35,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import agency_chassis.metrics
 import intake.accepting
 from agency_chassis.metrics import exposition
-from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE
+from agency_chassis.policies import Limits, policies
+from agency_chassis.settings import SharedSettings
+from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
@@ -925,3 +927,17 @@ def test_rabbitmq_users_may_do_what_their_service_does_and_no_more() -> None:
         for foreign in ("amq.rabbitmq.trace", "amq.topic", "other.queue", "wechat_agency.other", "x.agreements.y", ""):
             for kind, regex in allowed.items():
                 assert not regex.search(foreign), (service, kind, foreign)
+
+
+def test_compose_loads_the_queue_policies_the_services_would_put() -> None:
+    # RabbitMQ in compose loads its definitions at every start: the same policies a service puts through
+    # RABBITMQ_MANAGEMENT_URL, for the default QUEUE_MAX_LENGTH and DEAD_LETTER_RETENTION_DAYS, on RabbitMQ 4.
+    definitions = json.loads((ROOT / "deploy/compose/rabbitmq/definitions.template.json").read_text())
+    expected = [
+        {"vhost": VHOST, "name": rule.name, **rule.body()}
+        for rule in policies(
+            Limits(DEFAULT_MAX_LENGTH, SharedSettings.model_fields["dead_letter_retention_days"].default, 4)
+        )
+    ]
+    assert definitions["policies"] == expected
+    assert all(rule["definition"].get("dead-letter-strategy") == "at-least-once" for rule in expected[:-1])
