@@ -243,8 +243,8 @@ def test_operator_resources_match_their_crds(target: str) -> None:
     schemas = crd_schemas()
     custom = [r for r in render(target) if (r["apiVersion"], r["kind"]) in schemas]
     # RabbitmqCluster, MongoDBCommunity, 2 PodMonitors, PrometheusRule, and the broker's Vhost,
-    # 3 Users and 3 Permissions.
-    assert len(custom) == 12
+    # 3 Users, 3 Permissions and the queues' 10 Policies.
+    assert len(custom) == 12 + len(CONSUMER_QUEUES) + 1
     for resource in custom:
         assert custom_resource_problems(resource, schemas) == [], resource["metadata"]["name"]
 
@@ -941,3 +941,18 @@ def test_compose_loads_the_queue_policies_the_services_would_put() -> None:
     ]
     assert definitions["policies"] == expected
     assert all(rule["definition"].get("dead-letter-strategy") == "at-least-once" for rule in expected[:-1])
+
+
+def test_kubernetes_puts_the_queue_policies_the_services_would_put() -> None:
+    retention = SharedSettings.model_fields["dead_letter_retention_days"].default
+    expected = {rule.name: rule for rule in policies(Limits(DEFAULT_MAX_LENGTH, retention, 4))}
+    found = {
+        resource["spec"]["name"]: resource["spec"]
+        for resource in yaml.safe_load_all((K8S / "base" / "rabbitmq-policies.yaml").read_text())
+        if resource["kind"] == "Policy"
+    }
+    assert set(found) == set(expected)
+    for name, spec in found.items():
+        rule = expected[name]
+        assert (spec["vhost"], spec["pattern"], spec["applyTo"]) == (VHOST, rule.pattern, rule.apply_to)
+        assert (spec["priority"], spec["definition"]) == (rule.priority, rule.definition)
