@@ -432,7 +432,7 @@ def test_rabbitmq_is_a_three_node_cluster_that_keeps_quorum() -> None:
     assert anti["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": name}
     budget = of_kind(resources, "PodDisruptionBudget")[name]["spec"]
     assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}}
-    assert re.fullmatch(r"rabbitmq:4\.2[-.\w]*-management", spec["image"]), spec["image"]
+    assert re.fullmatch(r"rabbitmq:4\.3[-.\w]*-management", spec["image"]), spec["image"]
     # The services' URL names the cluster's Service (in the namespace) and their vhost.
     amqp = urlsplit(AMQP_URL)
     assert (amqp.hostname, amqp.port, amqp.path) == (name, 5672, f"/{VHOST}")

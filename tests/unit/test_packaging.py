@@ -139,7 +139,7 @@ def test_compose_publishes_ports_on_the_loopback_interface_only() -> None:
 def test_compose_runs_rabbitmq_4_and_both_servers_with_credentials() -> None:
     services = compose_services()
     image = str(services["rabbitmq"]["image"])
-    assert re.fullmatch(r"rabbitmq:4\.2[-.\w]*-management", image), image
+    assert re.fullmatch(r"rabbitmq:4\.3[-.\w]*-management", image), image
     rabbitmq_env = services["rabbitmq"]["environment"]
     assert "RABBITMQ_DEFAULT_PASS" not in rabbitmq_env  # type: ignore[operator]
     mongo_env = services["mongo"]["environment"]
