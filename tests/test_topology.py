@@ -10,7 +10,7 @@ import pytest
 import agreements.main
 import intake.main
 import notifications.main
-from agency_chassis.policies import DEAD_LETTERS_POLICY
+from agency_chassis.policies import DEAD_LETTER_DELIVERY_LIMIT, DEAD_LETTERS_POLICY
 from agency_shared.events import ApplicationSubmitted
 from agency_shared.topology import (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -29,7 +29,7 @@ from notifications.settings import NotificationsSettings
 from tests.support import broker
 from tests.support.apps import serving
 from tests.support.events import application_submitted
-from tests.support.servers import broker_major, management_url
+from tests.support.servers import management_url
 
 
 async def listing(vhost: str, what: str, *columns: str) -> list[dict[str, object]]:
@@ -103,12 +103,9 @@ async def test_every_service_declares_the_same_topology_and_consumes_with_a_boun
         assert dlq["policy"] == DEAD_LETTERS_POLICY
         retention = definitions[str(dlq["policy"])]
         assert retention["message-ttl"] == round(agreements_settings.dead_letter_retention_days * 86_400_000)
-        # RabbitMQ 4 gives quorum queues a delivery limit of 20 by default: a DLQ must have none, or listing a
-        # dead letter often enough would drop it. 3.x has no default (and no -1).
-        if broker_major() >= 4:
-            assert retention["delivery-limit"] == -1
-        else:
-            assert "delivery-limit" not in retention
+        # RabbitMQ 4 gives quorum queues a delivery limit of 20 by default: a DLQ's is out of any listing's reach,
+        # or listing a dead letter often enough would drop it (-1, 4.x's "none", is refused in a policy).
+        assert retention["delivery-limit"] == DEAD_LETTER_DELIVERY_LIMIT
         assert (EVENTS_EXCHANGE.name, consumer.name, consumer.event.routing_key) in routes
         assert (DEAD_LETTER_EXCHANGE.name, dlq["name"], consumer.name) in routes
     # Every consumer queue is consumed, with manual acks and an explicit, bounded prefetch.

@@ -3,7 +3,6 @@
 import asyncio
 import base64
 import contextlib
-import functools
 import json
 import os
 import re
@@ -121,14 +120,6 @@ def management_get(path: str) -> Any:
         return None
 
 
-@functools.cache
-def broker_major() -> int:
-    """The local RabbitMQ's major version (asked once per process)."""
-    overview = management_get("/overview") if api_available() else None
-    version = str(overview["rabbitmq_version"]) if isinstance(overview, dict) else rabbitmqctl("version").strip()
-    return int(version.split(".")[0])
-
-
 MANAGEMENT_URL = MANAGEMENT_API.removesuffix("/api")
 
 
@@ -141,7 +132,7 @@ def apply_queue_policies(
     vhost: str, max_length: int = DEFAULT_MAX_LENGTH, dead_letter_retention_days: float = 30.0
 ) -> None:
     """The queues' policies (``agency_chassis.policies``) in ``vhost``, as a service puts them at start-up."""
-    for rule in policies(Limits(max_length, dead_letter_retention_days, broker_major())):
+    for rule in policies(Limits(max_length, dead_letter_retention_days)):
         path = f"/policies/{quote(vhost, safe='')}/{quote(rule.name, safe='')}"
         if not management_api("PUT", path, rule.body()):
             rabbitmqctl(

@@ -936,7 +936,7 @@ def test_compose_loads_the_queue_policies_the_services_would_put() -> None:
     expected = [
         {"vhost": VHOST, "name": rule.name, **rule.body()}
         for rule in policies(
-            Limits(DEFAULT_MAX_LENGTH, SharedSettings.model_fields["dead_letter_retention_days"].default, 4)
+            Limits(DEFAULT_MAX_LENGTH, SharedSettings.model_fields["dead_letter_retention_days"].default)
         )
     ]
     assert definitions["policies"] == expected
@@ -945,7 +945,7 @@ def test_compose_loads_the_queue_policies_the_services_would_put() -> None:
 
 def test_kubernetes_puts_the_queue_policies_the_services_would_put() -> None:
     retention = SharedSettings.model_fields["dead_letter_retention_days"].default
-    expected = {rule.name: rule for rule in policies(Limits(DEFAULT_MAX_LENGTH, retention, 4))}
+    expected = {rule.name: rule for rule in policies(Limits(DEFAULT_MAX_LENGTH, retention))}
     found = {
         resource["spec"]["name"]: resource["spec"]
         for resource in yaml.safe_load_all((K8S / "base" / "rabbitmq-policies.yaml").read_text())

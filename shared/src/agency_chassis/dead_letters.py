@@ -15,10 +15,11 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.exceptions import ChannelNotFoundEntity
 
 from agency_chassis.publishing import EventPublisher, MessageCopy, PublishFailed
 from agency_chassis.retries import ATTEMPT_HEADER, REPLAYED_HEADER
-from agency_shared.topology import CONSUMER_QUEUES
+from agency_shared.topology import CONSUMER_QUEUES, RETIRED_QUEUES
 
 # How long a replayed copy may wait for the broker's confirm.
 REPLAY_TIMEOUT_SECONDS = 10.0
@@ -56,12 +57,17 @@ def describe(dlq: str, message: AbstractIncomingMessage) -> DeadLetter:
 
 def _dead_letter_queues(names: Sequence[str] | None) -> list[str]:
     known = [q.dead_letter_queue.name for q in CONSUMER_QUEUES]
+    known += [f"{retired.name}.dlq" for retired in RETIRED_QUEUES]
     return [q for q in known if not names or q in names or q.removesuffix(".dlq") in names]
 
 
 async def _drain(channel: AbstractChannel, dlq: str) -> list[AbstractIncomingMessage]:
-    """Every message now in ``dlq``, unacknowledged: they return to it unless acked."""
-    queue = await channel.get_queue(dlq, ensure=True)
+    """Every message now in ``dlq``, unacknowledged: they return to it unless acked. None from a DLQ that does
+    not exist (a retired queue's, gone or never made); the broker then closed the channel."""
+    try:
+        queue = await channel.get_queue(dlq, ensure=True)
+    except ChannelNotFoundEntity:
+        return []
     taken: list[AbstractIncomingMessage] = []
     while (message := await queue.get(no_ack=False, fail=False)) is not None:
         taken.append(message)
@@ -75,7 +81,8 @@ async def list_dead_letters(amqp_url: str, queues: Sequence[str] | None = None) 
         for dlq in _dead_letter_queues(queues):
             channel = await connection.channel()
             found += [describe(dlq, m) for m in await _drain(channel, dlq)]
-            await channel.close()  # unacked messages go back to the queue
+            if not channel.is_closed:
+                await channel.close()  # unacked messages go back to the queue
     return found
 
 
@@ -114,7 +121,8 @@ async def replay(amqp_url: str, message_ids: Sequence[str] | None, queues: Seque
                         continue  # left unacked: back in its DLQ when the channel closes
                     await message.ack()  # only after the broker confirmed the copy
                     moved.append(letter)
-                await channel.close()
+                if not channel.is_closed:
+                    await channel.close()
     finally:
         await publisher.stop()
     return Replayed(moved, kept)

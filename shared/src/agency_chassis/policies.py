@@ -7,10 +7,11 @@ services declare their queues with nothing but their type and put every limit he
 - one policy per consumer queue (``wechat.<queue>``): ``max-length`` (``QUEUE_MAX_LENGTH``)
   with ``overflow: reject-publish`` (intake answers 503 instead of the queue growing), the
   quorum ``delivery-limit``, and at-least-once dead-lettering into ``<queue>.dlq``;
-- one for the dead-letter queues (``wechat.dead-letters``): ``message-ttl`` of
-  ``DEAD_LETTER_RETENTION_DAYS`` (the retention of what they hold, personal data included)
-  and, on RabbitMQ 4, no delivery limit (4.x gives quorum queues one of 20 by default; a DLQ
-  that dropped a message each time it was listed would lose it).
+- one for the dead-letter queues (``wechat.dead-letters``, those of retired queues too):
+  ``message-ttl`` of ``DEAD_LETTER_RETENTION_DAYS`` (the retention of what they hold, personal
+  data included) and a delivery limit no listing reaches (4.x gives quorum queues one of 20 by
+  default, and a DLQ that dropped a message each time it was listed would lose it; ``-1``,
+  4.x's "no limit", is not accepted in a policy, and 3.x knows no ``-1`` at all).
 
 A service applies them at start-up through the management API when ``RABBITMQ_MANAGEMENT_URL``
 is set (its user needs the ``policymaker`` tag); otherwise the deployment does (compose's
@@ -26,10 +27,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT
+from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, DELIVERY_LIMIT, RETIRED_QUEUES
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 PRIORITY = 10
 DEAD_LETTERS_POLICY = "wechat.dead-letters"
 DAY_MS = 86_400_000
+# The DLQs' delivery limit: a dead letter is fetched and returned each time it is listed.
+DEAD_LETTER_DELIVERY_LIMIT = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,6 @@ class Limits:
 
     max_length: int
     dead_letter_retention_days: float
-    # The broker's major version: 4 and later know an unlimited delivery limit (-1).
-    broker_major: int = 3
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def policies(limits: Limits) -> list[Policy]:
@@ -81,10 +81,13 @@ def policies(limits: Limits) -> list[Policy]:
         )
         for queue in CONSUMER_QUEUES
     ]
-    dead_letters: dict[str, Any] = {"message-ttl": max(1, round(limits.dead_letter_retention_days * DAY_MS))}
-    if limits.broker_major >= 4:
-        dead_letters["delivery-limit"] = -1
-    names = "|".join(re.escape(queue.dead_letter_queue.name) for queue in CONSUMER_QUEUES)
+    dead_letters: dict[str, Any] = {
+        "message-ttl": max(1, round(limits.dead_letter_retention_days * DAY_MS)),
+        "delivery-limit": DEAD_LETTER_DELIVERY_LIMIT,
+    }
+    queues = [queue.dead_letter_queue.name for queue in CONSUMER_QUEUES]
+    queues += [f"{retired.name}.dlq" for retired in RETIRED_QUEUES]
+    names = "|".join(re.escape(name) for name in queues)
     return [*consumers, Policy(DEAD_LETTERS_POLICY, f"^({names})$", dead_letters)]
 
 
@@ -125,14 +128,30 @@ class Management:
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         return await asyncio.to_thread(self.request, method, path, body)
 
-    async def broker_major(self) -> int:
-        overview = await self.call("GET", "/overview")
-        return int(str(overview["rabbitmq_version"]).split(".")[0])
-
     async def apply(self, chosen: Sequence[Policy]) -> None:
         vhost = urllib.parse.quote(self.vhost, safe="")
         for policy in chosen:
             await self.call("PUT", f"/policies/{vhost}/{urllib.parse.quote(policy.name, safe='')}", policy.body())
+
+
+async def apply_policies_or_warn(
+    management_url: str, amqp_url: str, max_length: int, dead_letter_retention_days: float, attempts: int = 4
+) -> bool:
+    """``apply_policies``, tried again with backoff (the management listener may come up after AMQP's); if it
+    still cannot, an ERROR and the start goes on: the deployment's own policies may be in place."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await apply_policies(management_url, amqp_url, max_length, dead_letter_retention_days)
+            return True
+        except (OSError, ValueError, KeyError) as exc:  # URLError and HTTPError are OSErrors
+            if attempt == attempts:
+                logger.error(
+                    "the queue policies could not be put through %s (%r): without them the queues have no length "
+                    "limit and no dead-letter target (README, Queue policies)", management_url, exc,
+                )  # fmt: skip
+                return False
+            await asyncio.sleep(2 ** (attempt - 1))
+    return False
 
 
 async def apply_policies(
@@ -140,14 +159,12 @@ async def apply_policies(
 ) -> None:
     """Put the queues' policies in place (idempotent; every replica may do it at start-up)."""
     management = Management.of(management_url, amqp_url)
-    limits = Limits(max_length, dead_letter_retention_days, await management.broker_major())
-    await management.apply(policies(limits))
+    await management.apply(policies(Limits(max_length, dead_letter_retention_days)))
     logger.info("queue policies applied to vhost %s (max-length %d)", management.vhost, max_length)
 
 
 def main(argv: Sequence[str], max_length: int, dead_letter_retention_days: float) -> int:
-    """``python -m <service> policies [--rabbitmq 4]``: the policies as JSON lines (name plus the API's body)."""
-    major = int(argv[argv.index("--rabbitmq") + 1]) if "--rabbitmq" in argv else 4
-    for policy in policies(Limits(max_length, dead_letter_retention_days, major)):
+    """``python -m <service> policies``: the policies as JSON lines (name plus the management API's body)."""
+    for policy in policies(Limits(max_length, dead_letter_retention_days)):
         print(json.dumps({"name": policy.name, **policy.body()}, sort_keys=True))
     return 0

@@ -16,7 +16,7 @@ from agency_chassis.correlation import CorrelationIdMiddleware, MessageContext
 from agency_chassis.health import ReadinessCheck, health_router
 from agency_chassis.logs import BROKER_LOGGER
 from agency_chassis.metrics import HttpMetricsMiddleware, broker_metrics
-from agency_chassis.policies import apply_policies
+from agency_chassis.policies import apply_policies_or_warn
 from agency_chassis.publishing import EventPublisher
 from agency_chassis.retries import Backoff
 from agency_chassis.settings import SharedSettings
@@ -138,11 +138,15 @@ class ServiceChassis:
             started.push_async_callback(self.broker.stop)
             await self.broker.connect()
             if self._management_url is not None:
-                await apply_policies(
+                await apply_policies_or_warn(
                     self._management_url, self._amqp_url, self._max_length, self._dead_letter_retention_days
                 )
             else:
-                logger.info("RABBITMQ_MANAGEMENT_URL unset: the queues' limits are the deployment's policies")
+                logger.warning(
+                    "RABBITMQ_MANAGEMENT_URL unset: the queues' length limits and dead-letter targets must come from "
+                    "the deployment's policies (`python -m %s policies`); without them nothing is dead-lettered",
+                    self.service,
+                )
             await declare_topology(self.broker, self._amqp_url)
             await unbind_retired_queues(self._amqp_url)
             await self.runner.declare(self.broker)
