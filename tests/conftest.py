@@ -5,6 +5,7 @@ Every test gets one marker from its folder: ``tests/unit`` -> ``unit`` (no serve
 anything else -> ``integration`` (real servers).
 """
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from pydantic import AmqpDsn, MongoDsn
 from pymongo import AsyncMongoClient
 
+from agency_chassis.logs import ServiceLogHandler
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
@@ -132,3 +134,20 @@ def notifications_settings(amqp_url: str, smtp_port: int, mongo_url: str, mongo_
         mail_from="WeChat Agency <no-reply@agency.example>",
         rabbitmq_management_url=management_url(),
     )
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Put the root logger back as it was: these tests point the service handler at a buffer."""
+    root = logging.getLogger()
+    ours, level = [h for h in root.handlers if isinstance(h, ServiceLogHandler)], root.level
+    access = logging.getLogger("uvicorn.access")
+    access_propagates = access.propagate
+    yield
+    access.propagate = access_propagates
+    for handler in root.handlers[:]:
+        if isinstance(handler, ServiceLogHandler):
+            root.removeHandler(handler)
+    for handler in ours:
+        root.addHandler(handler)
+    root.setLevel(level)

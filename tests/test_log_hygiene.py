@@ -4,14 +4,13 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 import agreements.main
 import intake.main
 import notifications.main
-from agency_chassis.logs import ServiceLogHandler, configure_logging
+from agency_chassis.logs import configure_logging
 from agency_shared.topology import (
     AGREEMENTS_APPLICATION_SUBMITTED,
     AGREEMENTS_EMAIL_VERIFIED,
@@ -33,19 +32,6 @@ EMAIL = f"zhou.{MARK}@@example.com"
 PHONE = f"call {MARK}7"
 USER_AGENT = f"agent-{MARK}"
 KNOWN = (f"Zhou{MARK}", f"zhou.{MARK}", f"call {MARK}", USER_AGENT)
-
-
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    ours, level = [h for h in root.handlers if isinstance(h, ServiceLogHandler)], root.level
-    yield
-    for handler in root.handlers[:]:
-        if isinstance(handler, ServiceLogHandler):
-            root.removeHandler(handler)
-    for handler in ours:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def bodies() -> list[tuple[str, str, bytes]]:

@@ -5,7 +5,6 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from pymongo import AsyncMongoClient
 import agreements.main
 import intake.main
 import notifications.main
-from agency_chassis.logs import ServiceLogHandler, configure_logging
+from agency_chassis.logs import configure_logging
 from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
@@ -25,23 +24,6 @@ from tests.support.data import STAFF, application
 from tests.support.servers import Inbox, free_port
 
 CLIENT = "li.wei@mapletea.example"
-
-
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    """Put the root logger back as it was: these tests point the service handler at a buffer."""
-    root = logging.getLogger()
-    ours, level = [h for h in root.handlers if isinstance(h, ServiceLogHandler)], root.level
-    access = logging.getLogger("uvicorn.access")
-    access_propagates = access.propagate
-    yield
-    access.propagate = access_propagates
-    for handler in root.handlers[:]:
-        if isinstance(handler, ServiceLogHandler):
-            root.removeHandler(handler)
-    for handler in ours:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
