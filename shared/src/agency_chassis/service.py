@@ -26,6 +26,7 @@ from agency_shared.topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
     RETIRED_QUEUES,
+    RetiredQueue,
 )
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ class Adapters(Protocol):
 
 
 async def declare_topology(broker: RabbitBroker, amqp_url: str) -> None:
-    """Declare exchanges, queues, DLQs and bindings; idempotent, so every service runs it at start-up.
+    """Declare exchanges, queues, DLQs and bindings, and unbind retired queues; idempotent, so every service
+    runs it at start-up.
 
     Every service declares the whole topology, not only its own queues: a
     publisher that comes up first must still find its events routed (publishes
@@ -49,60 +51,45 @@ async def declare_topology(broker: RabbitBroker, amqp_url: str) -> None:
     A consumer queue that exists already is only bound, never declared again: one an earlier
     version declared with its limits as arguments would refuse a declaration without them
     (``PRECONDITION_FAILED``); its limits come from policies now (``agency_chassis.policies``).
+    The queues of earlier versions (``RETIRED_QUEUES``) that still exist are unbound, not deleted:
+    what they hold is left for an operator (a queue nobody consumes that kept taking copies would
+    fill up to its length limit, and then refuse every publish of its event).
     """
     events = await broker.declare_exchange(EVENTS_EXCHANGE)
     dead_letters = await broker.declare_exchange(DEAD_LETTER_EXCHANGE)
-    existing = await existing_queues(amqp_url, [consumer.name for consumer in CONSUMER_QUEUES])
-    for consumer in CONSUMER_QUEUES:
-        queue = await broker.declare_queue(consumer.declaration(passive=consumer.name in existing))
-        await queue.bind(events, routing_key=consumer.event.routing_key)
-        dlq = await broker.declare_queue(consumer.dead_letter_queue)
-        await dlq.bind(dead_letters, routing_key=consumer.name)
-
-
-async def existing_queues(amqp_url: str, names: Sequence[str]) -> set[str]:
-    """Which of ``names`` exist (a passive declaration each, on a connection of its own: a missing queue
-    closes the channel that asked)."""
-    found: set[str] = set()
+    # Passive checks on a connection of their own: a missing queue closes the channel that asked.
     connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "topology"})
     async with connection:
-        for name in names:
-            channel = await connection.channel()
-            try:
-                await channel.get_queue(name, ensure=True)
-            except ChannelNotFoundEntity:
-                continue
-            found.add(name)
-            await channel.close()
-    return found
-
-
-async def unbind_retired_queues(amqp_url: str) -> None:
-    """Stop routing events to the queues of earlier versions (``RETIRED_QUEUES``) that still exist.
-
-    Unbound, not deleted: what they hold is left for an operator (a queue nobody consumes that kept
-    taking copies would fill up to its length limit, and then refuse every publish of its event).
-    """
-    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "topology"})
-    async with connection:
+        for consumer in CONSUMER_QUEUES:
+            exists = await _existing(connection, consumer.name) is not None
+            queue = await broker.declare_queue(consumer.declaration(passive=exists))
+            await queue.bind(events, routing_key=consumer.event.routing_key)
+            dlq = await broker.declare_queue(consumer.dead_letter_queue)
+            await dlq.bind(dead_letters, routing_key=consumer.name)
         for retired in RETIRED_QUEUES:
-            channel = await connection.channel()
-            try:
-                queue = await channel.get_queue(retired.name, ensure=True)  # passive: never creates it
-            except ChannelNotFoundEntity:
-                continue  # it does not exist (the broker closed that channel)
-            try:
-                await queue.unbind(EVENTS_EXCHANGE.name, retired.routing_key)
-            except AMQPError as exc:  # e.g. a user not allowed to: worth an operator's look, not a failed start
-                logger.error(
-                    "retired queue %s could not be unbound (%r): unbind or delete it by hand", retired.name, exc
-                )
-                continue
-            logger.warning(
-                "retired queue %s unbound from %s; once an operator emptied it, it can be deleted",
-                retired.name, retired.routing_key,
-            )  # fmt: skip
-            await channel.close()
+            if (old := await _existing(connection, retired.name)) is not None:
+                await _unbind(old, retired)
+
+
+async def _existing(connection: aio_pika.abc.AbstractConnection, name: str) -> aio_pika.abc.AbstractQueue | None:
+    """The queue ``name`` if it exists (a passive declaration on a channel of its own), else None."""
+    channel = await connection.channel()
+    try:
+        return await channel.get_queue(name, ensure=True)
+    except ChannelNotFoundEntity:
+        return None  # the broker closed that channel
+
+
+async def _unbind(queue: aio_pika.abc.AbstractQueue, retired: RetiredQueue) -> None:
+    try:
+        await queue.unbind(EVENTS_EXCHANGE.name, retired.routing_key)
+    except AMQPError as exc:  # e.g. a user not allowed to: worth an operator's look, not a failed start
+        logger.error("retired queue %s could not be unbound (%r): unbind or delete it by hand", retired.name, exc)
+        return
+    logger.warning(
+        "retired queue %s unbound from %s; once an operator emptied it, it can be deleted",
+        retired.name, retired.routing_key,
+    )  # fmt: skip
 
 
 class ServiceChassis:
@@ -148,7 +135,6 @@ class ServiceChassis:
                     self.service,
                 )
             await declare_topology(self.broker, self._amqp_url)
-            await unbind_retired_queues(self._amqp_url)
             await self.runner.declare(self.broker)
             started.push_async_callback(self.publisher.stop)
             await self.publisher.start()
