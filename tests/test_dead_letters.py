@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -12,7 +13,7 @@ from pymongo import AsyncMongoClient
 import agreements.main
 import notifications.main
 from agency_chassis.consuming import REDELIVERY_LIMIT
-from agency_chassis.dead_letters import list_dead_letters
+from agency_chassis.dead_letters import DeadLetter, list_dead_letters
 from agency_chassis.retries import REDELIVERIES_HEADER
 from agency_shared.topology import (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -25,7 +26,7 @@ from tests.support import broker
 from tests.support.apps import serving
 from tests.support.events import agreement_recorded_event as recorded
 from tests.support.events import application_submitted
-from tests.support.servers import Inbox, apply_queue_policies
+from tests.support.servers import Inbox, apply_queue_policies, set_queue_policy
 
 CLIENT = "li.wei@mapletea.example"
 
@@ -55,7 +56,9 @@ async def test_list_then_replay_a_failed_email_and_replays_of_handled_events_cha
         assert letter["queue"] == NOTIFICATIONS_AGREEMENT_RECORDED.name
         assert letter["event_type"] == "agreement.recorded"
         assert letter["message_id"] == str(event.event_id)
-        assert (letter["reason"], letter["attempts"]) == ("rejected", 1)
+        assert letter["attempts"] == 1
+        assert letter["reason"].startswith("gave-up: ")
+        assert letter["dead_lettered_at"] is not None
 
         inbox.accept_mailbox(CLIENT)  # the operator fixed the cause
         [moved] = await dlq(amqp_url, "notifications", "replay", str(event.event_id))
@@ -181,3 +184,32 @@ async def test_a_dead_letter_is_kept_for_the_retention_then_dropped_by_rabbitmq(
     async with asyncio.timeout(30):
         while await list_dead_letters(amqp_url, [queue.name]):  # noqa: ASYNC110 - nothing to await but the clock
             await asyncio.sleep(0.5)
+
+
+async def test_dead_letters_reach_their_dlq_even_where_no_policy_gives_the_queue_a_dead_letter_target(
+    agreements_settings: AgreementsSettings, amqp_url: str, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    # A policy of a higher priority replaces the services' whole (here: a length limit alone, as an
+    # operator might set it), so RabbitMQ has nowhere to dead-letter to. The runner sends the copies itself.
+    queue = AGREEMENTS_APPLICATION_SUBMITTED
+    vhost = amqp_url.rsplit("/", 1)[1]
+    async with serving(agreements.main.create_app(agreements_settings)):
+        pass  # the topology is declared and the services' policies put
+    set_queue_policy(vhost, "operator-length-only", f"^{re.escape(queue.name)}$", '{"max-length": 1000}', priority=20)
+    async with serving(agreements.main.create_app(agreements_settings)):
+        await broker.publish_raw(amqp_url, b"{not json", queue.event.routing_key, "unreadable-one")
+        listed = await wait_for_dead_letters(amqp_url, queue.name, 1)
+    [letter] = listed
+    assert (letter.message_id, letter.queue) == ("unreadable-one", queue.name)
+    assert letter.reason is not None
+    assert letter.reason.startswith("unreadable: ")
+    assert letter.dead_lettered_at is not None
+    assert await broker.depth(amqp_url, queue.name) == 0
+    assert await mongo[agreements_settings.mongodb_db]["applications"].count_documents({}) == 0
+
+
+async def wait_for_dead_letters(amqp_url: str, queue: str, count: int) -> list[DeadLetter]:
+    async with asyncio.timeout(15):
+        while len(listed := await list_dead_letters(amqp_url, [queue])) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+    return listed

@@ -73,6 +73,6 @@ async def test_a_verification_of_another_address_is_dead_lettered_and_recorded_n
         await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.name)
         await publish(amqp_url, email_verified(submitted.data.application_id, "eve@evil.example"))
         [dead] = await broker.take(amqp_url, AGREEMENTS_EMAIL_VERIFIED.dead_letter_queue.name)
-    assert broker.death_reason(dead) == "rejected"
+    assert broker.death_cause(dead) == "gave-up"
     assert await mongo[agreements_settings.mongodb_db]["acceptance_ledger"].count_documents({}) == 1
     assert await broker.depth(amqp_url, NOTIFICATIONS_ACCEPTANCE_CONFIRMED.name) == 0

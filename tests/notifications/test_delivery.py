@@ -158,7 +158,7 @@ async def test_retries_end_in_the_dead_letter_queue_with_the_ledger_saying_faile
         await publish(amqp_url, event)
         [dead] = await broker.take(amqp_url, NOTIFICATIONS_AGREEMENT_RECORDED.dead_letter_queue.name)
     assert dead.message_id == str(event.event_id)
-    assert broker.death_reason(dead) == "rejected"
+    assert broker.death_cause(dead) == "gave-up"  # the emails failed for good on the last attempt
     assert dead.headers["x-attempt"] == notifications_settings.max_attempts
     entries = {e["template"]: e for e in await ledger_entries(mongo, notifications_settings.mongodb_db, event)}
     entry = entries["email_verification"]

@@ -8,6 +8,7 @@ from urllib.parse import quote
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from agency_chassis.retries import DEAD_LETTER_REASON_HEADER, DEAD_LETTERED_AT_HEADER, DEAD_LETTERED_FROM_HEADER
 from agency_shared.events import Event
 from tests.support import servers
 
@@ -107,13 +108,13 @@ async def publish_raw(
         )
 
 
-def death_reason(message: AbstractIncomingMessage) -> str:
-    """Why RabbitMQ dead-lettered ``message`` (the newest ``x-death`` entry)."""
-    deaths = message.headers.get("x-death")
-    assert isinstance(deaths, list), f"{message.message_id} was not dead-lettered"
-    newest = deaths[0]
-    assert isinstance(newest, dict)
-    return str(newest["reason"])
+def death_cause(message: AbstractIncomingMessage) -> str:
+    """Why the runner dead-lettered ``message`` (``DeathCause``), having checked that it says where from and when."""
+    reason = message.headers.get(DEAD_LETTER_REASON_HEADER)
+    assert isinstance(reason, str), f"{message.message_id} was not dead-lettered by the runner"
+    assert isinstance(message.headers.get(DEAD_LETTERED_FROM_HEADER), str)
+    assert isinstance(message.headers.get(DEAD_LETTERED_AT_HEADER), str)
+    return reason.partition(": ")[0]
 
 
 async def publish_events(amqp_url: str, events: Sequence[Event]) -> None:

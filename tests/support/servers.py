@@ -61,7 +61,8 @@ def set_queue_policy(
             text=True,
             timeout=60,
         ).stdout
-        applied = [line.split("\t") for line in listing.splitlines()[1:] if re.match(pattern, line)]
+        rows = [line.split("\t") for line in listing.splitlines()[1:]]
+        applied = [row for row in rows if re.search(pattern, row[0])]  # the queue's name, as RabbitMQ matches it
         if applied and all(len(row) > 1 and row[1] == name for row in applied):
             return
         time.sleep(0.2)

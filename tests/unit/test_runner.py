@@ -1,14 +1,19 @@
 """The runner's decisions: what each outcome does to the message, with a fake sender (no broker)."""
 
+from datetime import datetime
+
 import pytest
 from faststream.rabbit import RabbitBroker, RabbitRouter, TestRabbitBroker
 from prometheus_client import REGISTRY
 
-from agency_chassis.consuming import REDELIVERY_LIMIT, Runner, Verdict
+from agency_chassis.consuming import REDELIVERY_LIMIT, DeathCause, Runner
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_chassis.publishing import MessageCopy, PublishFailed
 from agency_chassis.retries import (
     ATTEMPT_HEADER,
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTERED_AT_HEADER,
+    DEAD_LETTERED_FROM_HEADER,
     MEMO_HEADER,
     MEMO_VALUE_CHARS,
     REDELIVERIES_HEADER,
@@ -41,11 +46,27 @@ def dead_lettered(queue: str = QUEUE.name) -> float:
     return REGISTRY.get_sample_value("wechat_dead_lettered_total", {"queue": queue}) or 0.0
 
 
-async def apply(outcome: Outcome, attempt: int = 1, sender: FakeSender | None = None) -> tuple[Verdict, FakeSender]:
+async def apply(outcome: Outcome, attempt: int = 1, sender: FakeSender | None = None) -> FakeSender:
     sender = sender or FakeSender()
     message = delivery(attempt)
-    verdict = await Runner(sender, BACKOFF).apply(QUEUE, message, BACKOFF.attempt(message.headers), outcome)
-    return verdict, sender
+    await Runner(sender, BACKOFF).apply(QUEUE, message, BACKOFF.attempt(message.headers), outcome)
+    return sender
+
+
+def the_dead_letter(sender: FakeSender, cause: DeathCause) -> MessageCopy:
+    """The one copy sent, which must be the DLQ's, saying where, when and why (``cause``) the message died."""
+    [(copy, queue, expiration_ms)] = sender.copies
+    assert (queue, expiration_ms) == (QUEUE.dead_letter_queue.name, None)
+    assert copy.headers[DEAD_LETTERED_FROM_HEADER] == QUEUE.name
+    assert str(copy.headers[DEAD_LETTER_REASON_HEADER]).startswith(f"{cause}: ")
+    assert datetime.fromisoformat(copy.headers[DEAD_LETTERED_AT_HEADER]).tzinfo is not None
+    assert (copy.body, copy.message_id, copy.correlation_id) == (
+        b'{"event_type": "application.submitted"}',
+        "m-1",
+        "c-1",
+    )
+    assert copy.headers["x-other"] == "kept"
+    return copy
 
 
 def test_the_attempt_comes_from_the_headers_and_the_backoff_alone() -> None:
@@ -66,31 +87,28 @@ async def test_retry_later_carries_its_memo_merged_with_the_attempts_to_the_next
     sender = FakeSender()
     message = delivery(2).with_headers(**{MEMO_HEADER: '{"earlier": "250 one"}'})
     attempt = BACKOFF.attempt(message.headers)
-    verdict = await Runner(sender, BACKOFF).apply(QUEUE, message, attempt, RetryLater("down", memo={"now": "250 two"}))
-    assert verdict is Verdict.ACK
+    await Runner(sender, BACKOFF).apply(QUEUE, message, attempt, RetryLater("down", memo={"now": "250 two"}))
     [(copy, _, _)] = sender.copies
     assert BACKOFF.attempt(copy.headers).memo == {"earlier": "250 one", "now": "250 two"}
     assert BACKOFF.attempt(copy.headers).number == 3
 
 
 async def test_a_retry_without_a_memo_adds_no_memo_header() -> None:
-    _, sender = await apply(RetryLater("down"))
+    sender = await apply(RetryLater("down"))
     [(copy, _, _)] = sender.copies
     assert MEMO_HEADER not in copy.headers
 
 
 async def test_done_publishes_its_events_in_order_then_acks() -> None:
     events = (agreement_recorded_event(), agreement_recorded_event(locale="zh-CN"))
-    verdict, sender = await apply(Done(publish=events))
-    assert verdict is Verdict.ACK
+    sender = await apply(Done(publish=events))
     assert sender.events == list(events)
     assert sender.copies == []
 
 
 @pytest.mark.parametrize(("attempt", "delay_ms"), [(1, 1000), (2, 2000), (4, 8000)])
 async def test_retry_later_parks_a_copy_in_its_backoff_delay_queue_then_acks(attempt: int, delay_ms: int) -> None:
-    verdict, sender = await apply(RetryLater("database unreachable"), attempt)
-    assert verdict is Verdict.ACK
+    sender = await apply(RetryLater("database unreachable"), attempt)
     [(copy, queue, expiration_ms)] = sender.copies
     assert queue == QUEUE.retry_queue(delay_ms).name
     assert expiration_ms is not None
@@ -103,25 +121,37 @@ async def test_retry_later_parks_a_copy_in_its_backoff_delay_queue_then_acks(att
 
 async def test_retry_later_on_the_last_attempt_dead_letters_and_counts_it() -> None:
     before = dead_lettered()
-    verdict, sender = await apply(RetryLater("still down"), attempt=BACKOFF.max_attempts)
-    assert verdict is Verdict.DEAD_LETTER
-    assert sender.copies == []
+    sender = await apply(RetryLater("still down"), attempt=BACKOFF.max_attempts)
+    copy = the_dead_letter(sender, DeathCause.EXHAUSTED)
+    assert copy.headers[DEAD_LETTER_REASON_HEADER] == "attempts-exhausted: still down"
+    assert MEMO_HEADER not in copy.headers
     assert dead_lettered() == before + 1
 
 
 async def test_give_up_still_publishes_its_events_then_dead_letters() -> None:
     before = dead_lettered()
     event = agreement_recorded_event()
-    verdict, sender = await apply(GiveUp("the mailbox does not exist", publish=(event,)))
-    assert verdict is Verdict.DEAD_LETTER
+    sender = await apply(GiveUp("the mailbox does not exist", publish=(event,)))
     assert sender.events == [event]
-    assert sender.copies == []
+    copy = the_dead_letter(sender, DeathCause.GAVE_UP)
+    assert copy.headers[DEAD_LETTER_REASON_HEADER] == "gave-up: the mailbox does not exist"
     assert dead_lettered() == before + 1
 
 
+async def test_a_reason_too_long_for_one_frame_is_cut() -> None:
+    sender = await apply(GiveUp("550 " + "x" * 10_000))
+    assert len(the_dead_letter(sender, DeathCause.GAVE_UP).headers[DEAD_LETTER_REASON_HEADER]) == MEMO_VALUE_CHARS
+
+
+async def test_a_dead_letter_the_broker_did_not_confirm_fails_the_delivery_and_is_not_counted() -> None:
+    before = dead_lettered()
+    with pytest.raises(PublishFailed):
+        await apply(GiveUp("the mailbox does not exist"), sender=FakeSender(refuse_copies=True))
+    assert dead_lettered() == before
+
+
 async def test_a_follow_up_the_broker_did_not_confirm_means_retry_later() -> None:
-    verdict, sender = await apply(Done(publish=(agreement_recorded_event(),)), sender=FakeSender(refuse_events=True))
-    assert verdict is Verdict.ACK
+    sender = await apply(Done(publish=(agreement_recorded_event(),)), sender=FakeSender(refuse_events=True))
     [(copy, queue, _)] = sender.copies
     assert queue == QUEUE.retry_queue(1000).name
     assert copy.headers[ATTEMPT_HEADER] == 2
@@ -129,9 +159,8 @@ async def test_a_follow_up_the_broker_did_not_confirm_means_retry_later() -> Non
 
 async def test_a_follow_up_not_confirmed_on_the_last_attempt_dead_letters() -> None:
     sender = FakeSender(refuse_events=True)
-    verdict, _ = await apply(Done(publish=(agreement_recorded_event(),)), attempt=5, sender=sender)
-    assert verdict is Verdict.DEAD_LETTER
-    assert sender.copies == []
+    await apply(Done(publish=(agreement_recorded_event(),)), attempt=5, sender=sender)
+    the_dead_letter(sender, DeathCause.EXHAUSTED)
 
 
 async def test_a_retry_that_cannot_be_parked_fails_the_delivery_so_it_is_requeued() -> None:
@@ -169,17 +198,26 @@ async def test_consume_dead_letters_an_unreadable_payload_without_calling_the_us
         calls += 1
         return Done()
 
+    sender = FakeSender()
     broker, router = RabbitBroker(), RabbitRouter()
-    Runner(FakeSender(), BACKOFF).consume(router, QUEUE, use_case)
+    Runner(sender, BACKOFF).consume(router, QUEUE, use_case)
     broker.include_router(router)
     before = dead_lettered()
     async with TestRabbitBroker(broker) as test_broker:
         await test_broker.publish(
-            {"event_type": "application.submitted", "data": {}},
+            {"event_type": "application.submitted", "data": {"company": "Zhou-Unique Ltd"}},
             exchange=EVENTS_EXCHANGE,
             routing_key=QUEUE.event.routing_key,
+            message_id="m-unreadable",
         )
     assert calls == 0
+    [(copy, queue, _)] = sender.copies
+    assert queue == QUEUE.dead_letter_queue.name
+    assert b"Zhou-Unique Ltd" in copy.body  # the message as it came, for an operator to look at
+    reason = str(copy.headers[DEAD_LETTER_REASON_HEADER])
+    assert reason.startswith("unreadable: ")
+    assert "data.application: missing" in reason
+    assert "Zhou-Unique" not in reason  # which fields, never the values
     assert dead_lettered() == before + 1
 
 
@@ -191,11 +229,9 @@ async def test_an_error_the_use_case_did_not_foresee_is_retried_with_backoff_the
     outcome = await runner.decide(QUEUE, use_case, event, BACKOFF.attempt({}))
     assert isinstance(outcome, RetryLater)
     assert "KeyError" in outcome.reason
-    verdict, sender = await apply(outcome, attempt=1)
-    assert verdict is Verdict.ACK
+    sender = await apply(outcome, attempt=1)
     assert [queue for _, queue, _ in sender.copies] == [QUEUE.retry_queue(1000).name]
-    verdict, _ = await apply(outcome, attempt=5)
-    assert verdict is Verdict.DEAD_LETTER
+    the_dead_letter(await apply(outcome, attempt=5), DeathCause.EXHAUSTED)
 
 
 async def test_a_validation_error_inside_the_use_case_is_not_taken_for_an_unreadable_payload() -> None:
@@ -239,8 +275,7 @@ async def test_a_validation_error_inside_the_use_case_is_logged_without_the_valu
 async def test_a_redelivered_copy_is_parked_in_the_shortest_tier_counted_and_keeps_its_attempt_and_memo() -> None:
     sender = FakeSender()
     message = delivery(3).with_headers(**{MEMO_HEADER: '{"k": "250 ok"}', REDELIVERIES_HEADER: 2})
-    verdict = await Runner(sender, BACKOFF).redelivered(QUEUE, message)
-    assert verdict is Verdict.ACK
+    await Runner(sender, BACKOFF).redelivered(QUEUE, message)
     [(copy, queue, expiration_ms)] = sender.copies
     assert queue == QUEUE.retry_queue(BACKOFF.delay_ms(1)).name
     assert expiration_ms is not None
@@ -254,8 +289,9 @@ async def test_a_copy_redelivered_past_the_limit_is_dead_lettered_not_parked() -
     sender = FakeSender()
     before = dead_lettered()
     message = delivery().with_headers(**{REDELIVERIES_HEADER: REDELIVERY_LIMIT})
-    assert await Runner(sender, BACKOFF).redelivered(QUEUE, message) is Verdict.DEAD_LETTER
-    assert sender.copies == []
+    await Runner(sender, BACKOFF).redelivered(QUEUE, message)
+    copy = the_dead_letter(sender, DeathCause.REDELIVERED)
+    assert copy.headers[REDELIVERIES_HEADER] == REDELIVERY_LIMIT
     assert dead_lettered() == before + 1
 
 
@@ -265,9 +301,8 @@ async def test_what_the_last_attempt_learnt_goes_to_the_dlq_with_the_message() -
     message = delivery(BACKOFF.max_attempts).with_headers(**{MEMO_HEADER: '{"earlier": "250 one"}'})
     attempt = BACKOFF.attempt(message.headers)
     outcome = RetryLater("still down", memo={"now": "250 two"})
-    assert await Runner(sender, BACKOFF).apply(QUEUE, message, attempt, outcome) is Verdict.ACK
-    [(copy, queue, expiration_ms)] = sender.copies
-    assert (queue, expiration_ms) == (QUEUE.dead_letter_queue.name, None)
+    await Runner(sender, BACKOFF).apply(QUEUE, message, attempt, outcome)
+    copy = the_dead_letter(sender, DeathCause.EXHAUSTED)
     assert BACKOFF.attempt(copy.headers).memo == {"earlier": "250 one", "now": "250 two"}
     assert dead_lettered() == before + 1
 

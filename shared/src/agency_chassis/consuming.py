@@ -12,7 +12,13 @@ exhaustion are decided:
 - ``RetryLater``: a copy is parked in the delay queue of its backoff tier (confirmed), then
   the delivery is acknowledged; after the last attempt it is dead-lettered instead. The copy
   carries the outcome's ``memo`` (merged with the attempt's) to the next attempt;
-- ``GiveUp``: dead-lettered (rejected into ``<queue>.dlq``) for an operator.
+- ``GiveUp``: dead-lettered for an operator.
+
+Dead-lettering is a copy the runner sends to ``<queue>.dlq`` itself (confirmed, with
+``x-dead-lettered-from`` / ``-at`` and ``x-dead-letter-reason``), then the delivery is
+acknowledged: at-least-once, and whatever policies the broker has (without a dead-letter
+target a rejected message would simply be dropped). If the copy is not confirmed the
+delivery fails and comes back.
 
 A payload that is not JSON or not the queue's event can never succeed: it is
 dead-lettered at once. An exception the use case did not foresee is a ``RetryLater``
@@ -36,12 +42,12 @@ import json
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
 
 from aio_pika import IncomingMessage
 from faststream import BaseMiddleware, ContextRepo
-from faststream.exceptions import RejectMessage
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitRouter
@@ -55,7 +61,11 @@ from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_chassis.publishing import MessageCopy, PublishFailed
 from agency_chassis.retries import (
     ATTEMPT_HEADER,
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTERED_AT_HEADER,
+    DEAD_LETTERED_FROM_HEADER,
     MEMO_HEADER,
+    MEMO_VALUE_CHARS,
     REDELIVERIES_HEADER,
     Backoff,
     declare_delay_queues,
@@ -79,11 +89,13 @@ REDELIVERY_LIMIT = 10
 UseCase = Callable[[E, Attempt], Awaitable[Outcome]]
 
 
-class Verdict(StrEnum):
-    """What happens to the delivery once its outcome's events are out."""
+class DeathCause(StrEnum):
+    """Why a message was dead-lettered: the start of its ``x-dead-letter-reason``."""
 
-    ACK = "ack"
-    DEAD_LETTER = "dead-letter"
+    GAVE_UP = "gave-up"  # the use case said it can never succeed
+    EXHAUSTED = "attempts-exhausted"  # RetryLater on its last attempt
+    REDELIVERED = "redelivered-too-often"  # its consumer kept ending without an answer
+    UNREADABLE = "unreadable"  # not JSON, or not the queue's event
 
 
 class Sender(Protocol):
@@ -94,15 +106,33 @@ class Sender(Protocol):
     async def send_copy(self, copy: MessageCopy, queue: str, expiration_ms: int | None = None) -> None: ...
 
 
-def copy_of(message: RabbitMessage) -> MessageCopy:
+def copy_of(message: IncomingMessage) -> MessageCopy:
+    """The delivery as the runner sends it on (to a delay queue or the DLQ), from aio-pika's message."""
     return MessageCopy(
         body=message.body,
         message_id=message.message_id,
         correlation_id=message.correlation_id,
         content_type=message.content_type,
-        message_type=message.raw_message.type,
-        headers=message.headers,
+        message_type=message.type,
+        headers=dict(message.headers),
     )
+
+
+async def dead_letter(
+    sender: Sender, queue: ConsumerQueue[Event], message: MessageCopy, cause: DeathCause, reason: str
+) -> None:
+    """Send ``message`` to ``queue``'s DLQ, saying where, when and why it died (confirmed; raises if not)."""
+    await sender.send_copy(
+        message.with_headers(
+            **{
+                DEAD_LETTERED_FROM_HEADER: queue.name,
+                DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(timespec="milliseconds"),
+                DEAD_LETTER_REASON_HEADER: f"{cause}: {reason}"[:MEMO_VALUE_CHARS],
+            }
+        ),
+        queue.dead_letter_queue.name,
+    )
+    DEAD_LETTERED.labels(queue.name).inc()
 
 
 class Runner:
@@ -117,7 +147,7 @@ class Runner:
         """Run ``use_case`` for every event on ``queue``; described in the AsyncAPI document by its docstring."""
         self._queues.append(queue)
         # A router of its own, so what rejects unreadable payloads knows (and counts) the queue.
-        own = RabbitRouter(middlewares=[DeadLetterUnreadable(queue.name)])
+        own = RabbitRouter(middlewares=[DeadLetterUnreadable(queue, self._sender)])
         subscriber = own.subscriber(
             queue.declaration(passive=True),  # declared (or kept) by declare_topology before consuming starts
             EVENTS_EXCHANGE,
@@ -132,13 +162,12 @@ class Runner:
             typed = cast(E, event)
             about_application(typed.about_application())
             if message.raw_message.redelivered:
-                verdict = await self.redelivered(queue, copy_of(message))
+                await self.redelivered(queue, copy_of(message.raw_message))
             else:
                 attempt = self._backoff.attempt(message.headers)
                 outcome = await self.decide(queue, use_case, typed, attempt)
-                verdict = await self.apply(queue, copy_of(message), attempt, outcome)
-            if verdict is Verdict.DEAD_LETTER:
-                raise RejectMessage()
+                await self.apply(queue, copy_of(message.raw_message), attempt, outcome)
+            # returning acknowledges the delivery (AckPolicy.NACK_ON_ERROR): whatever became of it was confirmed
 
         subscriber(handle)
         router.include_router(own)
@@ -168,33 +197,31 @@ class Runner:
 
     async def apply(
         self, queue: ConsumerQueue[Event], message: MessageCopy, attempt: Attempt, outcome: Outcome
-    ) -> Verdict:
-        """Publish the outcome's events, then park, acknowledge or dead-letter ``message`` as it says."""
+    ) -> None:
+        """Publish the outcome's events, then park or dead-letter ``message`` as it says (or nothing: ``Done``).
+
+        The delivery may be acknowledged once this returns; it raises when a copy was not confirmed."""
         try:
             for event in outcome.publish:
                 await self._sender.publish(event)
         except PublishFailed as exc:
             outcome = RetryLater(f"a follow-up event was not published: {exc}")
         if isinstance(outcome, Done):
-            return Verdict.ACK
+            return
         if isinstance(outcome, GiveUp):
             logger.error("dead-lettering %s from %s: %s", message.message_id, queue.name, outcome.reason)
-            return self._dead_letter(queue)
+            await dead_letter(self._sender, queue, message, DeathCause.GAVE_UP, outcome.reason)
+            return
         memo = {**attempt.memo, **outcome.memo}
         if attempt.last:
             logger.error(
                 "dead-lettering %s from %s after %d attempts: %s",
                 message.message_id, queue.name, attempt.number, outcome.reason,
             )  # fmt: skip
-            if outcome.memo:
-                # Rejected, the DLQ would keep the message as delivered, without what this attempt learnt:
-                # a copy that carries it goes there instead (a replay then finds it), then the delivery is acked.
-                await self._sender.send_copy(
-                    message.with_headers(**{MEMO_HEADER: memo_header(memo)}), queue.dead_letter_queue.name
-                )
-                DEAD_LETTERED.labels(queue.name).inc()
-                return Verdict.ACK
-            return self._dead_letter(queue)
+            # with what this attempt learnt (a replay then finds it)
+            remembered = message.with_headers(**{MEMO_HEADER: memo_header(memo)}) if outcome.memo else message
+            await dead_letter(self._sender, queue, remembered, DeathCause.EXHAUSTED, outcome.reason)
+            return
         delay_ms = self._backoff.delay_ms(attempt.number)
         headers = {ATTEMPT_HEADER: attempt.number + 1, **({MEMO_HEADER: memo_header(memo)} if memo else {})}
         await self._sender.send_copy(
@@ -203,9 +230,8 @@ class Runner:
             expiration_ms=self._backoff.expiration_ms(delay_ms),
         )
         logger.warning("%s: %s; retrying in %d ms", message.message_id, outcome.reason, delay_ms)
-        return Verdict.ACK
 
-    async def redelivered(self, queue: ConsumerQueue[Event], message: MessageCopy) -> Verdict:
+    async def redelivered(self, queue: ConsumerQueue[Event], message: MessageCopy) -> None:
         """Park a redelivered copy in the shortest delay tier, counted; dead-letter it past ``REDELIVERY_LIMIT``."""
         count = redeliveries(message.headers) + 1
         if count > REDELIVERY_LIMIT:
@@ -213,7 +239,9 @@ class Runner:
                 "dead-lettering %s from %s: redelivered %d times (its consumer keeps ending without an answer)",
                 message.message_id, queue.name, count - 1,
             )  # fmt: skip
-            return self._dead_letter(queue)
+            reason = f"redelivered {count - 1} times"
+            await dead_letter(self._sender, queue, message, DeathCause.REDELIVERED, reason)
+            return
         delay_ms = self._backoff.delay_ms(1)
         await self._sender.send_copy(
             message.with_headers(**{REDELIVERIES_HEADER: count}),
@@ -221,11 +249,6 @@ class Runner:
             expiration_ms=self._backoff.expiration_ms(delay_ms),
         )
         logger.warning("%s from %s redelivered (%d): parked for %d ms", message.message_id, queue.name, count, delay_ms)
-        return Verdict.ACK
-
-    def _dead_letter(self, queue: ConsumerQueue[Event]) -> Verdict:
-        DEAD_LETTERED.labels(queue.name).inc()
-        return Verdict.DEAD_LETTER
 
 
 def without_values(exc: Exception) -> str:
@@ -245,24 +268,26 @@ def without_values(exc: Exception) -> str:
 class DeadLetterUnreadable:
     """A router middleware: a payload that is not valid JSON or not the queue's event is dead-lettered at once."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: ConsumerQueue[Event], sender: Sender) -> None:
         self.queue = queue
+        self.sender = sender
 
     def __call__(self, msg: IncomingMessage | None, /, *, context: ContextRepo) -> "_UnreadableScope":
-        return _UnreadableScope(msg, context=context, queue=self.queue)
+        return _UnreadableScope(msg, context=context, outer=self)
 
 
 class _UnreadableScope(BaseMiddleware):
-    def __init__(self, msg: IncomingMessage | None, /, *, context: ContextRepo, queue: str) -> None:
+    def __init__(self, msg: IncomingMessage | None, /, *, context: ContextRepo, outer: DeadLetterUnreadable) -> None:
         super().__init__(msg, context=context)
-        self.queue = queue
+        self.outer = outer
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         try:
             return await call_next(msg)
         except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            logger.error(
-                "dead-lettering unreadable message %s from %s: %s", msg.message_id, self.queue, without_values(exc)
-            )
-            DEAD_LETTERED.labels(self.queue).inc()
-            raise RejectMessage() from None  # the cause would carry the rejected values into any traceback logged
+            problem = without_values(exc)
+        # Outside the except block: the exception's cause would carry the rejected values into any traceback logged.
+        queue = self.outer.queue
+        logger.error("dead-lettering unreadable message %s from %s: %s", msg.message_id, queue.name, problem)
+        await dead_letter(self.outer.sender, queue, copy_of(msg.raw_message), DeathCause.UNREADABLE, problem)
+        return None  # acknowledged: its copy is in the DLQ

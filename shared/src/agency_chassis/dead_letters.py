@@ -18,8 +18,20 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aio_pika.exceptions import ChannelNotFoundEntity
 
 from agency_chassis.publishing import EventPublisher, MessageCopy, PublishFailed
-from agency_chassis.retries import ATTEMPT_HEADER, REPLAYED_HEADER
+from agency_chassis.retries import (
+    ATTEMPT_HEADER,
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTERED_AT_HEADER,
+    DEAD_LETTERED_FROM_HEADER,
+    REDELIVERIES_HEADER,
+    REPLAYED_HEADER,
+)
 from agency_shared.topology import CONSUMER_QUEUES, RETIRED_QUEUES
+
+# What a replayed copy leaves behind (with RabbitMQ's own x-death, x-first-death-*, x-last-death-*).
+DEATH_HEADERS = frozenset(
+    {DEAD_LETTERED_FROM_HEADER, DEAD_LETTERED_AT_HEADER, DEAD_LETTER_REASON_HEADER, REDELIVERIES_HEADER}
+)
 
 # How long a replayed copy may wait for the broker's confirm.
 REPLAY_TIMEOUT_SECONDS = 10.0
@@ -37,21 +49,27 @@ class DeadLetter:
 
 
 def describe(dlq: str, message: AbstractIncomingMessage) -> DeadLetter:
-    deaths = message.headers.get("x-death")
+    """A dead letter as the runner sent it (its ``x-dead-letter*`` headers) or, failing that, as RabbitMQ
+    dead-lettered it (``x-death``: a delivery limit reached, or a message of an earlier version)."""
+    headers = message.headers
+    deaths = headers.get("x-death")
     death: dict[str, Any] = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
     try:
         event_type = json.loads(message.body).get("event_type")
     except (ValueError, AttributeError):
         event_type = None
-    attempt = message.headers.get(ATTEMPT_HEADER)
+    attempt = headers.get(ATTEMPT_HEADER)
+    queue = headers.get(DEAD_LETTERED_FROM_HEADER) or death.get("queue") or dlq.removesuffix(".dlq")
+    reason = headers.get(DEAD_LETTER_REASON_HEADER) or death.get("reason")
+    at = headers.get(DEAD_LETTERED_AT_HEADER) or death.get("time")
     return DeadLetter(
         dead_letter_queue=dlq,
-        queue=str(death.get("queue") or dlq.removesuffix(".dlq")),
+        queue=str(queue),
         message_id=message.message_id,
         event_type=event_type if isinstance(event_type, str) else message.type,
-        reason=str(death["reason"]) if "reason" in death else None,
+        reason=None if reason is None else str(reason),
         attempts=attempt if isinstance(attempt, int) else int(death.get("count", 1)),
-        dead_lettered_at=str(death["time"]) if "time" in death else None,
+        dead_lettered_at=None if at is None else str(at),
     )
 
 
@@ -129,8 +147,14 @@ async def replay(amqp_url: str, message_ids: Sequence[str] | None, queues: Seque
 
 
 def replayed_copy(message: AbstractIncomingMessage) -> MessageCopy:
-    """The dead letter as it goes back: a fresh attempt count, and one more replay."""
+    """The dead letter as it goes back: a fresh attempt and redelivery count, no record of its death (its memo
+    kept), and one more replay."""
     replayed = message.headers.get(REPLAYED_HEADER)
+    kept = {
+        name: value
+        for name, value in message.headers.items()
+        if name not in DEATH_HEADERS and not name.startswith(("x-death", "x-first-death-", "x-last-death-"))
+    }
     return MessageCopy(
         body=message.body,
         message_id=message.message_id,
@@ -138,7 +162,7 @@ def replayed_copy(message: AbstractIncomingMessage) -> MessageCopy:
         content_type=message.content_type,
         message_type=message.type,
         headers={
-            **message.headers,
+            **kept,
             ATTEMPT_HEADER: 1,
             REPLAYED_HEADER: (replayed if isinstance(replayed, int) else 0) + 1,
         },

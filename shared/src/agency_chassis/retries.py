@@ -24,6 +24,11 @@ MEMO_HEADER = "x-memo"
 MEMO_VALUE_CHARS = 512
 # How often RabbitMQ redelivered this copy (its consumer died, or lost its connection, before answering).
 REDELIVERIES_HEADER = "x-redeliveries"
+# On a dead letter (the runner's copy in ``<queue>.dlq``): which queue it died in, when, and why
+# (``DeathCause``, then the outcome's reason after ``": "``, at most ``MEMO_VALUE_CHARS``).
+DEAD_LETTERED_FROM_HEADER = "x-dead-lettered-from"
+DEAD_LETTERED_AT_HEADER = "x-dead-lettered-at"
+DEAD_LETTER_REASON_HEADER = "x-dead-letter-reason"
 
 
 def redeliveries(headers: Mapping[str, Any]) -> int:
