@@ -11,6 +11,8 @@ from typing import Any
 
 import aio_pika
 import aiosmtplib
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
@@ -22,7 +24,7 @@ from agency_shared.topology import (
     NOTIFICATIONS_ENQUIRY_RECEIVED,
 )
 from agreements.recording import record_from_event
-from bench.stack import CpuMeter, Stack, peak_rss_mib
+from bench.stack import CpuMeter, Process, Stack, peak_rss_mib
 from notifications.emails import email_verification
 from tests.support.events import agreement_recorded_event, application_submitted
 
@@ -51,23 +53,43 @@ async def publish_backlog(stack: Stack, events: list[Event]) -> None:
         await asyncio.gather(*(one(event) for event in events))
 
 
+def mongodb_commands(service: Process) -> dict[str, float]:
+    """The MongoDB commands ``service`` sent so far, by command (its ``wechat_mongodb_commands_total``)."""
+    text = httpx.get(f"http://127.0.0.1:{service.port}/metrics", timeout=10).text
+    sent: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "wechat_mongodb_commands_total":
+                sent[sample.labels["command"]] = sent.get(sample.labels["command"], 0.0) + sample.value
+    return sent
+
+
 async def drain_rate(
-    count: Any, total: int, meter: CpuMeter, timeout: float = 600
-) -> tuple[float, float, dict[str, float]]:
+    count: Any, total: int, meter: CpuMeter, service: Process, unit: str, timeout: float = 600
+) -> tuple[float, float, dict[str, Any]]:
     """Poll ``count()`` until it reaches ``total``.
 
-    The rate from the first item done to the last, the time, and the CPU each of ``meter``'s
-    parties spent per item meanwhile (the service's start-up is not counted).
+    The rate from the first item done to the last, the time, and per item meanwhile: the CPU each
+    of ``meter``'s parties spent and the MongoDB commands ``service`` sent (its start-up not counted).
     """
     async with asyncio.timeout(timeout):
         while (first := await count()) == 0:
             await asyncio.sleep(0.05)
         started = time.perf_counter()
         meter.start()
+        commands_before = mongodb_commands(service)
         while (done := await count()) < total:
             await asyncio.sleep(0.1)
     seconds = time.perf_counter() - started
-    return (done - first) / seconds, seconds, meter.stop(done - first, unit="message")
+    commands_after = mongodb_commands(service)
+    items = done - first
+    by_command = {
+        name: round((sent - commands_before.get(name, 0.0)) / items, 2)
+        for name, sent in sorted(commands_after.items())
+        if sent > commands_before.get(name, 0.0)
+    }
+    per_item = {f"mongodb_commands_per_{unit}": round(sum(by_command.values()), 2), "mongodb_commands": by_command}
+    return items / seconds, seconds, meter.stop(items, unit="message") | per_item
 
 
 async def on_fresh_database(stack: Stack, measure: Callable[[Mongo], Awaitable[float]]) -> float:
@@ -95,7 +117,7 @@ async def agreements_round(stack: Stack, backlog: int, number: int) -> dict[str,
         head = await heads.find_one({"_id": "head"})
         return int(head["sequence"]) if head else 0
 
-    rate, seconds, cpu = await drain_rate(linked, backlog, CpuMeter.consuming(stack, service))
+    rate, seconds, cpu = await drain_rate(linked, backlog, CpuMeter.consuming(stack, service), service, "application")
     peak = peak_rss_mib(service.pid)
     service.stop()
     # What agreements announced is not the notifications benchmark's backlog.
@@ -157,7 +179,7 @@ async def notifications_round(stack: Stack, backlog: int, number: int) -> dict[s
 
     # Each agreement.recorded causes the staff's email (one address here) and the applicant's verification email.
     emails = backlog * 2
-    rate, seconds, cpu = await drain_rate(sent, emails, CpuMeter.consuming(stack, service))
+    rate, seconds, cpu = await drain_rate(sent, emails, CpuMeter.consuming(stack, service), service, "email")
     peak = peak_rss_mib(service.pid)
     service.stop()
     stack.stop_database()
@@ -194,6 +216,11 @@ async def run(stack: Stack, runs: int, backlog: int) -> dict[str, Any]:
         print(f"  consumers run {number + 1}/{runs} notifications: {rounds['notifications'][-1]}", file=sys.stderr)
     stack.start_database()  # for what runs next
     return {
-        name: {"runs": figures, "median": {key: median(r[key] for r in figures) for key in figures[0]}}
+        name: {
+            "runs": figures,
+            "median": {
+                key: median(r[key] for r in figures) for key, v in figures[0].items() if not isinstance(v, dict)
+            },
+        }
         for name, figures in rounds.items()
     } | {"backlog": backlog, "raw_concurrency": CONCURRENCY}

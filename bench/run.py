@@ -49,11 +49,12 @@ def table(results: dict[str, Any]) -> str:
                          f"{m['peak_rss_mib']}",
                          f"{m['server_cpu_ms_per_request']} / {m['broker_cpu_ms_per_request']} / -"))  # fmt: skip
     if consumers := results.get("consumers"):
-        for name in ("agreements", "notifications"):
+        for name, unit in (("agreements", "application"), ("notifications", "email")):
             m = consumers[name]["median"]
             cpu = " / ".join(f"{m[f'{party}_cpu_ms_per_message']:.2f}" for party in ("service", "broker", "database"))
-            rows.append((f"{name} drain/s", f"{m['service_per_s']}", f"{m['raw_per_s']}", f"{m['ratio']}",
-                         f"{m['peak_rss_mib']}", cpu))  # fmt: skip
+            commands = m[f"mongodb_commands_per_{unit}"]
+            rows.append((f"{name} drain/s ({commands:g} MongoDB commands per {unit})", f"{m['service_per_s']}",
+                         f"{m['raw_per_s']}", f"{m['ratio']}", f"{m['peak_rss_mib']}", cpu))  # fmt: skip
     if e2e := results.get("e2e"):
         for what in ("stored", "emailed"):
             m = e2e["median"][what]

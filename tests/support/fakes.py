@@ -1,7 +1,7 @@
 """Hand-written fakes of the ports the use cases and the runner take (no mocks): in memory, and inspectable."""
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -56,15 +56,19 @@ class FakeApplications:
         if self.down:
             raise ConnectionFailure("database unreachable")
 
-    async def add(self, record: ApplicationRecord) -> ApplicationRecord:
+    async def add_many(self, records: Sequence[ApplicationRecord]) -> list[ApplicationRecord | ApplicationErased]:
         self._check()
-        if record.application_id in self.erased:
-            raise ApplicationErased(str(record.application_id))
-        return self.records.setdefault(record.application_id, record)
+        return [
+            ApplicationErased(str(record.application_id))
+            if record.application_id in self.erased
+            else self.records.setdefault(record.application_id, record)
+            for record in records
+        ]
 
-    async def mark_recorded(self, record: ApplicationRecord, entry: LedgerEntry) -> None:
+    async def mark_recorded_many(self, recorded: Sequence[tuple[ApplicationRecord, LedgerEntry]]) -> None:
         self._check()
-        self.recorded[record.application_id] = entry.sequence
+        for record, entry in recorded:
+            self.recorded.setdefault(record.application_id, entry.sequence)
 
     async def note_notification(self, settled: NotificationSettledData) -> None:
         self._check()
@@ -94,13 +98,15 @@ class FakeAcceptanceLedger:
         self.links: list[LedgerEntry] = []
         self.busy = busy
 
-    async def append(self, record: ApplicationRecord) -> LedgerEntry:
+    async def append_many(self, records: Sequence[ApplicationRecord]) -> list[LedgerEntry]:
         if self.busy is not None:
             raise self.busy
-        if (found := await self.find(record.application_id)) is not None:
-            return found
-        self.links.append(acceptance_link(record, self._head()))
-        return self.links[-1]
+        entries = []
+        for record in records:
+            if (found := await self.find(record.application_id)) is None:
+                self.links.append(found := acceptance_link(record, self._head()))
+            entries.append(found)
+        return entries
 
     async def append_verification(
         self, application: ApplicationRecord, acceptance: LedgerEntry, evidence: VerificationEvidence

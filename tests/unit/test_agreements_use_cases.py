@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 
 from pymongo.errors import AutoReconnect
 
-from agency_chassis.outcomes import Done, RetryLater
+from agency_chassis.outcomes import Attempt, Done, RetryLater
 from agency_shared.chain import GENESIS_HASH, record_hash
 from agency_shared.events import AgreementRecorded
-from agreements.handlers import note_notification, record_submitted_application
+from agreements.handlers import note_notification, record_submitted_application, record_submitted_applications
 from agreements.storage import LedgerContention
 from tests.support.events import application_submitted, notification_settled
 from tests.support.fakes import FakeAcceptanceLedger, FakeApplications
@@ -61,6 +61,33 @@ async def test_a_ledger_too_busy_or_unreachable_means_retry_later() -> None:
         outcome = await record_submitted_application(application_submitted(), store, ledger, clock)
         assert isinstance(outcome, RetryLater), busy
         assert outcome.publish == ()
+
+
+async def test_a_batch_records_each_application_in_order_and_answers_for_each_message() -> None:
+    store, ledger = FakeApplications(), FakeAcceptanceLedger()
+    first, erased, third = application_submitted(), application_submitted(), application_submitted()
+    store.erased.add(erased.data.application_id)
+    batch = [(first, Attempt()), (erased, Attempt()), (third, Attempt(number=3)), (first, Attempt())]
+    outcomes = await record_submitted_applications(batch, store, ledger, clock)
+    assert len(outcomes) == len(batch)
+    assert outcomes[1] == Done()  # erased: nothing to announce
+    assert outcomes[0] == outcomes[3]  # the repeat announces the same link
+    announced = [outcome.publish[0] for outcome in (outcomes[0], outcomes[2]) if isinstance(outcome, Done)]
+    assert [(e.data.application_id, e.data.sequence) for e in announced if isinstance(e, AgreementRecorded)] == [
+        (first.data.application_id, 1),
+        (third.data.application_id, 2),
+    ]
+    assert [link.sequence for link in ledger.links] == [1, 2]
+    assert store.recorded == {first.data.application_id: 1, third.data.application_id: 2}
+
+
+async def test_an_outage_retries_every_message_of_the_batch() -> None:
+    store, ledger = FakeApplications(), FakeAcceptanceLedger()
+    store.down = True
+    batch = [(application_submitted(), Attempt()) for _ in range(3)]
+    outcomes = await record_submitted_applications(batch, store, ledger, clock)
+    assert [type(outcome) for outcome in outcomes] == [RetryLater] * 3
+    assert ledger.links == []
 
 
 async def test_an_email_outcome_goes_to_the_store_each_time_it_comes() -> None:

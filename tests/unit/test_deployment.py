@@ -79,6 +79,7 @@ METRICS: dict[str, set[str]] = {
     "wechat_publish_confirm_seconds": {"service"},
     "wechat_publish_failures_total": {"service", "reason"},
     "wechat_dead_lettered_total": {"queue"},
+    "wechat_mongodb_commands_total": {"command"},
     "wechat_emails_total": {"template", "outcome"},
     "wechat_ledger_length": set(),
     "intake_honeypot_hits_total": {"form"},

@@ -29,19 +29,18 @@ consumer that died or lost its connection with it) is parked in the shortest del
 counted in ``x-redeliveries``, so a crash loop ends in the DLQ after ``REDELIVERY_LIMIT`` by our
 own count, not by the broker's delivery limit (which RabbitMQ 4.3 no longer raises on a return).
 
-Batches later: outcomes are applied per message, and ``apply`` needs only the message
-(``MessageCopy``), its ``Attempt`` and its ``Outcome``. A batching front can gather the
-deliveries in flight (prefetch allows several), call a batch use case with their events
-and attempts, get one outcome per message back (e.g. one group commit for all of them)
-and apply each through the same ``apply``: the use case's signature changes, the rules of
-what an outcome does to a message do not.
+``Runner.consume_batch`` is the same for a batch use case (group commit): a ``Batcher``
+gathers the deliveries in flight (up to the prefetch), the use case gets their events and
+attempts and returns one outcome per message, and each delivery goes through the same
+``apply`` on its own: the use case's signature changes, the rules of what an outcome does to
+a message do not.
 """
 
 import inspect
 import json
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
@@ -55,6 +54,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import ValidationError
 
+from agency_chassis.batching import Batcher, BatchUseCase
 from agency_chassis.correlation import about_application
 from agency_chassis.metrics import DEAD_LETTERED
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
@@ -87,6 +87,8 @@ E = TypeVar("E", bound=Event)
 # Not an attempt: a message merely prefetched by a consumer that was stopped used none.
 REDELIVERY_LIMIT = 10
 UseCase = Callable[[E, Attempt], Awaitable[Outcome]]
+# How long the first message of a batch waits for company when nothing is being written (group commit).
+BATCH_WAIT_SECONDS = 0.002
 
 
 class DeathCause(StrEnum):
@@ -138,10 +140,34 @@ async def dead_letter(
 class Runner:
     """Subscribes use cases to their queues and applies their outcomes; one per service."""
 
-    def __init__(self, sender: Sender, backoff: Backoff) -> None:
+    def __init__(
+        self, sender: Sender, backoff: Backoff, max_batch: int = 16, batch_wait_seconds: float = BATCH_WAIT_SECONDS
+    ) -> None:
         self._sender = sender
         self._backoff = backoff
         self._queues: list[ConsumerQueue[Event]] = []
+        self.max_batch = max_batch  # the prefetch: no more deliveries are in flight at once
+        self.batch_wait_seconds = batch_wait_seconds
+
+    def consume_batch(
+        self, router: RabbitRouter, queue: ConsumerQueue[E], use_case: BatchUseCase[E]
+    ) -> RabbitSubscriber:
+        """Run ``use_case`` for the events on ``queue`` in batches of those in flight (group commit)."""
+
+        async def decide_batch(batch: Sequence[tuple[E, Attempt]]) -> Sequence[Outcome]:
+            try:
+                return await use_case(batch)
+            except Exception as exc:
+                failure = unforeseen(exc, f"a batch of {len(batch)} from {queue.name}")
+                return [failure] * len(batch)
+
+        batcher = Batcher(decide_batch, self.max_batch, self.batch_wait_seconds, name=queue.name)
+
+        async def one_of_a_batch(event: E, attempt: Attempt) -> Outcome:
+            return await batcher.submit(event, attempt)
+
+        one_of_a_batch.__doc__ = inspect.getdoc(use_case)  # what the AsyncAPI document says of the subscriber
+        return self.consume(router, queue, one_of_a_batch)
 
     def consume(self, router: RabbitRouter, queue: ConsumerQueue[E], use_case: UseCase[E]) -> RabbitSubscriber:
         """Run ``use_case`` for every event on ``queue``; described in the AsyncAPI document by its docstring."""
@@ -179,16 +205,8 @@ class Runner:
         never requeued at once: a defect must not spin, and only the runner decides what is retried."""
         try:
             return await use_case(event, attempt)
-        except ValidationError as exc:
-            # Where it happened, but not pydantic's text: it quotes the values it refused.
-            where = "".join(traceback.format_tb(exc.__traceback__))
-            logger.error(
-                "%s from %s failed unexpectedly: %s\n%s", event.event_id, queue.name, without_values(exc), where
-            )
-            return RetryLater(f"unexpected ValidationError: {without_values(exc)}")
         except Exception as exc:
-            logger.exception("%s from %s failed unexpectedly", event.event_id, queue.name)
-            return RetryLater(f"unexpected {type(exc).__name__}: {exc}")
+            return unforeseen(exc, f"{event.event_id} from {queue.name}")
 
     async def declare(self, broker: RabbitBroker) -> None:
         """Declare the delay queues of every queue consumed (the queues themselves are the topology's)."""
@@ -249,6 +267,17 @@ class Runner:
             expiration_ms=self._backoff.expiration_ms(delay_ms),
         )
         logger.warning("%s from %s redelivered (%d): parked for %d ms", message.message_id, queue.name, count, delay_ms)
+
+
+def unforeseen(exc: Exception, what: str) -> RetryLater:
+    """An error a use case did not foresee, logged (with where it happened) and retried like an outage."""
+    if isinstance(exc, ValidationError):
+        # Where it happened, but not pydantic's text: it quotes the values it refused.
+        where = "".join(traceback.format_tb(exc.__traceback__))
+        logger.error("%s failed unexpectedly: %s\n%s", what, without_values(exc), where)
+        return RetryLater(f"unexpected ValidationError: {without_values(exc)}")
+    logger.error("%s failed unexpectedly", what, exc_info=exc)
+    return RetryLater(f"unexpected {type(exc).__name__}: {exc}")
 
 
 def without_values(exc: Exception) -> str:

@@ -5,8 +5,11 @@ While a request or a message is handled, ``log_context()`` says which service ha
 and for which correlation id (and application, when the message names one).
 """
 
+import contextvars
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
@@ -14,6 +17,8 @@ from aio_pika import IncomingMessage
 from faststream import BaseMiddleware, ContextRepo
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agency_shared.events import Event
 
 HEADER = "X-Correlation-ID"
 _TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -98,3 +103,27 @@ def about_application(application_id: object | None) -> None:
     """Name the application the delivery being handled is about, for the rest of its log lines."""
     if application_id is not None:
         _current.set(replace(_current.get(), application_id=str(application_id)))
+
+
+def batch_context() -> contextvars.Context:
+    """A context for work on many messages at once: the service's, about none of them (not the first one's)."""
+    context = contextvars.copy_context()
+    context.run(_current.set, LogContext(_current.get().service))
+    return context
+
+
+@contextmanager
+def about_event(event: Event) -> Iterator[None]:
+    """Within a batch, the lines about one of its messages: its correlation id and application."""
+    application_id = event.about_application()
+    token = _current.set(
+        replace(
+            _current.get(),
+            correlation_id=event.correlation_id,
+            application_id=None if application_id is None else str(application_id),
+        )
+    )
+    try:
+        yield
+    finally:
+        _current.reset(token)

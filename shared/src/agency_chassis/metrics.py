@@ -30,7 +30,7 @@ HTTP_DURATION = Histogram(
 )
 DEAD_LETTERED = Counter(
     "wechat_dead_lettered_total",
-    "Messages our code rejected to their dead-letter queue (unreadable or given up)",
+    "Messages our code sent to their dead-letter queue (unreadable, given up, out of attempts or redeliveries)",
     ["queue"],
 )
 EMAILS = Counter(
@@ -42,6 +42,11 @@ PUBLISH_CONFIRM = Histogram(
     "Time from publishing an event to the broker's confirm",
     ["service"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+DATABASE_COMMANDS = Counter(
+    "wechat_mongodb_commands_total",
+    "MongoDB commands this process sent, by command (each one a round trip: what a message costs)",
+    ["command"],
 )
 PUBLISH_FAILURES = Counter(
     "wechat_publish_failures_total", "Events the broker did not confirm, by reason", ["service", "reason"]

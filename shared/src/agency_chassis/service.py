@@ -112,7 +112,7 @@ class ServiceChassis:
             str(settings.amqp_url), timeout=settings.publish_timeout_seconds, service=service
         )
         backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds, settings.max_attempts)
-        self.runner = Runner(self.publisher, backoff)
+        self.runner = Runner(self.publisher, backoff, max_batch=settings.prefetch_count)
 
     @asynccontextmanager
     async def running(self, adapters: Adapters | None = None) -> AsyncIterator[None]:

@@ -1,7 +1,7 @@
 """The agreements service's use cases for its queues: each decides an outcome, the chassis's runner acts on it."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -9,6 +9,7 @@ from faststream.rabbit import RabbitRouter
 from pymongo.errors import ConnectionFailure
 
 from agency_chassis.consuming import Runner
+from agency_chassis.correlation import about_event
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_shared.events import ApplicationSubmitted, EmailVerified, NotificationSettled, utc_now
 from agency_shared.topology import (
@@ -21,7 +22,7 @@ from agreements.recording import (
     ApplicationErased,
     ApplicationStore,
     LinkSigner,
-    record_application,
+    record_applications,
 )
 from agreements.storage import LedgerContention
 from agreements.verification import (
@@ -43,6 +44,37 @@ Clock = Callable[[], datetime]
 OUTAGES = (ConnectionFailure, LedgerContention)
 
 
+async def record_submitted_applications(
+    batch: Sequence[tuple[ApplicationSubmitted, Attempt]],
+    applications: ApplicationStore,
+    ledger: AcceptanceLedger,
+    now: Clock = utc_now,
+    signer: LinkSigner | None = None,
+) -> list[Outcome]:
+    """Record the applications and their acceptances as the next ledger links, together, then announce
+    agreement.recorded for each (with its link signed by ``signer``, for the receipt).
+
+    A redelivery finds what was stored and announces the same event again (same id).
+    """
+    events = [event for event, _ in batch]
+    try:
+        results = await record_applications(events, applications, ledger, now(), signer)
+    except OUTAGES as exc:
+        ids = ", ".join(str(event.data.application_id) for event in events)
+        return [RetryLater(f"recording {ids} failed: {exc!r}")] * len(events)
+    outcomes: list[Outcome] = []
+    for event, result in zip(events, results, strict=True):
+        with about_event(event):
+            if isinstance(result, ApplicationErased):
+                # A replay after the applicant's data was erased: announcing it again would email them.
+                logger.warning("application %s was erased: not recorded again", event.data.application_id)
+                outcomes.append(Done())
+            else:
+                logger.info("application %s recorded as link %d", result.data.application_id, result.data.sequence)
+                outcomes.append(Done(publish=(result,)))
+    return outcomes
+
+
 async def record_submitted_application(
     event: ApplicationSubmitted,
     applications: ApplicationStore,
@@ -50,21 +82,9 @@ async def record_submitted_application(
     now: Clock = utc_now,
     signer: LinkSigner | None = None,
 ) -> Outcome:
-    """Record the application and its acceptance as the next ledger link, then announce agreement.recorded
-    (with the link signed by ``signer``, for the receipt).
-
-    A redelivery finds what was stored and announces the same event again (same id).
-    """
-    try:
-        recorded = await record_application(event, applications, ledger, now(), signer)
-    except ApplicationErased:
-        # A replay after the applicant's data was erased: announcing it again would email them.
-        logger.warning("application %s was erased: not recorded again", event.data.application_id)
-        return Done()
-    except OUTAGES as exc:
-        return RetryLater(f"recording {event.data.application_id} failed: {exc!r}")
-    logger.info("application %s recorded as link %d", recorded.data.application_id, recorded.data.sequence)
-    return Done(publish=(recorded,))
+    """One application alone: a batch of one."""
+    [outcome] = await record_submitted_applications([(event, Attempt())], applications, ledger, now, signer)
+    return outcome
 
 
 async def record_email_verification(
@@ -133,9 +153,10 @@ class Applications(ApplicationStore, VerifiableApplications, Protocol):
 def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRouter:
     router = RabbitRouter()
 
-    async def on_application_submitted(event: ApplicationSubmitted, attempt: Attempt) -> Outcome:
-        """Record the application and its acceptance as the next ledger link, then announce agreement.recorded."""
-        return await record_submitted_application(event, ports.applications, ports.ledger, now, ports.signer)
+    async def on_applications_submitted(batch: Sequence[tuple[ApplicationSubmitted, Attempt]]) -> list[Outcome]:
+        """Record the application and its acceptance as the next ledger link, then announce agreement.recorded
+        (the applications in flight together: one batch of database writes)."""
+        return await record_submitted_applications(batch, ports.applications, ports.ledger, now, ports.signer)
 
     async def on_notification_settled(event: NotificationSettled, attempt: Attempt) -> Outcome:
         """Add an email's outcome to its application's timeline (enquiry emails have no application)."""
@@ -146,7 +167,7 @@ def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRo
         pass an enquirer's on as enquiry.confirmed."""
         return await record_email_verification(event, ports.applications, ports.ledger, now, ports.signer)
 
-    runner.consume(router, AGREEMENTS_APPLICATION_SUBMITTED, on_application_submitted)
+    runner.consume_batch(router, AGREEMENTS_APPLICATION_SUBMITTED, on_applications_submitted)
     runner.consume(router, AGREEMENTS_EMAIL_VERIFIED, on_email_verified)
     runner.consume(router, AGREEMENTS_NOTIFICATION_SETTLED, on_notification_settled)
     return router

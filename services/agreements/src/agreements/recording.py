@@ -2,6 +2,7 @@
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -64,14 +65,14 @@ LedgerEntry = Link
 
 
 class ApplicationStore(Protocol):
-    async def add(self, record: ApplicationRecord) -> ApplicationRecord:
-        """Store ``record`` unless its application is already stored; return the stored one either way.
-
-        Raises ``ApplicationErased`` when the stored one's personal data was erased.
-        """
+    async def add_many(self, records: Sequence[ApplicationRecord]) -> list["ApplicationRecord | ApplicationErased"]:
+        """Store each record unless its application is already stored; per record, the stored one either way,
+        or ``ApplicationErased`` when the stored one's personal data was erased."""
         ...
 
-    async def mark_recorded(self, record: ApplicationRecord, entry: LedgerEntry) -> None: ...
+    async def mark_recorded_many(self, recorded: Sequence[tuple[ApplicationRecord, LedgerEntry]]) -> None:
+        """Each application is recorded as its link (from "received" only: a repeat changes nothing)."""
+        ...
 
     async def note_notification(self, settled: NotificationSettledData) -> None:
         """Add an email's outcome to the application's timeline (a repeat changes nothing)."""
@@ -79,8 +80,8 @@ class ApplicationStore(Protocol):
 
 
 class AcceptanceLedger(Protocol):
-    async def append(self, record: ApplicationRecord) -> LedgerEntry:
-        """Add the acceptance as the next link, or return its existing link: one per application."""
+    async def append_many(self, records: Sequence[ApplicationRecord]) -> list[LedgerEntry]:
+        """Add each acceptance as the next link, in order, or return its existing link: one per application."""
         ...
 
 
@@ -190,14 +191,24 @@ def agreement_recorded(
     )
 
 
-async def record_application(
-    event: ApplicationSubmitted,
+async def record_applications(
+    events: Sequence[ApplicationSubmitted],
     store: ApplicationStore,
     ledger: AcceptanceLedger,
     now: datetime,
     signer: LinkSigner | None = None,
-) -> AgreementRecorded:
-    stored = await store.add(record_from_event(event, now))
-    entry = await ledger.append(stored)
-    await store.mark_recorded(stored, entry)
-    return agreement_recorded(stored, entry, receipt_checkpoint(signer, entry))
+) -> list[AgreementRecorded | ApplicationErased]:
+    """Record the applications together (group commit: a few database commands for the whole batch), in
+    order; per event, its announcement, or ``ApplicationErased`` for one whose applicant was erased.
+
+    Stored first, then linked, then marked recorded: a failure in between leaves each application
+    "received", and the retry finds what was stored and links it (or finds its link)."""
+    stored = await store.add_many([record_from_event(event, now) for event in events])
+    kept = [record for record in stored if isinstance(record, ApplicationRecord)]
+    entries = await ledger.append_many(kept)
+    await store.mark_recorded_many(list(zip(kept, entries, strict=True)))
+    announced = iter(
+        agreement_recorded(record, entry, receipt_checkpoint(signer, entry))
+        for record, entry in zip(kept, entries, strict=True)
+    )
+    return [outcome if isinstance(outcome, ApplicationErased) else next(announced) for outcome in stored]

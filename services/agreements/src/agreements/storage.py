@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from agency_chassis.metrics import LEDGER_LENGTH
 from agency_shared.application_status import Status
@@ -23,7 +23,12 @@ from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEnt
 from agreements.verification import EMAIL_VERIFIED, VerificationEvidence, verification_link
 
 Document = dict[str, Any]
+# Builds a link on the head it is given: where in the chain it lands is known only when it is written.
+LinkBuilder = Callable[[Head], LedgerEntry]
 
+
+# MongoDB's error code for a unique index violation.
+DUPLICATE_KEY = 11000
 
 # What an erased value becomes wherever it appeared in text (timeline keys, SMTP replies, notes).
 ERASED = "[erased]"
@@ -56,33 +61,55 @@ class MongoApplications:
         await c.create_index([("acceptance.agreement_version", ASCENDING)], name="agreement_version")
 
     async def add(self, record: ApplicationRecord) -> ApplicationRecord:
-        document = record.model_dump(mode="json")
-        # Dates that staff filter on are stored as BSON dates, not strings.
-        document["received_at"] = record.received_at
-        document["recorded_at"] = record.recorded_at
-        document["status"] = Status.RECEIVED
-        document["timeline"] = [
-            _moment("submitted", "submitted", record.received_at, {"client_ip": record.acceptance.client_ip})
-        ]
+        [stored] = await self.add_many([record])
+        if isinstance(stored, ApplicationErased):
+            raise stored
+        return stored
+
+    async def add_many(self, records: Sequence[ApplicationRecord]) -> list[ApplicationRecord | ApplicationErased]:
+        """Store each record unless its application is stored already (one unordered insert); per record, the
+        stored one, or ``ApplicationErased`` when that one's personal data was erased."""
         try:
-            await self.collection.insert_one(document)
-        except DuplicateKeyError:
-            existing = await self.get(record.application_id)
-            if existing is None:  # pragma: no cover - a unique index violation implies the document exists
+            await self.collection.insert_many([_application_document(record) for record in records], ordered=False)
+            return list(records)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors):
                 raise
-            if "erasure" in existing:
-                raise ApplicationErased(str(record.application_id)) from None
-            return ApplicationRecord.model_validate(existing)
-        return record
+            taken = {int(error["index"]) for error in errors}
+        # Stored before (a redelivery, or twice in this batch): what was stored is what counts.
+        wanted = [str(records[index].application_id) for index in taken]
+        found = self.collection.find({"application_id": {"$in": wanted}}, {"_id": 0})
+        existing = {document["application_id"]: document async for document in found}
+        stored: list[ApplicationRecord | ApplicationErased] = []
+        for index, record in enumerate(records):
+            key = str(record.application_id)
+            if index not in taken:
+                stored.append(record)
+            elif key not in existing:  # pragma: no cover - a unique index violation implies the document exists
+                raise RuntimeError(f"application {key} refused as a duplicate, yet not found")
+            elif "erasure" in existing[key]:
+                stored.append(ApplicationErased(key))
+            else:
+                stored.append(ApplicationRecord.model_validate(existing[key]))
+        return stored
 
     async def mark_recorded(self, record: ApplicationRecord, entry: LedgerEntry) -> None:
-        # One atomic update, and only from "received": a repeat finds nothing left to do.
-        moment = _moment("recorded", "recorded", record.recorded_at, {"sequence": entry.sequence})
-        await self.collection.update_one(
-            {"application_id": str(record.application_id), "status": Status.RECEIVED},
-            {"$set": {"status": Status.RECORDED, "sequence": entry.sequence, "record_hash": entry.record_hash},
-             "$push": {"timeline": moment}},
-        )  # fmt: skip
+        await self.mark_recorded_many([(record, entry)])
+
+    async def mark_recorded_many(self, recorded: Sequence[tuple[ApplicationRecord, LedgerEntry]]) -> None:
+        """Each application recorded as its link says: one atomic update each (in one command), and only from
+        "received", so a repeat finds nothing left to do."""
+        updates = []
+        for record, entry in recorded:
+            moment = _moment("recorded", "recorded", record.recorded_at, {"sequence": entry.sequence})
+            updates.append(UpdateOne(
+                {"application_id": str(record.application_id), "status": Status.RECEIVED},
+                {"$set": {"status": Status.RECORDED, "sequence": entry.sequence, "record_hash": entry.record_hash},
+                 "$push": {"timeline": moment}},
+            ))  # fmt: skip
+        if updates:
+            await self.collection.bulk_write(updates, ordered=False)
 
     async def note_notification(self, settled: NotificationSettledData) -> None:
         """Add an email's outcome to its application's timeline (a repeat changes nothing)."""
@@ -189,6 +216,18 @@ class MongoApplications:
 
 # What an email's delivery says about where its application stands.
 STATUS_ON_SENT = {"email_verification": Status.AWAITING_VERIFICATION, "client_confirmation": Status.CONFIRMED}
+
+
+def _application_document(record: ApplicationRecord) -> Document:
+    document = record.model_dump(mode="json")
+    # Dates that staff filter on are stored as BSON dates, not strings.
+    document["received_at"] = record.received_at
+    document["recorded_at"] = record.recorded_at
+    document["status"] = Status.RECEIVED
+    document["timeline"] = [
+        _moment("submitted", "submitted", record.received_at, {"client_ip": record.acceptance.client_ip})
+    ]
+    return document
 
 
 def _moment(key: str, kind: str, at: datetime, detail: Document) -> Document:
@@ -335,51 +374,81 @@ class MongoAcceptanceLedger:
             await self.links.drop_index("application_id_unique")
 
     async def append(self, record: ApplicationRecord) -> LedgerEntry:
-        return await self._append(record.application_id, None, lambda after: acceptance_link(record, after))
+        [entry] = await self.append_many([record])
+        return entry
+
+    async def append_many(self, records: Sequence[ApplicationRecord]) -> list[LedgerEntry]:
+        """Each acceptance as the next link, in order (one ordered insert), or its existing link."""
+        return await self._append_many(
+            [(record.application_id, None, _acceptance_builder(record)) for record in records]
+        )
 
     async def append_verification(
         self, application: ApplicationRecord, acceptance: LedgerEntry, evidence: VerificationEvidence
     ) -> LedgerEntry:
         """Add the verification as the next link, or return its existing link: one per application."""
-        return await self._append(
-            application.application_id,
-            EMAIL_VERIFIED,
-            lambda after: verification_link(application, acceptance, evidence, after),
-        )
 
-    async def _append(
-        self, application_id: uuid.UUID, kind: str | None, build: Callable[[Head], LedgerEntry]
-    ) -> LedgerEntry:
-        async with self._writing:
-            entry, new = await self._link(application_id, kind, build)
-        if new:
-            await self._advance_head(entry)
-            # The length is the sequence of the last link; a racing writer's lower value is
-            # overwritten by the next append.
-            LEDGER_LENGTH.set(entry.sequence)
+        def build(after: Head) -> LedgerEntry:
+            return verification_link(application, acceptance, evidence, after)
+
+        [entry] = await self._append_many([(application.application_id, EMAIL_VERIFIED, build)])
         return entry
 
-    async def _link(
-        self, application_id: uuid.UUID, kind: str | None, build: Callable[[Head], LedgerEntry]
-    ) -> tuple[LedgerEntry, bool]:
+    async def _append_many(self, wanted: Sequence[tuple[uuid.UUID, str | None, LinkBuilder]]) -> list[LedgerEntry]:
+        async with self._writing:
+            linked = await self._link_many(wanted)
+        new = [entry for entry, is_new in linked if is_new]
+        if new:
+            last = max(new, key=lambda entry: entry.sequence)
+            await self._advance_head(last)
+            # The length is the sequence of the last link; a racing writer's lower value is
+            # overwritten by the next append.
+            LEDGER_LENGTH.set(last.sequence)
+        return [entry for entry, _ in linked]
+
+    async def _link_many(
+        self, wanted: Sequence[tuple[uuid.UUID, str | None, LinkBuilder]]
+    ) -> list[tuple[LedgerEntry, bool]]:
+        """Insert the links in order with one ordered insert; where one is refused, find out why and go on.
+
+        Refused for its application (that one has its link of this kind: a redelivery), its existing link
+        is the answer and the rest follow the links written so far; refused for its sequence (another
+        writer took it), the rest are built again after the other writer's link.
+        """
+        linked: dict[int, tuple[LedgerEntry, bool]] = {}
+        todo = list(range(len(wanted)))
         after = self._last or await self._head_or_genesis()
         for _ in range(self.max_tries):
-            entry = build(after)
-            document = {"_id": entry.sequence, "sequence": entry.sequence, "application_id": str(application_id),
-                        "record_hash": entry.record_hash, "record": entry.record}  # fmt: skip
-            if kind is not None:
-                document["kind"] = kind
+            if not todo:
+                return [linked[index] for index in range(len(wanted))]
+            entries: list[LedgerEntry] = []
+            for index in todo:
+                entries.append(wanted[index][2](entries[-1].head if entries else after))
+            documents = [_link_document(entry, *wanted[index][:2]) for index, entry in zip(todo, entries, strict=True)]
             try:
-                await self.links.insert_one(document)
-            except DuplicateKeyError:
-                self._last = None
-                found = await self._find(application_id, kind)
-                if found is not None:  # a redelivery: the application has its link of this kind already
-                    return found, False
-                after = await self._after_taken(entry.sequence)
+                await self.links.insert_many(documents, ordered=True)
+                written = len(documents)
+            except BulkWriteError as exc:
+                [error, *_] = exc.details.get("writeErrors", [{}])
+                if error.get("code") != DUPLICATE_KEY:
+                    raise
+                written = int(error["index"])
+            for index, entry in zip(todo[:written], entries[:written], strict=True):
+                linked[index] = (entry, True)
+            if written == len(todo):
+                self._last = entries[-1].head
+                return [linked[index] for index in range(len(wanted))]
+            self._last = None
+            refused = todo[written]
+            application_id, kind, _ = wanted[refused]
+            after = entries[written - 1].head if written else after
+            found = await self._find(application_id, kind)
+            if found is not None:  # a redelivery: the application has its link of this kind already
+                linked[refused] = (found, False)
+                todo = todo[written + 1 :]
                 continue
-            self._last = entry.head
-            return entry, True
+            todo = todo[written:]
+            after = await self._after_taken(entries[written].sequence)
         raise LedgerContention(f"no free sequence after {self.max_tries} tries")
 
     async def _head_or_genesis(self) -> Head:
@@ -470,6 +539,18 @@ class MongoAcceptanceLedger:
         return self.links.find({"kind": {"$exists": False}}, {"_id": 0, "record": 1, "record_hash": 1}).sort(
             "_id", ASCENDING
         )
+
+
+def _acceptance_builder(record: ApplicationRecord) -> LinkBuilder:
+    return lambda after: acceptance_link(record, after)
+
+
+def _link_document(entry: LedgerEntry, application_id: uuid.UUID, kind: str | None) -> Document:
+    document = {"_id": entry.sequence, "sequence": entry.sequence, "application_id": str(application_id),
+                "record_hash": entry.record_hash, "record": entry.record}  # fmt: skip
+    if kind is not None:
+        document["kind"] = kind
+    return document
 
 
 def _sequence_of(checkpoint: Mapping[str, Any]) -> int:
