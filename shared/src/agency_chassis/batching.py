@@ -1,15 +1,16 @@
-"""Group commit: the deliveries in flight handed to a use case together, each still acknowledged on its own.
+"""Group commit: work that concurrent tasks ask for at about the same time, done in one go.
 
-RabbitMQ delivers up to the prefetch count at once and each delivery runs in a task of its
-own. A ``Batcher`` collects them: the first to arrive when nothing is being written waits
-``wait_seconds`` for company, then the batch (at most ``max_size``) goes to the use case in
-one call; deliveries that arrive while a batch is written form the next one, which starts as
-soon as it is done. So a quiet system adds at most ``wait_seconds`` to a message, and a busy
-one writes as many messages per round trip as are waiting.
+A ``Batcher`` collects what it is asked (``submit``) and hands it to one ``handle`` call:
+the first item to arrive when nothing is being handled waits ``wait_seconds`` for company,
+then the batch (at most ``max_size``) is handled; items that arrive meanwhile form the next
+batch, which starts as soon as the one before is done. So a quiet system adds at most
+``wait_seconds`` to an item, and a busy one does as many items per round trip as are waiting.
+Each caller gets its own result back, or the exception the batch failed with.
 
-The use case returns one ``Outcome`` per message, in order; each delivery then goes through
-the runner's ``apply`` alone (published, parked, dead-lettered or acknowledged), so a failure
-inside a batch fails only the messages whose outcomes say so.
+Two uses: the runner hands the deliveries in flight (up to the prefetch) to a batch use
+case (``Runner.consume_batch``), each delivery then acknowledged on its own; and an adapter
+can coalesce the database commands of concurrent handlers (the notification ledger's
+claims and "sent" marks), each caller still waiting until its own write is durable.
 """
 
 import asyncio
@@ -19,58 +20,58 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from agency_chassis.correlation import batch_context
-from agency_chassis.outcomes import Attempt, Outcome
 
 logger = logging.getLogger(__name__)
 
-E = TypeVar("E")
-BatchUseCase = Callable[[Sequence[tuple[E, Attempt]]], Awaitable[Sequence[Outcome]]]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(eq=False)
-class Batcher(Generic[E]):
-    """Gathers the messages of one queue for its batch use case."""
+class Batcher(Generic[T, R]):
+    """Gathers items for ``handle``, which answers one result per item, in order."""
 
-    use_case: BatchUseCase[E]
+    handle: Callable[[Sequence[T]], Awaitable[Sequence[R]]]
     max_size: int
-    wait_seconds: float
+    wait_seconds: float = 0.0
     name: str = "batch"
-    _waiting: list[tuple[E, Attempt, "asyncio.Future[Outcome]"]] = field(default_factory=list, init=False)
+    _waiting: list[tuple[T, "asyncio.Future[R]"]] = field(default_factory=list, init=False)
     _writer: "asyncio.Task[None] | None" = field(default=None, init=False)
 
-    async def submit(self, event: E, attempt: Attempt) -> Outcome:
-        """The outcome of ``event`` once the batch it joined was handled."""
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting.append((event, attempt, future))
+    async def submit(self, item: T) -> R:
+        """The result for ``item`` once the batch it joined was handled (or the exception it failed with)."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
         if self._writer is None:
-            # The batch is about many messages, not the first one's: its lines name the message they are about
-            # (``agency_chassis.correlation.about_event``).
+            # The batch is about many items, not the first one's: its log lines name the message they are
+            # about (``agency_chassis.correlation.about_event``).
             self._writer = asyncio.create_task(self._write(), context=batch_context())
         return await future
 
     async def _write(self) -> None:
-        batch: list[tuple[E, Attempt, asyncio.Future[Outcome]]] = []
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
-            await asyncio.sleep(self.wait_seconds)  # company for a lone message
+            await asyncio.sleep(self.wait_seconds)  # company for a lone item (0: those ready in this turn)
             while self._waiting:
                 batch, self._waiting = self._waiting[: self.max_size], self._waiting[self.max_size :]
-                outcomes = await self.use_case([(event, attempt) for event, attempt, _ in batch])
-                if len(outcomes) != len(batch):
-                    raise RuntimeError(f"{self.name}: {len(outcomes)} outcomes for a batch of {len(batch)}")
-                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                    future.set_result(outcome)
+                try:
+                    results = await self.handle([item for item, _ in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
+                except Exception as exc:  # this batch fails, each caller with the error; the next one goes on
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    batch = []
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
                 batch = []
-        except BaseException as exc:
-            # A defect, or cancelled at shutdown: every delivery still waiting fails (and the broker returns it).
-            for _, _, future in [*batch, *self._waiting]:
-                if not future.done():
-                    if isinstance(exc, Exception):
-                        future.set_exception(exc)
-                    else:
-                        future.cancel()
+        except BaseException:  # cancelled (shutdown): every caller still waiting is cancelled too
+            for _, future in [*batch, *self._waiting]:
+                future.cancel()
             self._waiting = []
-            if not isinstance(exc, Exception):
-                raise
-            logger.error("%s: a batch failed: %r", self.name, exc)
+            raise
         finally:
             self._writer = None

@@ -54,7 +54,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import ValidationError
 
-from agency_chassis.batching import Batcher, BatchUseCase
+from agency_chassis.batching import Batcher
 from agency_chassis.correlation import about_application
 from agency_chassis.metrics import DEAD_LETTERED
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
@@ -87,6 +87,8 @@ E = TypeVar("E", bound=Event)
 # Not an attempt: a message merely prefetched by a consumer that was stopped used none.
 REDELIVERY_LIMIT = 10
 UseCase = Callable[[E, Attempt], Awaitable[Outcome]]
+# A use case for the deliveries in flight together: one outcome per message, in order.
+BatchUseCase = Callable[[Sequence[tuple[E, Attempt]]], Awaitable[Sequence[Outcome]]]
 # How long the first message of a batch waits for company when nothing is being written (group commit).
 BATCH_WAIT_SECONDS = 0.002
 
@@ -164,7 +166,7 @@ class Runner:
         batcher = Batcher(decide_batch, self.max_batch, self.batch_wait_seconds, name=queue.name)
 
         async def one_of_a_batch(event: E, attempt: Attempt) -> Outcome:
-            return await batcher.submit(event, attempt)
+            return await batcher.submit((event, attempt))
 
         one_of_a_batch.__doc__ = inspect.getdoc(use_case)  # what the AsyncAPI document says of the subscriber
         return self.consume(router, queue, one_of_a_batch)

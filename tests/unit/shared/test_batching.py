@@ -8,7 +8,7 @@ from faststream.rabbit import RabbitBroker, RabbitRouter, TestRabbitBroker
 
 from agency_chassis.batching import Batcher
 from agency_chassis.consuming import Runner
-from agency_chassis.outcomes import Attempt, Done, Outcome, RetryLater
+from agency_chassis.outcomes import Attempt, Outcome
 from agency_chassis.retries import Backoff
 from agency_shared.events import ApplicationSubmitted
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, EVENTS_EXCHANGE
@@ -23,52 +23,67 @@ class Recorder:
         self.batches: list[list[str]] = []
         self.hold = hold
 
-    async def __call__(self, batch: Sequence[tuple[str, Attempt]]) -> Sequence[Outcome]:
-        self.batches.append([name for name, _ in batch])
+    async def __call__(self, batch: Sequence[str]) -> Sequence[str]:
+        self.batches.append(list(batch))
         if self.hold is not None:
             await self.hold.wait()
-        return [RetryLater(name) for name, _ in batch]
+        return [f"{name} done" for name in batch]
 
 
 async def test_deliveries_in_flight_together_go_in_one_batch_each_getting_its_own_outcome() -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_size=16, wait_seconds=0.002)
-    outcomes = await asyncio.gather(*(batcher.submit(f"m{n}", Attempt()) for n in range(5)))
+    results = await asyncio.gather(*(batcher.submit(f"m{n}") for n in range(5)))
     assert recorder.batches == [["m0", "m1", "m2", "m3", "m4"]]
-    assert outcomes == [RetryLater(f"m{n}") for n in range(5)]
+    assert results == [f"m{n} done" for n in range(5)]
 
 
 async def test_no_batch_is_larger_than_the_maximum_and_those_waiting_go_next() -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_size=4, wait_seconds=0.002)
-    outcomes = await asyncio.gather(*(batcher.submit(f"m{n}", Attempt()) for n in range(10)))
+    results = await asyncio.gather(*(batcher.submit(f"m{n}") for n in range(10)))
     assert [len(batch) for batch in recorder.batches] == [4, 4, 2]
     assert [name for batch in recorder.batches for name in batch] == [f"m{n}" for n in range(10)]
-    assert outcomes == [RetryLater(f"m{n}") for n in range(10)]
+    assert results == [f"m{n} done" for n in range(10)]
 
 
 async def test_what_arrives_while_a_batch_is_written_forms_the_next_one() -> None:
     hold = asyncio.Event()
     recorder = Recorder(hold)
     batcher = Batcher(recorder, max_size=16, wait_seconds=0.001)
-    first = asyncio.create_task(batcher.submit("first", Attempt()))
+    first = asyncio.create_task(batcher.submit("first"))
     while not recorder.batches:  # noqa: ASYNC110 - the batcher has no signal of its own for "writing"
         await asyncio.sleep(0.001)
-    later = [asyncio.create_task(batcher.submit(f"later{n}", Attempt())) for n in range(3)]
+    later = [asyncio.create_task(batcher.submit(f"later{n}")) for n in range(3)]
     await asyncio.sleep(0)
     hold.set()
     await asyncio.gather(first, *later)
     assert recorder.batches == [["first"], ["later0", "later1", "later2"]]
 
 
-async def test_a_use_case_that_breaks_its_promise_fails_every_delivery_of_the_batch() -> None:
-    async def wrong_count(batch: Sequence[tuple[str, Attempt]]) -> Sequence[Outcome]:
-        return [Done()]
+async def test_a_failed_batch_fails_each_of_its_callers_and_the_next_batch_goes_on() -> None:
+    calls = 0
 
-    batcher = Batcher(wrong_count, max_size=16, wait_seconds=0.001)
-    results = await asyncio.gather(*(batcher.submit(f"m{n}", Attempt()) for n in range(3)), return_exceptions=True)
+    async def flaky(batch: Sequence[str]) -> Sequence[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("database unreachable")
+        return list(batch)
+
+    batcher = Batcher(flaky, max_size=16)
+    results = await asyncio.gather(*(batcher.submit(f"m{n}") for n in range(3)), return_exceptions=True)
+    assert all(isinstance(result, ConnectionError) for result in results)
+    assert await asyncio.wait_for(batcher.submit("after"), 1) == "after"
+
+
+async def test_a_handler_that_answers_for_a_different_number_fails_the_batch() -> None:
+    async def wrong_count(batch: Sequence[str]) -> Sequence[str]:
+        return ["one"]
+
+    batcher = Batcher(wrong_count, max_size=16)
+    results = await asyncio.gather(*(batcher.submit(f"m{n}") for n in range(3)), return_exceptions=True)
     assert all(isinstance(result, RuntimeError) for result in results)
-    assert await asyncio.wait_for(batcher.submit("after", Attempt()), 1) == Done()  # and it goes on
 
 
 async def test_an_error_the_batch_use_case_did_not_foresee_is_a_retry_for_each_message() -> None:
@@ -96,7 +111,7 @@ async def test_an_error_the_batch_use_case_did_not_foresee_is_a_retry_for_each_m
 async def test_a_batch_cancelled_at_shutdown_cancels_its_deliveries(size: int) -> None:
     hold = asyncio.Event()
     batcher = Batcher(Recorder(hold), max_size=16, wait_seconds=0.001)
-    waiting = [asyncio.create_task(batcher.submit(f"m{n}", Attempt())) for n in range(size)]
+    waiting = [asyncio.create_task(batcher.submit(f"m{n}")) for n in range(size)]
     await asyncio.sleep(0.01)
     writer = batcher._writer
     assert writer is not None

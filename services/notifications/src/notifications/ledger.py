@@ -1,15 +1,17 @@
 """The notification ledger in MongoDB: one entry per (event, template, recipient), so no email goes out twice."""
 
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from agency_chassis.batching import Batcher
 from agency_shared.events import utc_now
 
 Document = dict[str, Any]
@@ -32,6 +34,17 @@ class Claim(StrEnum):
 
 # The states a claim finds an email in for good.
 FINAL_CLAIMS = {"sent": Claim.SENT, "failed": Claim.FAILED, "refused": Claim.REFUSED}
+# MongoDB's error code for a unique index violation.
+DUPLICATE_KEY = 11000
+# At most this many claims, "sent" marks or erasure look-ups of concurrent handlers go in one command.
+COALESCED = 128
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    key: str
+    details: Document
+    retry_failed: bool
 
 
 class NotificationLedger:
@@ -49,6 +62,11 @@ class NotificationLedger:
         # The templates whose recipient can ask to be forgotten (None: any). Only their claims
         # cost the extra look-up for a forgotten entry; staff emails skip it.
         self._forgettable = forgettable_templates
+        # Group commit: what concurrent handlers ask at about the same time goes in one command each;
+        # every caller still waits for its own answer (a "sent" mark is durable when ``sent`` returns).
+        self._claims = Batcher(self._claim_many, COALESCED, name="notification claims")
+        self._sent_marks = Batcher(self._sent_many, COALESCED, name="notification sent marks")
+        self._erasures = Batcher(self._erased_many, COALESCED, name="erasure look-ups")
 
     async def ensure_indexes(self) -> None:
         await self._emails.create_index([("event_id", ASCENDING)], name="event_id")
@@ -58,43 +76,75 @@ class NotificationLedger:
     async def claim(self, key: str, details: Document, retry_failed: bool = False) -> Claim:
         """Take the email for sending unless it was sent, failed for good, or is being sent elsewhere.
 
-        ``retry_failed`` (an operator replayed the event) takes failed emails back too.
+        ``retry_failed`` (an operator replayed the event) takes failed emails back too. The claims of
+        concurrent handlers are made together: one look-up of forgotten recipients, one insert.
         """
+        return await self._claims.submit(ClaimRequest(key, details, retry_failed))
+
+    async def _claim_many(self, requests: Sequence[ClaimRequest]) -> list[Claim]:
         now = utc_now()
+        claims: dict[int, Claim] = {}
         # A replayed event must not email an applicant who asked to be forgotten.
-        template = str(details.get("template"))
-        if self._forgettable is None or template in self._forgettable:
-            forgotten = await self._emails.find_one(
-                {"_id": forgotten_key(str(details.get("event_id")), template)}, {"state": 1}
-            )
-            if forgotten is not None:
-                return FINAL_CLAIMS.get(str(forgotten["state"]), Claim.FAILED)
-        try:
-            await self._emails.insert_one(
-                {"_id": key, **details, "state": "sending", "lease_until": now + self._lease, "attempts": 0,
-                 "created_at": now, "updated_at": now}
-            )  # fmt: skip
-            return Claim.CLAIMED
-        except DuplicateKeyError:
-            pass
+        forgettable = {
+            index: forgotten_key(str(request.details.get("event_id")), str(request.details.get("template")))
+            for index, request in enumerate(requests)
+            if self._forgettable is None or request.details.get("template") in self._forgettable
+        }
+        if forgettable:
+            found = self._emails.find({"_id": {"$in": sorted(set(forgettable.values()))}}, {"state": 1})
+            forgotten = {entry["_id"]: str(entry["state"]) async for entry in found}
+            for index, key in forgettable.items():
+                if key in forgotten:
+                    claims[index] = FINAL_CLAIMS.get(forgotten[key], Claim.FAILED)
+        new = [index for index in range(len(requests)) if index not in claims]
+        entries = [
+            {"_id": requests[index].key, **requests[index].details, "state": "sending",
+             "lease_until": now + self._lease, "attempts": 0, "created_at": now, "updated_at": now}
+            for index in new
+        ]  # fmt: skip
+        taken: set[int] = set()
+        if entries:
+            try:
+                await self._emails.insert_many(entries, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                    raise
+                taken = {new[int(error["index"])] for error in errors}
+        for index in new:
+            # Known already (a retry, a redelivery, the same email twice at once): look closer, one by one.
+            claims[index] = await self._retake(requests[index], now) if index in taken else Claim.CLAIMED
+        return [claims[index] for index in range(len(requests))]
+
+    async def _retake(self, request: ClaimRequest, now: datetime) -> Claim:
         # A retry after a temporary failure, or a worker that died mid-send (its lease ran out).
         retakeable: list[Document] = [{"state": "pending"}, {"state": "sending", "lease_until": {"$lt": now}}]
-        if retry_failed:
+        if request.retry_failed:
             retakeable.append({"state": "failed"})
         taken = await self._emails.find_one_and_update(
-            {"_id": key, "$or": retakeable},
+            {"_id": request.key, "$or": retakeable},
             {"$set": {"state": "sending", "lease_until": now + self._lease, "updated_at": now}},
             return_document=ReturnDocument.AFTER,
         )
         if taken is not None:
             return Claim.CLAIMED
-        existing = await self._emails.find_one({"_id": key}, {"state": 1})
+        existing = await self._emails.find_one({"_id": request.key}, {"state": 1})
         state = existing["state"] if existing else None
         return FINAL_CLAIMS.get(str(state), Claim.BUSY)
 
     async def sent(self, key: str, reply: str) -> None:
+        """Record the email as sent; returns once that is durable (marks of concurrent handlers go together)."""
+        await self._sent_marks.submit((key, reply))
+
+    async def _sent_many(self, marks: Sequence[tuple[str, str]]) -> list[None]:
         now = utc_now()
-        await self._record(key, {"state": "sent", "smtp_reply": reply, "sent_at": now})
+        fields = {"state": "sent", "sent_at": now, "lease_until": None, "updated_at": now}
+        updates = [
+            UpdateOne({"_id": key}, {"$set": {**fields, "smtp_reply": reply}, "$inc": {"attempts": 1}})
+            for key, reply in marks
+        ]
+        await self._emails.bulk_write(updates, ordered=False)
+        return [None] * len(marks)
 
     async def retrying(self, key: str, error: str) -> None:
         await self._record(key, {"state": "pending", "last_error": error})
@@ -140,8 +190,15 @@ class NotificationLedger:
         await self._erased.update_one({"_id": subject_id}, {"$setOnInsert": {"erased_at": erased_at}}, upsert=True)
 
     async def is_erased(self, subject_id: str) -> bool:
-        """Whether the submitter of the application or enquiry ``subject_id`` was erased (the ids are UUIDs)."""
-        return await self._erased.find_one({"_id": subject_id}, {"_id": 1}) is not None
+        """Whether the submitter of the application or enquiry ``subject_id`` was erased (the ids are UUIDs).
+
+        The look-ups of concurrent handlers go in one query."""
+        return await self._erasures.submit(subject_id)
+
+    async def _erased_many(self, subject_ids: Sequence[str]) -> list[bool]:
+        found = self._erased.find({"_id": {"$in": sorted(set(subject_ids))}}, {"_id": 1})
+        erased = {entry["_id"] async for entry in found}
+        return [subject_id in erased for subject_id in subject_ids]
 
     async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int:
         """Erase the address from these events' emails of ``templates`` (those to the applicant); a repeat is a no-op.
