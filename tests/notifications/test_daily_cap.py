@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from agency_shared.events import EnquiryReceived, Event
 from agency_shared.topology import AGREEMENTS_NOTIFICATION_SETTLED, NOTIFICATIONS_ENQUIRY_RECEIVED
@@ -107,3 +107,39 @@ async def test_emails_racing_from_two_replicas_are_admitted_exactly_up_to_the_ca
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_concurrent_admissions_are_decided_together_by_id_alone(mongo_url: str, mongo_db: str) -> None:
+    # A flood at one address and single emails to many, at once: the right answers, in a few commands, none
+    # of them a findAndModify or an $or (which SecantusDB answers by scanning the whole collection).
+    commands = CommandNames()
+    client: Mongo = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[commands])
+    try:
+        cap = MongoDailyCap(client, mongo_db, 5, CAPPED_TEMPLATES)
+        now = datetime(2026, 12, 1, 10, tzinfo=UTC)
+        flood = [cap.admit(ENQUIRER, f"key-{n}", now) for n in range(12)]
+        singles = [cap.admit(f"client-{n}@example.cn", "only", now) for n in range(20)]
+        answers = await asyncio.gather(*flood, *singles)
+        assert sum(answers[:12]) == 5  # exactly up to the cap
+        assert answers[12:] == [True] * 20
+        assert "findAndModify" not in commands.names
+        assert len(commands.names) <= 3 * 5  # rounds of: read, write, read back (the flood adds one a round)
+        assert not any("$or" in json.dumps(filter_, default=str) for filter_ in commands.filters)
+    finally:
+        await client.close()
+
+
+class CommandNames(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.filters: list[Any] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+        self.filters += [event.command.get("filter"), *(u.get("q") for u in event.command.get("updates", []))]
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass

@@ -10,18 +10,23 @@ SHA-256 (the keys too: a notification key ends with the address), and the docume
 (TTL index) two days after their day.
 """
 
+import contextlib
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
+
+from agency_chassis.batching import Batcher
 
 Document = dict[str, Any]
 # Long enough that a day's document outlives every retry of its emails.
 KEPT_FOR = timedelta(days=2)
+# Rounds of admission before an ask still undecided (its day raced by other writers each time) is refused.
+ROUNDS = 4
 
 
 class DailyCap(Protocol):
@@ -53,6 +58,7 @@ class MongoDailyCap:
         self._days: AsyncCollection[Document] = client[database]["notifications_daily_cap"]
         self.limit = limit
         self._templates = frozenset(templates)
+        self._admissions = Batcher(self._admit_many, 128, name="daily cap admissions")
 
     async def ensure_indexes(self) -> None:
         await self._days.create_index("expires_at", expireAfterSeconds=0, name="expires_at_ttl")
@@ -61,22 +67,64 @@ class MongoDailyCap:
         return template in self._templates
 
     async def admit(self, recipient: str, key: str, now: datetime) -> bool:
-        day_id = cap_document_id(recipient, now)
-        key = hashlib.sha256(key.encode()).hexdigest()  # a notification key ends with the address
-        expires_at = datetime.combine(now.astimezone(UTC).date(), time(), UTC) + KEPT_FOR
-        # A key is added only while the list is shorter than the limit (or is there already: a retry),
-        # so the document never holds more than ``limit`` keys, however many emails ask.
-        room = {"_id": day_id, "$or": [{"keys": key}, {f"keys.{self.limit - 1}": {"$exists": False}}]}
-        for _ in range(2):
-            day = await self._days.find_one_and_update(
-                room, {"$addToSet": {"keys": key}}, return_document=ReturnDocument.AFTER
-            )
-            if day is not None:
-                # A document written before the limit applied may hold more keys: only the first ``limit`` go.
-                return key in day["keys"][: self.limit]
-            try:
-                await self._days.insert_one({"_id": day_id, "keys": [key], "expires_at": expires_at})
-            except DuplicateKeyError:
-                continue  # the day's document exists: it is full (the next look says so), or another raced to create it
-            return True
-        return False  # the day's document exists and is full without this key: refused, and it does not grow
+        """The admissions of concurrent handlers are decided together (a few commands for all of them)."""
+        return await self._admissions.submit((cap_document_id(recipient, now), _hashed(key), now))
+
+    async def _admit_many(self, asks: Sequence[tuple[str, str, datetime]]) -> list[bool]:
+        """Each ask (day document, hashed key, time) admitted or not, in rounds of: read the days, write the
+        admissions that have room (one bulk write), read them back.
+
+        Only ``_id`` look-ups and conditional updates by ``_id`` (never ``$or`` or findAndModify, which a
+        database may answer by scanning the collection). A day with room takes each key only while it still
+        has room, so however many ask at once it never holds more than ``limit``; a new day is created by
+        one ask, the others follow in the next round, as does one whose day another writer created
+        meanwhile. After ``ROUNDS`` an ask still undecided is refused (the day is busy far beyond any use).
+        """
+        answers: dict[int, bool] = {}
+        pending = list(range(len(asks)))
+        for _ in range(ROUNDS):
+            if not pending:
+                break
+            days = await self._days_of({asks[index][0] for index in pending})
+            writes: dict[int, InsertOne[Document] | UpdateOne] = {}
+            created: set[str] = set()
+            for index in pending:
+                day_id, key, now = asks[index]
+                keys = days.get(day_id)
+                if keys is not None and key in keys:
+                    answers[index] = key in keys[: self.limit]  # asked before: the same answer
+                elif keys is not None and len(keys) >= self.limit:
+                    answers[index] = False  # full: refused, and the day does not grow
+                elif keys is not None:
+                    writes[index] = self._admission(day_id, key, now, exists=True)
+                elif day_id not in created:  # the others for a new day wait for the next round
+                    created.add(day_id)
+                    writes[index] = self._admission(day_id, key, now, exists=False)
+            if writes:
+                with contextlib.suppress(BulkWriteError):  # a day created meanwhile, or full by now: read back
+                    await self._days.bulk_write(list(writes.values()), ordered=False)
+                written = await self._days_of({asks[index][0] for index in writes})
+                for index in writes:
+                    day_id, key, _ = asks[index]
+                    keys = written.get(day_id, [])
+                    if key in keys:
+                        answers[index] = key in keys[: self.limit]
+                    elif len(keys) >= self.limit:
+                        answers[index] = False
+            pending = [index for index in pending if index not in answers]
+        return [answers.get(index, False) for index in range(len(asks))]
+
+    def _admission(self, day_id: str, key: str, now: datetime, exists: bool) -> "InsertOne[Document] | UpdateOne":
+        if not exists:  # refused as a duplicate if another writer made the day first: decided next round
+            expires_at = datetime.combine(now.astimezone(UTC).date(), time(), UTC) + KEPT_FOR
+            return InsertOne({"_id": day_id, "keys": [key], "expires_at": expires_at})
+        # Added only while there is room: the document never holds more than ``limit`` keys.
+        return UpdateOne({"_id": day_id, f"keys.{self.limit - 1}": {"$exists": False}}, {"$addToSet": {"keys": key}})
+
+    async def _days_of(self, day_ids: set[str]) -> dict[str, list[str]]:
+        found = self._days.find({"_id": {"$in": sorted(day_ids)}}, {"keys": 1})
+        return {day["_id"]: list(day.get("keys", [])) async for day in found}
+
+
+def _hashed(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()  # a notification key ends with the address

@@ -15,11 +15,12 @@ an unverified submission then vanishes, with the personal data it holds. A relea
 kept a day longer (redeliveries find it), an erased applicant's is deleted at once.
 """
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -79,19 +80,9 @@ class MongoHeldSubmissions:
             "$set": {"event": event},
             "$setOnInsert": {"kind": kind, "held_at": now, "expires_at": now + self._kept_for},
         }
-        for _ in range(2):
-            try:
-                document = await self._held.find_one_and_update(
-                    {"_id": subject_id, "event": {"$exists": False}},
-                    update,
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-            except DuplicateKeyError:
-                continue  # held already (the upsert found no document without an event), or a racing first write
-            if document is not None:
-                return _held(document)
-            break  # SecantusDB may answer None when two upserts race: read what was written
+        # An update by ``_id`` then a read (not one findAndModify, which SecantusDB answers by scanning).
+        with contextlib.suppress(DuplicateKeyError):  # held already: the upsert found no document without an event
+            await self._held.update_one({"_id": subject_id, "event": {"$exists": False}}, update, upsert=True)
         return _held(await self._held.find_one({"_id": subject_id}))
 
     async def verified(self, kind: Kind, subject_id: str, verified_at: datetime, now: datetime) -> Held:
@@ -103,16 +94,10 @@ class MongoHeldSubmissions:
     async def _upsert(self, subject_id: str, update: Document) -> Held:
         for _ in range(2):
             try:
-                document = await self._held.find_one_and_update(
-                    {"_id": subject_id}, update, upsert=True, return_document=ReturnDocument.AFTER
-                )
+                await self._held.update_one({"_id": subject_id}, update, upsert=True)
             except DuplicateKeyError:
                 continue  # two first writes raced to insert: the second updates the winner's document
-            if document is None:
-                # MongoDB always returns the upserted document here; SecantusDB (the test and local
-                # database) can answer None when two upserts of one _id race: read what was written.
-                document = await self._held.find_one({"_id": subject_id})
-            return _held(document)
+            return _held(await self._held.find_one({"_id": subject_id}))
         raise DuplicateKeyError(f"the held submission {subject_id} could not be written")
 
     async def released(self, subject_id: str, now: datetime) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -117,17 +117,15 @@ class NotificationLedger:
         return [claims[index] for index in range(len(requests))]
 
     async def _retake(self, request: ClaimRequest, now: datetime) -> Claim:
-        # A retry after a temporary failure, or a worker that died mid-send (its lease ran out).
-        retakeable: list[Document] = [{"state": "pending"}, {"state": "sending", "lease_until": {"$lt": now}}]
-        if request.retry_failed:
-            retakeable.append({"state": "failed"})
-        taken = await self._emails.find_one_and_update(
-            {"_id": request.key, "$or": retakeable},
-            {"$set": {"state": "sending", "lease_until": now + self._lease, "updated_at": now}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if taken is not None:
-            return Claim.CLAIMED
+        """A retry after a temporary failure, or a worker that died mid-send (its lease ran out), takes it back.
+
+        Conditional updates by ``_id`` (not one findAndModify with ``$or``, which SecantusDB answers by
+        scanning the collection)."""
+        lease = {"$set": {"state": "sending", "lease_until": now + self._lease, "updated_at": now}}
+        states = ["pending", "failed"] if request.retry_failed else ["pending"]
+        for condition in ({"state": {"$in": states}}, {"state": "sending", "lease_until": {"$lt": now}}):
+            if (await self._emails.update_one({"_id": request.key, **condition}, lease)).modified_count:
+                return Claim.CLAIMED
         existing = await self._emails.find_one({"_id": request.key}, {"state": 1})
         state = existing["state"] if existing else None
         return FINAL_CLAIMS.get(str(state), Claim.BUSY)
