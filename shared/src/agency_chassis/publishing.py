@@ -131,13 +131,7 @@ class EventPublisher:
             message_type=event.event_type,
             headers={},
         )
-        await self._send(
-            event.model_dump_json().encode(),
-            EVENTS_EXCHANGE.name,
-            event.routing_key,
-            properties,
-            f"{event.event_type} {event.event_id}",
-        )
+        await self._send(event.model_dump_json().encode(), EVENTS_EXCHANGE.name, event.routing_key, properties)
 
     async def send_copy(self, copy: MessageCopy, queue: str, expiration_ms: int | None = None) -> None:
         """Send ``copy`` to ``queue`` (through the default exchange), to expire after ``expiration_ms`` if given."""
@@ -150,11 +144,9 @@ class EventPublisher:
             headers=dict(copy.headers),
             expiration=None if expiration_ms is None else str(expiration_ms),
         )
-        await self._send(copy.body, DEFAULT_EXCHANGE.name, queue, properties, f"copy of {copy.message_id} to {queue}")
+        await self._send(copy.body, DEFAULT_EXCHANGE.name, queue, properties)
 
-    async def _send(
-        self, body: bytes, exchange: str, routing_key: str, properties: spec.Basic.Properties, what: str
-    ) -> None:
+    async def _send(self, body: bytes, exchange: str, routing_key: str, properties: spec.Basic.Properties) -> None:
         start = time.perf_counter()
         try:
             if self._channel is None:
@@ -165,9 +157,17 @@ class EventPublisher:
                 )
         except Exception as exc:  # timeout, connection loss, NO_ROUTE, nack: all mean "not accepted"
             PUBLISH_FAILURES.labels(self._service, publish_failure_reason(exc)).inc()
+            what = describe(exchange, routing_key, properties)  # named only when it failed
             logger.warning("publish of %s failed: %r", what, exc)
             raise PublishFailed(f"{what} not confirmed by the broker: {exc!r}") from exc
         self._confirm_seconds.observe(time.perf_counter() - start)
+
+
+def describe(exchange: str, routing_key: str, properties: spec.Basic.Properties) -> str:
+    """How a failure names a message: an event by its type and id, a copy by its message id and queue."""
+    if exchange == DEFAULT_EXCHANGE.name:
+        return f"copy of {properties.message_id} to {routing_key}"
+    return f"{properties.message_type} {properties.message_id}"
 
 
 def declare_publishers(broker: RabbitBroker, *events: type[Event]) -> list[RabbitPublisher]:
