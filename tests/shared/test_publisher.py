@@ -9,7 +9,7 @@ from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq import spec
 
-from agency_chassis.publishing import EventPublisher, PublishFailed, publish_confirmed_without_drain
+from agency_chassis.publishing import EventPublisher, PublishFailed, publish_confirmed
 from tests.support.events import application_submitted
 from tests.support.servers import rabbitmqctl
 
@@ -58,38 +58,32 @@ def properties() -> spec.Basic.Properties:
     return spec.Basic.Properties(delivery_mode=2, message_id="m-1")
 
 
-async def test_publishing_without_a_drain_returns_once_the_broker_took_it(amqp_url: str) -> None:
+async def test_publishing_confirmed_returns_once_the_broker_took_it(amqp_url: str) -> None:
     connection, channel = await confirming_channel(amqp_url)
     async with connection:
         queue = await channel.declare_queue("contract.accepted", durable=True)
-        await publish_confirmed_without_drain(
-            channel, b"one", exchange="", routing_key=queue.name, properties=properties()
-        )
+        await publish_confirmed(channel, b"one", exchange="", routing_key=queue.name, properties=properties())
         taken = await queue.get(no_ack=True, fail=False)
     assert taken is not None
     assert (taken.body, taken.message_id) == (b"one", "m-1")
 
 
-async def test_publishing_without_a_drain_raises_publish_error_when_returned(amqp_url: str) -> None:
+async def test_publishing_confirmed_raises_publish_error_when_returned(amqp_url: str) -> None:
     connection, channel = await confirming_channel(amqp_url)
     async with connection:
         with pytest.raises(PublishError):
-            await publish_confirmed_without_drain(
+            await publish_confirmed(
                 channel, b"lost", exchange="", routing_key="contract.no-such-queue", properties=properties()
             )
 
 
-async def test_publishing_without_a_drain_raises_delivery_error_when_nacked(amqp_url: str) -> None:
+async def test_publishing_confirmed_raises_delivery_error_when_nacked(amqp_url: str) -> None:
     connection, channel = await confirming_channel(amqp_url)
     async with connection:
         full = await channel.declare_queue(
             "contract.full", durable=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
         )
-        await publish_confirmed_without_drain(
-            channel, b"1", exchange="", routing_key=full.name, properties=properties()
-        )
+        await publish_confirmed(channel, b"1", exchange="", routing_key=full.name, properties=properties())
         with pytest.raises(DeliveryError) as refused:
-            await publish_confirmed_without_drain(
-                channel, b"2", exchange="", routing_key=full.name, properties=properties()
-            )
+            await publish_confirmed(channel, b"2", exchange="", routing_key=full.name, properties=properties())
     assert not isinstance(refused.value, PublishError)  # nacked, not returned

@@ -1,4 +1,4 @@
-"""What ``publish_confirmed_without_drain`` relies on in aio-pika and aiormq, beyond their documented API.
+"""What ``publish_confirmed`` relies on in aio-pika and aiormq, beyond their documented API.
 
 If an upgrade removes or changes one of these, this fails before anything else does
 (tests/shared/test_publisher.py checks the confirm semantics against the real broker).
@@ -23,7 +23,7 @@ def test_aiormq_basic_publish_takes_wait_and_mandatory() -> None:
     parameters = inspect.signature(aiormq.Channel.basic_publish).parameters
     for name in ("body", "exchange", "routing_key", "properties", "mandatory", "wait"):
         assert name in parameters, name
-    assert parameters["wait"].default is True  # we turn off what is on by default
+    assert parameters["wait"].default is True  # each publish is written out before its confirm is awaited
     assert inspect.iscoroutinefunction(aiormq.Channel.basic_publish)
 
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 
 from aio_pika import IncomingMessage
 from faststream import BaseMiddleware, ContextRepo
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agency_shared.events import Event
 
 HEADER = "X-Correlation-ID"
+_RAW_HEADER = HEADER.lower().encode("latin-1")
 _TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -59,10 +59,15 @@ class CorrelationIdMiddleware:
         incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-correlation-id"), None)
         correlation_id = correlation_id_from(incoming)
         scope.setdefault("state", {})["correlation_id"] = correlation_id
+        raw_id = correlation_id.encode("latin-1")
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[HEADER] = correlation_id
+                # The raw ASGI header list, as starlette's MutableHeaders would leave it (an earlier value replaced),
+                # without building a headers object per response.
+                headers = [header for header in message.get("headers", ()) if header[0] != _RAW_HEADER]
+                headers.append((_RAW_HEADER, raw_id))
+                message["headers"] = headers
             await send(message)
 
         token = _current.set(LogContext(self.service, correlation_id))

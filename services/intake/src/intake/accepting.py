@@ -38,6 +38,8 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{16,128}$")
 
 HONEYPOT_HITS = Counter("intake_honeypot_hits_total", "Submissions with the honeypot field filled", ["form"])
 SUBMISSIONS = Counter("intake_submissions_total", "Submissions by form and outcome", ["form", "outcome"])
+# The accepted count of each form, looked up once (``labels`` takes a lock and builds its key on every call).
+_ACCEPTED: dict[str, Counter] = {}
 
 
 F = TypeVar("F", bound=BaseModel)
@@ -176,7 +178,10 @@ class Intake:
 
     async def _publish(self, kind: str, event: Event) -> None:
         await self._publisher.publish(event)
-        SUBMISSIONS.labels(kind, "accepted").inc()
+        accepted = _ACCEPTED.get(kind)
+        if accepted is None:
+            accepted = _ACCEPTED[kind] = SUBMISSIONS.labels(kind, "accepted")
+        accepted.inc()
 
 
 def field_problems(exc: ValidationError) -> list[FieldProblem]:
