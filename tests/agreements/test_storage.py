@@ -86,3 +86,21 @@ async def test_applications_stored_in_one_batch_with_repeats_and_an_erased_one(m
     assert results[2] == again
     assert results[3] == again
     assert await applications.collection.count_documents({}) == 3
+
+
+async def test_links_an_attempt_wrote_before_failing_move_the_head_when_the_retry_finds_them(
+    mongo: Mongo, mongo_db: str
+) -> None:
+    # An attempt inserted the links and died (or failed) before moving the head: the retry finds them,
+    # and the head follows, or verify would not notice those links being removed.
+    records = [record_from_event(event, event.occurred_at) for event in (application_submitted() for _ in range(3))]
+    crashed = MongoAcceptanceLedger(mongo, mongo_db)
+    await crashed.ensure_indexes()
+    await crashed.append_many(records[:1])
+    entries = await MongoAcceptanceLedger(mongo, mongo_db).append_many(records[1:])
+    await mongo[mongo_db]["acceptance_ledger_head"].update_one({"_id": "head"}, {"$set": {"sequence": 1}})
+    retry = MongoAcceptanceLedger(mongo, mongo_db)
+    assert [entry.sequence for entry in await retry.append_many(records[1:])] == [entry.sequence for entry in entries]
+    head = await retry.head()
+    assert head is not None
+    assert head.sequence == 3

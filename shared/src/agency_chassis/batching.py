@@ -38,11 +38,15 @@ class Batcher(Generic[T, R]):
     _waiting: list[tuple[T, "asyncio.Future[R]"]] = field(default_factory=list, init=False)
     _writer: "asyncio.Task[None] | None" = field(default=None, init=False)
 
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise ValueError(f"{self.name}: a batch holds at least one item, not {self.max_size}")
+
     async def submit(self, item: T) -> R:
         """The result for ``item`` once the batch it joined was handled (or the exception it failed with)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if self._writer is None:
+        if self._writer is None or self._writer.done():  # (one cancelled before it ran never cleared itself)
             # The batch is about many items, not the first one's: its log lines name the message they are
             # about (``agency_chassis.correlation.about_event``).
             self._writer = asyncio.create_task(self._write(), context=batch_context())

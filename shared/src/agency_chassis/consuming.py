@@ -156,12 +156,25 @@ class Runner:
     ) -> RabbitSubscriber:
         """Run ``use_case`` for the events on ``queue`` in batches of those in flight (group commit)."""
 
+        async def alone(item: tuple[E, Attempt]) -> Outcome:
+            try:
+                [outcome] = await use_case([item])
+            except Exception as exc:
+                return unforeseen(exc, f"{item[0].event_id} from {queue.name}")
+            return outcome
+
         async def decide_batch(batch: Sequence[tuple[E, Attempt]]) -> Sequence[Outcome]:
+            if len(batch) == 1:
+                return [await alone(batch[0])]
             try:
                 return await use_case(batch)
             except Exception as exc:
-                failure = unforeseen(exc, f"a batch of {len(batch)} from {queue.name}")
-                return [failure] * len(batch)
+                # Which message it was is not known: each goes again on its own, so one that always fails
+                # does not hold back (and use up the attempts of) the others that came with it.
+                logger.warning(
+                    "a batch of %d from %s failed (%r): each message on its own", len(batch), queue.name, exc
+                )
+                return [await alone(item) for item in batch]
 
         batcher = Batcher(decide_batch, self.max_batch, self.batch_wait_seconds, name=queue.name)
 

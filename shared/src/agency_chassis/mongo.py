@@ -3,11 +3,26 @@
 from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.errors import BulkWriteError
 
 from agency_chassis.metrics import DATABASE_COMMANDS
 from agency_chassis.settings import MongoSettings
 
 Mongo = AsyncMongoClient[dict[str, Any]]
+# MongoDB's error code for a unique index violation.
+DUPLICATE_KEY = 11000
+
+
+def duplicate_keys(exc: BulkWriteError) -> list[int]:
+    """The positions a batched write refused as duplicates, in order; re-raises ``exc`` if it says anything else.
+
+    A write-concern error (the write may not be durable: a primary stepping down) or any other
+    write error is not a duplicate, and neither is a failure that names no write: all of those
+    must fail the batch, never pass for "stored before"."""
+    errors = exc.details.get("writeErrors") or []
+    if exc.details.get("writeConcernErrors") or not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise exc
+    return sorted(int(error["index"]) for error in errors)
 
 
 class CommandCounter(monitoring.CommandListener):

@@ -8,7 +8,7 @@ from faststream.rabbit import RabbitBroker, RabbitRouter, TestRabbitBroker
 
 from agency_chassis.batching import Batcher
 from agency_chassis.consuming import Runner
-from agency_chassis.outcomes import Attempt, Outcome
+from agency_chassis.outcomes import Attempt, Done, Outcome
 from agency_chassis.retries import Backoff
 from agency_shared.events import ApplicationSubmitted
 from agency_shared.topology import AGREEMENTS_APPLICATION_SUBMITTED, EVENTS_EXCHANGE
@@ -118,3 +118,44 @@ async def test_a_batch_cancelled_at_shutdown_cancels_its_deliveries(size: int) -
     writer.cancel()
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(result, asyncio.CancelledError) for result in results)
+
+
+async def test_a_batch_that_fails_goes_again_message_by_message_so_one_bad_message_holds_back_no_other() -> None:
+    calls: list[int] = []
+
+    async def use_case(batch: Sequence[tuple[ApplicationSubmitted, Attempt]]) -> Sequence[Outcome]:
+        """Record them (one of them breaks every batch it is in)."""
+        calls.append(len(batch))
+        if any(event.data.application.company.legal_name == "Broken Ltd" for event, _ in batch):
+            raise KeyError("a defect")
+        return [Done() for _ in batch]
+
+    sender = FakeSender()
+    broker, router = RabbitBroker(), RabbitRouter()
+    runner = Runner(sender, Backoff(1.0, 300.0, 5), batch_wait_seconds=0.05)
+    runner.consume_batch(router, AGREEMENTS_APPLICATION_SUBMITTED, use_case)
+    broker.include_router(router)
+    good = [application_submitted() for _ in range(3)]
+    bad = application_submitted()
+    company = bad.data.application.company.model_copy(update={"legal_name": "Broken Ltd"})
+    application = bad.data.application.model_copy(update={"company": company})
+    bad = bad.model_copy(update={"data": bad.data.model_copy(update={"application": application})})
+    async with TestRabbitBroker(broker) as test_broker:
+        await asyncio.gather(
+            *(
+                test_broker.publish(e.model_dump(mode="json"), exchange=EVENTS_EXCHANGE, routing_key=e.routing_key)
+                for e in [*good, bad]
+            )
+        )
+    assert calls[0] > 1  # they came together
+    assert sorted(calls[1:]) == [1] * calls[0]  # then each alone
+    # Only the bad one is retried: the good ones were done.
+    assert [queue for _, queue, _ in sender.copies] == [AGREEMENTS_APPLICATION_SUBMITTED.retry_queue(1000).name]
+
+
+def test_a_batcher_holds_at_least_one_item() -> None:
+    async def handle(batch: Sequence[str]) -> Sequence[str]:
+        return batch
+
+    with pytest.raises(ValueError, match="at least one"):
+        Batcher(handle, max_size=0)

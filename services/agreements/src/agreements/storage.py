@@ -14,6 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from agency_chassis.metrics import LEDGER_LENGTH
+from agency_chassis.mongo import duplicate_keys
 from agency_shared.application_status import Status
 from agency_shared.chain import GENESIS, ChainReport, Head, link_fault, verify_links_async
 from agency_shared.checkpoints import chain_disagrees
@@ -26,9 +27,6 @@ Document = dict[str, Any]
 # Builds a link on the head it is given: where in the chain it lands is known only when it is written.
 LinkBuilder = Callable[[Head], LedgerEntry]
 
-
-# MongoDB's error code for a unique index violation.
-DUPLICATE_KEY = 11000
 
 # What an erased value becomes wherever it appeared in text (timeline keys, SMTP replies, notes).
 ERASED = "[erased]"
@@ -73,10 +71,7 @@ class MongoApplications:
             await self.collection.insert_many([_application_document(record) for record in records], ordered=False)
             return list(records)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                raise
-            taken = {int(error["index"]) for error in errors}
+            taken = set(duplicate_keys(exc))
         # Stored before (a redelivery, or twice in this batch): what was stored is what counts.
         wanted = [str(records[index].application_id) for index in taken]
         found = self.collection.find({"application_id": {"$in": wanted}}, {"_id": 0})
@@ -397,13 +392,15 @@ class MongoAcceptanceLedger:
     async def _append_many(self, wanted: Sequence[tuple[uuid.UUID, str | None, LinkBuilder]]) -> list[LedgerEntry]:
         async with self._writing:
             linked = await self._link_many(wanted)
-        new = [entry for entry, is_new in linked if is_new]
-        if new:
-            last = max(new, key=lambda entry: entry.sequence)
+        if linked:
+            # Found links too: an earlier attempt may have written them and failed before moving the head
+            # (they are final, and the head never moves back).
+            last = max((entry for entry, _ in linked), key=lambda entry: entry.sequence)
             await self._advance_head(last)
-            # The length is the sequence of the last link; a racing writer's lower value is
-            # overwritten by the next append.
-            LEDGER_LENGTH.set(last.sequence)
+            if any(is_new for _, is_new in linked):
+                # The length is the sequence of the last link; a racing writer's lower value is
+                # overwritten by the next append.
+                LEDGER_LENGTH.set(last.sequence)
         return [entry for entry, _ in linked]
 
     async def _link_many(
@@ -429,10 +426,7 @@ class MongoAcceptanceLedger:
                 await self.links.insert_many(documents, ordered=True)
                 written = len(documents)
             except BulkWriteError as exc:
-                [error, *_] = exc.details.get("writeErrors", [{}])
-                if error.get("code") != DUPLICATE_KEY:
-                    raise
-                written = int(error["index"])
+                written = duplicate_keys(exc)[0]  # an ordered insert stops at its first refusal
             for index, entry in zip(todo[:written], entries[:written], strict=True):
                 linked[index] = (entry, True)
             if written == len(todo):

@@ -10,7 +10,6 @@ SHA-256 (the keys too: a notification key ends with the address), and the docume
 (TTL index) two days after their day.
 """
 
-import contextlib
 import hashlib
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, time, timedelta
@@ -21,6 +20,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from agency_chassis.batching import Batcher
+from agency_chassis.mongo import duplicate_keys
 
 Document = dict[str, Any]
 # Long enough that a day's document outlives every retry of its emails.
@@ -101,8 +101,10 @@ class MongoDailyCap:
                     created.add(day_id)
                     writes[index] = self._admission(day_id, key, now, exists=False)
             if writes:
-                with contextlib.suppress(BulkWriteError):  # a day created meanwhile, or full by now: read back
+                try:
                     await self._days.bulk_write(list(writes.values()), ordered=False)
+                except BulkWriteError as exc:
+                    duplicate_keys(exc)  # a day created meanwhile: decided next round; anything else fails
                 written = await self._days_of({asks[index][0] for index in writes})
                 for index in writes:
                     day_id, key, _ = asks[index]

@@ -15,7 +15,6 @@ an unverified submission then vanishes, with the personal data it holds. A relea
 kept a day longer (redeliveries find it), an erased applicant's is deleted at once.
 """
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -81,8 +80,12 @@ class MongoHeldSubmissions:
             "$setOnInsert": {"kind": kind, "held_at": now, "expires_at": now + self._kept_for},
         }
         # An update by ``_id`` then a read (not one findAndModify, which SecantusDB answers by scanning).
-        with contextlib.suppress(DuplicateKeyError):  # held already: the upsert found no document without an event
-            await self._held.update_one({"_id": subject_id, "event": {"$exists": False}}, update, upsert=True)
+        for _ in range(2):
+            try:
+                await self._held.update_one({"_id": subject_id, "event": {"$exists": False}}, update, upsert=True)
+            except DuplicateKeyError:
+                continue  # held already (the upsert found no document without an event), or a racing first write
+            break
         return _held(await self._held.find_one({"_id": subject_id}))
 
     async def verified(self, kind: Kind, subject_id: str, verified_at: datetime, now: datetime) -> Held:

@@ -12,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from agency_chassis.batching import Batcher
+from agency_chassis.mongo import duplicate_keys
 from agency_shared.events import utc_now
 
 Document = dict[str, Any]
@@ -34,8 +35,6 @@ class Claim(StrEnum):
 
 # The states a claim finds an email in for good.
 FINAL_CLAIMS = {"sent": Claim.SENT, "failed": Claim.FAILED, "refused": Claim.REFUSED}
-# MongoDB's error code for a unique index violation.
-DUPLICATE_KEY = 11000
 # At most this many claims, "sent" marks or erasure look-ups of concurrent handlers go in one command.
 COALESCED = 128
 
@@ -107,10 +106,7 @@ class NotificationLedger:
             try:
                 await self._emails.insert_many(entries, ordered=False)
             except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                    raise
-                taken = {new[int(error["index"])] for error in errors}
+                taken = {new[index] for index in duplicate_keys(exc)}
         for index in new:
             # Known already (a retry, a redelivery, the same email twice at once): look closer, one by one.
             claims[index] = await self._retake(requests[index], now) if index in taken else Claim.CLAIMED
