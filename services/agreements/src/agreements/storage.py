@@ -89,9 +89,6 @@ class MongoApplications:
                 stored.append(ApplicationRecord.model_validate(existing[key]))
         return stored
 
-    async def mark_recorded(self, record: ApplicationRecord, entry: LedgerEntry) -> None:
-        await self.mark_recorded_many([(record, entry)])
-
     async def mark_recorded_many(self, recorded: Sequence[tuple[ApplicationRecord, LedgerEntry]]) -> None:
         """Each application recorded as its link says: one atomic update each (in one command), and only from
         "received", so a repeat finds nothing left to do."""
@@ -367,10 +364,6 @@ class MongoAcceptanceLedger:
         # The index of the ledgers written before verification links existed (one link per application).
         with contextlib.suppress(OperationFailure):
             await self.links.drop_index("application_id_unique")
-
-    async def append(self, record: ApplicationRecord) -> LedgerEntry:
-        [entry] = await self.append_many([record])
-        return entry
 
     async def append_many(self, records: Sequence[ApplicationRecord]) -> list[LedgerEntry]:
         """Each acceptance as the next link, in order (one ordered insert), or its existing link."""
