@@ -3,9 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-LOCAL_PACKAGES := -e shared -e services/intake -e services/agreements -e services/notifications
+LOCAL_PACKAGES := -e shared -e services/intake -e services/agreements -e services/notifications -e services/casework
 NO_EMIT := --no-emit-package agency-shared --no-emit-package wechat-agency-intake \
-           --no-emit-package wechat-agency-agreements --no-emit-package wechat-agency-notifications
+           --no-emit-package wechat-agency-agreements --no-emit-package wechat-agency-notifications --no-emit-package wechat-agency-casework
 
 .PHONY: run test check test-faults lint pytest system-deps broker lock clean bench asyncapi
 

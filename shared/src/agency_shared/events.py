@@ -1,7 +1,7 @@
 """Events on the wechat_agency.events exchange: one envelope, one data model per event type."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -205,6 +205,63 @@ class EnquiryReceivedData(Model):
     human_check: HumanCheck | None = None  # None: not recorded (a message from before the check)
 
 
+class EnquiryReleasedData(Model):
+    """An enquiry reached the staff: at once (it passed the human check), or once its address was verified."""
+
+    enquiry_id: uuid.UUID
+    enquiry: EnquiryForm
+    received_at: AwareDatetime
+    locale: Locale
+    verified_at: AwareDatetime | None = None  # None: released at once, not held for a verification
+
+
+# Why Tencent rejected an application, as the client's email names it (fixed text per code, never staff's words).
+RejectionReason = Literal[
+    "illegible_seal", "missing_pages", "naming_rules", "inconsistent_details", "missing_statements", "other"
+]
+
+
+class CaseClient(Model):
+    """Whom a case's client emails go to (the applicant or the enquirer); absent once their data is erased."""
+
+    name: str
+    email: str
+
+
+class CaseStatusChangedData(Model):
+    """A staff member moved a case (casework). Exactly one of ``application_id`` and ``enquiry_id`` is set.
+
+    On the wire the two statuses are ``from`` and ``to``. What the client is told is fixed text chosen by
+    ``to`` (and ``rejection_reason``, ``tencent_deadline``, ``fee``), never ``reason``: that is the staff's note.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+    case_id: uuid.UUID
+    application_id: uuid.UUID | None = None
+    enquiry_id: uuid.UUID | None = None
+    previous: str = Field(alias="from")
+    current: str = Field(alias="to")
+    action: str
+    reason: str
+    staff_member: str
+    changed_at: AwareDatetime
+    locale: Locale
+    client: CaseClient | None = None
+    # The case owner's display name, for "your consultant N" (None: no owner yet).
+    consultant: str | None = None
+    account_name: str | None = None
+    tencent_deadline: date | None = None
+    rejection_reason: RejectionReason | None = None
+    fee: str | None = None  # e.g. "USD 99", from casework's settings when the fee is asked for
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> "CaseStatusChangedData":
+        if (self.application_id is None) == (self.enquiry_id is None):
+            raise ValueError("exactly one of application_id and enquiry_id")
+        return self
+
+
 class Event(Model):
     """The envelope every message carries; subclasses fix ``event_type`` and ``data``."""
 
@@ -312,3 +369,23 @@ class LedgerCheckpointed(Event):
     routing_key: ClassVar[str] = "ledger.checkpointed"
     event_type: Literal["ledger.checkpointed"] = "ledger.checkpointed"
     data: LedgerCheckpointedData
+
+
+class EnquiryReleased(Event):
+    """An enquiry reached the staff (notifications, the one consumer of enquiry.received): casework opens its case.
+    The id is derived from the enquiry, so a repeat is one event."""
+
+    routing_key: ClassVar[str] = "enquiry.released"
+    event_type: Literal["enquiry.released"] = "enquiry.released"
+    data: EnquiryReleasedData
+
+
+class CaseStatusChanged(Event):
+    """A staff member moved an application's or an enquiry's case to another status (casework)."""
+
+    routing_key: ClassVar[str] = "case.status-changed"
+    event_type: Literal["case.status-changed"] = "case.status-changed"
+    data: CaseStatusChangedData
+
+    def about_application(self) -> uuid.UUID | None:
+        return self.data.application_id

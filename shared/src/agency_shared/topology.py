@@ -10,9 +10,11 @@ from agency_shared.events import (
     AgreementRecorded,
     ApplicantErased,
     ApplicationSubmitted,
+    CaseStatusChanged,
     EmailVerified,
     EnquiryConfirmed,
     EnquiryReceived,
+    EnquiryReleased,
     Event,
     LedgerCheckpointed,
     NotificationSettled,
@@ -89,6 +91,14 @@ NOTIFICATIONS_APPLICANT_ERASED = ConsumerQueue("notifications.applicant-erased",
 NOTIFICATIONS_ACCEPTANCE_CONFIRMED = ConsumerQueue("notifications.acceptance-confirmed", AcceptanceConfirmed)
 NOTIFICATIONS_ENQUIRY_CONFIRMED = ConsumerQueue("notifications.enquiry-confirmed", EnquiryConfirmed)
 NOTIFICATIONS_LEDGER_CHECKPOINTED = ConsumerQueue("notifications.ledger-checkpointed", LedgerCheckpointed)
+NOTIFICATIONS_CASE_STATUS_CHANGED = ConsumerQueue("notifications.case-status-changed", CaseStatusChanged)
+# casework opens a case for each application once it is in the ledger (one that passed no human check: once its
+# address is verified) and for each enquiry the staff got; it keeps the emails' outcomes and forgets the erased.
+CASEWORK_AGREEMENT_RECORDED = ConsumerQueue("casework.agreement-recorded", AgreementRecorded)
+CASEWORK_ACCEPTANCE_CONFIRMED = ConsumerQueue("casework.acceptance-confirmed", AcceptanceConfirmed)
+CASEWORK_ENQUIRY_RELEASED = ConsumerQueue("casework.enquiry-released", EnquiryReleased)
+CASEWORK_NOTIFICATION_SETTLED = ConsumerQueue("casework.notification-settled", NotificationSettled)
+CASEWORK_APPLICANT_ERASED = ConsumerQueue("casework.applicant-erased", ApplicantErased)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -100,6 +110,12 @@ CONSUMER_QUEUES = (
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
     NOTIFICATIONS_ENQUIRY_CONFIRMED,
     NOTIFICATIONS_LEDGER_CHECKPOINTED,
+    NOTIFICATIONS_CASE_STATUS_CHANGED,
+    CASEWORK_AGREEMENT_RECORDED,
+    CASEWORK_ACCEPTANCE_CONFIRMED,
+    CASEWORK_ENQUIRY_RELEASED,
+    CASEWORK_NOTIFICATION_SETTLED,
+    CASEWORK_APPLICANT_ERASED,
 )
 
 # The events the public edge (intake) publishes, where a refused publish is an answer to a person: 503,

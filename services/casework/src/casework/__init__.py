@@ -1,0 +1,1 @@
+"""The casework service: the registration workflow, the staff console, staff accounts and the audit log."""

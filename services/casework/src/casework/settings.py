@@ -1,0 +1,101 @@
+"""The casework service's settings: time limits, the console's sessions and sign-in, the agreements API it reads."""
+
+import json
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from agency_chassis.settings import MongoSettings, SettingProblem
+
+MIN_SECRET_LENGTH = 32
+GENERATE_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 - a command, not a secret
+
+# Business days a case may stay in a status before it is overdue (statuses that wait on the client or on Tencent's
+# own deadline have none here: the client's chasers and Tencent's deadline are their clocks).
+DEFAULT_TIME_LIMITS: dict[str, int] = {
+    "triage": 1,
+    "documents_in_review": 2,
+    "account_setup": 2,
+    "submitted_to_tencent": 10,
+    "on_hold": 20,
+    "new": 1,
+    "contacted": 5,
+    "qualified": 10,
+}
+
+
+def _parse_limits(value: object) -> object:
+    """``"triage=1, submitted_to_tencent=10"`` (or JSON, as pydantic reads it) -> ``{"triage": 1, ...}``."""
+    if isinstance(value, str) and not value.lstrip().startswith("{"):
+        limits: dict[str, str] = {}
+        for part in value.split(","):
+            if part.strip():
+                status, _, days = part.partition("=")
+                limits[status.strip()] = days.strip()
+        return limits
+    return value
+
+
+class CaseworkSettings(MongoSettings):
+    casework_port: int = 8003
+    # Where staff open the console (links in emails and chat messages point here).
+    console_url: str = "http://localhost:8003"
+    # Local run only: the first admin, made when no account exists (`python -m casework create-admin` elsewhere).
+    console_admin_email: str = "admin@localhost"
+    console_admin_password: SecretStr | None = None
+    # A session ends after this long without a request, and in any case after session_max_hours.
+    session_idle_minutes: int = Field(default=60, ge=1)
+    session_max_hours: int = Field(default=12, ge=1)
+    # Session cookies are Secure (HTTPS only) outside local runs and tests over plain HTTP.
+    session_cookie_secure: bool = True
+    # Failed sign-ins before an account is locked, and for how long; sign-ins a minute from one address.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    # Single sign-on through OpenID Connect: all three, or none (passwords only).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    # agreements' staff API (evidence, receipts, re-acceptance, ledger check, erasure), with casework's own token.
+    agreements_url: str = "http://localhost:8001"
+    agreements_api_token: SecretStr | None = None
+    # The workflow's figures: data, since Tencent changes them.
+    verification_fee: str = "USD 99"
+    tencent_info_attempts: int = Field(default=3, ge=1)
+    renewal_interval_days: int = Field(default=365, ge=1)
+    case_time_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_TIME_LIMITS))
+
+    @field_validator("case_time_limits", mode="before")
+    @classmethod
+    def _limits(cls, value: object) -> object:
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            return json.loads(value)
+        return _parse_limits(value)
+
+    @field_validator("case_time_limits")
+    @classmethod
+    def _with_defaults(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(days < 1 for days in value.values()):
+            raise ValueError("a time limit is at least one business day")
+        return {**DEFAULT_TIME_LIMITS, **value}
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
+
+    def production_problems(self) -> list[SettingProblem]:
+        problems = super().production_problems()
+        token = self.agreements_api_token.get_secret_value() if self.agreements_api_token else ""
+        if len(token) < MIN_SECRET_LENGTH:
+            reason = f"missing or short; casework's own bearer token for agreements' staff API (e.g. {GENERATE_TOKEN})"
+            problems.append(SettingProblem("AGREEMENTS_API_TOKEN", reason))
+        if not self.session_cookie_secure:
+            problems.append(SettingProblem("SESSION_COOKIE_SECURE", "false; the console must be served over HTTPS"))
+        if self.console_admin_password is not None:
+            reason = "set; production's first admin comes from `python -m casework create-admin`, not the environment"
+            problems.append(SettingProblem("CONSOLE_ADMIN_PASSWORD", reason))
+        if bool(self.oidc_issuer) != bool(self.oidc_client_id) or (self.oidc_client_id and not self.oidc_client_secret):
+            reason = "OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET go together"
+            problems.append(SettingProblem("OIDC_ISSUER", reason))
+        return problems
