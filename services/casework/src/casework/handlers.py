@@ -1,0 +1,218 @@
+"""casework's use cases for its queues: open a case per application and per enquiry, keep the emails' outcomes
+on the timeline, forget the erased; each decides an outcome, the chassis's runner acts on it."""
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Protocol
+
+from faststream.rabbit import RabbitRouter
+from pymongo.errors import ConnectionFailure
+
+from agency_chassis.consuming import Runner
+from agency_chassis.outcomes import Attempt, Done, Outcome, RetryLater
+from agency_shared.events import (
+    AcceptanceConfirmed,
+    AgreementRecorded,
+    AgreementRecordedData,
+    ApplicantErased,
+    EnquiryReleased,
+    NotificationSettled,
+    utc_now,
+)
+from agency_shared.topology import (
+    CASEWORK_ACCEPTANCE_CONFIRMED,
+    CASEWORK_AGREEMENT_RECORDED,
+    CASEWORK_APPLICANT_ERASED,
+    CASEWORK_ENQUIRY_RELEASED,
+    CASEWORK_NOTIFICATION_SETTLED,
+)
+from casework.cases import Case, HistoryEntry, case_id_for, reference_of
+from casework.storage import CaseChanged, MongoCases
+from casework.workflow import CaseKind, due_at, initial_status
+
+logger = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+OUTAGES = (ConnectionFailure, CaseChanged)
+
+
+def application_case(data: AgreementRecordedData, limits: Mapping[str, int], now: datetime) -> Case:
+    """A new application's case, in triage: the application as submitted and the evidence of its acceptance."""
+    case_id = case_id_for(data.application_id, CaseKind.APPLICATION)
+    status = initial_status(CaseKind.APPLICATION)
+    acceptance = {
+        "acceptance_id": str(data.acceptance_id),
+        "sequence": data.sequence,
+        "record_hash": data.record_hash,
+        "agreement_id": data.agreement_id,
+        "agreement_version": data.agreement_version,
+        "agreement_sha256": data.agreement_sha256,
+        "accepted_at": data.accepted_at,
+        "recorded_at": data.recorded_at,
+        "human_check": data.human_check,
+        "applicant_name": data.applicant_name,
+        "applicant_email": data.applicant_email,
+        "client_ip": data.acceptance.client_ip if data.acceptance else data.personal_data.client_ip,
+        "user_agent": data.acceptance.user_agent if data.acceptance else data.personal_data.user_agent,
+        "checkpoint_key": data.checkpoint.key_id if data.checkpoint else None,
+    }
+    return Case(
+        id=case_id,
+        kind=CaseKind.APPLICATION,
+        reference=reference_of(case_id, CaseKind.APPLICATION),
+        status=status,
+        status_since=now,
+        due_at=due_at(status, now, limits),
+        opened_at=now,
+        updated_at=now,
+        locale=data.locale,
+        application_id=data.application_id,
+        company=data.company_name,
+        account_name=data.account_name,
+        client_name=data.applicant_name,
+        client_email=data.applicant_email,
+        application=data.application.model_dump(mode="json") if data.application else None,
+        acceptance=acceptance,
+        history=[HistoryEntry(key="opened", kind="opened", at=now, text=f"ledger link {data.sequence}")],
+    )
+
+
+def enquiry_case(event: EnquiryReleased, limits: Mapping[str, int], now: datetime) -> Case:
+    data = event.data
+    case_id = case_id_for(data.enquiry_id, CaseKind.ENQUIRY)
+    status = initial_status(CaseKind.ENQUIRY)
+    return Case(
+        id=case_id,
+        kind=CaseKind.ENQUIRY,
+        reference=reference_of(case_id, CaseKind.ENQUIRY),
+        status=status,
+        status_since=now,
+        due_at=due_at(status, now, limits),
+        opened_at=now,
+        updated_at=now,
+        locale=data.locale,
+        enquiry_id=data.enquiry_id,
+        company=data.enquiry.company,
+        client_name=data.enquiry.name,
+        client_email=str(data.enquiry.email),
+        enquiry=data.enquiry.model_dump(mode="json"),
+        email_verified_at=data.verified_at,
+        history=[HistoryEntry(key="opened", kind="opened", at=now)],
+    )
+
+
+async def open_application_case(
+    event: AgreementRecorded, cases: MongoCases, limits: Mapping[str, int], now: Clock = utc_now
+) -> Outcome:
+    """Open the case of an application recorded in the ledger; one that passed no human check waits for its
+    address to be verified (acceptance.confirmed), so bots open no cases."""
+    if event.data.human_check == "none":
+        logger.info("application %s passed no human check: its case opens once its address is verified",
+                    event.data.application_id)  # fmt: skip
+        return Done()
+    return await _open(application_case(event.data, limits, now()), cases)
+
+
+async def confirm_application(
+    event: AcceptanceConfirmed, cases: MongoCases, limits: Mapping[str, int], now: Clock = utc_now
+) -> Outcome:
+    """The applicant verified their address: note it on the case, opening the case first if it waited for this."""
+    moment = now()
+    outcome = await _open(application_case(event.data, limits, moment), cases)
+    if not isinstance(outcome, Done):
+        return outcome
+    entry = HistoryEntry(key="email_verified", kind="email_verified", at=event.data.verified_at)
+    try:
+        await cases.set_on_subject(event.data.application_id, {"email_verified_at": event.data.verified_at}, entry)
+    except OUTAGES as exc:
+        return RetryLater(f"noting the verification of {event.data.application_id} failed: {exc!r}")
+    return Done()
+
+
+async def open_enquiry_case(
+    event: EnquiryReleased, cases: MongoCases, limits: Mapping[str, int], now: Clock = utc_now
+) -> Outcome:
+    """Open the case of an enquiry the staff got."""
+    return await _open(enquiry_case(event, limits, now()), cases)
+
+
+async def _open(case: Case, cases: MongoCases) -> Outcome:
+    try:
+        erased = [found for found in await cases.of_subject(case.subject_id) if found.erased_at is not None]
+        if erased:
+            logger.warning("%s %s was erased: no case is opened again", case.kind.value, case.subject_id)
+            return Done()
+        opened = await cases.open(case)
+    except OUTAGES as exc:
+        return RetryLater(f"opening the case of {case.subject_id} failed: {exc!r}")
+    if opened:
+        logger.info("case %s opened for %s %s", case.reference, case.kind.value, case.subject_id)
+    return Done()
+
+
+async def note_email(event: NotificationSettled, cases: MongoCases) -> Outcome:
+    """Put an email's outcome on its case's timeline (kept aside until the case opens)."""
+    data = event.data
+    subject = data.application_id or data.enquiry_id
+    if subject is None:
+        return Done()  # a checkpoint or a staff alert: no case
+    entry = HistoryEntry(
+        key=f"email:{data.notification_key}:{data.state}",
+        kind="email",
+        at=data.settled_at,
+        template=data.template,
+        recipient=data.recipient,
+        state=data.state,
+        detail=data.detail,
+    )
+    try:
+        await cases.add_to_subject(subject, entry)
+    except OUTAGES as exc:
+        return RetryLater(f"noting {data.notification_key} failed: {exc!r}")
+    return Done()
+
+
+async def forget_applicant(event: ApplicantErased, cases: MongoCases) -> Outcome:
+    """Blank the personal data of the erased applicant's or enquirer's cases."""
+    try:
+        erased = await cases.erase(event.data.subject_id, event.data.erased_at)
+    except OUTAGES as exc:
+        return RetryLater(f"erasing the cases of {event.data.subject_id} failed: {exc!r}")
+    logger.info("personal data of %s erased from %d case(s)", event.data.subject_id, erased)
+    return Done()
+
+
+class Ports(Protocol):
+    @property
+    def cases(self) -> MongoCases: ...
+
+
+def build_router(runner: Runner, ports: Ports, limits: Mapping[str, int], now: Clock = utc_now) -> RabbitRouter:
+    router = RabbitRouter()
+
+    async def on_agreement_recorded(event: AgreementRecorded, attempt: Attempt) -> Outcome:
+        """Open the case of a recorded application (one that passed no human check: once it is verified)."""
+        return await open_application_case(event, ports.cases, limits, now)
+
+    async def on_acceptance_confirmed(event: AcceptanceConfirmed, attempt: Attempt) -> Outcome:
+        """Note the verified address on the application's case (opening it if it waited for this)."""
+        return await confirm_application(event, ports.cases, limits, now)
+
+    async def on_enquiry_released(event: EnquiryReleased, attempt: Attempt) -> Outcome:
+        """Open the case of an enquiry the staff got."""
+        return await open_enquiry_case(event, ports.cases, limits, now)
+
+    async def on_notification_settled(event: NotificationSettled, attempt: Attempt) -> Outcome:
+        """Put an email's outcome on its case's timeline."""
+        return await note_email(event, ports.cases)
+
+    async def on_applicant_erased(event: ApplicantErased, attempt: Attempt) -> Outcome:
+        """Blank the erased applicant's or enquirer's personal data in their cases."""
+        return await forget_applicant(event, ports.cases)
+
+    runner.consume(router, CASEWORK_AGREEMENT_RECORDED, on_agreement_recorded)
+    runner.consume(router, CASEWORK_ACCEPTANCE_CONFIRMED, on_acceptance_confirmed)
+    runner.consume(router, CASEWORK_ENQUIRY_RELEASED, on_enquiry_released)
+    runner.consume(router, CASEWORK_NOTIFICATION_SETTLED, on_notification_settled)
+    runner.consume(router, CASEWORK_APPLICANT_ERASED, on_applicant_erased)
+    return router

@@ -1,0 +1,124 @@
+"""Composition root of the casework service."""
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from agency_chassis.logs import configure_logging
+from agency_chassis.mongo import MongoConnection
+from agency_chassis.service import ServiceChassis
+from agency_chassis.startup import load_settings, log_configuration
+from agency_shared.events import CaseStatusChanged
+from casework import access_routes, console
+from casework.access import StaffAccess, first_admin_banner
+from casework.agreements_client import AgreementsClient
+from casework.handlers import build_router
+from casework.handling import CaseHandling, Publish
+from casework.settings import CaseworkSettings
+from casework.storage import MongoCases
+from casework.workflow import Rules
+
+SERVICE = "casework"
+OUTBOX_SWEEP_SECONDS = 30.0
+logger = logging.getLogger(__name__)
+
+
+class Adapters:
+    """The cases, the staff accounts, sessions and audit log (MongoDB) and agreements' staff API the use cases
+    and the console run with; opened in the lifespan."""
+
+    cases: MongoCases
+    handling: CaseHandling
+
+    def __init__(self, settings: CaseworkSettings, publish: Publish) -> None:
+        self._settings = settings
+        self._publish = publish
+        self.database = MongoConnection()
+        self.access = StaffAccess(settings)
+        self.agreements = AgreementsClient(settings)
+        self._sweeping: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        settings = self._settings
+        mongo = self.database.open(settings)
+        self.cases = MongoCases(mongo, settings.mongodb_db)
+        await self.cases.ensure_indexes()
+        self.handling = CaseHandling(
+            self.cases,
+            self._publish,
+            Rules(settings.tencent_info_attempts, settings.renewal_interval_days),
+            settings.case_time_limits,
+            settings.verification_fee,
+        )
+        await self.access.open(mongo, settings.mongodb_db)
+        if settings.environment == "local":
+            password = settings.console_admin_password.get_secret_value() if settings.console_admin_password else None
+            generated = await self.access.ensure_first_admin(settings.console_admin_email, password)
+            if generated is not None:
+                print(first_admin_banner(settings.console_admin_email, generated), flush=True)
+        await self.agreements.open()
+        self._sweeping = asyncio.create_task(self._sweep_outbox())
+
+    async def _sweep_outbox(self) -> None:
+        """Announce status changes written but not confirmed by the broker (a crash, an outage) every half minute."""
+        while True:
+            await asyncio.sleep(OUTBOX_SWEEP_SECONDS)
+            try:
+                await self.handling.publish_pending()
+            except Exception:
+                logger.exception("the outbox sweep failed")
+
+    async def close(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
+        await self.agreements.close()
+        await self.access.close()
+        await self.database.close()
+
+
+def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
+    settings = settings or load_settings(CaseworkSettings, SERVICE)
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    log_configuration(settings, SERVICE)
+    chassis = ServiceChassis(SERVICE, settings)
+    adapters = Adapters(settings, chassis.publisher.publish)
+    chassis.broker.include_router(build_router(chassis.runner, adapters, settings.case_time_limits))
+
+    app = FastAPI(
+        title="WeChat agency casework",
+        version="1",
+        description="The registration workflow and the staff console.",
+        lifespan=chassis.lifespan(adapters),
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.access = adapters.access
+    app.state.agreements = adapters.agreements
+    app.state.amqp_url = str(settings.amqp_url)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.include_router(access_routes.router)
+    app.include_router(console.router)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/console/cases", status_code=303)
+
+    chassis.serve_http(
+        app,
+        readiness={"database": adapters.database.ready},
+        publishes=(CaseStatusChanged,),
+        description=(
+            "Opens a case for each recorded application (one that passed no human check once its address is "
+            "verified) and each enquiry the staff got; keeps each email's outcome on its case's timeline; forgets "
+            "the erased; announces every status change staff make in the console."
+        ),
+    )
+    return app
