@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import AmqpDsn, MongoDsn
+from pydantic import AmqpDsn, MongoDsn, SecretStr
 from pymongo import AsyncMongoClient
 
 from agency_chassis.logs import ServiceLogHandler
 from agreements.settings import AgreementsSettings
+from casework.settings import CaseworkSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
+from tests.support.casework import AGREEMENTS_TOKEN
 from tests.support.data import STAFF
-from tests.support.servers import Inbox, management_url, rabbitmq_vhost, secantus_server, smtp_server
+from tests.support.servers import Inbox, free_port, management_url, rabbitmq_vhost, secantus_server, smtp_server
 
 TESTS = Path(__file__).parent
 FOLDER_SUITES = ("unit", "e2e", "faults")
@@ -133,6 +135,21 @@ def notifications_settings(amqp_url: str, smtp_port: int, mongo_url: str, mongo_
         staff_emails=list(STAFF),
         mail_from="WeChat Agency <no-reply@agency.example>",
         rabbitmq_management_url=management_url(),
+    )
+
+
+@pytest.fixture
+def casework_settings(amqp_url: str, mongo_url: str, mongo_db: str) -> CaseworkSettings:
+    # agreements is not running unless a test starts it (then it points agreements_url at it): a port nobody
+    # listens on, so the console's "agreements is unreachable" paths are the default.
+    return CaseworkSettings(
+        environment="test",
+        amqp_url=AmqpDsn(amqp_url),
+        mongodb_url=MongoDsn(mongo_url),
+        mongodb_db=mongo_db,
+        rabbitmq_management_url=management_url(),
+        agreements_url=f"http://127.0.0.1:{free_port()}",
+        agreements_api_token=SecretStr(AGREEMENTS_TOKEN),
     )
 
 
