@@ -75,7 +75,10 @@ async def change_status(
             values={"action": action[:60], "status": case.status},
         )
     _same_version(case, version)
-    wanted = ActionRequest(action, reason, _deadline(tencent_deadline, back), rejection_reason.strip() or None)
+    # A browser sends a textarea's line breaks as CRLF; the workflow keeps reasons as lines (LF) and refuses CRs.
+    wanted = ActionRequest(
+        action, reason.replace("\r\n", "\n"), _deadline(tencent_deadline, back), rejection_reason.strip() or None
+    )
     try:
         changed = await handling.change_status(case.id, wanted, actor_of(staff))
     except NotAllowed as refused:  # the case moved between the read above and the change
