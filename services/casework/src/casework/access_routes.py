@@ -62,6 +62,11 @@ async def refusal_page(request: Request, refusal: ConsoleRefusal) -> Response:
 # --- sign-in, sign-out, language
 
 
+def shown_back(value: str, limit: int) -> str:
+    """Input put back in a form after an error: printable characters only, and no more than the field takes."""
+    return "".join(ch for ch in value[: limit * 2] if ch.isprintable())[:limit]
+
+
 async def _anonymous_form_csrf(request: Request, presented: str) -> None:
     """A form before sign-in: its session's token if signed in, else the signed pre-session cookie's."""
     access = access_of(request)
@@ -113,8 +118,7 @@ async def login(
 ) -> Response:
     await _anonymous_form_csrf(request, csrf_token)
     access = access_of(request)
-    # Shown back in the form only when it is a plausible address: never a CR/LF or a megabyte back at the user.
-    echo = email if len(email) <= 254 and email.isprintable() else ""
+    echo = shown_back(email, 254)
     result = await access.sign_in(email, password, client_address(request))
     if result.problem == "throttled":
         response = _login_page(request, status_code=429, next_path=next, error="access.login_throttled", email=echo)
@@ -269,7 +273,7 @@ async def account_create(
     sign_in: FormText = "password",
 ) -> Response:
     access = access_of(request)
-    form = {"email": email[:254], "name": name[:100], "role": role, "sign_in": sign_in}
+    form = {"email": shown_back(email, 254), "name": shown_back(name, 100), "role": role, "sign_in": sign_in}
     errors: dict[str, str] = {}
     try:
         chosen_role = check_role(role)

@@ -8,11 +8,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import authlib.deprecate
 import httpx
 
 with warnings.catch_warnings():
-    # Authlib 1.9 prefers the httpx2 fork and warns on import when it falls back to httpx, which we use.
-    warnings.simplefilter("ignore")
+    # Authlib 1.9 prefers the httpx2 fork and warns on import when it falls back to httpx, which we use. (Its
+    # deprecate module, imported first, installs an "always" filter that would beat this one.)
+    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from casework.settings import CaseworkSettings
