@@ -1,6 +1,7 @@
 """casework's use cases for its queues: open a case per application and per enquiry, keep the emails' outcomes
 on the timeline, forget the erased; each decides an outcome, the chassis's runner acts on it."""
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -157,7 +158,8 @@ async def note_email(event: NotificationSettled, cases: MongoCases) -> Outcome:
     if subject is None:
         return Done()  # a checkpoint or a staff alert: no case
     entry = HistoryEntry(
-        key=f"email:{data.notification_key}:{data.state}",
+        # The notification key names the recipient: the timeline keeps only its hash, which an erasure can leave.
+        key=f"email:{hashlib.sha256(data.notification_key.encode()).hexdigest()[:32]}:{data.state}",
         kind="email",
         at=data.settled_at,
         template=data.template,
