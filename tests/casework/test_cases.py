@@ -53,7 +53,7 @@ class Announcements:
 async def cases(mongo: AsyncMongoClient[dict[str, Any]], mongo_db: str) -> AsyncIterator[MongoCases]:
     store = MongoCases(mongo, mongo_db)
     await store.ensure_indexes()
-    yield store
+    return store
 
 
 @pytest.fixture
@@ -76,7 +76,8 @@ async def test_a_recorded_application_opens_one_case_in_triage_however_often_it_
     assert (case.status, case.locale, case.kind) == ("triage", "zh-CN", CaseKind.APPLICATION)
     assert case.due_at == NOW + timedelta(days=1)
     assert case.client_email == event.data.applicant_email
-    assert case.acceptance is not None and case.acceptance["record_hash"] == event.data.record_hash
+    assert case.acceptance is not None
+    assert case.acceptance["record_hash"] == event.data.record_hash
     assert [line.kind for line in case.history] == ["opened"]
     page = await cases.find(CaseQuery())
     assert page.total == 1
@@ -100,7 +101,8 @@ async def test_an_application_without_a_human_check_opens_its_case_only_once_ver
     assert await confirm_application(confirmed, cases, DEFAULT_TIME_LIMITS) == Done()
     [case] = (await cases.find(CaseQuery())).cases
     full = await cases.get(case.id)
-    assert full is not None and full.email_verified_at == confirmed.data.verified_at
+    assert full is not None
+    assert full.email_verified_at == confirmed.data.verified_at
     assert [line.kind for line in full.history] == ["opened", "email_verified"]
 
 
@@ -140,10 +142,12 @@ async def test_a_status_change_is_recorded_and_announced(
         "awaiting_documents",
     )
     consultant, moved = announcements.events
-    assert isinstance(consultant, CaseStatusChanged) and consultant.data.consultant == ANNA.name
+    assert isinstance(consultant, CaseStatusChanged)
+    assert consultant.data.consultant == ANNA.name
     assert isinstance(moved, CaseStatusChanged)
     assert (moved.data.previous, moved.data.current, moved.data.locale) == ("triage", "awaiting_documents", "zh-CN")
-    assert moved.data.client is not None and moved.data.client.email == event.data.applicant_email
+    assert moved.data.client is not None
+    assert moved.data.client.email == event.data.applicant_email
     assert await cases.unpublished() == []
 
 
@@ -162,7 +166,8 @@ async def test_an_announcement_the_broker_refused_stays_in_the_outbox_until_a_sw
     assert await handling.publish_pending() == 1
     assert await cases.unpublished() == []
     [sent] = announcements.events
-    assert isinstance(sent, CaseStatusChanged) and sent.data.current == "withdrawn"
+    assert isinstance(sent, CaseStatusChanged)
+    assert sent.data.current == "withdrawn"
 
 
 async def test_a_refused_action_changes_nothing(cases: MongoCases, handling: CaseHandling) -> None:
@@ -185,7 +190,8 @@ async def test_a_change_made_on_a_stale_read_is_refused(cases: MongoCases) -> No
     with pytest.raises(CaseChanged):
         await cases.change(case, {"status": "withdrawn"}, note.model_copy(update={"key": "x"}))
     current = await cases.get(case.id)
-    assert current is not None and (current.status, current.version) == ("triage", 1)
+    assert current is not None
+    assert (current.status, current.version) == ("triage", 1)
 
 
 async def test_converting_an_enquiry_opens_its_application_case(cases: MongoCases, handling: CaseHandling) -> None:
@@ -194,7 +200,8 @@ async def test_converting_an_enquiry_opens_its_application_case(cases: MongoCase
     case_id = case_id_for(enquiry.data.enquiry_id, CaseKind.ENQUIRY)
     for action in ("mark_contacted", "qualify", "convert"):
         case = await handling.change_status(case_id, ActionRequest(action, f"{action} by phone"), ANNA)
-    assert case.status == "converted" and case.converted_to is not None
+    assert case.status == "converted"
+    assert case.converted_to is not None
     converted = await cases.get(case.converted_to)
     assert converted is not None
     assert (converted.kind, converted.status, converted.origin_enquiry) == (CaseKind.APPLICATION, "triage", case.id)
@@ -218,10 +225,13 @@ async def test_an_erasure_blanks_the_personal_data_and_keeps_the_case(
     assert await forget_applicant(erased, cases) == Done()
     assert await forget_applicant(erased, cases) == Done()
     case = await cases.get(case_id)
-    assert case is not None and case.erased_at == NOW
+    assert case is not None
+    assert case.erased_at == NOW
     assert (case.client_name, case.client_email, case.status) == (None, None, "triage")
-    assert case.application is not None and case.application["operator"] is None
-    assert case.acceptance is not None and "client_ip" not in case.acceptance
+    assert case.application is not None
+    assert case.application["operator"] is None
+    assert case.acceptance is not None
+    assert "client_ip" not in case.acceptance
     assert case.acceptance["record_hash"] == event.data.record_hash  # the evidence's hashes stay
     serialized = case.model_dump_json()
     for personal in (event.data.applicant_email, event.data.applicant_name, "7946 0958"):
@@ -232,5 +242,6 @@ async def test_an_erasure_blanks_the_personal_data_and_keeps_the_case(
     late: NotificationSettled = notification_settled(application_id)
     await note_email(late, cases)
     again = await cases.get(case_id)
-    assert again is not None and event.data.applicant_email not in again.model_dump_json()
+    assert again is not None
+    assert event.data.applicant_email not in again.model_dump_json()
     assert (await cases.find(CaseQuery(search="li.wei"))).total == 0

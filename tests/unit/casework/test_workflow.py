@@ -197,4 +197,5 @@ def test_time_limits_apply_where_staff_must_act_and_pause_while_waiting_on_the_c
     assert due_at("withdrawn", NOW, limits) is None
     assert due_at("live", NOW, limits) is None  # no limit configured
     tencent = due_at("tencent_requested_info", NOW, limits, date(2026, 12, 20))
-    assert tencent is not None and tencent.date() == date(2026, 12, 20)
+    assert tencent is not None
+    assert tencent.date() == date(2026, 12, 20)
