@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
 from agency_chassis.outcomes import Done
@@ -131,7 +132,10 @@ async def test_a_status_change_is_recorded_and_announced(
     await open_application_case(event, cases, DEFAULT_TIME_LIMITS)
     case_id = case_id_for(event.data.application_id)
     await handling.assign_owner(case_id, ANNA, ANNA)
+    labels = {"action": "request_documents", "status": "awaiting_documents"}
+    before = REGISTRY.get_sample_value("wechat_case_status_changes_total", labels) or 0.0
     case = await handling.change_status(case_id, ActionRequest("request_documents", "checklist sent"), ANNA)
+    assert REGISTRY.get_sample_value("wechat_case_status_changes_total", labels) == before + 1
     assert (case.status, case.status_since, case.due_at) == ("awaiting_documents", NOW, None)
     assert case.owner_name == ANNA.name
     [line] = [line for line in case.history if line.kind == "status_changed"]
@@ -162,9 +166,11 @@ async def test_an_announcement_the_broker_refused_stays_in_the_outbox_until_a_sw
     assert case.status == "withdrawn"  # the change stands: only its announcement is owed
     assert len(await cases.unpublished()) == 1
     assert await handling.publish_pending() == 0
+    assert REGISTRY.get_sample_value("wechat_case_announcements_pending") == 1
     announcements.refusing = False
     assert await handling.publish_pending() == 1
     assert await cases.unpublished() == []
+    assert REGISTRY.get_sample_value("wechat_case_announcements_pending") == 0
     [sent] = announcements.events
     assert isinstance(sent, CaseStatusChanged)
     assert sent.data.current == "withdrawn"

@@ -11,6 +11,7 @@ from faststream.rabbit import RabbitRouter
 from pymongo.errors import ConnectionFailure
 
 from agency_chassis.consuming import Runner
+from agency_chassis.metrics import CASES_OPENED
 from agency_chassis.outcomes import Attempt, Done, Outcome, RetryLater
 from agency_shared.events import (
     AcceptanceConfirmed,
@@ -147,6 +148,7 @@ async def _open(case: Case, cases: MongoCases) -> Outcome:
     except OUTAGES as exc:
         return RetryLater(f"opening the case of {case.subject_id} failed: {exc!r}")
     if opened:
+        CASES_OPENED.labels(case.kind.value).inc()
         logger.info("case %s opened for %s %s", case.reference, case.kind.value, case.subject_id)
     return Done()
 
