@@ -30,6 +30,8 @@ from agency_shared.events import (
     ApplicationSubmitted,
     EnquiryConfirmed,
     EnquiryReceived,
+    EnquiryReleased,
+    EnquiryReleasedData,
     Event,
     LedgerCheckpointed,
     NotificationSettled,
@@ -518,6 +520,33 @@ async def confirm_acceptance(
     return combined(*outcomes)
 
 
+def enquiry_released(enquiry: EnquiryReceived, correlation_id: str, verified_at: datetime | None) -> EnquiryReleased:
+    """The enquiry reached the staff (``verified_at``: once its address was verified then); casework opens its case.
+
+    Its id is derived from the enquiry alone, and its time from the enquiry's, so every delivery and every path
+    that releases it is one event, the same to the byte.
+    """
+    data = enquiry.data
+    return EnquiryReleased(
+        event_id=derived_id(EnquiryReleased.routing_key, str(data.enquiry_id)),
+        occurred_at=verified_at or data.received_at,
+        correlation_id=correlation_id,
+        data=EnquiryReleasedData(
+            enquiry_id=data.enquiry_id,
+            enquiry=data.enquiry,
+            received_at=data.received_at,
+            locale=data.locale,
+            verified_at=verified_at,
+        ),
+    )
+
+
+def announcing(outcome: Outcome, released: EnquiryReleased) -> Outcome:
+    """The outcome, also publishing ``released``: whatever became of the staff emails, the enquiry is theirs now
+    (a retry publishes it again under the same id)."""
+    return combined(outcome, Done((released,)))
+
+
 async def notify_enquiry(
     event: EnquiryReceived,
     attempt: Attempt,
@@ -527,10 +556,20 @@ async def notify_enquiry(
     now: Clock = utc_now,
 ) -> Outcome:
     """Email the staff the enquiry and the enquirer a fixed autoresponse; unless it passed no human check:
-    then hold it, and send the enquirer fixed text with a verification link instead."""
-    if event.data.human_check != "none":
-        return await send(emails.of_enquiry(event), attempt)
+    then hold it, and send the enquirer fixed text with a verification link instead.
+
+    An enquiry the staff get (at once, or here because its address was verified before it arrived) is announced
+    as enquiry.released; a held one is not, nor one whose enquirer was erased.
+    """
     enquiry_id = str(event.data.enquiry_id)
+    if event.data.human_check != "none":
+        try:
+            if await send.ledger.is_erased(enquiry_id):
+                return Done()  # a replay after an erasure: no email, and no case opened for the enquirer
+        except ConnectionFailure as exc:
+            return RetryLater(f"the notification ledger is unreachable: {exc!r}")
+        outcome = await send(emails.of_enquiry(event), attempt)
+        return announcing(outcome, enquiry_released(event, event.correlation_id, None))
     try:
         if await send.ledger.is_erased(enquiry_id):
             return Done()  # a replay after an erasure: keep nothing of the enquirer
@@ -541,10 +580,12 @@ async def notify_enquiry(
             return Done()
     except ConnectionFailure as exc:
         return RetryLater(f"the held submissions are unreachable: {exc!r}")
-    notice = emails.of_held_enquiry(event, _aware(state.verified_at))
-    if state.verified_at is None:
+    verified_at = _aware(state.verified_at)
+    notice = emails.of_held_enquiry(event, verified_at)
+    if verified_at is None:
         return await send(notice, attempt)
-    return await _release(notice, enquiry_id, send, held, attempt, now)
+    outcome = await _release(notice, enquiry_id, send, held, attempt, now)
+    return announcing(outcome, enquiry_released(event, event.correlation_id, verified_at))
 
 
 async def release_enquiry(
@@ -555,7 +596,8 @@ async def release_enquiry(
     held: HeldSubmissions,
     now: Clock = utc_now,
 ) -> Outcome:
-    """An enquirer confirmed their address: the staff get the held enquiry (if it is still held)."""
+    """An enquirer confirmed their address: the staff get the held enquiry (if it is still held), announced as
+    enquiry.released."""
     enquiry_id = str(event.data.enquiry_id)
     try:
         if await send.ledger.is_erased(enquiry_id):
@@ -567,8 +609,9 @@ async def release_enquiry(
         logger.info("enquiry %s verified: nothing held yet (the enquiry comes later, or expired)", enquiry_id)
         return Done()
     enquiry = EnquiryReceived.model_validate_json(state.event)
-    notice = emails.of_released_enquiry(enquiry, _aware(state.verified_at) or event.data.verified_at)
-    return await _release(notice, enquiry_id, send, held, attempt, now)
+    verified_at = _aware(state.verified_at) or event.data.verified_at
+    outcome = await _release(emails.of_released_enquiry(enquiry, verified_at), enquiry_id, send, held, attempt, now)
+    return announcing(outcome, enquiry_released(enquiry, event.correlation_id, verified_at))
 
 
 class Ports(Protocol):
