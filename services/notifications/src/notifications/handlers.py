@@ -28,6 +28,7 @@ from agency_shared.events import (
     AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
+    CaseStatusChanged,
     EnquiryConfirmed,
     EnquiryReceived,
     EnquiryReleased,
@@ -43,13 +44,16 @@ from agency_shared.forms import Locale
 from agency_shared.topology import (
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
     NOTIFICATIONS_AGREEMENT_RECORDED,
+    NOTIFICATIONS_CASE_STATUS_CHANGED,
     NOTIFICATIONS_ENQUIRY_CONFIRMED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
     NOTIFICATIONS_LEDGER_CHECKPOINTED,
 )
+from notifications.case_status import client_update
 from notifications.daily_cap import DailyCap
 from notifications.delivery import DeliveryReport, Ledger, OutgoingEmail, count_outcomes, deliver, settled_outcomes
 from notifications.emails import (
+    case_status,
     client_confirmation,
     email_verification,
     enquiry_autoresponse,
@@ -76,11 +80,13 @@ Submission = AgreementRecorded | ApplicationSubmitted
 
 # Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently).
 CLIENT_TEMPLATES = frozenset(
-    {"email_verification", "client_confirmation", "enquiry_autoresponse", "enquiry_verification"}
+    {"email_verification", "client_confirmation", "enquiry_autoresponse", "enquiry_verification", "case_status"}
 )
-# The client emails that count against the address's daily cap. Not the confirmation with the receipt:
-# it goes only after the address's owner clicked the verification link, so no one else can make it go.
-CAPPED_TEMPLATES = CLIENT_TEMPLATES - {"client_confirmation"}
+# The client emails that count against the address's daily cap: those anyone who types an address into a form
+# can make us send. Not the confirmation with the receipt: it goes only after the address's owner clicked the
+# verification link. Nor a case's news: only a staff member moving the case sends it, and a busy day on a case
+# must not silence it (nor use up the day's verification links).
+CAPPED_TEMPLATES = CLIENT_TEMPLATES - {"client_confirmation", "case_status"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +367,25 @@ class Emails:
         emails = self._to_staff(event, "staff_new_enquiry", staff_new_enquiry, verified_at)
         return Notice(event, Subject("enquiry_id", event.data.enquiry_id), emails)
 
+    def of_case_status(self, event: CaseStatusChanged) -> Notice | None:
+        """The client's news of their case's new status; None when there is none to give (a status the client is
+        not told of, or no client: not known, or erased)."""
+        data = event.data
+        update = client_update(data)
+        if data.client is None or update is None:
+            return None
+        email = composed(
+            event,
+            "case_status",
+            data.client.email,
+            partial(case_status, event, update, self._mail_from, self._staff),
+        )
+        # The settled email names the case's application or enquiry, so casework puts it on the case's timeline.
+        if data.application_id is not None:
+            return Notice(event, Subject("application_id", data.application_id), (email,))
+        assert data.enquiry_id is not None  # CaseStatusChangedData names exactly one of the two
+        return Notice(event, Subject("enquiry_id", data.enquiry_id), (email,))
+
     def of_checkpoint(self, event: LedgerCheckpointed) -> Notice:
         """The signed checkpoint to each archive mailbox (LEDGER_ANCHOR_EMAILS), where no database writer reaches."""
         emails = tuple(
@@ -614,6 +639,21 @@ async def release_enquiry(
     return announcing(outcome, enquiry_released(enquiry, event.correlation_id, verified_at))
 
 
+async def notify_case_status(event: CaseStatusChanged, attempt: Attempt, emails: Emails, send: Sender) -> Outcome:
+    """Tell the client their case's new status in fixed text, if it is one they hear of; once per event (the
+    notification key holds its id), nothing to an erased client (``send_notice`` looks), never the staff's reason.
+    """
+    notice = emails.of_case_status(event)
+    if notice is None:
+        data = event.data
+        logger.info(
+            "case %s moved to %s: %s", data.case_id, data.current, "no client to tell" if data.client is None
+            else "not a status the client is emailed about",
+        )  # fmt: skip
+        return Done()
+    return await send(notice, attempt)
+
+
 class Ports(Protocol):
     """The adapters the use cases run with (opened by the service's lifespan)."""
 
@@ -668,5 +708,12 @@ def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) 
     runner.consume(router, NOTIFICATIONS_ACCEPTANCE_CONFIRMED, on_acceptance_confirmed)
     runner.consume(router, NOTIFICATIONS_ENQUIRY_RECEIVED, on_enquiry_received)
     runner.consume(router, NOTIFICATIONS_ENQUIRY_CONFIRMED, on_enquiry_confirmed)
+
+    async def on_case_status_changed(event: CaseStatusChanged, attempt: Attempt) -> Outcome:
+        """Email the client fixed text, in their language, about their case's new status (only the statuses a client
+        is told of; never the staff's reason)."""
+        return await notify_case_status(event, attempt, emails, sender())
+
     runner.consume(router, NOTIFICATIONS_LEDGER_CHECKPOINTED, on_ledger_checkpointed)
+    runner.consume(router, NOTIFICATIONS_CASE_STATUS_CHANGED, on_case_status_changed)
     return router

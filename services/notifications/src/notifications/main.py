@@ -90,7 +90,8 @@ def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | N
             "Emails the staff about each application and enquiry (one that passed no human check only once its "
             "address is verified); the applicant a link that verifies their address, then the confirmation with the "
             "receipt; the enquirer a fixed autoresponse (or, without a human check, a verification link); announces "
-            "each outcome, and each enquiry the staff got (enquiry.released)."
+            "each outcome, and each enquiry the staff got (enquiry.released); tells the client, in fixed text, when a "
+            "staff member moves their case to a status they hear of."
         ),
     )
     return app
