@@ -1,15 +1,17 @@
 """case.status-changed: which statuses email the client, what they are told, and what never reaches them."""
 
+import re
 import uuid
 from datetime import date
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
 from agency_chassis.outcomes import Attempt, Done, GiveUp
 from agency_shared.events import CaseClient, NotificationSettled, RejectionReason
-from notifications.case_status import CLIENT_STATUSES, REJECTIONS, client_update
+from notifications.case_status import CLIENT_STATUSES, REJECTIONS, UPDATES, client_update
 from notifications.erasure import forget_applicant
 from notifications.handlers import CAPPED_TEMPLATES, CLIENT_TEMPLATES, Sender, notify_case_status
 from tests.support.events import HOSTILE_REASON, case_status_changed
@@ -194,3 +196,16 @@ async def test_a_client_email_that_fails_for_good_alerts_the_staff_and_is_not_ca
     outcome = await notify_case_status(case_status_changed("live"), FIRST, world.emails, send)
     assert isinstance(outcome, GiveUp)
     assert alerts == ["550 refused"]
+
+
+def test_the_readme_table_says_what_the_client_is_told() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### What the client is told when a case moves\n", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        match[0]: (match[1].strip(), match[2].strip())
+        for match in re.findall(r"^\| `([a-z_]+)`[^|]*\|([^|]+)\|([^|]+)\|$", section, re.MULTILINE)
+    }
+    assert set(rows) == CLIENT_STATUSES
+    for status, (en, zh) in rows.items():
+        if not re.search(r"\b[NFDR]\b", en):  # the rows with no value filled in are the text, word for word
+            assert (en, zh) == (UPDATES["en"][status], UPDATES["zh-CN"][status])
