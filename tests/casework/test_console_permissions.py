@@ -117,4 +117,5 @@ async def test_views_exports_and_changes_are_audited(casework_settings: Casework
     assert {e["actor"] for e in entries} == {operator.member.email}
     assert {e["from_address"] for e in entries} == {"203.0.113.9"}
     assert entries[2]["detail"] == {"action": "request_documents", "from": "triage", "to": "awaiting_documents"}
+    assert case.client_email is not None
     assert case.client_email not in str(entries)  # the audit log names the case, not the person

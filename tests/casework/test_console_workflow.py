@@ -31,8 +31,9 @@ def details(action: str) -> dict[str, str]:
 async def seeded(casework: Casework, status: str) -> Case:
     if status in ENQUIRY_STATUSES:
         return await casework.open_enquiry(status)
-    held = {"held_from": ApplicationStatus.TRIAGE.value} if status == ApplicationStatus.ON_HOLD else {}
-    return await casework.open_application(status, **held)
+    if status == ApplicationStatus.ON_HOLD:
+        return await casework.open_application(status, held_from=ApplicationStatus.TRIAGE.value)
+    return await casework.open_application(status)
 
 
 async def unchanged(casework: Casework, case: Case) -> bool:

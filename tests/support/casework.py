@@ -1,5 +1,6 @@
-"""casework in tests: the service as main.py builds it (lifespan included), staff of each role signed in through
-StaffAccess with a browser-like client over HTTPS, and cases seeded as its consumers open them."""
+"""casework in tests: the events it consumes as their publishers build them; the service as main.py builds it
+(lifespan included), staff of each role signed in through StaffAccess with a browser-like client over HTTPS, and
+cases seeded as its consumers open them."""
 
 import asyncio
 import re
@@ -7,15 +8,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
 
 import casework.main
-from agency_shared.events import EnquiryReleased, EnquiryReleasedData, derived_id, utc_now
-from agency_shared.forms import EnquiryForm
+from agency_shared.events import EnquiryReceived, EnquiryReleased, EnquiryReleasedData, derived_id, utc_now
 from casework.access import Role, StaffAccess, StaffMember
 from casework.cases import Case, case_id_for, reference_of
 from casework.handlers import application_case, enquiry_case
@@ -23,7 +23,7 @@ from casework.settings import CaseworkSettings
 from casework.storage import MongoCases
 from casework.workflow import CaseKind, due_at
 from tests.support.apps import serving
-from tests.support.events import ENQUIRY, agreement_recorded_event
+from tests.support.events import agreement_recorded_event, enquiry_received
 
 # casework's bearer token for agreements' staff API where a test runs both (agreements' STAFF_API_TOKEN).
 AGREEMENTS_TOKEN = "casework-test-token-0123456789-abcdef"
@@ -89,37 +89,41 @@ class Casework:
         assert found is not None
         return found
 
-    async def open_application(self, status: str | None = None, now: datetime | None = None, **fields: Any) -> Case:
+    async def open_application(self, status: str | None = None, *, now: datetime | None = None, **fields: Any) -> Case:
         """An application's case as the consumer opens it (then in ``status`` with ``fields``, if given)."""
         now = now or utc_now()
         data = agreement_recorded_event().data
-        case = application_case(data, self.settings.case_time_limits, now)
+        case = application_case(data, self.settings.time_limits, now)
         return await self._open(case, status, now, fields)
 
-    async def open_enquiry(self, status: str | None = None, now: datetime | None = None, **fields: Any) -> Case:
+    async def open_enquiry(self, status: str | None = None, *, now: datetime | None = None, **fields: Any) -> Case:
         now = now or utc_now()
-        event = enquiry_released()
-        case = enquiry_case(event, self.settings.case_time_limits, now)
+        event = enquiry_released(enquiry_received(locale="zh-CN"))
+        case = enquiry_case(event, self.settings.time_limits, now)
         return await self._open(case, status, now, fields)
 
     async def _open(self, case: Case, status: str | None, now: datetime, fields: dict[str, Any]) -> Case:
         if status is not None:
-            fields = {"status": status, "due_at": due_at(status, now, self.settings.case_time_limits), **fields}
+            fields = {"status": status, "due_at": due_at(status, now, self.settings.time_limits), **fields}
         case = case.model_copy(update=fields)
         assert await self.cases.open(case)
         return case
 
 
-def enquiry_released(enquiry_id: uuid.UUID | None = None) -> EnquiryReleased:
-    enquiry_id = enquiry_id or uuid.uuid4()
-    data = EnquiryReleasedData(
-        enquiry_id=enquiry_id,
-        enquiry=EnquiryForm.model_validate({**ENQUIRY, "locale": "zh-CN"}),
-        received_at=utc_now(),
-        locale="zh-CN",
-    )
+def enquiry_released(enquiry: EnquiryReceived, verified_at: datetime | None = None) -> EnquiryReleased:
+    """enquiry.released as notifications publishes it once the staff got ``enquiry``."""
+    data = enquiry.data
     return EnquiryReleased(
-        event_id=derived_id("enquiry.released", str(enquiry_id)), correlation_id=uuid.uuid4().hex, data=data
+        event_id=derived_id(EnquiryReleased.routing_key, str(data.enquiry_id)),
+        correlation_id=enquiry.correlation_id,
+        occurred_at=datetime.now(UTC),
+        data=EnquiryReleasedData(
+            enquiry_id=data.enquiry_id,
+            enquiry=data.enquiry,
+            received_at=data.received_at,
+            locale=data.locale,
+            verified_at=verified_at,
+        ),
     )
 
 
