@@ -71,6 +71,21 @@ async def test_a_recorded_applications_case_shows_its_receipt_and_the_ledger_ver
             assert "Every application accepted the current agreement." in reacceptance.text
 
 
+async def test_a_broken_ledger_is_shown_broken_and_where(
+    agreements_settings: AgreementsSettings, casework_settings: CaseworkSettings, amqp_url: str, mongo: Mongo
+) -> None:
+    async with with_agreements(agreements_settings, casework_settings) as casework:
+        await recorded_case(casework, amqp_url)
+        links = mongo[agreements_settings.mongodb_db]["acceptance_ledger"]
+        await links.update_one({"_id": 1}, {"$set": {"record.company_country": "XX"}})
+        async with casework.signed_in(Role.VIEWER) as viewer:
+            ledger = await viewer.http.get("/console/ledger")
+            assert ledger.status_code == 200
+            assert 'data-ok="false"' in ledger.text
+            assert "The acceptance ledger is BROKEN." in ledger.text
+            assert "First broken link: 1" in ledger.text
+
+
 async def test_an_admin_erases_an_application_after_confirming_it(
     agreements_settings: AgreementsSettings, casework_settings: CaseworkSettings, amqp_url: str, mongo: Mongo
 ) -> None:

@@ -66,6 +66,19 @@ async def test_a_viewer_sees_a_case_without_the_forms_that_change_it(casework_se
             assert f"/console/cases/{case.id}/{action}" not in page
 
 
+async def test_a_refusal_is_a_console_page_in_the_staff_members_language(casework_settings: CaseworkSettings) -> None:
+    async with running_casework(casework_settings) as casework, casework.signed_in(Role.VIEWER) as viewer:
+        case = await casework.open_application()
+        viewer.http.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
+        answer = await viewer.post(f"/console/cases/{case.id}/status", {"action": "withdraw", "reason": "no"})
+        assert answer.status_code == 403
+        assert answer.headers["content-type"].startswith("text/html")
+        assert '<html lang="zh-CN">' in answer.text
+        as_json = await viewer.http.get(f"/console/cases/{case.id}/export", headers={"Accept": "application/json"})
+        assert as_json.status_code == 403
+        assert as_json.json() == {"detail": "permission"}
+
+
 async def test_signed_out_pages_go_to_sign_in_and_changes_are_refused(casework_settings: CaseworkSettings) -> None:
     async with running_casework(casework_settings) as casework, casework.signed_in(Role.ADMIN) as admin:
         case = await casework.open_application()

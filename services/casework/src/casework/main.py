@@ -104,7 +104,7 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     app.state.agreements = adapters.agreements
     app.state.amqp_url = str(settings.amqp_url)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    app.include_router(access_routes.router)
+    access_routes.install(app)  # its routes, and refusals (401, 403, 429) as console pages
     app.include_router(console.router)
 
     @app.get("/", include_in_schema=False)
