@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
 from agency_chassis.dead_letters import list_dead_letters, replay
+from agency_chassis.publishing import PublishFailed
 from casework.access import Permission, StaffMember, require
 from casework.console.pages import PageProblem, audit, shows_problems
 from casework.web import render
@@ -28,7 +29,7 @@ def _broker_problem(exc: Exception) -> PageProblem:
 async def dead_letter_list(request: Request, staff: Replayer) -> Response:
     try:
         letters = await list_dead_letters(request.app.state.amqp_url)
-    except (OSError, ConnectionError) as exc:
+    except OSError as exc:  # aio-pika's connection errors are ConnectionErrors
         raise _broker_problem(exc) from None
     return render(request, "dead_letters.html", {"letters": letters})
 
@@ -51,7 +52,7 @@ async def replay_dead_letters(
         )
     try:
         done = await replay(request.app.state.amqp_url, chosen)
-    except (OSError, ConnectionError) as exc:
+    except (OSError, PublishFailed) as exc:
         raise _broker_problem(exc) from None
     moved = [letter.message_id or "" for letter in done.moved]
     await audit(
