@@ -84,7 +84,7 @@ async def test_pages_of_a_long_list(casework_settings: CaseworkSettings) -> None
             assert await casework.cases.open(another(base, company=f"Company {number:02d}"))
         first = await viewer.http.get("/console/cases?per_page=10&sort=company&dir=asc")
         assert len(references(first.text)) == 10
-        assert "12 cases · page 1 of 2" in first.text
+        assert "Cases found: 12 · page 1 of 2" in first.text
         assert 'rel="next"' in first.text
         second = await listed(viewer, "per_page=10&sort=company&dir=asc&page=2")
         assert len(second) == 2

@@ -136,6 +136,9 @@ async def test_an_operator_works_a_case_and_reads_it_in_chinese(console: Console
     await stale.locator('form[data-action="request_documents"]').get_by_role("button").click()
     await expect(stale.get_by_role("heading", level=1)).to_have_text("Not possible now")
     await expect(stale.locator('.allowed li[data-action="fee_received"]')).to_be_visible()
+    await expect(stale.get_by_role("alert")).to_contain_text(
+        "“Request documents” is not allowed from the status “Awaiting fee”"
+    )
     await screenshot(stale, "refused")
 
     await page.get_by_role("button", name="简体中文").click()

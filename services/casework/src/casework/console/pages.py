@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse, Response
 from casework.access import StaffMember, client_address, wants_json
 from casework.cases import Case
 from casework.handling import Actor, CaseHandling, UnknownCase
+from casework.i18n import catalogue, translate
 from casework.storage import MongoCases
-from casework.web import render
+from casework.web import render, request_locale
 
 P = ParamSpec("P")
 
@@ -50,7 +51,22 @@ def problem_response(request: Request, problem: PageProblem) -> Response:
         if problem.allowed is not None:
             body["allowed"] = problem.allowed
         return JSONResponse(body, problem.status)
-    return render(request, "problem.html", {"problem": problem}, status_code=problem.status)
+    return render(
+        request,
+        "problem.html",
+        {"problem": problem, "values": _named(request, problem.values)},
+        status_code=problem.status,
+    )
+
+
+def _named(request: Request, values: Mapping[str, object]) -> dict[str, object]:
+    """A refusal's values by their names in the staff member's language (a status, an action), else as given."""
+    locale = request_locale(request)
+    named: dict[str, object] = {}
+    for name, value in values.items():
+        key = f"{name}.{value}"
+        named[name] = translate(key, locale) if key in catalogue() else value
+    return named
 
 
 def shows_problems(route: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
