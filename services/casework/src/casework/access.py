@@ -251,6 +251,9 @@ class StaffAccess:
             samesite="lax",
         )
 
+    def set_signed_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
+        self._cookie(response, name, value, max_age=max_age)
+
     def set_session_cookie(self, response: Response, token: str) -> None:
         # No max-age: a browser session cookie; the server ends the session on idle or absolute expiry anyway.
         self._cookie(response, self.session_cookie, token)
