@@ -151,3 +151,15 @@ async def test_the_csv_export_is_audited_and_safe_in_a_spreadsheet(mongo: Mongo,
         assert [(e["actor"], e["subject"], e["from_address"]) for e in exports] == [
             ("admin@agency.example", "audit_log", "192.0.2.44")
         ]
+
+
+async def test_a_page_showing_personal_data_records_the_view(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db) as c:
+        await c.staff(Role.VIEWER)
+        async with c.client("203.0.113.50") as http:
+            await sign_in(http, "viewer@agency.example")
+            assert (await http.get("/console/probe/cases/case-77/documents")).status_code == 200
+        views = await entries(mongo, mongo_db, action="view_personal_data")
+        assert [(e["actor"], e["subject"], e["from_address"], e["detail"]) for e in views] == [
+            ("viewer@agency.example", "case-77", "203.0.113.50", {"document": "passport"})
+        ]

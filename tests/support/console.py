@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from pydantic import MongoDsn
 from pymongo import AsyncMongoClient
 
-from casework.access import Permission, Role, StaffAccess, StaffMember, require
+from casework.access import Permission, Role, StaffAccess, StaffMember, audit_request, require
 from casework.access_routes import install
 from casework.settings import CaseworkSettings
 
@@ -47,7 +47,8 @@ def casework_settings(mongo_url: str, mongo_db: str, **changes: Any) -> Casework
 
 
 def probe_app(app: FastAPI) -> None:
-    """``GET|POST /console/probe/<permission>``: a page guarded by ``require(permission)``, answering who passed."""
+    """``GET|POST /console/probe/<permission>``: a page guarded by ``require(permission)``, answering who passed;
+    ``GET /console/probe/cases/<id>/documents``: a page that shows personal data, and audits the view."""
     for permission in Permission:
 
         def make(permission: Permission) -> Any:
@@ -57,6 +58,14 @@ def probe_app(app: FastAPI) -> None:
             return probe
 
         app.add_api_route(f"/console/probe/{permission.value}", make(permission), methods=["GET", "POST"])
+
+    async def view_case(
+        request: Request, case_id: str, staff: Annotated[StaffMember, Depends(require(Permission.READ_CASES))]
+    ) -> dict[str, str]:
+        await audit_request(request, "view_personal_data", case_id, {"document": "passport"})
+        return {"case": case_id}
+
+    app.add_api_route("/console/probe/cases/{case_id}/documents", view_case, methods=["GET"])
 
 
 @dataclass

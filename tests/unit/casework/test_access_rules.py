@@ -128,3 +128,13 @@ def test_the_access_templates_use_only_words_that_exist() -> None:
         text = templates.joinpath(name).read_text("utf-8")
         for key in re.findall(r"""t\(["']([a-z_.0-9]+)["'][,)]""", text):
             assert key in known, (name, key)
+
+
+@pytest.mark.parametrize(("secure", "prefix"), [(True, "__Host-"), (False, "")])
+def test_cookies_take_the_host_prefix_when_secure(secure: bool, prefix: str) -> None:
+    from casework.access import StaffAccess
+    from casework.settings import CaseworkSettings
+
+    access = StaffAccess(CaseworkSettings(environment="test", session_cookie_secure=secure))
+    assert access.session_cookie == f"{prefix}console_session"
+    assert access.csrf_cookie == f"{prefix}console_csrf"

@@ -43,6 +43,8 @@ __all__ = [
     "SignIn",
     "StaffAccess",
     "StaffMember",
+    "audit_request",
+    "client_address",
     "first_admin_banner",
     "require",
     "safe_next",
@@ -251,6 +253,9 @@ class StaffAccess:
             samesite="lax",
         )
 
+    def set_signed_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
+        self._cookie(response, name, value, max_age=max_age)
+
     def set_session_cookie(self, response: Response, token: str) -> None:
         # No max-age: a browser session cookie; the server ends the session on idle or absolute expiry anyway.
         self._cookie(response, self.session_cookie, token)
@@ -296,6 +301,22 @@ class StaffAccess:
 def access_of(request: Request) -> StaffAccess:
     access: StaffAccess = request.app.state.access
     return access
+
+
+async def audit_request(
+    request: Request, action: str, subject: str | None, detail: Mapping[str, str] | None = None
+) -> None:
+    """Record ``action`` on ``subject`` (a case id, never the personal data) by the request's signed-in staff member
+    (set by ``require``), from the request's address: e.g. ``await audit_request(request, "view_personal_data",
+    case_id)`` in the page that shows a case's documents."""
+    staff: StaffMember | None = getattr(request.state, "staff", None)
+    await access_of(request).audit.record(
+        actor=staff.email if staff else None,
+        action=action,
+        subject=subject,
+        from_address=client_address(request),
+        detail=detail,
+    )
 
 
 async def presented_csrf_token(request: Request) -> str:

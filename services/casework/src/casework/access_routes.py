@@ -1,5 +1,6 @@
 """The console's sign-in, sign-out, language switch, single sign-on, staff accounts and audit log pages."""
 
+import base64
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from casework.access import (
     safe_next,
     wants_json,
 )
-from casework.accounts import AccountProblem, EmailTaken, check_role
+from casework.accounts import AccountProblem, EmailTaken, check_role, normalise_email
 from casework.audit import ACTIONS, CSV_COLUMNS, AuditEntry, AuditQuery
 from casework.i18n import LOCALE_COOKIE, LOCALES
 from casework.oidc import STATE_MAX_AGE_SECONDS, OpenIdProvider, SingleSignOnRefused
@@ -199,35 +200,39 @@ async def single_sign_on(request: Request, next: str = "") -> Response:
     except Exception:
         return _login_page(request, status_code=502, next_path=next, error="access.sso_unavailable")
     response = RedirectResponse(started.url, 303)
-    access._cookie(response, access.oidc_cookie, access.sign("oidc", started.pending), max_age=STATE_MAX_AGE_SECONDS)
+    pending = base64.urlsafe_b64encode(started.pending.encode()).decode()  # a plain cookie value: no quoting
+    access.set_signed_cookie(response, access.oidc_cookie, access.sign("oidc", pending), STATE_MAX_AGE_SECONDS)
     return response
+
+
+async def _sso_refused(request: Request, subject: str | None, detail: dict[str, str]) -> Response:
+    access = access_of(request)
+    await access.audit.record(
+        actor=None, action="login_failed", subject=subject, from_address=client_address(request), detail=detail
+    )
+    return _login_page(request, status_code=401, error="access.sso_refused")
 
 
 @router.get("/console/login/oidc/callback")
 async def single_sign_on_callback(request: Request, state: str = "", code: str = "") -> Response:
     provider, access = _provider(request), access_of(request)
-    address = client_address(request)
-    pending = access.unsign("oidc", request.cookies.get(access.oidc_cookie))
+    signed = access.unsign("oidc", request.cookies.get(access.oidc_cookie))
     try:
-        if pending is None or not state or not code:
+        if signed is None or not state or not code:
             raise SingleSignOnRefused("no pending sign-in")
-        email, next_path = await provider.finish(pending, state, code)
-        account = await access.accounts.by_email(email.strip().lower())
-    except SingleSignOnRefused as refused:
-        detail = {"reason": "single_sign_on", "why": str(refused)}
-        await access.audit.record(actor=None, action="login_failed", subject=None, from_address=address, detail=detail)
-        return _login_page(request, status_code=401, error="access.sso_refused")
-    if account is None or not account.active:
-        detail = {"reason": "single_sign_on_unknown_account" if account is None else "disabled"}
-        subject = account.id if account else None
-        await access.audit.record(
-            actor=None, action="login_failed", subject=subject, from_address=address, detail=detail
-        )
-        return _login_page(request, status_code=401, error="access.sso_refused")
-    result = await access.start_session(account, address, method="single_sign_on")
-    response = RedirectResponse(safe_next(next_path), 303)
-    assert result.token is not None
+        pending = base64.urlsafe_b64decode(signed.encode()).decode()
+        email, next_path = await provider.finish(pending, state[:256], code[:2048])
+        account = await access.accounts.by_email(normalise_email(email))
+    except (SingleSignOnRefused, AccountProblem, ValueError) as refused:
+        return await _sso_refused(request, None, {"reason": "single_sign_on", "why": str(refused)[:200]})
+    if account is None:
+        return await _sso_refused(request, None, {"reason": "single_sign_on_unknown_account"})
+    if not account.active:
+        return await _sso_refused(request, account.id, {"reason": "disabled"})
     await access.sign_out(request)
+    result = await access.start_session(account, client_address(request), method="single_sign_on")
+    assert result.token is not None  # start_session always makes one
+    response = RedirectResponse(safe_next(next_path), 303)
     access.set_session_cookie(response, result.token)
     response.delete_cookie(access.oidc_cookie, path="/", secure=access.settings.session_cookie_secure, httponly=True)
     return response

@@ -73,7 +73,7 @@ class OpenIdProvider:
         state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
         async with self._client() as client:
             url, _ = client.create_authorization_url(
-                metadata["authorization_endpoint"], state=state, code_verifier=verifier, nonce=secrets.token_urlsafe(16)
+                metadata["authorization_endpoint"], state=state, code_verifier=verifier
             )
         return Started(url, json.dumps({"state": state, "verifier": verifier, "next": next_path}))
 
