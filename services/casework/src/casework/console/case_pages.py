@@ -231,7 +231,7 @@ async def case_page(request: Request, case_id: str, staff: Reader) -> Response:
     context = case_context(case, staff, await staff_accounts(request), now)
     context["allowed"] = allowed_actions(context["state"], handling_of(request).rules) if context["can_work"] else []
     context["receipt"] = await receipt_of(request.app.state.agreements, case)
-    await audit(request, staff, "view_personal_data", str(case.id), {"reference": case.reference})
+    await audit(request, "view_personal_data", str(case.id), {"reference": case.reference})
     return render(request, "case.html", context)
 
 
@@ -240,7 +240,7 @@ async def case_page(request: Request, case_id: str, staff: Reader) -> Response:
 async def export_case(request: Request, case_id: str, staff: Exporter) -> Response:
     """The case with its personal data as JSON (an access request's answer), as a download."""
     case = await loaded_case(request, case_id)
-    await audit(request, staff, "export", str(case.id), {"reference": case.reference})
+    await audit(request, "export", str(case.id), {"reference": case.reference})
     body = json.dumps(case.model_dump(mode="json"), ensure_ascii=False, indent=2)
     filename = f"case-{case.reference}.json"
     return Response(

@@ -94,9 +94,7 @@ async def change_status(
         raise _invalid(error, back) from None
     except CaseChanged:
         raise _changed(back) from None
-    await audit(
-        request, staff, "status_change", str(case.id), {"action": action, "from": case.status, "to": changed.status}
-    )
+    await audit(request, "status_change", str(case.id), {"action": action, "from": case.status, "to": changed.status})
     return RedirectResponse(back, 303)
 
 
@@ -114,7 +112,7 @@ async def add_note(
         raise _invalid(error, back) from None
     except CaseChanged:
         raise _changed(back) from None
-    await audit(request, staff, "note", str(case.id), {"length": str(len(note.strip()))})
+    await audit(request, "note", str(case.id), {"length": str(len(note.strip()))})
     return RedirectResponse(back, 303)
 
 
@@ -138,5 +136,5 @@ async def assign_owner(
         await handling_of(request).assign_owner(case.id, chosen, actor_of(staff))
     except CaseChanged:
         raise _changed(back) from None
-    await audit(request, staff, "assign_owner", str(case.id), {"owner": chosen.id if chosen else ""})
+    await audit(request, "assign_owner", str(case.id), {"owner": chosen.id if chosen else ""})
     return RedirectResponse(back, 303)

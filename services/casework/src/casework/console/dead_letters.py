@@ -57,7 +57,6 @@ async def replay_dead_letters(
     moved = [letter.message_id or "" for letter in done.moved]
     await audit(
         request,
-        staff,
         "replay",
         ",".join(moved) or None,
         {"chosen": str(len(chosen)), "moved": str(len(moved)), "kept": str(len(done.kept))},

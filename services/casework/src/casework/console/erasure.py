@@ -74,5 +74,5 @@ async def erase(
         ) from None
     if done is None:
         raise PageProblem(404, "problem.erase_unknown", detail="agreements has no such application", back=back)
-    await audit(request, staff, "erase", str(case.id), {"subject": str(case.subject_id)})
+    await audit(request, "erase", str(case.id), {"subject": str(case.subject_id)})
     return RedirectResponse(f"{case_link(case.id)}?erasure=requested", 303)

@@ -8,7 +8,7 @@ from typing import Any, ParamSpec
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from casework.access import StaffMember, client_address, wants_json
+from casework.access import StaffMember, audit_request, wants_json
 from casework.cases import Case
 from casework.handling import Actor, CaseHandling, UnknownCase
 from casework.i18n import catalogue, translate
@@ -112,10 +112,6 @@ def actor_of(staff: StaffMember) -> Actor:
     return Actor(id=staff.id, email=staff.email, name=staff.name)
 
 
-async def audit(
-    request: Request, staff: StaffMember, action: str, subject: str | None, detail: Mapping[str, str] | None = None
-) -> None:
-    """Record what ``staff`` did (never the personal data itself: the case id, not the client's name)."""
-    await request.app.state.access.audit.record(
-        actor=staff.email, action=action, subject=subject, from_address=client_address(request), detail=detail
-    )
+async def audit(request: Request, action: str, subject: str | None, detail: Mapping[str, str] | None = None) -> None:
+    """Record what the request's staff member did (never the personal data itself: the case id, not the name)."""
+    await audit_request(request, action, subject, detail)
