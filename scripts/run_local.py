@@ -1,7 +1,8 @@
 """Run the whole system on this machine (``make run``): RabbitMQ check, SecantusDB and a mail sink unless named
-elsewhere (``MONGODB_URL``, ``SMTP_HOST``), three services."""
+elsewhere (``MONGODB_URL``, ``SMTP_HOST``), four services."""
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -105,10 +106,19 @@ def main() -> int:
         "intake": int(env.get("INTAKE_PORT", "8000")),
         "agreements": int(env.get("AGREEMENTS_PORT", "8001")),
         "notifications": int(env.get("NOTIFICATIONS_PORT", "8002")),
+        "casework": int(env.get("CASEWORK_PORT", "8003")),
     }
     env.setdefault("STATUS_BASE_URL", f"http://127.0.0.1:{ports['agreements']}")
     # Verification links in the emails open the intake this run serves.
     env.setdefault("INTAKE_BASE_URL", f"http://127.0.0.1:{ports['intake']}")
+    # casework's console over plain HTTP on this machine (so no Secure cookies), its first admin (casework prints
+    # the password it generates once), and agreements' staff API with a token made for this run, known to both.
+    env.setdefault("CONSOLE_URL", f"http://127.0.0.1:{ports['casework']}")
+    env.setdefault("SESSION_COOKIE_SECURE", "false")
+    env.setdefault("CONSOLE_ADMIN_EMAIL", "admin@localhost")
+    env.setdefault("AGREEMENTS_URL", f"http://127.0.0.1:{ports['agreements']}")
+    casework_token = env.setdefault("AGREEMENTS_API_TOKEN", secrets.token_urlsafe(32))
+    env.setdefault("STAFF_API_TOKENS", f"casework={casework_token}")
     children: list[Child] = []
 
     def start(name: str, *command: str) -> None:
@@ -158,6 +168,8 @@ def main() -> int:
             log(f"intake:        http://127.0.0.1:{ports['intake']}  (POST /v1/applications, docs at /docs)")
             log(f"agreements:    http://127.0.0.1:{ports['agreements']}/readyz")
             log(f"notifications: http://127.0.0.1:{ports['notifications']}/readyz")
+            admin = env["CONSOLE_ADMIN_EMAIL"]
+            log(f"casework:      http://127.0.0.1:{ports['casework']}/console  (staff console; admin {admin})")
             log(f"database:      {env['MONGODB_URL']}   emails: {emails}")
             log("Ctrl-C stops everything")
         while not stopping:
