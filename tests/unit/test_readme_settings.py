@@ -11,6 +11,7 @@ from pydantic.fields import FieldInfo
 
 from agency_chassis.settings import SharedSettings
 from agreements.settings import AgreementsSettings
+from casework.settings import CaseworkSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 
@@ -19,6 +20,7 @@ SERVICES: dict[str, type[SharedSettings]] = {
     "intake": IntakeSettings,
     "agreements": AgreementsSettings,
     "notifications": NotificationsSettings,
+    "casework": CaseworkSettings,
 }
 # Variables the table names that no settings class reads, and who reads them instead.
 NOT_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client and agency_chassis.metrics"}
@@ -64,7 +66,7 @@ def users(variable: str, used_by: str) -> list[str]:
     if used_by == "each":
         return [name for name in SERVICES if variable.startswith(f"{name.upper()}_")]
     if used_by == "consumers":
-        return ["agreements", "notifications"]
+        return ["agreements", "notifications", "casework"]
     return [name for name in SERVICES if re.search(rf"\b{name}\b", used_by)]
 
 
@@ -97,7 +99,7 @@ def test_each_default_in_the_table_is_the_code_s(variable: str) -> None:
         assert field is not None, f"the README says {service} uses {variable}; {service}'s settings have no such field"
         default = code_default(field)
         if written == NO_DEFAULT:
-            assert default in (None, []), f"{service}: {variable} defaults to {default!r}, the README says none"
+            assert default in (None, [], {}), f"{service}: {variable} defaults to {default!r}, the README says none"
         else:
             assert as_the_code_reads(written, field) == default, f"{service}: {variable} defaults to {default!r}"
 

@@ -51,6 +51,15 @@ DATABASE_COMMANDS = Counter(
 PUBLISH_FAILURES = Counter(
     "wechat_publish_failures_total", "Events the broker did not confirm, by reason", ["service", "reason"]
 )
+CASES_OPENED = Counter("wechat_cases_opened_total", "Cases casework opened, by kind (application, enquiry)", ["kind"])
+CASE_STATUS_CHANGES = Counter(
+    "wechat_case_status_changes_total", "Staff actions applied to cases, by action and new status", ["action", "status"]
+)
+CASE_ANNOUNCEMENTS_PENDING = Gauge(
+    "wechat_case_announcements_pending",
+    "case.status-changed events written to a case's outbox but not yet confirmed by the broker (at the last sweep)",
+    multiprocess_mode="max",
+)
 
 # prometheus_client's multiprocess mode: set, every process of a service writes its
 # metrics to files in this folder, and /metrics sums them.

@@ -1,6 +1,7 @@
 """casework's use cases for its queues: open a case per application and per enquiry, keep the emails' outcomes
 on the timeline, forget the erased; each decides an outcome, the chassis's runner acts on it."""
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -10,6 +11,7 @@ from faststream.rabbit import RabbitRouter
 from pymongo.errors import ConnectionFailure
 
 from agency_chassis.consuming import Runner
+from agency_chassis.metrics import CASES_OPENED
 from agency_chassis.outcomes import Attempt, Done, Outcome, RetryLater
 from agency_shared.events import (
     AcceptanceConfirmed,
@@ -146,6 +148,7 @@ async def _open(case: Case, cases: MongoCases) -> Outcome:
     except OUTAGES as exc:
         return RetryLater(f"opening the case of {case.subject_id} failed: {exc!r}")
     if opened:
+        CASES_OPENED.labels(case.kind.value).inc()
         logger.info("case %s opened for %s %s", case.reference, case.kind.value, case.subject_id)
     return Done()
 
@@ -157,7 +160,8 @@ async def note_email(event: NotificationSettled, cases: MongoCases) -> Outcome:
     if subject is None:
         return Done()  # a checkpoint or a staff alert: no case
     entry = HistoryEntry(
-        key=f"email:{data.notification_key}:{data.state}",
+        # The notification key names the recipient: the timeline keeps only its hash, which an erasure can leave.
+        key=f"email:{hashlib.sha256(data.notification_key.encode()).hexdigest()[:32]}:{data.state}",
         kind="email",
         at=data.settled_at,
         template=data.template,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from agency_chassis.metrics import CASE_ANNOUNCEMENTS_PENDING, CASE_STATUS_CHANGES
 from agency_shared.events import (
     CaseClient,
     CaseStatusChanged,
@@ -96,6 +97,7 @@ class CaseHandling:
         )
         event = self._announcement(case.model_copy(update=transition.changes), transition, actor, now)
         await self.cases.change(case, updates, entry, (str(event.event_id), event.model_dump_json()))
+        CASE_STATUS_CHANGES.labels(transition.action, transition.current).inc()
         await self._publish_now(case.id, event)
         return await self.case(case_id)
 
@@ -137,7 +139,9 @@ class CaseHandling:
     async def publish_pending(self) -> int:
         """Announce what was written but not confirmed (the process died, or the broker refused): the sweeper."""
         published = 0
-        for case_id, event_id, event_json in await self.cases.unpublished():
+        pending = await self.cases.unpublished()
+        CASE_ANNOUNCEMENTS_PENDING.set(len(pending))
+        for case_id, event_id, event_json in pending:
             event = CaseStatusChanged.model_validate_json(event_json)
             try:
                 await self.publish(event)
@@ -146,6 +150,7 @@ class CaseHandling:
                 break
             await self.cases.published(case_id, event_id)
             published += 1
+        CASE_ANNOUNCEMENTS_PENDING.set(len(pending) - published)
         return published
 
     async def _publish_now(self, case_id: uuid.UUID, event: CaseStatusChanged) -> None:

@@ -52,7 +52,7 @@ class Adapters:
             self.cases,
             self._publish,
             Rules(settings.tencent_info_attempts, settings.renewal_interval_days),
-            settings.case_time_limits,
+            settings.time_limits,
             settings.verification_fee,
         )
         await self.access.open(mongo, settings.mongodb_db)
@@ -89,7 +89,7 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     log_configuration(settings, SERVICE)
     chassis = ServiceChassis(SERVICE, settings)
     adapters = Adapters(settings, chassis.publisher.publish)
-    chassis.broker.include_router(build_router(chassis.runner, adapters, settings.case_time_limits))
+    chassis.broker.include_router(build_router(chassis.runner, adapters, settings.time_limits))
 
     app = FastAPI(
         title="WeChat agency casework",

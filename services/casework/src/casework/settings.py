@@ -64,7 +64,8 @@ class CaseworkSettings(MongoSettings):
     verification_fee: str = "USD 99"
     tencent_info_attempts: int = Field(default=3, ge=1)
     renewal_interval_days: int = Field(default=365, ge=1)
-    case_time_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_TIME_LIMITS))
+    # Overrides of DEFAULT_TIME_LIMITS, e.g. ``triage=2,submitted_to_tencent=15`` (or JSON).
+    case_time_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
 
     @field_validator("case_time_limits", mode="before")
     @classmethod
@@ -75,10 +76,15 @@ class CaseworkSettings(MongoSettings):
 
     @field_validator("case_time_limits")
     @classmethod
-    def _with_defaults(cls, value: dict[str, int]) -> dict[str, int]:
+    def _known_positive(cls, value: dict[str, int]) -> dict[str, int]:
         if any(days < 1 for days in value.values()):
             raise ValueError("a time limit is at least one business day")
-        return {**DEFAULT_TIME_LIMITS, **value}
+        return value
+
+    @property
+    def time_limits(self) -> dict[str, int]:
+        """Business days a case may stay in each status: the defaults with CASE_TIME_LIMITS over them."""
+        return {**DEFAULT_TIME_LIMITS, **self.case_time_limits}
 
     @property
     def oidc_enabled(self) -> bool:
