@@ -158,12 +158,16 @@ def main() -> int:
         for service in ports:
             start(service, sys.executable, "-m", service)
 
+        def exited() -> Child | None:
+            return next((c for c in children if c.process.poll() is not None), None)
+
         def answers_ready(port: int) -> Callable[[], bool]:
-            return lambda: stopping or ready(f"http://127.0.0.1:{port}/readyz")
+            # A service that exits while starting (a missing setting, an import error) ends the wait at once.
+            return lambda: stopping or exited() is not None or ready(f"http://127.0.0.1:{port}/readyz")
 
         for service, port in ports.items():
             wait_until(answers_ready(port), 60, service)
-        if not stopping:
+        if not stopping and exited() is None:
             log("all services ready")
             log(f"intake:        http://127.0.0.1:{ports['intake']}  (POST /v1/applications, docs at /docs)")
             log(f"agreements:    http://127.0.0.1:{ports['agreements']}/readyz")
@@ -173,9 +177,8 @@ def main() -> int:
             log(f"database:      {env['MONGODB_URL']}   emails: {emails}")
             log("Ctrl-C stops everything")
         while not stopping:
-            exited = next((c for c in children if c.process.poll() is not None), None)
-            if exited is not None:
-                log(f"{exited.name} exited with {exited.process.returncode}; stopping everything")
+            if (child := exited()) is not None:
+                log(f"{child.name} exited with {child.process.returncode}; stopping everything")
                 return 1
             time.sleep(0.3)
         return 0
