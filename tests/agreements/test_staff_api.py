@@ -3,11 +3,13 @@
 import asyncio
 import csv
 import io
+import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
@@ -53,6 +55,50 @@ async def test_staff_endpoints_need_the_bearer_token(staff_settings: AgreementsS
     unconfigured = agreements.main.create_app(staff_settings.model_copy(update={"staff_api_token": None}))
     async with serving(unconfigured), client(unconfigured) as http:
         assert (await http.get("/v1/staff/applications", headers=AUTH)).status_code == 401
+
+
+CASEWORK_TOKEN = "casework-token-0123456789abcdefghij"
+CRM_TOKEN = "crm-token-0123456789abcdefghijklmnop"
+
+
+def staff_requests(client: str) -> float:
+    return REGISTRY.get_sample_value("agreements_staff_api_requests_total", {"client": client}) or 0.0
+
+
+async def test_each_machine_client_has_its_own_token_and_a_removed_one_is_refused(
+    staff_settings: AgreementsSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    both = staff_settings.model_copy(
+        update={"staff_api_tokens": SecretStr(f"casework={CASEWORK_TOKEN},crm={CRM_TOKEN}")}
+    )
+    before = {client: staff_requests(client) for client in ("casework", "crm", "staff", "-")}
+    app = agreements.main.create_app(both)
+    with caplog.at_level(logging.INFO, logger="agreements.staff_api"):
+        async with serving(app), client(app) as http:
+            for token in (CASEWORK_TOKEN, CRM_TOKEN, STAFF_TOKEN):  # STAFF_API_TOKEN still works, as "staff"
+                response = await http.get("/v1/staff/applications", headers={"Authorization": f"Bearer {token}"})
+                assert response.status_code == 200
+            for wrong in ("wrong", CRM_TOKEN[:-1], f"crm={CRM_TOKEN}", f"{CASEWORK_TOKEN},{CRM_TOKEN}"):
+                response = await http.get("/v1/staff/applications", headers={"Authorization": f"Bearer {wrong}"})
+                assert response.status_code == 401
+    assert {client: staff_requests(client) - before[client] for client in before} == {
+        "casework": 1, "crm": 1, "staff": 1, "-": 4,
+    }  # fmt: skip
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "staff API GET /v1/staff/applications by client casework" in logged
+    assert "by client crm" in logged
+    for token in (CASEWORK_TOKEN, CRM_TOKEN, STAFF_TOKEN):
+        assert token not in logged
+
+    # crm is revoked: its pair removed, the service restarted. casework goes on; crm's token is refused.
+    revoked = both.model_copy(update={"staff_api_tokens": SecretStr(f"casework={CASEWORK_TOKEN}")})
+    app = agreements.main.create_app(revoked)
+    async with serving(app), client(app) as http:
+        response = await http.get("/v1/staff/applications", headers={"Authorization": f"Bearer {CRM_TOKEN}"})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        response = await http.get("/v1/staff/applications", headers={"Authorization": f"Bearer {CASEWORK_TOKEN}"})
+        assert response.status_code == 200
 
 
 async def record(settings: AgreementsSettings, amqp_url: str, mongo: Mongo, forms: list[dict[str, Any]]) -> list[str]:

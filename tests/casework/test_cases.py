@@ -2,7 +2,6 @@
 an outbox, conflicts, conversion and erasure."""
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,7 +50,7 @@ class Announcements:
 
 
 @pytest.fixture
-async def cases(mongo: AsyncMongoClient[dict[str, Any]], mongo_db: str) -> AsyncIterator[MongoCases]:
+async def cases(mongo: AsyncMongoClient[dict[str, Any]], mongo_db: str) -> MongoCases:
     store = MongoCases(mongo, mongo_db)
     await store.ensure_indexes()
     return store

@@ -7,8 +7,17 @@ from typing import Any
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
-from agency_shared.events import AgreementRecorded, ApplicantErased, ApplicantErasedData, Event, utc_now
+from agency_shared.events import (
+    AgreementRecorded,
+    ApplicantErased,
+    ApplicantErasedData,
+    EnquiryReleased,
+    Event,
+    derived_id,
+    utc_now,
+)
 from agency_shared.topology import (
+    CASEWORK_ENQUIRY_RELEASED,
     CONSUMER_QUEUES,
     NOTIFICATIONS_AGREEMENT_RECORDED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
@@ -18,7 +27,13 @@ from notifications.settings import NotificationsSettings
 from tests.support import broker
 from tests.support.apps import serving
 from tests.support.data import STAFF
-from tests.support.events import ENQUIRY, acceptance_confirmed_event, application_submitted, enquiry_received
+from tests.support.events import (
+    ENQUIRY,
+    acceptance_confirmed_event,
+    application_submitted,
+    enquiry_confirmed_event,
+    enquiry_received,
+)
 from tests.support.events import agreement_recorded_event as recorded
 from tests.support.servers import Inbox, free_port, smtp_server
 from tests.support.verification import link_in
@@ -316,6 +331,14 @@ async def test_an_enquiry_reaches_staff_and_the_enquirer_gets_an_autoresponse_in
     async with serving(create_app(notifications_settings)):
         await publish(amqp_url, event)
         await inbox.wait_for(lambda messages: len(messages) == len(STAFF) + 1)
+        # It reached the staff: announced as enquiry.released, on casework's queue, as casework reads it.
+        [message] = await broker.take(amqp_url, CASEWORK_ENQUIRY_RELEASED.name)
+    released = EnquiryReleased.model_validate_json(message.body)
+    assert message.message_id == str(released.event_id)
+    assert released.event_id == derived_id("enquiry.released", str(event.data.enquiry_id))
+    assert released.correlation_id == event.correlation_id
+    assert (released.data.enquiry, released.data.locale) == (event.data.enquiry, "zh-CN")
+    assert released.data.verified_at is None
     [reply] = inbox.to("wang.fang@example.cn")
     assert reply["Subject"] == "感谢您！我们已收到您的咨询"
     assert sorted(a.addr_spec for a in reply["Reply-To"].addresses) == sorted(STAFF)
@@ -331,6 +354,27 @@ async def test_an_enquiry_reaches_staff_and_the_enquirer_gets_an_autoresponse_in
         [email] = inbox.to(staff)
         assert email["Reply-To"].addresses[0].addr_spec == "wang.fang@example.cn"
         assert "我们想在微信上开店" in email.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+async def test_a_held_enquiry_is_released_to_casework_only_once_its_address_is_verified(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
+) -> None:
+    event = enquiry_received(human_check="none")
+    # Whole milliseconds: the held document keeps the time as MongoDB does.
+    confirmed = enquiry_confirmed_event(event.data.enquiry_id, verified_at=utc_now().replace(microsecond=0))
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, event)
+        await inbox.wait_for(lambda messages: len(messages) == 1)  # the enquirer's verification link
+        await broker.wait_settled(amqp_url, "notifications.")
+        assert await broker.depth(amqp_url, CASEWORK_ENQUIRY_RELEASED.name) == 0  # held: not the staff's yet
+        await publish(amqp_url, confirmed)
+        [message] = await broker.take(amqp_url, CASEWORK_ENQUIRY_RELEASED.name)
+        await inbox.wait_for(lambda messages: len(messages) == 1 + len(STAFF))
+    released = EnquiryReleased.model_validate_json(message.body)
+    assert released.event_id == derived_id("enquiry.released", str(event.data.enquiry_id))
+    assert released.correlation_id == confirmed.correlation_id
+    assert released.data.verified_at == confirmed.data.verified_at
+    assert released.data.enquiry == event.data.enquiry
 
 
 async def test_unreadable_message_is_dead_lettered(

@@ -2,12 +2,16 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from agency_shared.chain import GENESIS
 from agency_shared.events import (
     AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
+    CaseClient,
+    CaseStatusChanged,
+    CaseStatusChangedData,
     EmailVerified,
     EmailVerifiedData,
     EnquiryConfirmed,
@@ -142,4 +146,33 @@ def notification_settled(application_id: uuid.UUID | None) -> NotificationSettle
             state="sent",
             settled_at=datetime(2026, 12, 1, 20, 0, tzinfo=UTC),
         ),
+    )
+
+
+# What a staff member writes as the reason of a move: an internal note that must never reach the client.
+HOSTILE_REASON = "INTERNAL: client is rude <script>alert(1)</script>\r\nBcc: victim@evil.example =?utf-8?b?SGk=?="
+
+
+def case_status_changed(to: str, locale: str = "en", **data: Any) -> CaseStatusChanged:
+    """case.status-changed as casework publishes it when a staff member moves an application's case to ``to``."""
+    values: dict[str, Any] = {
+        "case_id": uuid.uuid4(),
+        "application_id": uuid.uuid4(),
+        "from": "triage",
+        "to": to,
+        "action": f"move-to-{to}",
+        "reason": HOSTILE_REASON,
+        "staff_member": "ops@agency.example",
+        "changed_at": datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+        "locale": locale,
+        "client": CaseClient(name="Li Wei", email="li.wei@mapletea.example"),
+        "consultant": "Zhang Min",
+        "account_name": "Maple Tea 枫叶茶",
+        **data,
+    }
+    event_id = uuid.uuid4()
+    return CaseStatusChanged(
+        event_id=event_id,
+        correlation_id=uuid.uuid4().hex,
+        data=CaseStatusChangedData.model_validate(values),
     )

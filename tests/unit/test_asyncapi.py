@@ -18,6 +18,7 @@ from agency_shared.events import (
     EmailVerified,
     EnquiryConfirmed,
     EnquiryReceived,
+    EnquiryReleased,
     Event,
     LedgerCheckpointed,
     NotificationSettled,
@@ -30,7 +31,7 @@ SERVICES = ("intake", "agreements", "notifications")
 PUBLISHES: dict[str, tuple[type[Event], ...]] = {  # intake's: topology.EDGE_EVENTS
     "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
     "agreements": (AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased, LedgerCheckpointed),
-    "notifications": (NotificationSettled,),
+    "notifications": (NotificationSettled, EnquiryReleased),
 }
 
 

@@ -23,6 +23,7 @@ from agreements.checkpointing import Checkpointer, MongoCheckpoints, Publish
 from agreements.handlers import build_router
 from agreements.settings import AgreementsSettings
 from agreements.signing import LedgerKey
+from agreements.staff_tokens import StaffTokens
 from agreements.storage import MongoAcceptanceLedger, MongoApplications, MongoEnquiryErasures
 
 SERVICE = "agreements"
@@ -86,7 +87,7 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
     app.state.publish = chassis.publisher.publish
     app.state.catalog = AgreementCatalog.configured(settings.agreements_dir)
     app.state.ledger_key = adapters.signer
-    app.state.staff_token = settings.staff_api_token.get_secret_value() if settings.staff_api_token else None
+    app.state.staff_tokens = StaffTokens(settings.staff_clients())
     app.include_router(public_api.router)
     app.include_router(staff_api.router)
     chassis.serve_http(

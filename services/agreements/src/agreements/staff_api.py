@@ -3,7 +3,7 @@
 import base64
 import binascii
 import json
-import secrets
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
 from agency_chassis.publishing import PublishFailed
@@ -23,19 +24,32 @@ from agency_shared.text import SINGLE_LINE
 from agreements.erasure import erase_applicant, erase_enquirer
 from agreements.exports import ACCEPTANCE_COLUMNS, APPLICATION_COLUMNS, csv_rows
 from agreements.public_api import Applications, Catalog, Ledger
+from agreements.staff_tokens import StaffTokens
 from agreements.storage import ErasureContention, MongoEnquiryErasures, StillRecording
 
-_bearer = HTTPBearer(auto_error=False, description="STAFF_API_TOKEN")
+_bearer = HTTPBearer(auto_error=False, description="one of STAFF_API_TOKENS (or STAFF_API_TOKEN)")
+logger = logging.getLogger(__name__)
+STAFF_REQUESTS = Counter(
+    "agreements_staff_api_requests_total", "Staff API requests by machine client (never its token)", ["client"]
+)
+# The label of a request no token admitted.
+REFUSED = "-"
 
 
 async def require_staff(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    token = request.app.state.staff_token
-    presented = credentials.credentials if credentials else ""
-    # Compared in constant time, so response timing says nothing about the token.
-    if token is None or not secrets.compare_digest(presented.encode(), token.encode()):
+) -> str:
+    """The machine client whose bearer token came with the request; 401 without one."""
+    tokens: StaffTokens = request.app.state.staff_tokens
+    client = tokens.client_of(credentials.credentials if credentials else "")
+    STAFF_REQUESTS.labels(client or REFUSED).inc()
+    if client is None:
+        logger.warning("staff API %s %s refused: no valid bearer token", request.method, request.url.path)
         raise HTTPException(401, "a valid staff bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    request.state.staff_client = client
+    # The client by name, so a revoked or leaked token's use can be traced; the token never goes to a log.
+    logger.info("staff API %s %s by client %s", request.method, request.url.path, client)
+    return client
 
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or wrong bearer token"}}

@@ -39,7 +39,7 @@ def translate(key: str, locale: ConsoleLocale, **values: object) -> str:
 def chosen_locale(cookie: str | None, accept_language: str | None) -> ConsoleLocale:
     """The language the staff member picked (cookie), else the browser's first of ours, else English."""
     if cookie in LOCALES:
-        return cookie
+        return cookie  # narrowed to ConsoleLocale by the membership test
     for part in (accept_language or "").split(","):
         tag = part.split(";")[0].strip().lower()
         if tag.startswith("zh"):

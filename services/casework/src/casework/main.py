@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from agency_chassis.logs import configure_logging
 from agency_chassis.mongo import MongoConnection
@@ -104,13 +105,16 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     app.state.agreements = adapters.agreements
     app.state.amqp_url = str(settings.amqp_url)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    app.include_router(access_routes.router)
+    access_routes.install(app)
     app.include_router(console.router)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
         return RedirectResponse("/console/cases", status_code=303)
 
+    if settings.trusted_proxies:
+        # The staff member's address (audit log, sign-in limits) from a trusted proxy's X-Forwarded-For.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(network) for network in settings.trusted_proxies])
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},

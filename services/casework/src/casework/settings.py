@@ -1,12 +1,13 @@
 """The casework service's settings: time limits, the console's sessions and sign-in, the agreements API it reads."""
 
 import json
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from agency_chassis.settings import MongoSettings, SettingProblem
+from agency_chassis.settings import MongoSettings, SettingProblem, split_commas
 
 MIN_SECRET_LENGTH = 32
 GENERATE_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 - a command, not a secret
@@ -49,6 +50,9 @@ class CaseworkSettings(MongoSettings):
     session_max_hours: int = Field(default=12, ge=1)
     # Session cookies are Secure (HTTPS only) outside local runs and tests over plain HTTP.
     session_cookie_secure: bool = True
+    # Proxies (an ingress) whose X-Forwarded-For names the staff member's address: the audit log and the
+    # sign-in limits count that address, not the proxy's.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     # Failed sign-ins before an account is locked, and for how long; sign-ins a minute from one address.
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
@@ -66,6 +70,12 @@ class CaseworkSettings(MongoSettings):
     renewal_interval_days: int = Field(default=365, ge=1)
     # Overrides of DEFAULT_TIME_LIMITS, e.g. ``triage=2,submitted_to_tencent=15`` (or JSON).
     case_time_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        parts = split_commas(value)
+        return [ip_network(p, strict=False) for p in parts] if isinstance(parts, list) else parts
 
     @field_validator("case_time_limits", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from agency_shared.events import (
     AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
+    CaseStatusChanged,
     EnquiryReceived,
     Event,
     HumanCheck,
@@ -170,6 +171,10 @@ SUBJECTS: dict[str, dict[Locale, str]] = {
     "client_confirmation": {
         "en": "Thank you! Your submission has been received! (application {short_id})",
         "zh-CN": "感谢您！我们已收到您的申请（申请编号 {short_id}）",
+    },
+    "case_status": {
+        "en": "Update on your WeChat Official Account application ({reference})",
+        "zh-CN": "您的微信公众号申请进度更新（编号 {reference}）",
     },
 }
 
@@ -501,4 +506,29 @@ def ledger_checkpoint(event: LedgerCheckpointed, archive: str, mail_from: str) -
         recipient=parse_address(archive),
         event=event,
         context={"checkpoint": checkpoint, "line": json.dumps(checkpoint.model_dump(), sort_keys=True)},
+    )
+
+
+def case_status(event: CaseStatusChanged, update: str, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
+    """The client's news of their case: fixed text (``update``, from ``case_status.client_update``), the account
+    name and the reference; never the staff's reason. Replies go to the staff."""
+    data = event.data
+    client = data.client
+    if client is None:  # notify_case_status sends nothing then
+        raise ValueError(f"{event.event_type} {event.event_id} names no client")
+    reference = str(data.application_id or data.enquiry_id)
+    return _compose(
+        template="case_status",
+        locale=data.locale,
+        subject=SUBJECTS["case_status"][data.locale].format(reference=reference[:8]),
+        sender=parse_address(mail_from),
+        recipient=person(client.name, client.email),
+        reply_to=tuple(parse_address(address) for address in staff),
+        event=event,
+        # The account name on one line: it is the applicant's text, and must not make lines of its own.
+        context={
+            "update": update,
+            "account_name": header_text(data.account_name) if data.account_name else None,
+            "reference": reference,
+        },
     )

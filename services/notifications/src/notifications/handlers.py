@@ -28,8 +28,11 @@ from agency_shared.events import (
     AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
+    CaseStatusChanged,
     EnquiryConfirmed,
     EnquiryReceived,
+    EnquiryReleased,
+    EnquiryReleasedData,
     Event,
     LedgerCheckpointed,
     NotificationSettled,
@@ -41,13 +44,16 @@ from agency_shared.forms import Locale
 from agency_shared.topology import (
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
     NOTIFICATIONS_AGREEMENT_RECORDED,
+    NOTIFICATIONS_CASE_STATUS_CHANGED,
     NOTIFICATIONS_ENQUIRY_CONFIRMED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
     NOTIFICATIONS_LEDGER_CHECKPOINTED,
 )
+from notifications.case_status import client_update
 from notifications.daily_cap import DailyCap
 from notifications.delivery import DeliveryReport, Ledger, OutgoingEmail, count_outcomes, deliver, settled_outcomes
 from notifications.emails import (
+    case_status,
     client_confirmation,
     email_verification,
     enquiry_autoresponse,
@@ -74,11 +80,13 @@ Submission = AgreementRecorded | ApplicationSubmitted
 
 # Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently).
 CLIENT_TEMPLATES = frozenset(
-    {"email_verification", "client_confirmation", "enquiry_autoresponse", "enquiry_verification"}
+    {"email_verification", "client_confirmation", "enquiry_autoresponse", "enquiry_verification", "case_status"}
 )
-# The client emails that count against the address's daily cap. Not the confirmation with the receipt:
-# it goes only after the address's owner clicked the verification link, so no one else can make it go.
-CAPPED_TEMPLATES = CLIENT_TEMPLATES - {"client_confirmation"}
+# The client emails that count against the address's daily cap: those anyone who types an address into a form
+# can make us send. Not the confirmation with the receipt: it goes only after the address's owner clicked the
+# verification link. Nor a case's news: only a staff member moving the case sends it, and a busy day on a case
+# must not silence it (nor use up the day's verification links).
+CAPPED_TEMPLATES = CLIENT_TEMPLATES - {"client_confirmation", "case_status"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +367,25 @@ class Emails:
         emails = self._to_staff(event, "staff_new_enquiry", staff_new_enquiry, verified_at)
         return Notice(event, Subject("enquiry_id", event.data.enquiry_id), emails)
 
+    def of_case_status(self, event: CaseStatusChanged) -> Notice | None:
+        """The client's news of their case's new status; None when there is none to give (a status the client is
+        not told of, or no client: not known, or erased)."""
+        data = event.data
+        update = client_update(data)
+        if data.client is None or update is None:
+            return None
+        email = composed(
+            event,
+            "case_status",
+            data.client.email,
+            partial(case_status, event, update, self._mail_from, self._staff),
+        )
+        # The settled email names the case's application or enquiry, so casework puts it on the case's timeline.
+        if data.application_id is not None:
+            return Notice(event, Subject("application_id", data.application_id), (email,))
+        assert data.enquiry_id is not None  # CaseStatusChangedData names exactly one of the two
+        return Notice(event, Subject("enquiry_id", data.enquiry_id), (email,))
+
     def of_checkpoint(self, event: LedgerCheckpointed) -> Notice:
         """The signed checkpoint to each archive mailbox (LEDGER_ANCHOR_EMAILS), where no database writer reaches."""
         emails = tuple(
@@ -518,6 +545,33 @@ async def confirm_acceptance(
     return combined(*outcomes)
 
 
+def enquiry_released(enquiry: EnquiryReceived, correlation_id: str, verified_at: datetime | None) -> EnquiryReleased:
+    """The enquiry reached the staff (``verified_at``: once its address was verified then); casework opens its case.
+
+    Its id is derived from the enquiry alone, and its time from the enquiry's, so every delivery and every path
+    that releases it is one event, the same to the byte.
+    """
+    data = enquiry.data
+    return EnquiryReleased(
+        event_id=derived_id(EnquiryReleased.routing_key, str(data.enquiry_id)),
+        occurred_at=verified_at or data.received_at,
+        correlation_id=correlation_id,
+        data=EnquiryReleasedData(
+            enquiry_id=data.enquiry_id,
+            enquiry=data.enquiry,
+            received_at=data.received_at,
+            locale=data.locale,
+            verified_at=verified_at,
+        ),
+    )
+
+
+def announcing(outcome: Outcome, released: EnquiryReleased) -> Outcome:
+    """The outcome, also publishing ``released``: whatever became of the staff emails, the enquiry is theirs now
+    (a retry publishes it again under the same id)."""
+    return combined(outcome, Done((released,)))
+
+
 async def notify_enquiry(
     event: EnquiryReceived,
     attempt: Attempt,
@@ -527,10 +581,20 @@ async def notify_enquiry(
     now: Clock = utc_now,
 ) -> Outcome:
     """Email the staff the enquiry and the enquirer a fixed autoresponse; unless it passed no human check:
-    then hold it, and send the enquirer fixed text with a verification link instead."""
-    if event.data.human_check != "none":
-        return await send(emails.of_enquiry(event), attempt)
+    then hold it, and send the enquirer fixed text with a verification link instead.
+
+    An enquiry the staff get (at once, or here because its address was verified before it arrived) is announced
+    as enquiry.released; a held one is not, nor one whose enquirer was erased.
+    """
     enquiry_id = str(event.data.enquiry_id)
+    if event.data.human_check != "none":
+        try:
+            if await send.ledger.is_erased(enquiry_id):
+                return Done()  # a replay after an erasure: no email, and no case opened for the enquirer
+        except ConnectionFailure as exc:
+            return RetryLater(f"the notification ledger is unreachable: {exc!r}")
+        outcome = await send(emails.of_enquiry(event), attempt)
+        return announcing(outcome, enquiry_released(event, event.correlation_id, None))
     try:
         if await send.ledger.is_erased(enquiry_id):
             return Done()  # a replay after an erasure: keep nothing of the enquirer
@@ -541,10 +605,12 @@ async def notify_enquiry(
             return Done()
     except ConnectionFailure as exc:
         return RetryLater(f"the held submissions are unreachable: {exc!r}")
-    notice = emails.of_held_enquiry(event, _aware(state.verified_at))
-    if state.verified_at is None:
+    verified_at = _aware(state.verified_at)
+    notice = emails.of_held_enquiry(event, verified_at)
+    if verified_at is None:
         return await send(notice, attempt)
-    return await _release(notice, enquiry_id, send, held, attempt, now)
+    outcome = await _release(notice, enquiry_id, send, held, attempt, now)
+    return announcing(outcome, enquiry_released(event, event.correlation_id, verified_at))
 
 
 async def release_enquiry(
@@ -555,7 +621,8 @@ async def release_enquiry(
     held: HeldSubmissions,
     now: Clock = utc_now,
 ) -> Outcome:
-    """An enquirer confirmed their address: the staff get the held enquiry (if it is still held)."""
+    """An enquirer confirmed their address: the staff get the held enquiry (if it is still held), announced as
+    enquiry.released."""
     enquiry_id = str(event.data.enquiry_id)
     try:
         if await send.ledger.is_erased(enquiry_id):
@@ -567,8 +634,24 @@ async def release_enquiry(
         logger.info("enquiry %s verified: nothing held yet (the enquiry comes later, or expired)", enquiry_id)
         return Done()
     enquiry = EnquiryReceived.model_validate_json(state.event)
-    notice = emails.of_released_enquiry(enquiry, _aware(state.verified_at) or event.data.verified_at)
-    return await _release(notice, enquiry_id, send, held, attempt, now)
+    verified_at = _aware(state.verified_at) or event.data.verified_at
+    outcome = await _release(emails.of_released_enquiry(enquiry, verified_at), enquiry_id, send, held, attempt, now)
+    return announcing(outcome, enquiry_released(enquiry, event.correlation_id, verified_at))
+
+
+async def notify_case_status(event: CaseStatusChanged, attempt: Attempt, emails: Emails, send: Sender) -> Outcome:
+    """Tell the client their case's new status in fixed text, if it is one they hear of; once per event (the
+    notification key holds its id), nothing to an erased client (``send_notice`` looks), never the staff's reason.
+    """
+    notice = emails.of_case_status(event)
+    if notice is None:
+        data = event.data
+        logger.info(
+            "case %s moved to %s: %s", data.case_id, data.current, "no client to tell" if data.client is None
+            else "not a status the client is emailed about",
+        )  # fmt: skip
+        return Done()
+    return await send(notice, attempt)
 
 
 class Ports(Protocol):
@@ -625,5 +708,12 @@ def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) 
     runner.consume(router, NOTIFICATIONS_ACCEPTANCE_CONFIRMED, on_acceptance_confirmed)
     runner.consume(router, NOTIFICATIONS_ENQUIRY_RECEIVED, on_enquiry_received)
     runner.consume(router, NOTIFICATIONS_ENQUIRY_CONFIRMED, on_enquiry_confirmed)
+
+    async def on_case_status_changed(event: CaseStatusChanged, attempt: Attempt) -> Outcome:
+        """Email the client fixed text, in their language, about their case's new status (only the statuses a client
+        is told of; never the staff's reason)."""
+        return await notify_case_status(event, attempt, emails, sender())
+
     runner.consume(router, NOTIFICATIONS_LEDGER_CHECKPOINTED, on_ledger_checkpointed)
+    runner.consume(router, NOTIFICATIONS_CASE_STATUS_CHANGED, on_case_status_changed)
     return router

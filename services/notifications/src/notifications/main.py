@@ -10,7 +10,7 @@ from agency_chassis.logs import configure_logging
 from agency_chassis.mongo import MongoConnection
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
-from agency_shared.events import NotificationSettled
+from agency_shared.events import EnquiryReleased, NotificationSettled
 from notifications.daily_cap import MongoDailyCap
 from notifications.erasure import build_erasure_router
 from notifications.handlers import CAPPED_TEMPLATES, CLIENT_TEMPLATES, build_router
@@ -85,12 +85,13 @@ def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | N
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},
-        publishes=(NotificationSettled,),
+        publishes=(NotificationSettled, EnquiryReleased),
         description=(
             "Emails the staff about each application and enquiry (one that passed no human check only once its "
             "address is verified); the applicant a link that verifies their address, then the confirmation with the "
             "receipt; the enquirer a fixed autoresponse (or, without a human check, a verification link); announces "
-            "each outcome."
+            "each outcome, and each enquiry the staff got (enquiry.released); tells the client, in fixed text, when a "
+            "staff member moves their case to a status they hear of."
         ),
     )
     return app

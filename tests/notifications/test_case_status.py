@@ -1,0 +1,96 @@
+"""The client's email about their case's new status, through real RabbitMQ and an aiosmtpd server, read back
+from the bytes the server received."""
+
+import json
+import uuid
+from datetime import date
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from agency_shared.events import CaseClient, Event, NotificationSettled
+from agency_shared.topology import CASEWORK_NOTIFICATION_SETTLED
+from notifications.main import create_app
+from notifications.settings import NotificationsSettings
+from tests.support import broker
+from tests.support.apps import serving
+from tests.support.data import STAFF
+from tests.support.events import HOSTILE_REASON, case_status_changed
+from tests.support.servers import Inbox
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+CLIENT = "li.wei@mapletea.example"
+
+
+async def publish(amqp_url: str, event: Event) -> None:
+    await broker.publish_raw(amqp_url, event.model_dump_json().encode(), event.routing_key, str(event.event_id))
+
+
+def received(raw: bytes) -> tuple[EmailMessage, str, str]:
+    """The email as a reader parses the bytes the SMTP server got: the message, its plain text and its HTML."""
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None
+    assert html is not None
+    return message, plain.get_content(), html.get_content()
+
+
+async def test_the_client_is_told_in_their_language_with_the_deadline_and_never_the_reason(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    chinese = case_status_changed(
+        "tencent_requested_info",
+        "zh-CN",
+        tencent_deadline=date(2026, 12, 31),
+        client=CaseClient(name="李伟", email=CLIENT),
+    )
+    english = case_status_changed("rejected", "en", rejection_reason="naming_rules", account_name="Maple Tea")
+    quiet = case_status_changed("qualified", application_id=None, enquiry_id=uuid.uuid4())  # an enquiry's status
+    async with serving(create_app(notifications_settings)):
+        for event in (chinese, english, quiet):
+            await publish(amqp_url, event)
+        await inbox.wait_for(lambda messages: len(messages) == 2)
+        settled = await broker.take(amqp_url, CASEWORK_NOTIFICATION_SETTLED.name, 2)
+        await publish(amqp_url, chinese)  # redelivered: not sent again
+        await broker.wait_settled(amqp_url, "notifications.")
+    assert len(inbox.messages) == 2  # the enquiry's status, and the repeat, sent nothing
+
+    [zh_raw] = [raw for raw, m in zip(inbox.raw, inbox.messages, strict=True) if "进度更新" in m["Subject"]]
+    message, text, html = received(zh_raw)
+    assert message["To"].addresses[0].addr_spec == CLIENT
+    assert message["To"].addresses[0].display_name == "李伟"
+    assert message["Subject"] == f"您的微信公众号申请进度更新（编号 {str(chinese.data.application_id)[:8]}）"
+    assert sorted(a.addr_spec for a in message["Reply-To"].addresses) == sorted(STAFF)
+    for body in (text, html):
+        assert "腾讯要求补充材料" in body
+        assert "截止日期为 2026年12月31日" in body
+        assert "Maple Tea 枫叶茶" in body
+        assert str(chinese.data.application_id) in body
+
+    [en_raw] = [raw for raw, m in zip(inbox.raw, inbox.messages, strict=True) if m["Subject"].startswith("Update")]
+    message, text, html = received(en_raw)
+    assert message["Content-Language"] == "en"
+    assert "Tencent did not approve the application: the account name breaks Tencent's naming rules." in text
+    assert "Tencent&#39;s naming rules" in html or "Tencent's naming rules" in html
+    assert "Maple Tea" in text
+
+    for raw in inbox.raw:
+        wire = raw.decode("utf-8", "replace")
+        for secret in ("INTERNAL", "rude", "victim@evil.example", "alert(1)", HOSTILE_REASON):
+            assert secret not in wire
+        _, text, html = received(raw)
+        assert "INTERNAL" not in text + html
+
+    # Announced with the case's application (casework's timeline), one per email.
+    data = [NotificationSettled.model_validate(json.loads(m.body)).data for m in settled]
+    assert {(d.application_id, d.template, d.state) for d in data} == {
+        (chinese.data.application_id, "case_status", "sent"),
+        (english.data.application_id, "case_status", "sent"),
+    }
+    entries = (
+        await mongo[notifications_settings.mongodb_db]["notifications"].find({"template": "case_status"}).to_list()
+    )
+    assert sorted(e["state"] for e in entries) == ["sent", "sent"]
