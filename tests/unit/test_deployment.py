@@ -865,14 +865,14 @@ WRITE_ACTIONS = {"insert", "update", "remove", "createCollection", "createIndex"
 
 
 def collections_used(service: str) -> set[str]:
-    """The MongoDB collections a service's code names: `..._COLLECTION = "..."`, `client[database]["..."]`
+    """The MongoDB collections a service's code names: `..._COLLECTION = "..."`, `client[database or db_name]["..."]`
     or `get_collection("...")`, and casework's module constants naming a `casework_` collection."""
     found = set()
     for path in (ROOT / "services" / service / "src").rglob("*.py"):
         text = path.read_text()
         found |= set(re.findall(r'^\w*COLLECTION\w* = "(\w+)"', text, flags=re.MULTILINE))
         found |= set(re.findall(r'^[A-Z_]+ = "(casework_\w+)"', text, flags=re.MULTILINE))
-        found |= set(re.findall(r'\[(?:self\.)?_?(?:database|db)\]\["(\w+)"\]', text))
+        found |= set(re.findall(r'\[(?:self\.)?_?(?:database|db|db_name)\]\["(\w+)"\]', text))
         found |= set(re.findall(r'get_collection\(\s*"(\w+)"', text))
     return found
 
