@@ -3,14 +3,14 @@ from the bytes the server received."""
 
 import json
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from agency_shared.events import CaseClient, Event, NotificationSettled
+from agency_shared.events import ApplicantErased, ApplicantErasedData, CaseClient, Event, NotificationSettled
 from agency_shared.topology import CASEWORK_NOTIFICATION_SETTLED
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings
@@ -94,3 +94,28 @@ async def test_the_client_is_told_in_their_language_with_the_deadline_and_never_
         await mongo[notifications_settings.mongodb_db]["notifications"].find({"template": "case_status"}).to_list()
     )
     assert sorted(e["state"] for e in entries) == ["sent", "sent"]
+
+
+async def test_an_erasure_forgets_the_address_of_a_cases_news_though_no_event_id_names_it(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox, mongo: Mongo
+) -> None:
+    news = case_status_changed("verified", "en", client=CaseClient(name="Li Wei", email=CLIENT))
+    application_id = news.data.application_id
+    assert application_id is not None
+    erased = ApplicantErased(
+        event_id=uuid.uuid4(),
+        correlation_id="erase-1",
+        # agreements lists the events it knows of: the case's news is casework's, not among them.
+        data=ApplicantErasedData(application_id=application_id, event_ids=(), erased_at=datetime.now(UTC)),
+    )
+    emails = mongo[notifications_settings.mongodb_db]["notifications"]
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, news)
+        await inbox.wait_for(lambda messages: len(messages) == 1)
+        await broker.wait_settled(amqp_url, "notifications.")
+        await publish(amqp_url, erased)
+        await broker.wait_settled(amqp_url, "notifications.")
+    [entry] = await emails.find({"template": "case_status"}).to_list()
+    assert entry["subject_id"] == str(application_id)
+    assert entry["recipient"] == "[erased]"
+    assert CLIENT not in json.dumps(entry, default=str)

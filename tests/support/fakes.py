@@ -146,6 +146,7 @@ class FakeNotificationLedger:
         self.entries: dict[str, Entry] = {}
         self.erased_applications: dict[str, datetime] = {}
         self.forgotten: list[tuple[list[str], list[str]]] = []
+        self.forgotten_subjects: list[str | None] = []
         self.down = False
 
     def _check(self) -> None:
@@ -202,9 +203,12 @@ class FakeNotificationLedger:
         self._check()
         self.erased_applications.setdefault(application_id, erased_at)
 
-    async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int:
+    async def forget_recipients(
+        self, event_ids: Collection[str], templates: Collection[str], subject_id: str | None = None
+    ) -> int:
         self._check()
         self.forgotten.append((sorted(event_ids), sorted(templates)))
+        self.forgotten_subjects.append(subject_id)
         return len(event_ids)
 
     def state(self, template: str) -> list[str]:

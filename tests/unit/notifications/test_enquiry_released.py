@@ -1,6 +1,7 @@
 """enquiry.released: announced whenever an enquiry reaches the staff, never while it is held or once erased."""
 
 from datetime import UTC, datetime
+from email.message import EmailMessage
 
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
 from agency_shared.events import EnquiryReleased, derived_id
@@ -109,3 +110,17 @@ async def test_an_unreachable_ledger_releases_nothing_and_retries() -> None:
     assert isinstance(outcome, RetryLater)
     assert released(outcome) == []
     assert world.mailer.sent == []
+
+
+async def test_an_erasure_landing_while_the_staff_are_emailed_releases_nothing() -> None:
+    world = World()
+    enquiry = enquiry_received(human_check="altcha")
+    send = world.mailer.send
+
+    async def erased_meanwhile(message: EmailMessage) -> str:
+        await world.ledger.forget_application(str(enquiry.data.enquiry_id), NOW)
+        return await send(message)
+
+    world.mailer.send = erased_meanwhile  # type: ignore[method-assign]
+    outcome = await notify_enquiry(enquiry, FIRST, world.emails, world.send, world.held)
+    assert released(outcome) == []

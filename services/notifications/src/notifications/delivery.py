@@ -128,6 +128,9 @@ async def _deliver_one(
             "event_id": str(event.event_id),
             "event_type": event.event_type,
             "template": email.template,
+            # The application or enquiry the email is about: an erasure forgets the recipient of every email
+            # about it, also of events it does not list (a case's news).
+            "subject_id": subject_of(event),
             "recipient": email.recipient.lower(),
             "message_id": email.message["Message-ID"] if email.message is not None else None,
             "correlation_id": event.correlation_id,
@@ -228,3 +231,10 @@ def settled_outcomes(report: DeliveryReport) -> list[tuple[OutgoingEmail, Litera
     outcomes += [(email, "failed", reason) for email, reason in [*report.failed, *report.refused]]
     outcomes += [(email, "sent" if state == "sent" else "failed", None) for email, state in report.skipped]
     return outcomes
+
+
+def subject_of(event: Event) -> str | None:
+    """The application or enquiry ``event`` is about, if any (the ids are UUIDs: the two never clash)."""
+    data = getattr(event, "data", None)
+    subject = getattr(data, "application_id", None) or getattr(data, "enquiry_id", None)
+    return str(subject) if subject is not None else None

@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 class ForgettingLedger(Protocol):
     async def forget_application(self, subject_id: str, erased_at: datetime) -> None: ...
 
-    async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int: ...
+    async def forget_recipients(
+        self, event_ids: Collection[str], templates: Collection[str], subject_id: str | None = None
+    ) -> int: ...
 
 
 async def forget_applicant(event: ApplicantErased, ledger: ForgettingLedger, held: HeldSubmissions) -> Outcome:
@@ -36,7 +38,7 @@ async def forget_applicant(event: ApplicantErased, ledger: ForgettingLedger, hel
         await ledger.forget_application(str(subject_id), data.erased_at)
         await held.forget(str(subject_id))
         event_ids = [str(event_id) for event_id in data.event_ids]
-        forgotten = await ledger.forget_recipients(event_ids, CLIENT_TEMPLATES)
+        forgotten = await ledger.forget_recipients(event_ids, CLIENT_TEMPLATES, str(subject_id))
     except ConnectionFailure as exc:
         return RetryLater(f"the notification ledger is unreachable: {exc!r}")
     logger.info("%s %s erased: %d email record(s) forgot their recipient", kind, subject_id, forgotten)

@@ -588,12 +588,14 @@ async def notify_enquiry(
     """
     enquiry_id = str(event.data.enquiry_id)
     if event.data.human_check != "none":
+        outcome = await send(emails.of_enquiry(event), attempt)
+        # Looked at after the emails, so an erasure that landed meanwhile opens no case either (send_notice
+        # sent nothing if it landed before them).
         try:
             if await send.ledger.is_erased(enquiry_id):
-                return Done()  # a replay after an erasure: no email, and no case opened for the enquirer
+                return outcome
         except ConnectionFailure as exc:
-            return RetryLater(f"the notification ledger is unreachable: {exc!r}")
-        outcome = await send(emails.of_enquiry(event), attempt)
+            return combined(outcome, RetryLater(f"the notification ledger is unreachable: {exc!r}"))
         return announcing(outcome, enquiry_released(event, event.correlation_id, None))
     try:
         if await send.ledger.is_erased(enquiry_id):

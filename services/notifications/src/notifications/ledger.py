@@ -71,6 +71,7 @@ class NotificationLedger:
         await self._emails.create_index([("event_id", ASCENDING)], name="event_id")
         await self._emails.create_index([("state", ASCENDING), ("updated_at", ASCENDING)], name="state_updated_at")
         await self._emails.create_index([("updated_at", ASCENDING)], name="updated_at")
+        await self._emails.create_index([("subject_id", ASCENDING)], name="subject_id", sparse=True)
 
     async def claim(self, key: str, details: Document, retry_failed: bool = False) -> Claim:
         """Take the email for sending unless it was sent, failed for good, or is being sent elsewhere.
@@ -194,18 +195,27 @@ class NotificationLedger:
         erased = {entry["_id"] async for entry in found}
         return [subject_id in erased for subject_id in subject_ids]
 
-    async def forget_recipients(self, event_ids: Collection[str], templates: Collection[str]) -> int:
-        """Erase the address from these events' emails of ``templates`` (those to the applicant); a repeat is a no-op.
+    async def forget_recipients(
+        self, event_ids: Collection[str], templates: Collection[str], subject_id: str | None = None
+    ) -> int:
+        """Erase the address from these events' emails of ``templates`` (those to the applicant), and from every
+        email of ``templates`` about ``subject_id`` (the application or enquiry); a repeat is a no-op.
 
         The entry is re-keyed (its key ends with the address) and loses the SMTP reply or error and
         the Message-ID, which may name or be derived from the address. An email not sent by now never
         will be: it becomes failed.
         """
-        query = {
-            "event_id": {"$in": list(event_ids)},
-            "template": {"$in": list(templates)},
-            "recipient": {"$ne": ERASED},
-        }
+        unerased = {"template": {"$in": list(templates)}, "recipient": {"$ne": ERASED}}
+        # Two look-ups rather than an $or, which not every server serves from its indexes.
+        queries = [{"event_id": {"$in": list(event_ids)}, **unerased}]
+        if subject_id is not None:
+            queries.append({"subject_id": subject_id, **unerased})
+        forgotten = 0
+        for query in queries:
+            forgotten += await self._forget_matching(query)
+        return forgotten
+
+    async def _forget_matching(self, query: dict[str, object]) -> int:
         forgotten = 0
         async for entry in self._emails.find(query):
             kept = {key: value for key, value in entry.items() if key not in ("smtp_reply", "last_error", "message_id")}
