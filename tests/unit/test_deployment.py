@@ -694,20 +694,21 @@ def test_the_public_ingress_routes_every_public_route_and_nothing_else() -> None
 
 
 def casework_routes() -> set[tuple[str, str]]:
-    """Every (method, path template) casework serves. Its console's pages are left out of its OpenAPI document,
-    so they come from the app's routes; its static files' mount is /static/{path}."""
+    """Every (method, path template) casework serves: its OpenAPI paths, the hidden ones, and the routes and mounts
+    the app has itself (`/`, which redirects to the cases, and its static files as /static/{path})."""
     import casework.main  # here, not above: only this check needs the whole console built
 
     settings = CaseworkSettings.model_validate(
         {"environment": "local", "amqp_url": "amqp://localhost:5672/never-connected", "log_level": "WARNING"}
     )
     app = casework.main.create_app(settings)
-    found = set(HIDDEN_ROUTES)
+    found = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+    found |= HIDDEN_ROUTES
     for route in app.routes:
         if isinstance(route, Mount):
             found.add(("GET", f"{route.path}/{{path}}"))
         elif isinstance(route, Route):  # FastAPI's APIRoute too
-            found |= {(method, route.path) for method in route.methods or ()}
+            found |= {(method, route.path) for method in route.methods or () if method != "HEAD"}
     return found
 
 
