@@ -24,13 +24,7 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from agency_shared.events import utc_now
 from casework.accounts import Account, AccountProblem, StaffAccounts, check_name, normalise_email
 from casework.audit import AuditLog
-from casework.passwords import (
-    MAX_PASSWORD_LENGTH,
-    generate_password,
-    hash_password,
-    spend_equal_time,
-    verify_password,
-)
+from casework.passwords import MAX_PASSWORD_LENGTH, PasswordWork, generate_password
 from casework.roles import ROLE_PERMISSIONS, Permission, Role, StaffMember
 from casework.sessions import LoginThrottle, Session, Sessions
 from casework.settings import CaseworkSettings
@@ -130,6 +124,7 @@ class StaffAccess:
             timedelta(minutes=settings.login_lockout_minutes),
         )
         self.audit = AuditLog(clock)
+        self.passwords = PasswordWork()
         self._signing_key: bytes | None = None
         prefix = "__Host-" if settings.session_cookie_secure else ""
         self.session_cookie = f"{prefix}console_session"
@@ -165,7 +160,7 @@ class StaffAccess:
         email, name = normalise_email(email), check_name(name)
         generated = None if password is not None or single_sign_on else generate_password()
         chosen = password if password is not None else generated
-        password_hash = hash_password(chosen) if chosen is not None else None
+        password_hash = await self.passwords.hash(chosen) if chosen is not None else None
         account = await self.accounts.create(email=email, name=name, role=role, password_hash=password_hash)
         return account, generated
 
@@ -193,16 +188,16 @@ class StaffAccess:
             return SignIn(problem="password")
         account = await self.accounts.by_email(email)
         subject = account.id if account else None
-        if await self.throttle.locked(email):
-            spend_equal_time(password)
+        attempt = await self.throttle.attempt(email)
+        if not attempt.allowed:
             await self.audit.record(
                 actor=None, action="login_failed", subject=subject, from_address=address, detail={"reason": "locked"}
             )
             return SignIn(problem="refused")
         usable = account if account is not None and account.active else None
-        check = verify_password(usable.password_hash if usable else None, password)
+        check = await self.passwords.verify(usable.password_hash if usable else None, password)
         if usable is None or not check.matches:
-            locked_now = await self.throttle.failed(email)
+            locked_now = await self.throttle.failed(email, attempt)
             reason = "unknown_account" if account is None else "disabled" if not account.active else "wrong_password"
             detail = {"reason": reason, **({"locked": "true"} if locked_now else {})}
             await self.audit.record(

@@ -25,7 +25,7 @@ from casework.accounts import AccountProblem, EmailTaken, check_role, normalise_
 from casework.audit import ACTIONS, CSV_COLUMNS, AuditEntry, AuditQuery
 from casework.i18n import LOCALE_COOKIE, LOCALES
 from casework.oidc import STATE_MAX_AGE_SECONDS, OpenIdProvider, SingleSignOnRefused
-from casework.passwords import generate_password, hash_password
+from casework.passwords import generate_password
 from casework.roles import Permission, Role, StaffMember
 from casework.web import render
 
@@ -337,7 +337,7 @@ async def account_change(
         fields["active"] = action == "enable"
     elif not errors:
         password = generate_password()
-        fields["password_hash"] = hash_password(password)
+        fields["password_hash"] = await access.passwords.hash(password)
         one_time = {"email": account.email, "password": password}
     if errors:
         return await _accounts_page(request, status_code=400, errors=errors)
