@@ -17,6 +17,7 @@ from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 Clock = Callable[[], datetime]
 
@@ -147,16 +148,26 @@ class LoginThrottle:
         now = self._clock()
         minute = math.floor(now.timestamp() / 60)
         window_ends = datetime.fromtimestamp((minute + 1) * 60, UTC)
-        document = await self.collection.find_one_and_update(
-            {"_id": f"address:{address_key(address)}:{minute}"},
+        document = await self._count(
+            f"address:{address_key(address)}:{minute}",
             {"$inc": {"attempts": 1}, "$setOnInsert": {"expires_at": window_ends + timedelta(minutes=1)}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
-        assert document is not None  # an upsert returning the document after it
         if document["attempts"] <= self._per_minute:
             return None
         return max(1, math.ceil((window_ends - now).total_seconds()))
+
+    async def _count(self, key: str, update: dict[str, Any]) -> dict[str, Any]:
+        """``update`` (an ``$inc``) applied to ``key``'s document, made if missing; the document after it."""
+        for _ in range(3):
+            try:
+                document = await self.collection.find_one_and_update(
+                    {"_id": key}, update, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                document = None  # a parallel attempt inserted it first: the next try updates it
+            if document is not None:
+                return document
+        raise RuntimeError(f"could not count a sign-in attempt ({key.split(':', 1)[0]})")
 
     @staticmethod
     def _key(email: str) -> str:
@@ -169,13 +180,7 @@ class LoginThrottle:
         await self.collection.delete_one(
             {"_id": key, "$or": [{"locked_until": {"$lte": now}}, {"expires_at": {"$lte": now}}]}
         )
-        document = await self.collection.find_one_and_update(
-            {"_id": key},
-            {"$inc": {"attempts": 1}, "$max": {"expires_at": now + self._lockout}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert document is not None  # an upsert returning the document after it
+        document = await self._count(key, {"$inc": {"attempts": 1}, "$max": {"expires_at": now + self._lockout}})
         count: int = document["attempts"]
         locked_until = document.get("locked_until")
         if locked_until is not None and aware(locked_until) > now:
