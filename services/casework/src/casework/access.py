@@ -123,7 +123,7 @@ class StaffAccess:
             settings.login_max_failures,
             timedelta(minutes=settings.login_lockout_minutes),
         )
-        self.audit = AuditLog(clock)
+        self.audit = AuditLog(settings.audit_key(), clock)
         self.passwords = PasswordWork()
         self._signing_key: bytes | None = None
         prefix = "__Host-" if settings.session_cookie_secure else ""

@@ -369,11 +369,10 @@ def _audit_query(request: Request) -> tuple[AuditQuery, dict[str, str], dict[str
         if shown[name]:
             try:
                 day = date.fromisoformat(shown[name])
-            except ValueError:
+                # "until" includes the whole day (and the day after 9999-12-31 is no date: OverflowError).
+                days[name] = datetime.combine(day + timedelta(days=1 if name == "until" else 0), time.min, UTC)
+            except (ValueError, OverflowError):
                 errors[name] = "access.error_date"
-                continue
-            # "until" includes the whole day.
-            days[name] = datetime.combine(day + timedelta(days=1 if name == "until" else 0), time.min, UTC)
     if shown["action"] and shown["action"] not in ACTIONS:
         errors["action"] = "access.error_audit_action"
     query = AuditQuery(
@@ -394,7 +393,14 @@ async def audit_list(request: Request, staff: AuditReader, before: str = "") -> 
         return render(request, "audit.html", {**context, "actions": ACTIONS}, status_code=400)
     page = await access_of(request).audit.find(query, before=before[:64] or None, limit=AUDIT_PAGE_SIZE)
     filters = {name: value for name, value in shown.items() if value}
-    context = {"entries": page.entries, "next_before": page.next_before, "shown": shown, "errors": {}}
+    context = {
+        "entries": page.entries,
+        "next_before": page.next_before,
+        "shown": shown,
+        "errors": {},
+        "missing": page.missing,
+        "missing_count": page.missing_count,
+    }
     return render(request, "audit.html", {**context, "actions": ACTIONS, "filters": filters})
 
 
@@ -421,13 +427,14 @@ async def audit_csv(request: Request, staff: AuditReader) -> Response:
     if errors:
         raise ConsoleRefusal(400, "bad filter: " + ", ".join(sorted(errors)))
     access = access_of(request)
-    filters = {name: value for name, value in shown.items() if value}
+    # Which filters were used, not their values: free text typed by whoever exports stays out of the log.
+    used = ",".join(name for name, value in shown.items() if value)
     await access.audit.record(
         actor=staff.email,
         action="export",
         subject="audit_log",
         from_address=client_address(request),
-        detail=filters,
+        detail={"filters": used} if used else None,
     )
     stamp = access.clock().strftime("%Y%m%dT%H%M%SZ")
     headers = {"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"', **NO_STORE}
