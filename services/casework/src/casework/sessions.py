@@ -203,6 +203,14 @@ class LoginThrottle:
             {"_id": key, "locked_until": None}, {"$set": {"locked_until": until}, "$max": {"expires_at": until}}
         )
 
+    async def locked_among(self, emails: list[str]) -> set[str]:
+        """Those of ``emails`` locked now."""
+        keys = {self._key(email): email for email in emails}
+        found = self.collection.find(
+            {"_id": {"$in": list(keys)}, "locked_until": {"$gt": self._clock()}}, projection={"_id": 1}
+        )
+        return {keys[document["_id"]] async for document in found}
+
     async def succeeded(self, email: str) -> None:
         """A right password, or an admin's reset or unlock: the count and any lock are gone."""
         await self.collection.delete_one({"_id": self._key(email)})
