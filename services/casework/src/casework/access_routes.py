@@ -274,10 +274,18 @@ async def _sso_refused(request: Request, subject: str | None, detail: dict[str, 
 @router.get("/console/login/oidc/callback")
 async def single_sign_on_callback(request: Request, state: str = "", code: str = "") -> Response:
     provider, access = _provider(request), access_of(request)
+    retry_after = await access.throttle.over_limit(client_address(request))
+    if retry_after is not None:
+        response = _login_page(request, status_code=429, error="access.login_throttled")
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     signed = access.unsign("oidc", request.cookies.get(access.oidc_cookie))
+    if signed is None:
+        # No sign-in of this browser is pending: nothing happened worth a record (and anyone could fill the log).
+        return _login_page(request, status_code=401, error="access.sso_refused")
     try:
-        if signed is None or not state or not code:
-            raise SingleSignOnRefused("no pending sign-in")
+        if not state or not code:
+            raise SingleSignOnRefused("no state or code")
         pending = base64.urlsafe_b64decode(signed.encode()).decode()
         email, next_path = await provider.finish(pending, state[:256], code[:2048])
         account = await access.accounts.by_email(normalise_email(email))
