@@ -39,7 +39,8 @@ async def test_a_one_time_password_leads_to_the_form_and_nowhere_else(
             csrf = csrf_in(form.text)
             post = await http.post("/console/probe/work_cases", data={"csrf_token": csrf})
             assert post.status_code == 403
-            assert "Change your password first" in post.text
+            assert "Change your password first, on the Change password page." in post.text
+            assert "<h1>Change your password first</h1>" in post.text
             changed = await http.post(
                 "/console/password",
                 data={
