@@ -39,7 +39,7 @@ ACTIONS = (
 )
 MAX_FIELD_LENGTH = 512  # what an entry keeps of any one value: an audit entry is a record, not a document store
 CSV_COLUMNS = ("sequence", "at", "actor", "action", "subject", "from_address", "detail", "hmac")
-# A page reports up to this many missing sequence numbers, and looks for them in a span of at most this many.
+# A page names up to this many missing sequence numbers, and looks for them in a span of at most this many.
 MAX_MISSING_SHOWN = 20
 MAX_GAP_SPAN = 10_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -242,16 +242,20 @@ class AuditLog:
 
     async def _missing(self, entries: Sequence[AuditEntry], *, newest: bool) -> tuple[list[int], int]:
         """The sequence numbers no entry has from the page's oldest to its newest (or to the last number given,
-        on the first page, where a deleted newest entry would otherwise leave no trace), and how many."""
+        on the first page, where a deleted newest entry would otherwise leave no trace), and how many. A span of
+        more than MAX_GAP_SPAN numbers (a filter matching few entries) is not checked: every unfiltered page is."""
         numbers = [entry.sequence for entry in entries if entry.sequence is not None]
-        low = min(numbers) if numbers else 1
-        high = max([*numbers, await self._last_sequence() if newest else 0], default=0)
-        if high < low:
+        if not numbers:
+            return [], 0
+        low, high = min(numbers), max(numbers)
+        if newest:
+            high = max(high, await self._last_sequence())
+        if high - low >= MAX_GAP_SPAN:
             return [], 0
         span = {"sequence": {"$gte": low, "$lte": high}}
         count = high - low + 1 - await self._entries.count_documents(span)
-        if count <= 0 or high - low >= MAX_GAP_SPAN:
-            return [], max(count, 0)
+        if count <= 0:
+            return [], 0
         present = {d["sequence"] async for d in self._entries.find(span, projection={"sequence": 1, "_id": 0})}
         missing = [n for n in range(high, low - 1, -1) if n not in present]
         return missing[:MAX_MISSING_SHOWN], count
