@@ -63,7 +63,7 @@ SECRET_KEYS = {
     # AGREEMENTS_API_TOKEN: casework's token, which agreements accepts as STAFF_API_TOKENS' casework=.
     "agreements": {"STAFF_API_TOKEN", "LEDGER_SIGNING_KEY", "AGREEMENTS_API_TOKEN"},
     "notifications": {"SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
-    "casework": {"AGREEMENTS_API_TOKEN", "OIDC_CLIENT_SECRET"},
+    "casework": {"AGREEMENTS_API_TOKEN", "AUDIT_HMAC_KEY", "OIDC_CLIENT_SECRET"},
 }
 ALL_SECRET_KEYS = {key for keys in SECRET_KEYS.values() for key in keys}
 # The pods' own variables that are not settings: the parts AMQP_URL is built from.
