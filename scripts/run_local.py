@@ -1,7 +1,8 @@
 """Run the whole system on this machine (``make run``): RabbitMQ check, SecantusDB and a mail sink unless named
-elsewhere (``MONGODB_URL``, ``SMTP_HOST``), three services."""
+elsewhere (``MONGODB_URL``, ``SMTP_HOST``), four services."""
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -105,10 +106,19 @@ def main() -> int:
         "intake": int(env.get("INTAKE_PORT", "8000")),
         "agreements": int(env.get("AGREEMENTS_PORT", "8001")),
         "notifications": int(env.get("NOTIFICATIONS_PORT", "8002")),
+        "casework": int(env.get("CASEWORK_PORT", "8003")),
     }
     env.setdefault("STATUS_BASE_URL", f"http://127.0.0.1:{ports['agreements']}")
     # Verification links in the emails open the intake this run serves.
     env.setdefault("INTAKE_BASE_URL", f"http://127.0.0.1:{ports['intake']}")
+    # casework's console over plain HTTP on this machine (so no Secure cookies), its first admin (casework prints
+    # the password it generates once), and agreements' staff API with a token made for this run, known to both.
+    env.setdefault("CONSOLE_URL", f"http://127.0.0.1:{ports['casework']}")
+    env.setdefault("SESSION_COOKIE_SECURE", "false")
+    env.setdefault("CONSOLE_ADMIN_EMAIL", "admin@localhost")
+    env.setdefault("AGREEMENTS_URL", f"http://127.0.0.1:{ports['agreements']}")
+    casework_token = env.setdefault("AGREEMENTS_API_TOKEN", secrets.token_urlsafe(32))
+    env.setdefault("STAFF_API_TOKENS", f"casework={casework_token}")
     children: list[Child] = []
 
     def start(name: str, *command: str) -> None:
@@ -148,22 +158,27 @@ def main() -> int:
         for service in ports:
             start(service, sys.executable, "-m", service)
 
+        def exited() -> Child | None:
+            return next((c for c in children if c.process.poll() is not None), None)
+
         def answers_ready(port: int) -> Callable[[], bool]:
-            return lambda: stopping or ready(f"http://127.0.0.1:{port}/readyz")
+            # A service that exits while starting (a missing setting, an import error) ends the wait at once.
+            return lambda: stopping or exited() is not None or ready(f"http://127.0.0.1:{port}/readyz")
 
         for service, port in ports.items():
             wait_until(answers_ready(port), 60, service)
-        if not stopping:
+        if not stopping and exited() is None:
             log("all services ready")
             log(f"intake:        http://127.0.0.1:{ports['intake']}  (POST /v1/applications, docs at /docs)")
             log(f"agreements:    http://127.0.0.1:{ports['agreements']}/readyz")
             log(f"notifications: http://127.0.0.1:{ports['notifications']}/readyz")
+            admin = env["CONSOLE_ADMIN_EMAIL"]
+            log(f"casework:      http://127.0.0.1:{ports['casework']}/console  (staff console; admin {admin})")
             log(f"database:      {env['MONGODB_URL']}   emails: {emails}")
             log("Ctrl-C stops everything")
         while not stopping:
-            exited = next((c for c in children if c.process.poll() is not None), None)
-            if exited is not None:
-                log(f"{exited.name} exited with {exited.process.returncode}; stopping everything")
+            if (child := exited()) is not None:
+                log(f"{child.name} exited with {child.process.returncode}; stopping everything")
                 return 1
             time.sleep(0.3)
         return 0

@@ -74,8 +74,10 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
 ) -> None:
     ports = {
         name: free_port()
-        for name in ("INTAKE_PORT", "AGREEMENTS_PORT", "NOTIFICATIONS_PORT", "SMTP_PORT", "LOCAL_MONGO_PORT")
-    }
+        for name in (
+            "INTAKE_PORT", "AGREEMENTS_PORT", "NOTIFICATIONS_PORT", "CASEWORK_PORT", "SMTP_PORT", "LOCAL_MONGO_PORT"
+        )
+    }  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URL", "SMTP_HOST")}
     env.update({k: str(v) for k, v in ports.items()})
     # CAPTCHA off: the API post carries no solution, and an unchecked submission reaches the staff only once
@@ -83,6 +85,8 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
     env.update(
         {"AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example", "CAPTCHA": "off"}
     )
+    # casework's token for agreements' staff API, named here so the test can present it (the runner makes one up).
+    env["AGREEMENTS_API_TOKEN"] = casework_token = f"casework-{uuid.uuid4().hex}"
     async with running_locally(env) as run:
         application_id = await submit(ports["INTAKE_PORT"])
         mail = tmp_path / "mail"
@@ -105,6 +109,16 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
             await mongo.close()
         assert record is not None
         assert (tmp_path / "mongo").is_dir()
+        # casework's console is served too, on its own port, ready with the same broker and database.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['CASEWORK_PORT']}") as http:
+            assert (await http.get("/readyz")).status_code == 200
+        # agreements accepts casework's token (STAFF_API_TOKENS=casework=<it>) and nothing else.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['AGREEMENTS_PORT']}") as http:
+            staff = await http.get("/v1/staff/applications", headers={"Authorization": f"Bearer {casework_token}"})
+            refused = await http.get("/v1/staff/applications", headers={"Authorization": "Bearer not-the-token"})
+        assert staff.status_code == 200, staff.text
+        assert refused.status_code == 401
+        assert f"casework:      http://127.0.0.1:{ports['CASEWORK_PORT']}/console" in "".join(run.output)
     assert run.code == 0, run.log
     assert "[run] stopped" in run.log
 
@@ -112,7 +126,7 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
 async def test_the_runner_uses_the_named_smtp_server_and_database_instead_of_starting_its_own(
     amqp_url: str, mongo_url: str, smtp_port: int, inbox: Inbox, tmp_path: Path
 ) -> None:
-    ports = {name: free_port() for name in ("INTAKE_PORT", "AGREEMENTS_PORT", "NOTIFICATIONS_PORT")}
+    ports = {name: free_port() for name in ("INTAKE_PORT", "AGREEMENTS_PORT", "NOTIFICATIONS_PORT", "CASEWORK_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
     env.update({
         "AMQP_URL": amqp_url, "VAR_DIR": str(tmp_path), "STAFF_EMAILS": "staff@agency.example", "CAPTCHA": "off",

@@ -31,6 +31,7 @@ from faststream.prometheus.container import MetricsContainer
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.routing import Mount, Route
 
 import agency_chassis.metrics
 import intake.accepting
@@ -39,6 +40,7 @@ from agency_chassis.policies import Limits, policies
 from agency_chassis.settings import SharedSettings
 from agency_shared.topology import CONSUMER_QUEUES, DEAD_LETTER_EXCHANGE, DEFAULT_MAX_LENGTH, EVENTS_EXCHANGE
 from agreements.settings import AgreementsSettings
+from casework.settings import CaseworkSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 from tests.support.apps import built_apps
@@ -51,15 +53,17 @@ TARGETS = ("base", "overlays/example")
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 
 Resource = dict[str, Any]
-SERVICE_PORTS = {"intake": 8000, "agreements": 8001, "notifications": 8002}
-CONSUMERS = ("agreements", "notifications")
+SERVICE_PORTS = {"intake": 8000, "agreements": 8001, "notifications": 8002, "casework": 8003}
+CONSUMERS = ("agreements", "notifications", "casework")
 SECRET = "wechat-agency-secrets"
 # The keys of wechat-agency-secrets each service reads (its database and broker credentials
 # are Secrets of their own: see test_each_workload_connects_as_its_own_user).
 SECRET_KEYS = {
     "intake": {"CAPTCHA_HMAC_KEY", "EMAIL_VERIFICATION_SECRET"},
-    "agreements": {"STAFF_API_TOKEN", "LEDGER_SIGNING_KEY"},
+    # AGREEMENTS_API_TOKEN: casework's token, which agreements accepts as STAFF_API_TOKENS' casework=.
+    "agreements": {"STAFF_API_TOKEN", "LEDGER_SIGNING_KEY", "AGREEMENTS_API_TOKEN"},
     "notifications": {"SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
+    "casework": {"AGREEMENTS_API_TOKEN", "OIDC_CLIENT_SECRET"},
 }
 ALL_SECRET_KEYS = {key for keys in SECRET_KEYS.values() for key in keys}
 # The pods' own variables that are not settings: the parts AMQP_URL is built from.
@@ -68,7 +72,9 @@ AMQP_URL = "amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@wechat-rabbitmq:5672/wechat
 VHOST = "wechat_agency"
 WORKLOADS = (*SERVICE_PORTS, "ledger-verify")
 SETTINGS = {
-    name.upper() for cls in (IntakeSettings, AgreementsSettings, NotificationsSettings) for name in cls.model_fields
+    name.upper()
+    for cls in (IntakeSettings, AgreementsSettings, NotificationsSettings, CaseworkSettings)
+    for name in cls.model_fields
 }
 
 # What the services expose on /metrics: ours (agency_chassis.metrics, intake) and
@@ -244,8 +250,8 @@ def test_operator_resources_match_their_crds(target: str) -> None:
     schemas = crd_schemas()
     custom = [r for r in render(target) if (r["apiVersion"], r["kind"]) in schemas]
     # RabbitmqCluster, MongoDBCommunity, 2 PodMonitors, PrometheusRule, and the broker's Vhost,
-    # 3 Users, 3 Permissions and the queues' 10 Policies.
-    assert len(custom) == 12 + len(CONSUMER_QUEUES) + 1
+    # a User and a Permission per service, and a Policy per consumer queue plus the dead letters'.
+    assert len(custom) == 6 + 2 * len(SERVICE_PORTS) + len(CONSUMER_QUEUES) + 1
     for resource in custom:
         assert custom_resource_problems(resource, schemas) == [], resource["metadata"]["name"]
 
@@ -364,7 +370,8 @@ def test_every_service_routes_to_pods_on_a_declared_port(target: str) -> None:
 
 def test_the_ingress_sends_clients_to_intake_and_their_status_links_to_agreements() -> None:
     resources = render("overlays/example")
-    [ingress] = of_kind(resources, "Ingress").values()
+    assert set(of_kind(resources, "Ingress")) == {PUBLIC_INGRESS, STAFF_INGRESS}
+    ingress = public_ingress()
     backends = {
         rule["host"]: {path["backend"]["service"]["name"] for path in rule["http"]["paths"]}
         for rule in ingress["spec"]["rules"]
@@ -374,6 +381,34 @@ def test_the_ingress_sends_clients_to_intake_and_their_status_links_to_agreement
     assert backends[status_host] == {"agreements"}
     assert backends[intake_host] == {"intake"}
     assert set(backends) <= set(ingress["spec"]["tls"][0]["hosts"])
+
+
+def test_the_staff_ingress_sends_staff_to_the_console_on_an_internal_class_over_tls() -> None:
+    resources = render("overlays/example")
+    ingress = of_kind(resources, "Ingress")[STAFF_INGRESS]
+    assert ingress["spec"]["ingressClassName"] == STAFF_INGRESS_CLASS != public_ingress()["spec"]["ingressClassName"]
+    backends = {
+        rule["host"]: {path["backend"]["service"]["name"] for path in rule["http"]["paths"]}
+        for rule in ingress["spec"]["rules"]
+    }
+    console_host = urlsplit(settings_map(resources)["CONSOLE_URL"]).hostname
+    assert backends == {console_host: {"casework"}}
+    assert set(backends) <= set(ingress["spec"]["tls"][0]["hosts"])  # the session cookies are Secure
+    assert settings_map(resources)["SESSION_COOKIE_SECURE"] == "true"
+
+
+def test_casework_calls_agreements_with_its_own_token() -> None:
+    resources = render("overlays/example")
+    agreements_url = urlsplit(settings_map(resources)["AGREEMENTS_URL"])
+    [service_port] = of_kind(resources, "Service")["agreements"]["spec"]["ports"]
+    assert (agreements_url.hostname, agreements_url.port or 80) == ("agreements", service_port["port"])
+    assert secret_ref(container_env("casework")["AGREEMENTS_API_TOKEN"]) == (SECRET, "AGREEMENTS_API_TOKEN")
+    env = container_env("agreements")
+    assert secret_ref(env["AGREEMENTS_API_TOKEN"]) == (SECRET, "AGREEMENTS_API_TOKEN")
+    # $(VAR) is expanded only from variables defined before it.
+    assert env["STAFF_API_TOKENS"]["value"] == "casework=$(AGREEMENTS_API_TOKEN)"
+    names = list(env)
+    assert names.index("AGREEMENTS_API_TOKEN") < names.index("STAFF_API_TOKENS")
 
 
 def test_the_example_overlay_pins_images_and_namespace() -> None:
@@ -576,6 +611,7 @@ PUBLIC_ROUTES = {
         ("GET", "/v1/receipt-verifier.py"),
     },
     "notifications": set(),
+    "casework": set(),
 }
 # Served by every service but left out of its OpenAPI document.
 HIDDEN_ROUTES = {
@@ -591,6 +627,11 @@ HIDDEN_ROUTES = {
     )
 }
 INTERNAL_PATHS = ("/metrics", "/healthz", "/readyz", "/docs", "/openapi.json", "/asyncapi", "/v1/staff/applications")
+PUBLIC_INGRESS = "wechat-agency"
+# The staff console's ingress (an internal-only class): casework's pages and static files, nothing else.
+STAFF_INGRESS = "wechat-agency-staff"
+STAFF_INGRESS_CLASS = "nginx-internal"
+STAFF_PREFIXES = ("/console", "/static")
 
 
 def service_routes() -> dict[str, set[tuple[str, str]]]:
@@ -626,8 +667,7 @@ def routed(ingress: Resource) -> dict[str, list[tuple[str, str]]]:
 
 
 def public_ingress() -> Resource:
-    [ingress] = of_kind(render("overlays/example"), "Ingress").values()
-    return ingress
+    return of_kind(render("overlays/example"), "Ingress")[PUBLIC_INGRESS]
 
 
 def test_the_public_ingress_routes_every_public_route_and_nothing_else() -> None:
@@ -651,6 +691,41 @@ def test_the_public_ingress_routes_every_public_route_and_nothing_else() -> None
     for path in INTERNAL_PATHS:
         for service, rules in by_service.items():
             assert not any(ingress_matches(p, kind, path) for p, kind in rules), f"{path} is public on {service}"
+
+
+def casework_routes() -> set[tuple[str, str]]:
+    """Every (method, path template) casework serves. Its console's pages are left out of its OpenAPI document,
+    so they come from the app's routes; its static files' mount is /static/{path}."""
+    import casework.main  # here, not above: only this check needs the whole console built
+
+    settings = CaseworkSettings.model_validate(
+        {"environment": "local", "amqp_url": "amqp://localhost:5672/never-connected", "log_level": "WARNING"}
+    )
+    app = casework.main.create_app(settings)
+    found = set(HIDDEN_ROUTES)
+    for route in app.routes:
+        if isinstance(route, Mount):
+            found.add(("GET", f"{route.path}/{{path}}"))
+        elif isinstance(route, Route):  # FastAPI's APIRoute too
+            found |= {(method, route.path) for method in route.methods or ()}
+    return found
+
+
+def test_the_staff_ingress_routes_the_console_and_nothing_internal() -> None:
+    routes = casework_routes()
+    rules = routed(of_kind(render("overlays/example"), "Ingress")[STAFF_INGRESS])
+    assert set(rules) == {"casework"}
+    console = {
+        (method, path)
+        for method, path in routes
+        if path == "/" or any(ingress_matches(prefix, "Prefix", concrete(path)) for prefix in STAFF_PREFIXES)
+    }
+    assert ("GET", "/console/cases") in console
+    for method, template in routes:
+        reachable = any(ingress_matches(path, kind, concrete(template)) for path, kind in rules["casework"])
+        assert reachable == ((method, template) in console), f"{method} {template} on the staff ingress: {reachable}"
+    for path in (*INTERNAL_PATHS, "/asyncapi.json"):
+        assert not any(ingress_matches(p, kind, path) for p, kind in rules["casework"]), f"{path} on the staff ingress"
 
 
 def test_the_route_check_catches_an_ingress_that_routes_everything() -> None:
@@ -716,6 +791,7 @@ def peer_admits(peer: dict[str, Any], namespace: str, labels: dict[str, str]) ->
 
 
 INGRESS_CONTROLLER = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+STAFF_INGRESS_CONTROLLER = ("ingress-nginx-internal", {"app.kubernetes.io/name": "ingress-nginx"})
 PROMETHEUS = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
 STRANGER = ("default", {"app.kubernetes.io/name": "anything"})
 
@@ -735,17 +811,24 @@ def test_the_namespace_denies_incoming_connections_by_default() -> None:
         assert any(label_selects(p["spec"]["podSelector"], target) for p in policies.values()), name
 
 
-def test_only_the_ingress_controller_and_prometheus_reach_the_services() -> None:
+def test_only_the_ingress_controllers_and_prometheus_reach_the_services() -> None:
     labels = pod_labels(render("overlays/example"))
     for service in ("intake", "agreements"):
         assert admits(service, "http", INGRESS_CONTROLLER), service
+        assert not admits(service, "http", STAFF_INGRESS_CONTROLLER), service
     assert not admits("notifications", "http", INGRESS_CONTROLLER)  # it has no public route
+    # The staff console: the internal controller only, never the public one.
+    assert admits("casework", "http", STAFF_INGRESS_CONTROLLER)
+    assert not admits("casework", "http", INGRESS_CONTROLLER)
+    assert not admits("notifications", "http", STAFF_INGRESS_CONTROLLER)
+    # The one call between services: casework -> agreements' staff API.
+    calls = {("casework", "agreements")}
     for service in SERVICE_PORTS:
         assert admits(service, "http", PROMETHEUS), service  # /metrics
         assert not admits(service, "http", STRANGER), service
         for other in WORKLOADS:
             source = ("wechat-agency", labels[other])
-            assert not admits(service, "http", source), f"{other} may call {service}"
+            assert admits(service, "http", source) == ((other, service) in calls), f"{other} -> {service}"
 
 
 def test_only_the_services_reach_rabbitmq_and_mongodb() -> None:
@@ -782,13 +865,14 @@ WRITE_ACTIONS = {"insert", "update", "remove", "createCollection", "createIndex"
 
 
 def collections_used(service: str) -> set[str]:
-    """The MongoDB collections a service's code names: `..._COLLECTION = "..."`, `client[database]["..."]`
-    or `get_collection("...")`."""
+    """The MongoDB collections a service's code names: `..._COLLECTION = "..."`, `client[database or db_name]["..."]`
+    or `get_collection("...")`, and casework's module constants naming a `casework_` collection."""
     found = set()
     for path in (ROOT / "services" / service / "src").rglob("*.py"):
         text = path.read_text()
         found |= set(re.findall(r'^\w*COLLECTION\w* = "(\w+)"', text, flags=re.MULTILINE))
-        found |= set(re.findall(r'\[(?:self\.)?_?(?:database|db)\]\["(\w+)"\]', text))
+        found |= set(re.findall(r'^[A-Z_]+ = "(casework_\w+)"', text, flags=re.MULTILINE))
+        found |= set(re.findall(r'\[(?:self\.)?_?(?:database|db|db_name)\]\["(\w+)"\]', text))
         found |= set(re.findall(r'get_collection\(\s*"(\w+)"', text))
     return found
 
@@ -811,6 +895,8 @@ def test_mongodb_roles_are_the_databases_and_reach_only_each_services_collection
     assert used["agreements"] >= {"applications", "acceptance_ledger", "acceptance_ledger_head"}
     assert used["intake"] >= {"idempotency_keys", "captcha_solutions"}
     assert used["notifications"] >= {"held_submissions", "notifications_daily_cap"}
+    assert used["casework"] >= {"casework_cases", "casework_staff", "casework_sessions", "casework_audit"}
+    assert all(name.startswith("casework_") for name in role_privileges("wechat-casework")), "casework_* only"
     for service in SERVICE_PORTS:
         privileges = role_privileges(f"wechat-{service}")
         # Exactly the collections its code uses, each readable and writable.

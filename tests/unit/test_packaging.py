@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("intake", "agreements", "notifications")
+SERVICES = ("intake", "agreements", "notifications", "casework")
 COMPOSE = ROOT / "docker-compose.yml"
 
 
@@ -94,6 +94,20 @@ def test_compose_reaches_every_agreements_replica_through_the_proxy_on_8001() ->
     assert len(published) == len(set(published)), published
 
 
+def test_compose_casework_calls_agreements_through_the_proxy_with_its_own_token() -> None:
+    services = compose_services()
+    casework, agreements = services["casework"]["environment"], services["agreements"]["environment"]
+    assert isinstance(casework, dict)
+    assert isinstance(agreements, dict)
+    assert casework["AGREEMENTS_URL"] == "http://agreements-proxy:8001"  # every agreements replica
+    token = re.fullmatch(r"\$\{(AGREEMENTS_API_TOKEN):\?[^}]*\}", casework["AGREEMENTS_API_TOKEN"])
+    assert token, casework["AGREEMENTS_API_TOKEN"]
+    assert re.fullmatch(r"casework=\$\{AGREEMENTS_API_TOKEN:\?[^}]*\}", agreements["STAFF_API_TOKENS"])
+    assert casework["SESSION_COOKIE_SECURE"] == "true"
+    assert "CONSOLE_ADMIN_PASSWORD" not in casework  # the first admin: python -m casework create-admin
+    assert services["casework"]["ports"] == ["127.0.0.1:8003:8003"]
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_service_has_its_own_dockerfile_and_entry_point(service: str) -> None:
     dockerfile = (ROOT / "services" / service / "Dockerfile").read_text()
@@ -131,7 +145,7 @@ def test_compose_publishes_ports_on_the_loopback_interface_only() -> None:
         for name, service in compose_services().items()
         for port in service.get("ports", [])  # type: ignore[attr-defined]
     ]
-    assert {name for name, _ in published} >= {"rabbitmq", "mongo", "mailpit", "intake", "agreements-proxy"}
+    assert {name for name, _ in published} >= {"rabbitmq", "mongo", "mailpit", "intake", "agreements-proxy", "casework"}
     for name, port in published:
         assert re.fullmatch(r"127\.0\.0\.1:\d+:\d+", port), f"{name} publishes {port} beyond this machine"
 

@@ -12,7 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("intake", "agreements", "notifications")
+SERVICES = ("intake", "agreements", "notifications", "casework")
 
 
 def service_locks() -> ModuleType:
