@@ -45,7 +45,6 @@ class System:
 
     async def case_id(self, application_id: str) -> str:
         async with asyncio.timeout(30):
-
             while (case := await self.cases.find_one({"application_id": application_id}, {"_id": 1})) is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         return str(case["_id"])
