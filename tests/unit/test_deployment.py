@@ -27,6 +27,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import promql_parser
 import pytest
 import yaml
+from fastapi.routing import iter_route_contexts
 from faststream.prometheus.container import MetricsContainer
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
@@ -703,11 +704,13 @@ def casework_routes() -> set[tuple[str, str]]:
     )
     app = casework.main.create_app(settings)
     found = set(HIDDEN_ROUTES)
-    for route in app.routes:
+    # FastAPI keeps an included router as one entry of app.routes: walk into them (the console's are included).
+    for context in iter_route_contexts(app.routes):
+        route, path = context.route, context.path or ""
         if isinstance(route, Mount):
-            found.add(("GET", f"{route.path}/{{path}}"))
+            found.add(("GET", f"{path}/{{path}}"))
         elif isinstance(route, Route):  # FastAPI's APIRoute too
-            found |= {(method, route.path) for method in route.methods or ()}
+            found |= {(method, path) for method in route.methods or ()}
     return found
 
 
