@@ -12,10 +12,12 @@ from typing import Any
 from pydantic import AmqpDsn
 
 import agreements.main
+import casework.main
 import intake.main
 import notifications.main
 from agency_chassis.asyncapi import EventDocument
 from agreements.settings import AgreementsSettings
+from casework.settings import CaseworkSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 
@@ -32,6 +34,7 @@ def documents(**settings: Any) -> dict[str, EventDocument]:
         "intake": intake.main.create_app(IntakeSettings(_env_file=None, **shared)),
         "agreements": agreements.main.create_app(AgreementsSettings(_env_file=None, **shared)),
         "notifications": notifications.main.create_app(NotificationsSettings(_env_file=None, **shared)),
+        "casework": casework.main.create_app(CaseworkSettings(_env_file=None, **shared)),
     }
     return {service: app.state.asyncapi for service, app in apps.items()}
 

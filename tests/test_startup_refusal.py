@@ -144,7 +144,7 @@ COMPOSE_SECRETS = {
     "intake": ("EMAIL_VERIFICATION_SECRET", "CAPTCHA_HMAC_KEY"),
     "agreements": ("STAFF_API_TOKEN",),
     "notifications": ("EMAIL_VERIFICATION_SECRET",),
-    "casework": ("AGREEMENTS_API_TOKEN",),
+    "casework": ("AGREEMENTS_API_TOKEN", "AUDIT_HMAC_KEY"),
 }
 
 

@@ -8,6 +8,7 @@ import aio_pika
 import pytest
 
 import agreements.main
+import casework.main
 import intake.main
 import notifications.main
 from agency_chassis.policies import DEAD_LETTER_DELIVERY_LIMIT, DEAD_LETTERS_POLICY
@@ -24,6 +25,7 @@ from agency_shared.topology import (
     consumers_of,
 )
 from agreements.settings import AgreementsSettings
+from casework.settings import CaseworkSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 from tests.support import broker
@@ -64,6 +66,7 @@ async def test_every_service_declares_the_same_topology_and_consumes_with_a_boun
     intake_settings: IntakeSettings,
     agreements_settings: AgreementsSettings,
     notifications_settings: NotificationsSettings,
+    casework_settings: CaseworkSettings,
     amqp_url: str,
 ) -> None:
     vhost = amqp_url.rsplit("/", 1)[1]
@@ -71,6 +74,7 @@ async def test_every_service_declares_the_same_topology_and_consumes_with_a_boun
         intake.main.create_app(intake_settings),
         agreements.main.create_app(agreements_settings),
         notifications.main.create_app(notifications_settings),
+        casework.main.create_app(casework_settings),
         # A second replica declares it all again: declarations are idempotent (a mismatch would fail its start).
         agreements.main.create_app(agreements_settings),
     )

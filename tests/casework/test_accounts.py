@@ -1,9 +1,11 @@
 """Staff accounts: an admin creates one (a one-time password that works), bad input is refused with clear errors
 and changes nothing, the first admin of a local run, and ``create-admin``."""
 
+import asyncio
 import io
 from typing import Any
 
+import httpx
 import pytest
 from argon2 import PasswordHasher
 from pymongo import AsyncMongoClient
@@ -131,3 +133,106 @@ def test_create_admin_from_the_command_line(mongo_url: str, mongo_db: str, capsy
     typed = ["create-admin", "--email", "y@agency.example"]
     assert admin_cli.main(typed, settings, prompt=lambda _: next(prompts)) == 2
     assert "differ" in capsys.readouterr().err
+
+
+async def lock_out(http: httpx.AsyncClient, email: str, failures: int) -> None:
+    for _ in range(failures):
+        assert (await sign_in(http, email, "wrong password here")).status_code == 401
+
+
+async def test_an_admin_s_reset_unlocks_and_must_be_changed(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db, login_max_failures=3) as c:
+        await c.staff(Role.ADMIN)
+        viewer = await c.staff(Role.VIEWER)
+        async with c.client() as admin, c.client("198.51.100.66") as attacker, c.client() as owner:
+            await lock_out(attacker, "viewer@agency.example", 3)
+            csrf = await signed_in_token(admin, "admin@agency.example")
+            listing = await admin.get("/console/accounts")
+            assert "sign-in locked" in listing.text
+            answer = await admin.post(
+                f"/console/accounts/{viewer.id}", data={"csrf_token": csrf, "action": "reset_password"}
+            )
+            assert answer.status_code == 200
+            password = answer.text.split(ONE_TIME, 1)[1].split("</code>", 1)[0]
+            assert "sign-in locked" not in answer.text
+            signed = await sign_in(owner, "viewer@agency.example", password)
+            assert signed.status_code == 303
+            assert signed.headers["location"].startswith("/console/password")
+        stored = await c.access.accounts.by_id(viewer.id)
+        assert stored is not None
+        assert stored.must_change_password
+
+
+async def test_an_admin_unlocks_an_account_and_it_is_audited(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db, login_max_failures=3) as c:
+        await c.staff(Role.ADMIN)
+        viewer = await c.staff(Role.VIEWER)
+        async with c.client() as admin, c.client("198.51.100.66") as attacker, c.client() as owner:
+            await lock_out(attacker, "viewer@agency.example", 3)
+            assert (await sign_in(owner, "viewer@agency.example")).status_code == 401
+            csrf = await signed_in_token(admin, "admin@agency.example")
+            assert 'value="unlock"' in (await admin.get("/console/accounts")).text
+            answer = await admin.post(f"/console/accounts/{viewer.id}", data={"csrf_token": csrf, "action": "unlock"})
+            assert answer.status_code == 200
+            assert 'value="unlock"' not in answer.text
+            assert (await sign_in(owner, "viewer@agency.example")).status_code == 303
+        unlocked = await mongo[mongo_db]["casework_audit"].find_one({"detail.change": "unlock"})
+        assert unlocked is not None
+        assert (unlocked["actor"], unlocked["subject"]) == ("admin@agency.example", viewer.id)
+
+
+async def test_a_single_sign_on_account_has_no_password_to_reset(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db) as c:
+        await c.staff(Role.ADMIN)
+        sso, _ = await c.access.create_account(
+            email="sso@agency.example", name="S", role=Role.VIEWER, single_sign_on=True
+        )
+        async with c.client() as admin:
+            csrf = await signed_in_token(admin, "admin@agency.example")
+            answer = await admin.post(
+                f"/console/accounts/{sso.id}", data={"csrf_token": csrf, "action": "reset_password"}
+            )
+            assert answer.status_code == 400
+            assert "single sign-on only" in answer.text
+            assert ONE_TIME not in answer.text
+        stored = await c.access.accounts.by_id(sso.id)
+        assert stored is not None
+        assert stored.password_hash is None
+
+
+async def test_the_last_active_admin_cannot_be_removed(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db) as c:
+        first = await c.staff(Role.ADMIN, "first@agency.example")
+        second = await c.staff(Role.ADMIN, "second@agency.example")
+        async with c.client() as http:
+            csrf = await signed_in_token(http, "first@agency.example")
+            demoted = await http.post(
+                f"/console/accounts/{second.id}", data={"csrf_token": csrf, "action": "role", "role": "viewer"}
+            )
+            assert demoted.status_code == 200
+        # The second admin's own request, sent before the demotion landed, arrives now: it would leave no admin.
+        account = await c.access.accounts.by_id(first.id)
+        assert account is not None
+        assert not await c.access.keep_an_admin(account, role="viewer")
+        assert not await c.access.keep_an_admin(account, active=False)
+        stored = await c.access.accounts.by_id(first.id)
+        assert stored is not None
+        assert (stored.role, stored.active) == (Role.ADMIN, True)
+
+
+async def test_two_admins_removing_each_other_at_once_leave_one(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db) as c:
+        first = await c.staff(Role.ADMIN, "first@agency.example")
+        second = await c.staff(Role.ADMIN, "second@agency.example")
+        async with c.client() as one, c.client() as other:
+            one_csrf = await signed_in_token(one, "first@agency.example")
+            other_csrf = await signed_in_token(other, "second@agency.example")
+            answers = await asyncio.gather(
+                one.post(f"/console/accounts/{second.id}", data={"csrf_token": one_csrf, "action": "disable"}),
+                other.post(f"/console/accounts/{first.id}", data={"csrf_token": other_csrf, "action": "disable"}),
+            )
+        assert await c.access.accounts.active_admins() >= 1
+        for answer in answers:
+            assert answer.status_code in (200, 401, 409)
+            if answer.status_code == 409:
+                assert "That would leave no active admin" in answer.text

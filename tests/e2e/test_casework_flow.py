@@ -44,8 +44,9 @@ class System:
     cases: Any  # casework's collection, to wait for the case
 
     async def case_id(self, application_id: str) -> str:
+        query = {"application_id": application_id}
         async with asyncio.timeout(30):
-            while (case := await self.cases.find_one({"application_id": application_id}, {"_id": 1})) is None:  # noqa: ASYNC110
+            while (case := await self.cases.find_one(query, {"_id": 1})) is None:  # noqa: ASYNC110 - a database
                 await asyncio.sleep(0.05)
         return str(case["_id"])
 

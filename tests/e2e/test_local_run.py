@@ -118,9 +118,9 @@ async def test_the_runner_starts_everything_serves_a_submission_and_stops_cleanl
             refused = await http.get("/v1/staff/applications", headers={"Authorization": "Bearer not-the-token"})
         assert staff.status_code == 200, staff.text
         assert refused.status_code == 401
-        assert f"casework:      http://127.0.0.1:{ports['CASEWORK_PORT']}/console" in "".join(run.output)
     assert run.code == 0, run.log
     assert "[run] stopped" in run.log
+    assert f"casework:      http://127.0.0.1:{ports['CASEWORK_PORT']}/console" in run.log
 
 
 async def test_the_runner_uses_the_named_smtp_server_and_database_instead_of_starting_its_own(

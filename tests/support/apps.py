@@ -8,9 +8,11 @@ from fastapi import FastAPI
 from pydantic import AmqpDsn
 
 import agreements.main
+import casework.main
 import intake.main
 import notifications.main
 from agreements.settings import AgreementsSettings
+from casework.settings import CaseworkSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 
@@ -30,6 +32,7 @@ def built_apps() -> dict[str, FastAPI]:
         "intake": intake.main.create_app(IntakeSettings.model_validate(shared)),
         "agreements": agreements.main.create_app(AgreementsSettings.model_validate(shared)),
         "notifications": notifications.main.create_app(NotificationsSettings.model_validate(shared)),
+        "casework": casework.main.create_app(CaseworkSettings.model_validate(shared)),
     }
 
 

@@ -47,25 +47,32 @@ STATISTICS_INTERVAL_SECONDS = 6.0
 
 
 async def queued_messages(vhost: str, prefix: str = "") -> int | None:
-    """Messages (ready + unacked) in the vhost's queues named ``prefix…``, DLQs aside, as RabbitMQ last counted them."""
+    """Messages (ready + unacked) in the vhost's queues named ``prefix…``, as RabbitMQ last counted them: the queues
+    someone consumes and the delay queues (what they park comes back); not the DLQs, nor the queues of a service
+    the test does not run (nobody consumes them: what they hold waits for nothing the test does)."""
     if await asyncio.to_thread(servers.api_available):
         queues = await asyncio.to_thread(
-            servers.management_get, f"/queues/{quote(vhost, safe='')}?columns=name,messages"
+            servers.management_get, f"/queues/{quote(vhost, safe='')}?columns=name,messages,consumers"
         )
         if not isinstance(queues, list) or any("messages" not in queue for queue in queues):
             return None  # not answered, or a queue not counted yet
-        return sum(
-            int(q["messages"]) for q in queues if q["name"].startswith(prefix) and not q["name"].endswith(".dlq")
-        )
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await process.communicate()
-    if process.returncode != 0:
-        return None
-    rows = [line.split("\t") for line in out.decode().splitlines()[1:] if line.strip()]
-    return sum(int(count) for name, count in rows if name.startswith(prefix) and not name.endswith(".dlq"))
+        rows = [(q["name"], int(q["messages"]), int(q.get("consumers") or 0)) for q in queues]
+    else:
+        process = await asyncio.create_subprocess_exec(
+            "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages", "consumers",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        if process.returncode != 0:
+            return None
+        lines = [line.split("\t") for line in out.decode().splitlines()[1:] if line.strip()]
+        rows = [(name, int(count), int(consumers)) for name, count, consumers in lines]
+    return sum(count for name, count, consumers in rows if name.startswith(prefix) and counted(name, consumers))
+
+
+def counted(queue: str, consumers: int) -> bool:
+    """Whether a queue's messages are still on their way: consumed, or parked in a delay queue."""
+    return not queue.endswith(".dlq") and (consumers > 0 or ".retry." in queue)
 
 
 async def wait_settled(amqp_url: str, prefix: str = "", timeout: float = 45) -> None:

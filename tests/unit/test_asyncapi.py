@@ -15,6 +15,7 @@ from agency_shared.events import (
     AgreementRecorded,
     ApplicantErased,
     ApplicationSubmitted,
+    CaseStatusChanged,
     EmailVerified,
     EnquiryConfirmed,
     EnquiryReceived,
@@ -27,11 +28,12 @@ from agency_shared.topology import CONSUMER_QUEUES, EDGE_EVENTS, EVENTS_EXCHANGE
 from scripts.asyncapi import documents, path_of
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("intake", "agreements", "notifications")
+SERVICES = ("intake", "agreements", "notifications", "casework")
 PUBLISHES: dict[str, tuple[type[Event], ...]] = {  # intake's: topology.EDGE_EVENTS
     "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
     "agreements": (AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased, LedgerCheckpointed),
     "notifications": (NotificationSettled, EnquiryReleased),
+    "casework": (CaseStatusChanged,),
 }
 
 

@@ -17,7 +17,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,12 +27,11 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import promql_parser
 import pytest
 import yaml
-from fastapi.routing import iter_route_contexts
 from faststream.prometheus.container import MetricsContainer
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 import agency_chassis.metrics
 import intake.accepting
@@ -64,7 +63,7 @@ SECRET_KEYS = {
     # AGREEMENTS_API_TOKEN: casework's token, which agreements accepts as STAFF_API_TOKENS' casework=.
     "agreements": {"STAFF_API_TOKEN", "LEDGER_SIGNING_KEY", "AGREEMENTS_API_TOKEN"},
     "notifications": {"SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
-    "casework": {"AGREEMENTS_API_TOKEN", "OIDC_CLIENT_SECRET"},
+    "casework": {"AGREEMENTS_API_TOKEN", "AUDIT_HMAC_KEY", "OIDC_CLIENT_SECRET"},
 }
 ALL_SECRET_KEYS = {key for keys in SECRET_KEYS.values() for key in keys}
 # The pods' own variables that are not settings: the parts AMQP_URL is built from.
@@ -695,23 +694,25 @@ def test_the_public_ingress_routes_every_public_route_and_nothing_else() -> None
 
 
 def casework_routes() -> set[tuple[str, str]]:
-    """Every (method, path template) casework serves. Its console's pages are left out of its OpenAPI document,
-    so they come from the app's routes; its static files' mount is /static/{path}."""
-    import casework.main  # here, not above: only this check needs the whole console built
-
-    settings = CaseworkSettings.model_validate(
-        {"environment": "local", "amqp_url": "amqp://localhost:5672/never-connected", "log_level": "WARNING"}
-    )
-    app = casework.main.create_app(settings)
-    found = set(HIDDEN_ROUTES)
-    # FastAPI keeps an included router as one entry of app.routes: walk into them (the console's are included).
-    for context in iter_route_contexts(app.routes):
-        route, path = context.route, context.path or ""
+    """Every (method, path template) casework serves: its OpenAPI paths, the hidden ones, and every route and mount
+    of the app and its routers (`/`, which redirects to the cases, and its static files as /static/{path})."""
+    app = built_apps()["casework"]
+    found = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+    found |= HIDDEN_ROUTES
+    for route in walked(app.routes):
         if isinstance(route, Mount):
-            found.add(("GET", f"{path}/{{path}}"))
+            found.add(("GET", f"{route.path}/{{path}}"))
         elif isinstance(route, Route):  # FastAPI's APIRoute too
-            found |= {(method, path) for method in route.methods or ()}
+            found |= {(method, route.path) for method in route.methods or () if method != "HEAD"}
     return found
+
+
+def walked(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, also those of included routers: FastAPI (0.16x) keeps an included router as one entry that
+    holds the router (casework's routers have no prefix, so their paths are the app's)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        yield from walked(included.routes) if included is not None else (route,)
 
 
 def test_the_staff_ingress_routes_the_console_and_nothing_internal() -> None:
@@ -865,6 +866,9 @@ DEFINITIONS = json.loads(
     re.sub(r"@@\w+@@", "x", (ROOT / "deploy" / "compose" / "rabbitmq" / "definitions.template.json").read_text())
 )
 WRITE_ACTIONS = {"insert", "update", "remove", "createCollection", "createIndex", "dropIndex"}
+# Collections their service may only add to: the audit log's entries cannot be changed or removed by the very
+# staff it records, whatever the console's code does (casework's user has no update or remove on them).
+APPEND_ONLY = {"casework_audit": {"find", "insert", "createCollection", "createIndex"}}
 
 
 def collections_used(service: str) -> set[str]:
@@ -904,7 +908,8 @@ def test_mongodb_roles_are_the_databases_and_reach_only_each_services_collection
         privileges = role_privileges(f"wechat-{service}")
         # Exactly the collections its code uses, each readable and writable.
         assert set(privileges) == used[service], service
-        assert all(actions == {"find"} | WRITE_ACTIONS for actions in privileges.values()), service
+        for collection, actions in privileges.items():
+            assert actions == APPEND_ONLY.get(collection, {"find"} | WRITE_ACTIONS), (service, collection)
         others = set().union(*(used[other] for other in SERVICE_PORTS if other != service))
         assert not set(privileges) & others, f"{service} may write another service's collections"
     # The nightly verify only reads, and only the ledger.

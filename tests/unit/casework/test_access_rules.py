@@ -1,6 +1,7 @@
 """Staff access's plain rules: who may do what, where ``next`` may point, what an email or password may be, and
 that every word of the access pages exists in both languages."""
 
+import hashlib
 import json
 from importlib import resources
 
@@ -8,7 +9,7 @@ import pytest
 
 from casework.access import ROLE_PERMISSIONS, Permission, Role, StaffMember, first_admin_banner, safe_next
 from casework.accounts import AccountProblem, normalise_email
-from casework.audit import AuditEntry, canonical_json, entry_hash
+from casework.audit import AuditEntry, canonical_json, entry_mac
 from casework.passwords import PasswordProblem, check_new_password, hash_password, verify_password
 
 # The issue: "viewer (reads, no personal-data export), operator (works cases), admin (accounts, erasure, replay)";
@@ -84,10 +85,12 @@ def test_passwords_are_bounded_and_hashed_with_argon2id() -> None:
     assert not verify_password("not a hash", "anything at all").matches
 
 
-def test_an_entry_hash_covers_every_field_but_not_key_order() -> None:
+def test_an_entry_mac_covers_every_field_and_the_key_but_not_key_order() -> None:
     from datetime import UTC, datetime
 
+    key = b"k" * 32
     entry = {
+        "sequence": 7,
         "at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
         "actor": "a@agency.example",
         "action": "erase",
@@ -95,12 +98,23 @@ def test_an_entry_hash_covers_every_field_but_not_key_order() -> None:
         "from_address": "192.0.2.1",
         "detail": {"b": "2", "a": "1"},
     }
-    assert entry_hash(entry) == entry_hash(dict(reversed(list(entry.items()))))
+    assert entry_mac(key, entry) == entry_mac(key, dict(reversed(list(entry.items()))))
     assert b'"at":"2026-01-02T03:04:05.678+00:00"' in canonical_json(entry)  # what MongoDB keeps: milliseconds
-    for field, changed in [("actor", "b@agency.example"), ("subject", "case-2"), ("detail", {"a": "1"})]:
-        assert entry_hash({**entry, field: changed}) != entry_hash(entry)
-    stored = {**entry, "_id": "x", "sha256": entry_hash(entry)}
-    assert AuditEntry.from_document(stored).intact
+    changes: list[tuple[str, object]] = [
+        ("actor", "b@agency.example"),
+        ("subject", "case-2"),
+        ("detail", {"a": "1"}),
+        ("sequence", 8),
+    ]
+    for field, changed in changes:
+        assert entry_mac(key, {**entry, field: changed}) != entry_mac(key, entry)
+    stored = {**entry, "_id": "x", "hmac": entry_mac(key, entry)}
+    assert AuditEntry.from_document(stored, key).intact
+    assert not AuditEntry.from_document(stored, b"another key of thirty-two bytes!").intact
+    # Recomputing a plain hash after an edit, as anyone could, does not make the entry intact again.
+    assert not AuditEntry.from_document(
+        {**stored, "hmac": hashlib.sha256(canonical_json(stored)).hexdigest()}, key
+    ).intact
 
 
 def test_the_first_admin_banner_shows_the_email_and_password() -> None:

@@ -9,7 +9,6 @@ import uvicorn
 from agency_chassis import dead_letters, policies
 from agency_chassis.startup import load_settings
 from casework import admin_cli
-from casework.main import create_app
 from casework.settings import CaseworkSettings
 
 TOOLS = (["dlq"], ["policies"], ["create-admin"])
@@ -24,6 +23,8 @@ def main() -> None:
         sys.exit(policies.main(sys.argv[2:], settings.queue_max_length, settings.dead_letter_retention_days))
     if sys.argv[1:2] == ["create-admin"]:
         sys.exit(admin_cli.main(sys.argv[2:], settings))
+    from casework.main import create_app  # here: the tools above need none of the web app
+
     app = partial(create_app, settings)
     uvicorn.run(app, factory=True, host=settings.bind_host, port=settings.casework_port)
 

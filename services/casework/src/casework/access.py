@@ -26,10 +26,11 @@ from casework.accounts import Account, AccountProblem, StaffAccounts, check_name
 from casework.audit import AuditLog
 from casework.passwords import (
     MAX_PASSWORD_LENGTH,
+    PasswordCheck,
+    PasswordProblem,
+    PasswordWork,
+    check_new_password,
     generate_password,
-    hash_password,
-    spend_equal_time,
-    verify_password,
 )
 from casework.roles import ROLE_PERMISSIONS, Permission, Role, StaffMember
 from casework.sessions import LoginThrottle, Session, Sessions
@@ -56,6 +57,8 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_REFUSED = "CSRF token missing or wrong"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOGIN_PATH = "/console/login"
+PASSWORD_PATH = "/console/password"  # noqa: S105 - a page, not a secret
+PASSWORD_CHANGE_REQUIRED = "password change required: change your password at /console/password first"  # noqa: S105
 
 
 def safe_next(value: str | None, default: str = "/console/cases") -> str:
@@ -101,8 +104,23 @@ class SignIn:
     retry_after: int = 0
 
 
+@dataclass(frozen=True)
+class PasswordChange:
+    """What a staff member's own password change came to: ``token`` (their new session) on success, else
+    ``errors``, the message of each field to correct."""
+
+    token: str | None = None
+    errors: Mapping[str, str] | None = None
+
+
 def _staff(account: Account) -> StaffMember:
-    return StaffMember(id=account.id, email=account.email, name=account.name, role=account.role)
+    return StaffMember(
+        id=account.id,
+        email=account.email,
+        name=account.name,
+        role=account.role,
+        must_change_password=account.must_change_password,
+    )
 
 
 def first_admin_banner(email: str, password: str) -> str:
@@ -129,7 +147,8 @@ class StaffAccess:
             settings.login_max_failures,
             timedelta(minutes=settings.login_lockout_minutes),
         )
-        self.audit = AuditLog(clock)
+        self.audit = AuditLog(settings.audit_key(), clock)
+        self.passwords = PasswordWork()
         self._signing_key: bytes | None = None
         prefix = "__Host-" if settings.session_cookie_secure else ""
         self.session_cookie = f"{prefix}console_session"
@@ -165,9 +184,68 @@ class StaffAccess:
         email, name = normalise_email(email), check_name(name)
         generated = None if password is not None or single_sign_on else generate_password()
         chosen = password if password is not None else generated
-        password_hash = hash_password(chosen) if chosen is not None else None
-        account = await self.accounts.create(email=email, name=name, role=role, password_hash=password_hash)
+        password_hash = await self.passwords.hash(chosen) if chosen is not None else None
+        account = await self.accounts.create(
+            email=email, name=name, role=role, password_hash=password_hash, must_change_password=generated is not None
+        )
         return account, generated
+
+    async def reset_password(self, account: Account) -> str:
+        """A new one-time password for ``account`` (to be changed at its next sign-in), which also unlocks it;
+        raises PasswordProblem for an account that signs in with single sign-on only."""
+        if account.password_hash is None:
+            raise PasswordProblem("single sign-on only")
+        password = generate_password()
+        await self.accounts.change(
+            account.id, password_hash=await self.passwords.hash(password), must_change_password=True
+        )
+        await self.throttle.succeeded(account.email)
+        return password
+
+    async def keep_an_admin(self, account: Account, **fields: Any) -> bool:
+        """Applies ``fields`` (a role or ``active``) to ``account``; when that leaves no active admin (another
+        admin was removed at the same moment), undoes it and returns False."""
+        await self.accounts.change(account.id, **fields)
+        if account.role is not Role.ADMIN or not account.active or await self.accounts.active_admins() > 0:
+            return True
+        await self.accounts.change(account.id, only_if=fields, role=account.role.value, active=account.active)
+        return False
+
+    async def change_own_password(
+        self, staff: StaffMember, current: str, new: str, again: str, address: str | None
+    ) -> PasswordChange:
+        """Checks the current password (counted like a sign-in attempt) and sets ``new``; every session of the
+        staff member ends and a new one starts (the token returned)."""
+        account = await self.accounts.by_id(staff.id)
+        if account is None or account.password_hash is None:
+            return PasswordChange(errors={"current": "access.error_sso_only"})
+        errors: dict[str, str] = {}
+        try:
+            check_new_password(new)
+        except PasswordProblem:
+            errors["new"] = "access.error_new_password"
+        if new != again:
+            errors["again"] = "access.error_passwords_differ"
+        elif new == current and not errors:
+            errors["new"] = "access.error_same_password"
+        if errors:
+            return PasswordChange(errors=errors)
+        attempt = await self.throttle.attempt(account.email)
+        usable = attempt.allowed and 0 < len(current) <= MAX_PASSWORD_LENGTH
+        check = await self.passwords.verify(account.password_hash, current) if usable else PasswordCheck(False)
+        if not check.matches:
+            if attempt.allowed:
+                await self.throttle.failed(account.email, attempt)
+            return PasswordChange(errors={"current": "access.error_current_password"})
+        await self.throttle.succeeded(account.email)
+        password_hash = await self.passwords.hash(new)
+        await self.accounts.change(account.id, password_hash=password_hash, must_change_password=False)
+        await self.sessions.end_all(account.id)  # a session someone else may have opened with the old password
+        token, _ = await self.sessions.start(account.id, address)
+        await self.audit.record(
+            actor=account.email, action="password_changed", subject=account.id, from_address=address
+        )
+        return PasswordChange(token=token)
 
     async def ensure_first_admin(self, email: str, password: str | None) -> str | None:
         """A local run's first admin when no account exists; the generated password if none was given."""
@@ -193,16 +271,16 @@ class StaffAccess:
             return SignIn(problem="password")
         account = await self.accounts.by_email(email)
         subject = account.id if account else None
-        if await self.throttle.locked(email):
-            spend_equal_time(password)
+        attempt = await self.throttle.attempt(email)
+        if not attempt.allowed:
             await self.audit.record(
                 actor=None, action="login_failed", subject=subject, from_address=address, detail={"reason": "locked"}
             )
             return SignIn(problem="refused")
         usable = account if account is not None and account.active else None
-        check = verify_password(usable.password_hash if usable else None, password)
+        check = await self.passwords.verify(usable.password_hash if usable else None, password)
         if usable is None or not check.matches:
-            locked_now = await self.throttle.failed(email)
+            locked_now = await self.throttle.failed(email, attempt)
             reason = "unknown_account" if account is None else "disabled" if not account.active else "wrong_password"
             detail = {"reason": reason, **({"locked": "true"} if locked_now else {})}
             await self.audit.record(
@@ -343,9 +421,16 @@ def _not_signed_in(request: Request) -> ConsoleRefusal:
     return ConsoleRefusal(401, "sign-in required")
 
 
+def _password_change_first(request: Request) -> ConsoleRefusal:
+    if request.method in ("GET", "HEAD") and not wants_json(request):
+        return ConsoleRefusal(303, PASSWORD_CHANGE_REQUIRED, {"Location": PASSWORD_PATH})
+    return ConsoleRefusal(403, PASSWORD_CHANGE_REQUIRED)
+
+
 def require(permission: Permission) -> Callable[[Request], Any]:
     """A dependency giving the signed-in staff member who has ``permission``: redirect to sign-in (HTML GET) or 401
-    without a live session, 403 without the permission or, on a state-changing request, without the CSRF token."""
+    without a live session, 403 without the permission or, on a state-changing request, without the CSRF token;
+    while the staff member must change their password, a redirect to that form (HTML GET) or 403."""
 
     async def dependency(request: Request) -> StaffMember:
         access = access_of(request)
@@ -359,6 +444,8 @@ def require(permission: Permission) -> Callable[[Request], Any]:
             session.csrf_token, await presented_csrf_token(request)
         ):
             raise ConsoleRefusal(403, CSRF_REFUSED)
+        if staff.must_change_password:
+            raise _password_change_first(request)
         if not staff.can(permission):
             raise ConsoleRefusal(403, "permission")
         return staff

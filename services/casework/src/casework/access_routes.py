@@ -6,12 +6,16 @@ import io
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from casework.access import (
     CSRF_REFUSED,
+    LOGIN_PATH,
+    PASSWORD_CHANGE_REQUIRED,
+    PASSWORD_PATH,
     ConsoleRefusal,
     StaffAccess,
     access_of,
@@ -21,11 +25,10 @@ from casework.access import (
     safe_next,
     wants_json,
 )
-from casework.accounts import AccountProblem, EmailTaken, check_role, normalise_email
+from casework.accounts import Account, AccountProblem, EmailTaken, check_role, normalise_email
 from casework.audit import ACTIONS, CSV_COLUMNS, AuditEntry, AuditQuery
 from casework.i18n import LOCALE_COOKIE, LOCALES
 from casework.oidc import STATE_MAX_AGE_SECONDS, OpenIdProvider, SingleSignOnRefused
-from casework.passwords import generate_password, hash_password
 from casework.roles import Permission, Role, StaffMember
 from casework.web import render
 
@@ -55,6 +58,8 @@ async def refusal_page(request: Request, refusal: ConsoleRefusal) -> Response:
     key = f"access.refused_{status}" if status in (400, 401, 404, 429) else "access.refused_403"
     if refusal.reason == CSRF_REFUSED:
         key = "access.refused_csrf"
+    elif refusal.reason == PASSWORD_CHANGE_REQUIRED:
+        key = "access.refused_password_change"
     response = render(request, "refused.html", {"message_key": key}, status_code=refusal.status_code)
     response.headers.update(headers)
     return response
@@ -131,7 +136,9 @@ async def login(
     if result.token is None:
         return _login_page(request, status_code=401, next_path=next, error="access.login_refused", email=echo)
     await access.sign_out(request)  # a session the browser already had ends: one session per sign-in
-    response = RedirectResponse(safe_next(next), 303)
+    must_change = result.staff is not None and result.staff.must_change_password
+    target = f"{PASSWORD_PATH}?next={quote(safe_next(next), safe='')}" if must_change else safe_next(next)
+    response = RedirectResponse(target, 303)
     access.set_session_cookie(response, result.token)
     return response
 
@@ -179,6 +186,57 @@ async def choose_language(
     return response
 
 
+# --- one's own password
+
+
+async def _signed_in_for_password(request: Request) -> StaffMember:
+    """The staff member of the password form (``require`` would send them back to it): signed in, else sign-in."""
+    signed_in = await access_of(request).signed_in(request)
+    if signed_in is None:
+        if request.method == "GET" and not wants_json(request):
+            raise ConsoleRefusal(303, "sign-in required", {"Location": f"{LOGIN_PATH}?next={PASSWORD_PATH}"})
+        raise ConsoleRefusal(401, "sign-in required")
+    staff, session = signed_in
+    request.state.staff, request.state.csrf_token = staff, session.csrf_token
+    return staff
+
+
+def _password_page(
+    request: Request, staff: StaffMember, next_path: str, errors: dict[str, str] | None = None, status_code: int = 200
+) -> Response:
+    context = {"must_change": staff.must_change_password, "errors": errors or {}, "next": safe_next(next_path)}
+    response = render(request, "password.html", context, status_code=status_code)
+    response.headers.update(NO_STORE)
+    return response
+
+
+@router.get(PASSWORD_PATH)
+async def password_form(request: Request, next: str = "") -> Response:
+    staff = await _signed_in_for_password(request)
+    return _password_page(request, staff, next)
+
+
+@router.post(PASSWORD_PATH)
+async def password_change(
+    request: Request,
+    current: FormText = "",
+    new: FormText = "",
+    again: FormText = "",
+    next: FormText = "",
+    csrf_token: FormText = "",
+) -> Response:
+    staff = await _signed_in_for_password(request)
+    if not csrf_matches(request.state.csrf_token, csrf_token or request.headers.get("X-CSRF-Token", "")):
+        raise ConsoleRefusal(403, CSRF_REFUSED)
+    access = access_of(request)
+    changed = await access.change_own_password(staff, current, new, again, client_address(request))
+    if changed.token is None:
+        return _password_page(request, staff, next, dict(changed.errors or {}), status_code=400)
+    response = RedirectResponse(safe_next(next), 303)
+    access.set_session_cookie(response, changed.token)
+    return response
+
+
 # --- single sign-on
 
 
@@ -216,10 +274,18 @@ async def _sso_refused(request: Request, subject: str | None, detail: dict[str, 
 @router.get("/console/login/oidc/callback")
 async def single_sign_on_callback(request: Request, state: str = "", code: str = "") -> Response:
     provider, access = _provider(request), access_of(request)
+    retry_after = await access.throttle.over_limit(client_address(request))
+    if retry_after is not None:
+        response = _login_page(request, status_code=429, error="access.login_throttled")
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     signed = access.unsign("oidc", request.cookies.get(access.oidc_cookie))
+    if signed is None:
+        # No sign-in of this browser is pending: nothing happened worth a record (and anyone could fill the log).
+        return _login_page(request, status_code=401, error="access.sso_refused")
     try:
-        if signed is None or not state or not code:
-            raise SingleSignOnRefused("no pending sign-in")
+        if not state or not code:
+            raise SingleSignOnRefused("no state or code")
         pending = base64.urlsafe_b64decode(signed.encode()).decode()
         email, next_path = await provider.finish(pending, state[:256], code[:2048])
         account = await access.accounts.by_email(normalise_email(email))
@@ -250,8 +316,10 @@ async def _accounts_page(
     one_time: dict[str, str] | None = None,
 ) -> Response:
     access = access_of(request)
+    accounts = await access.accounts.all()
     context = {
-        "accounts": await access.accounts.all(),
+        "accounts": accounts,
+        "locked": await access.throttle.locked_among([account.email for account in accounts]),
         "roles": list(Role),
         "errors": errors or {},
         "form": form or {},
@@ -308,7 +376,18 @@ async def account_create(
     return await _accounts_page(request, status_code=201, one_time=one_time)
 
 
-ACCOUNT_ACTIONS = ("role", "disable", "enable", "reset_password")
+ACCOUNT_ACTIONS = ("role", "disable", "enable", "reset_password", "unlock")
+
+
+def _account_change_problem(account: Account, staff: StaffMember, action: str) -> str | None:
+    """The message refusing ``action`` on ``account`` before anything is changed, if any."""
+    if action not in ACCOUNT_ACTIONS:
+        return "access.error_action"
+    if account.id == staff.id and action in ("role", "disable"):
+        return "access.error_self"  # an admin cannot lock themselves (or the last admin) out
+    if action == "reset_password" and account.password_hash is None:
+        return "access.error_sso_only"
+    return None
 
 
 @router.post("/console/accounts/{account_id}")
@@ -319,30 +398,28 @@ async def account_change(
     account = await access.accounts.by_id(account_id[:64])
     if account is None:
         raise ConsoleRefusal(404, "no such account")
-    errors: dict[str, str] = {}
-    if action not in ACCOUNT_ACTIONS:
-        errors["action"] = "access.error_action"
-    elif account.id == staff.id and action in ("role", "disable"):
-        errors["action"] = "access.error_self"  # an admin cannot lock themselves (or the last admin) out
-    fields: dict[str, Any] = {}
-    one_time = None
+    problem = _account_change_problem(account, staff, action)
+    if problem is not None:
+        return await _accounts_page(request, status_code=400, errors={"action": problem})
     detail = {"change": action}
-    if not errors and action == "role":
-        try:
-            fields["role"] = check_role(role).value
-            detail["role"] = role
-        except AccountProblem:
-            errors["role"] = "access.error_role"
-    elif not errors and action in ("disable", "enable"):
-        fields["active"] = action == "enable"
-    elif not errors:
-        password = generate_password()
-        fields["password_hash"] = hash_password(password)
-        one_time = {"email": account.email, "password": password}
-    if errors:
-        return await _accounts_page(request, status_code=400, errors=errors)
-    await access.accounts.change(account.id, **fields)
-    if action != "enable":
+    one_time = None
+    if action in ("role", "disable"):
+        fields: dict[str, Any] = {"active": False}
+        if action == "role":
+            try:
+                chosen = check_role(role)
+            except AccountProblem:
+                return await _accounts_page(request, status_code=400, errors={"role": "access.error_role"})
+            fields, detail["role"] = {"role": chosen.value}, chosen.value
+        if not await access.keep_an_admin(account, **fields):
+            return await _accounts_page(request, status_code=409, errors={"action": "access.error_last_admin"})
+    elif action == "enable":
+        await access.accounts.change(account.id, active=True)
+    elif action == "reset_password":
+        one_time = {"email": account.email, "password": await access.reset_password(account)}
+    else:
+        await access.throttle.succeeded(account.email)  # unlock: the failures and any lock are gone
+    if action in ("role", "disable", "reset_password"):
         # A changed role, a disabled account or a new password: every session of that staff member ends.
         await access.sessions.end_all(account.id)
     await access.audit.record(
@@ -369,11 +446,10 @@ def _audit_query(request: Request) -> tuple[AuditQuery, dict[str, str], dict[str
         if shown[name]:
             try:
                 day = date.fromisoformat(shown[name])
-            except ValueError:
+                # "until" includes the whole day (and the day after 9999-12-31 is no date: OverflowError).
+                days[name] = datetime.combine(day + timedelta(days=1 if name == "until" else 0), time.min, UTC)
+            except (ValueError, OverflowError):
                 errors[name] = "access.error_date"
-                continue
-            # "until" includes the whole day.
-            days[name] = datetime.combine(day + timedelta(days=1 if name == "until" else 0), time.min, UTC)
     if shown["action"] and shown["action"] not in ACTIONS:
         errors["action"] = "access.error_audit_action"
     query = AuditQuery(
@@ -394,7 +470,14 @@ async def audit_list(request: Request, staff: AuditReader, before: str = "") -> 
         return render(request, "audit.html", {**context, "actions": ACTIONS}, status_code=400)
     page = await access_of(request).audit.find(query, before=before[:64] or None, limit=AUDIT_PAGE_SIZE)
     filters = {name: value for name, value in shown.items() if value}
-    context = {"entries": page.entries, "next_before": page.next_before, "shown": shown, "errors": {}}
+    context = {
+        "entries": page.entries,
+        "next_before": page.next_before,
+        "shown": shown,
+        "errors": {},
+        "missing": page.missing,
+        "missing_count": page.missing_count,
+    }
     return render(request, "audit.html", {**context, "actions": ACTIONS, "filters": filters})
 
 
@@ -421,13 +504,14 @@ async def audit_csv(request: Request, staff: AuditReader) -> Response:
     if errors:
         raise ConsoleRefusal(400, "bad filter: " + ", ".join(sorted(errors)))
     access = access_of(request)
-    filters = {name: value for name, value in shown.items() if value}
+    # Which filters were used, not their values: free text typed by whoever exports stays out of the log.
+    used = ",".join(name for name, value in shown.items() if value)
     await access.audit.record(
         actor=staff.email,
         action="export",
         subject="audit_log",
         from_address=client_address(request),
-        detail=filters,
+        detail={"filters": used} if used else None,
     )
     stamp = access.clock().strftime("%Y%m%dT%H%M%SZ")
     headers = {"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"', **NO_STORE}

@@ -1,4 +1,5 @@
-"""Staff accounts in MongoDB (``casework_staff``): email, name, role, argon2id hash or single sign-on only, active."""
+"""Staff accounts in MongoDB (``casework_staff``): email, name, role, argon2id hash or single sign-on only, active,
+and whether the password must be changed (one an admin handed over) before anything else."""
 
 import unicodedata
 import uuid
@@ -66,6 +67,7 @@ class Account:
     password_hash: str | None
     active: bool
     created_at: datetime
+    must_change_password: bool = False
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> "Account":
@@ -77,6 +79,7 @@ class Account:
             password_hash=document.get("password_hash"),
             active=bool(document.get("active", True)),
             created_at=document["created_at"],
+            must_change_password=bool(document.get("must_change_password", False)),
         )
 
 
@@ -97,7 +100,9 @@ class StaffAccounts:
         self._collection = client[db_name]["casework_staff"]
         await self.collection.create_index([("email", ASCENDING)], unique=True, name="email_unique")
 
-    async def create(self, *, email: str, name: str, role: Role, password_hash: str | None) -> Account:
+    async def create(
+        self, *, email: str, name: str, role: Role, password_hash: str | None, must_change_password: bool = False
+    ) -> Account:
         now = self._clock()
         document = {
             "_id": uuid.uuid4().hex,
@@ -106,6 +111,7 @@ class StaffAccounts:
             "role": role.value,
             "password_hash": password_hash,
             "active": True,
+            "must_change_password": must_change_password,
             "created_at": now,
             "updated_at": now,
         }
@@ -129,9 +135,13 @@ class StaffAccounts:
     async def all(self) -> list[Account]:
         return [Account.from_document(d) async for d in self.collection.find({}).sort("email", ASCENDING)]
 
-    async def change(self, account_id: str, **fields: Any) -> bool:
-        """Set ``role``, ``active`` or ``password_hash``; False when no such account."""
+    async def change(self, account_id: str, *, only_if: dict[str, Any] | None = None, **fields: Any) -> bool:
+        """Set ``role``, ``active``, ``password_hash`` or ``must_change_password``; False when no such account (or,
+        with ``only_if``, when the account no longer has those values: another change came first)."""
         result = await self.collection.update_one(
-            {"_id": account_id}, {"$set": {**fields, "updated_at": self._clock()}}
+            {"_id": account_id, **(only_if or {})}, {"$set": {**fields, "updated_at": self._clock()}}
         )
         return result.matched_count == 1
+
+    async def active_admins(self) -> int:
+        return await self.collection.count_documents({"role": Role.ADMIN.value, "active": True})

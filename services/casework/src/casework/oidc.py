@@ -58,12 +58,17 @@ class OpenIdProvider:
         )
 
     async def metadata(self) -> dict[str, Any]:
+        """The provider's discovery document; raises httpx.HTTPError when it cannot be fetched, ValueError when it
+        is not JSON, SingleSignOnRefused when it is not an object naming our issuer."""
         if self._metadata is None:
             async with httpx.AsyncClient(transport=self._transport, timeout=10.0) as http:
                 answer = await http.get(f"{self._issuer}/.well-known/openid-configuration")
                 answer.raise_for_status()
-                metadata: dict[str, Any] = answer.json()
-            if metadata.get("issuer", "").rstrip("/") != self._issuer:
+                metadata: object = answer.json()
+            if not isinstance(metadata, dict):
+                raise SingleSignOnRefused("the provider's metadata is not a JSON object")
+            issuer = metadata.get("issuer")
+            if not isinstance(issuer, str) or issuer.rstrip("/") != self._issuer:
                 raise SingleSignOnRefused("the provider's metadata names another issuer")
             self._metadata = metadata
         return self._metadata
@@ -85,15 +90,15 @@ class OpenIdProvider:
             raise SingleSignOnRefused("unreadable state") from None
         if not isinstance(kept, dict) or not secrets.compare_digest(str(kept.get("state", "")), state):
             raise SingleSignOnRefused("state mismatch")
-        metadata = await self.metadata()
         try:
+            metadata = await self.metadata()
             async with self._client() as client:
                 verifier = kept["verifier"]
                 await client.fetch_token(metadata["token_endpoint"], code=code, code_verifier=verifier)
                 answer = await client.get(metadata["userinfo_endpoint"])
                 answer.raise_for_status()
                 claims = answer.json()
-        except (OAuthError, httpx.HTTPError, KeyError, ValueError) as error:
+        except (OAuthError, httpx.HTTPError, KeyError, TypeError, ValueError) as error:
             raise SingleSignOnRefused(f"the exchange failed: {type(error).__name__}") from None
         email = claims.get("email") if isinstance(claims, dict) else None
         if not isinstance(email, str) or claims.get("email_verified") is not True:

@@ -43,6 +43,8 @@ class StaffMember:
     email: str
     name: str
     role: Role
+    # A password an admin handed over: until it is changed, the console shows only the form that changes it.
+    must_change_password: bool = False
 
     def can(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]

@@ -12,10 +12,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from ipaddress import IPv6Address, ip_address, ip_network
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 Clock = Callable[[], datetime]
 
@@ -98,9 +100,33 @@ class Sessions:
         return result.deleted_count
 
 
+def address_key(address: str | None) -> str:
+    """What the per-address limit counts by: an IPv4 address as is, an IPv6 one by its /64 (one host commonly has
+    the whole /64, so counting single addresses would give it 2**64 tries)."""
+    try:
+        ip = ip_address(address or "")
+    except ValueError:
+        return address or "-"
+    if isinstance(ip, IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A password attempt for one email, counted before the password is checked."""
+
+    allowed: bool  # False: over the limit or locked, refuse without checking the password
+    count: int
+
+
 class LoginThrottle:
-    """Two limits on password sign-in: attempts a minute from one address, and failures in a row for one email
-    (then that email is locked for a while, whether or not an account has it, so the lock reveals nothing)."""
+    """Two limits on password sign-in: attempts a minute from one address (an IPv6 /64), and attempts in a row for
+    one email (then that email is locked for a while, whether or not an account has it, so the lock reveals
+    nothing). An attempt is counted, atomically, before its password is checked: parallel attempts cannot all
+    slip in under the limit."""
 
     def __init__(self, clock: Clock, attempts_per_minute: int, max_failures: int, lockout: timedelta) -> None:
         self._clock = clock
@@ -122,44 +148,69 @@ class LoginThrottle:
         now = self._clock()
         minute = math.floor(now.timestamp() / 60)
         window_ends = datetime.fromtimestamp((minute + 1) * 60, UTC)
-        document = await self.collection.find_one_and_update(
-            {"_id": f"address:{address or '-'}:{minute}"},
+        document = await self._count(
+            f"address:{address_key(address)}:{minute}",
             {"$inc": {"attempts": 1}, "$setOnInsert": {"expires_at": window_ends + timedelta(minutes=1)}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
-        assert document is not None  # an upsert returning the document after it
         if document["attempts"] <= self._per_minute:
             return None
         return max(1, math.ceil((window_ends - now).total_seconds()))
+
+    async def _count(self, key: str, update: dict[str, Any]) -> dict[str, Any]:
+        """``update`` (an ``$inc``) applied to ``key``'s document, made if missing; the document after it."""
+        for _ in range(3):
+            try:
+                document = await self.collection.find_one_and_update(
+                    {"_id": key}, update, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                document = None  # a parallel attempt inserted it first: the next try updates it
+            if document is not None:
+                return document
+        raise RuntimeError(f"could not count a sign-in attempt ({key.split(':', 1)[0]})")
 
     @staticmethod
     def _key(email: str) -> str:
         return f"email:{_hash(email)}"
 
-    async def locked(self, email: str) -> bool:
-        document = await self.collection.find_one({"_id": self._key(email)})
-        locked_until = document.get("locked_until") if document else None
-        return locked_until is not None and aware(locked_until) > self._clock()
-
-    async def failed(self, email: str) -> bool:
-        """Counts a failed password for ``email``; True when that locks it."""
+    async def attempt(self, email: str) -> Attempt:
+        """Counts an attempt for ``email``; not allowed while it is locked or past the limit (which locks it)."""
         now, key = self._clock(), self._key(email)
-        await self.collection.delete_one({"_id": key, "expires_at": {"$lte": now}})  # a stale count starts again
-        document = await self.collection.find_one_and_update(
-            {"_id": key},
-            {"$inc": {"failures": 1}, "$set": {"expires_at": now + self._lockout}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
+        # A lock that has run out, or a count nobody added to for a lockout's length, starts again.
+        await self.collection.delete_one(
+            {"_id": key, "$or": [{"locked_until": {"$lte": now}}, {"expires_at": {"$lte": now}}]}
         )
-        assert document is not None  # an upsert returning the document after it
-        if document["failures"] < self._max_failures:
+        document = await self._count(key, {"$inc": {"attempts": 1}, "$max": {"expires_at": now + self._lockout}})
+        count: int = document["attempts"]
+        locked_until = document.get("locked_until")
+        if locked_until is not None and aware(locked_until) > now:
+            return Attempt(allowed=False, count=count)
+        if count > self._max_failures:
+            await self._lock(key, now)
+            return Attempt(allowed=False, count=count)
+        return Attempt(allowed=True, count=count)
+
+    async def failed(self, email: str, attempt: Attempt) -> bool:
+        """A counted attempt's password was wrong; True when that locks ``email`` (its count reached the limit)."""
+        if attempt.count < self._max_failures:
             return False
-        until = now + self._lockout
-        await self.collection.update_one(
-            {"_id": key}, {"$set": {"failures": 0, "locked_until": until, "expires_at": until}}
-        )
+        await self._lock(self._key(email), self._clock())
         return True
 
+    async def _lock(self, key: str, now: datetime) -> None:
+        until = now + self._lockout
+        await self.collection.update_one(
+            {"_id": key, "locked_until": None}, {"$set": {"locked_until": until}, "$max": {"expires_at": until}}
+        )
+
+    async def locked_among(self, emails: list[str]) -> set[str]:
+        """Those of ``emails`` locked now."""
+        keys = {self._key(email): email for email in emails}
+        found = self.collection.find(
+            {"_id": {"$in": list(keys)}, "locked_until": {"$gt": self._clock()}}, projection={"_id": 1}
+        )
+        return {keys[document["_id"]] async for document in found}
+
     async def succeeded(self, email: str) -> None:
+        """A right password, or an admin's reset or unlock: the count and any lock are gone."""
         await self.collection.delete_one({"_id": self._key(email)})

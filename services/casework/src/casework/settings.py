@@ -10,6 +10,8 @@ from pydantic_settings import NoDecode
 from agency_chassis.settings import MongoSettings, SettingProblem, split_commas
 
 MIN_SECRET_LENGTH = 32
+# Outside production only: the audit log's HMAC key when AUDIT_HMAC_KEY is unset (production refuses that).
+DEVELOPMENT_AUDIT_KEY = "local-development-audit-key, never for production"
 GENERATE_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 - a command, not a secret
 
 # Business days a case may stay in a status before it is overdue (statuses that wait on the client or on Tencent's
@@ -61,6 +63,8 @@ class CaseworkSettings(MongoSettings):
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None
+    # The key of the audit log's HMACs: someone who can edit the database but lacks it cannot forge an entry.
+    audit_hmac_key: SecretStr | None = None
     # agreements' staff API (evidence, receipts, re-acceptance, ledger check, erasure), with casework's own token.
     agreements_url: str = "http://localhost:8001"
     agreements_api_token: SecretStr | None = None
@@ -96,6 +100,11 @@ class CaseworkSettings(MongoSettings):
         """Business days a case may stay in each status: the defaults with CASE_TIME_LIMITS over them."""
         return {**DEFAULT_TIME_LIMITS, **self.case_time_limits}
 
+    def audit_key(self) -> bytes:
+        """The key the audit log's entries are signed with (a fixed development key when unset)."""
+        key = self.audit_hmac_key.get_secret_value() if self.audit_hmac_key else DEVELOPMENT_AUDIT_KEY
+        return key.encode()
+
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_issuer and self.oidc_client_id)
@@ -106,6 +115,10 @@ class CaseworkSettings(MongoSettings):
         if len(token) < MIN_SECRET_LENGTH:
             reason = f"missing or short; casework's own bearer token for agreements' staff API (e.g. {GENERATE_TOKEN})"
             problems.append(SettingProblem("AGREEMENTS_API_TOKEN", reason))
+        audit_key = self.audit_hmac_key.get_secret_value() if self.audit_hmac_key else ""
+        if len(audit_key) < MIN_SECRET_LENGTH or audit_key == DEVELOPMENT_AUDIT_KEY:
+            reason = f"missing or short; the audit log's HMAC key, the same on every replica (e.g. {GENERATE_TOKEN})"
+            problems.append(SettingProblem("AUDIT_HMAC_KEY", reason))
         if not self.session_cookie_secure:
             problems.append(SettingProblem("SESSION_COOKIE_SECURE", "false; the console must be served over HTTPS"))
         if self.console_admin_password is not None:
