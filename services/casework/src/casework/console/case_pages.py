@@ -205,7 +205,7 @@ async def receipt_of(agreements: AgreementsClient, case: Case) -> Receipt | None
 
 
 def case_context(case: Case, staff: StaffMember, accounts: Mapping[str, Account], now: datetime) -> dict[str, Any]:
-    handling_rules = CaseState(case.kind, case.status, case.held_from, case.tencent_attempts)
+    state = CaseState(case.kind, case.status, case.held_from, case.tencent_attempts)
     can_work = staff.can(Permission.WORK_CASES)
     return {
         "case": case,
@@ -217,7 +217,7 @@ def case_context(case: Case, staff: StaffMember, accounts: Mapping[str, Account]
         "can_erase": staff.can(Permission.ERASE) and case.erased_at is None,
         "accounts": [account for account in accounts.values() if account.active],
         "rejection_reasons": REJECTION_REASONS,
-        "state": handling_rules,
+        "state": state,
         "needs": {name: {detail.value for detail in action.needs} for name, action in ACTIONS.items()},
         "detail": Detail,
     }
