@@ -2,7 +2,7 @@
 an outbox, conflicts, conversion and erasure."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -250,3 +250,118 @@ async def test_an_erasure_blanks_the_personal_data_and_keeps_the_case(
     assert again is not None
     assert event.data.applicant_email not in again.model_dump_json()
     assert (await cases.find(CaseQuery(search="li.wei"))).total == 0
+
+
+async def test_nothing_about_an_erased_subject_comes_back_whatever_arrives_later(cases: MongoCases) -> None:
+    submitted = application_submitted()
+    recorded = agreement_recorded_event(submitted=submitted)
+    application_id = recorded.data.application_id
+    erased = ApplicantErased(
+        event_id=uuid.uuid4(),
+        correlation_id="c-erase",
+        data=ApplicantErasedData(application_id=application_id, event_ids=(), erased_at=NOW),
+    )
+    # The erasure first (its case had not opened: the event sat in a retry queue), then the retries.
+    assert await forget_applicant(erased, cases) == Done()
+    assert await open_application_case(recorded, cases, DEFAULT_TIME_LIMITS) == Done()
+    assert (
+        await confirm_application(acceptance_confirmed_event(submitted=submitted), cases, DEFAULT_TIME_LIMITS) == Done()
+    )
+    assert await note_email(notification_settled(application_id), cases) == Done()
+    assert await cases.get(case_id_for(application_id)) is None
+    assert await cases.of_subject(application_id) == []
+    assert (await cases.find(CaseQuery())).total == 0
+
+
+async def test_announcements_go_out_in_the_order_the_changes_were_made(
+    cases: MongoCases, handling: CaseHandling, announcements: Announcements
+) -> None:
+    event = agreement_recorded_event()
+    await open_application_case(event, cases, DEFAULT_TIME_LIMITS)
+    case_id = case_id_for(event.data.application_id)
+    announcements.refusing = True
+    await handling.change_status(case_id, ActionRequest("request_documents", "list sent"), ANNA)
+    await handling.change_status(case_id, ActionRequest("documents_received", "all in"), ANNA)
+    announcements.refusing = False
+    # The next change sends what its case still owed first: the client never reads of the fee before the documents.
+    await handling.change_status(case_id, ActionRequest("request_fee", "documents fine"), ANNA)
+    assert [e.data.current for e in announcements.events if isinstance(e, CaseStatusChanged)] == [
+        "awaiting_documents",
+        "documents_in_review",
+        "awaiting_fee",
+    ]
+    assert await cases.unpublished() == []
+
+
+async def test_resuming_a_request_for_information_keeps_tencents_deadline_as_its_limit(
+    cases: MongoCases, handling: CaseHandling
+) -> None:
+    event = agreement_recorded_event()
+    await open_application_case(event, cases, DEFAULT_TIME_LIMITS)
+    case_id = case_id_for(event.data.application_id)
+    await cases.change(
+        await handling.case(case_id),
+        {"status": "submitted_to_tencent"},
+        HistoryEntry(key="setup", kind="note", at=NOW, text="set up"),
+    )
+    deadline = date(2026, 12, 20)
+    asked = await handling.change_status(case_id, ActionRequest("tencent_requested_info", "seal", deadline), ANNA)
+    await handling.change_status(case_id, ActionRequest("put_on_hold", "client away"), ANNA)
+    resumed = await handling.change_status(case_id, ActionRequest("resume", "client back"), ANNA)
+    assert resumed.status == "tencent_requested_info"
+    assert resumed.due_at == asked.due_at
+    assert resumed.due_at is not None
+    assert resumed.due_at.date() == deadline
+
+
+class RefusingChanges(MongoCases):
+    """MongoCases whose next ``change`` finds the case changed by someone else (as a second staff member would)."""
+
+    async def change(self, case: Any, updates: Any, entry: Any, event: Any = None) -> None:
+        raise CaseChanged(str(case.id))
+
+
+async def test_a_conversion_that_loses_a_race_leaves_no_application_case(
+    mongo: AsyncMongoClient[dict[str, Any]], mongo_db: str, cases: MongoCases
+) -> None:
+    enquiry = enquiry_received()
+    await open_enquiry_case(enquiry_released(enquiry), cases, DEFAULT_TIME_LIMITS, now=lambda: NOW)
+    enquiry_case_id = case_id_for(enquiry.data.enquiry_id, CaseKind.ENQUIRY)
+    handling = CaseHandling(cases, Announcements(), Rules(), DEFAULT_TIME_LIMITS, "USD 99", now=lambda: NOW)
+    await handling.change_status(enquiry_case_id, ActionRequest("qualify", "good lead"), ANNA)
+    racing = CaseHandling(
+        RefusingChanges(mongo, mongo_db), Announcements(), Rules(), DEFAULT_TIME_LIMITS, "USD 99", now=lambda: NOW
+    )
+    with pytest.raises(CaseChanged):
+        await racing.change_status(enquiry_case_id, ActionRequest("convert", "signed"), ANNA)
+    assert await cases.get(case_id_for(enquiry.data.enquiry_id, CaseKind.APPLICATION)) is None
+    assert (await cases.find(CaseQuery())).total == 1
+
+
+async def test_an_erasure_takes_the_client_out_of_what_the_case_still_owes(
+    mongo: AsyncMongoClient[dict[str, Any]],
+    mongo_db: str,
+    cases: MongoCases,
+    handling: CaseHandling,
+    announcements: Announcements,
+) -> None:
+    event = agreement_recorded_event()
+    application_id = event.data.application_id
+    await open_application_case(event, cases, DEFAULT_TIME_LIMITS)
+    announcements.refusing = True
+    await handling.change_status(case_id_for(application_id), ActionRequest("withdraw", "called Li Wei"), ANNA)
+    erased = ApplicantErased(
+        event_id=uuid.uuid4(),
+        correlation_id="c-erase",
+        data=ApplicantErasedData(application_id=application_id, event_ids=(), erased_at=NOW),
+    )
+    assert await forget_applicant(erased, cases) == Done()
+    document = await mongo[mongo_db]["casework_cases"].find_one({"_id": str(case_id_for(application_id))})
+    assert document is not None
+    assert event.data.applicant_email not in str(document)
+    assert "Li Wei" not in str(document)
+    announcements.refusing = False
+    assert await handling.publish_pending() == 1
+    [owed] = announcements.events
+    assert isinstance(owed, CaseStatusChanged)
+    assert owed.data.client is None

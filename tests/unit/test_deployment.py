@@ -88,6 +88,7 @@ METRICS: dict[str, set[str]] = {
     "wechat_mongodb_commands_total": {"command"},
     "wechat_emails_total": {"template", "outcome"},
     "wechat_ledger_length": set(),
+    "wechat_case_announcements_pending": set(),
     "intake_honeypot_hits_total": {"form"},
     "intake_submissions_total": {"form", "outcome"},
     "faststream_received_messages_total": {"app_name", "broker", "handler"},

@@ -140,11 +140,7 @@ async def open_enquiry_case(
 
 async def _open(case: Case, cases: MongoCases) -> Outcome:
     try:
-        erased = [found for found in await cases.of_subject(case.subject_id) if found.erased_at is not None]
-        if erased:
-            logger.warning("%s %s was erased: no case is opened again", case.kind.value, case.subject_id)
-            return Done()
-        opened = await cases.open(case)
+        opened = await cases.open(case)  # not for an erased subject
     except OUTAGES as exc:
         return RetryLater(f"opening the case of {case.subject_id} failed: {exc!r}")
     if opened:
@@ -172,7 +168,8 @@ async def note_email(event: NotificationSettled, cases: MongoCases) -> Outcome:
     try:
         await cases.add_to_subject(subject, entry)
     except OUTAGES as exc:
-        return RetryLater(f"noting {data.notification_key} failed: {exc!r}")
+        # Not the notification key: it ends with the recipient's address, and a reason is logged and kept.
+        return RetryLater(f"noting the email of {data.source_event_id} ({data.template}) failed: {exc!r}")
     return Done()
 
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from pydantic import ValidationError
+from pymongo.errors import PyMongoError
+
 from agency_chassis.metrics import CASE_ANNOUNCEMENTS_PENDING, CASE_STATUS_CHANGES
 from agency_shared.events import (
     CaseClient,
@@ -78,12 +81,18 @@ class CaseHandling:
             **transition.changes,
             "status": transition.current,
             "status_since": now,
+            # Resuming into a request for information keeps Tencent's deadline as its limit.
             "due_at": due_at(
-                transition.current, now, self.time_limits, transition.changes.get("tencent_deadline", None)
+                transition.current,
+                now,
+                self.time_limits,
+                transition.changes.get("tencent_deadline", case.tencent_deadline),
             ),
         }
+        converted: Case | None = None
+        opened = False
         if request.action == "convert":
-            converted = await self._open_converted(case, actor, now)
+            converted, opened = await self._open_converted(case, actor, now)
             updates["converted_to"] = str(converted.id)
         entry = HistoryEntry(
             key=f"status:{case.version}",
@@ -96,9 +105,14 @@ class CaseHandling:
             current=transition.current,
         )
         event = self._announcement(case.model_copy(update=transition.changes), transition, actor, now)
-        await self.cases.change(case, updates, entry, (str(event.event_id), event.model_dump_json()))
+        try:
+            await self.cases.change(case, updates, entry, (str(event.event_id), event.model_dump_json()))
+        except BaseException:
+            if converted is not None and opened:  # the enquiry did not move: its application case must not stay
+                await self.cases.delete(converted.id)
+            raise
         CASE_STATUS_CHANGES.labels(transition.action, transition.current).inc()
-        await self._publish_now(case.id, event)
+        await self._publish_owed(case.id)
         return await self.case(case_id)
 
     async def add_note(self, case_id: uuid.UUID, text: str, actor: Actor) -> Case:
@@ -133,38 +147,46 @@ class CaseHandling:
             event = self._announcement(case.model_copy(update=updates), transition, actor, now)
         await self.cases.change(case, updates, entry, (str(event.event_id), event.model_dump_json()) if event else None)
         if event is not None:
-            await self._publish_now(case.id, event)
+            await self._publish_owed(case.id)
         return await self.case(case_id)
 
     async def publish_pending(self) -> int:
-        """Announce what was written but not confirmed (the process died, or the broker refused): the sweeper."""
-        published = 0
+        """Announce what was written but not confirmed (the process died, or the broker refused): the sweeper.
+        Each case's announcements go in the order they were made; one the broker refuses stops its case's
+        until the next sweep, never the other cases'."""
         pending = await self.cases.unpublished()
         CASE_ANNOUNCEMENTS_PENDING.set(len(pending))
-        for case_id, event_id, event_json in pending:
-            event = CaseStatusChanged.model_validate_json(event_json)
-            try:
-                await self.publish(event)
-            except Exception as exc:
-                logger.warning("case.status-changed %s still unpublished: %r", event_id, exc)
-                break
-            await self.cases.published(case_id, event_id)
-            published += 1
+        published = 0
+        for case_id in dict.fromkeys(case_id for case_id, _, _ in pending):
+            published += await self._publish_owed(case_id)
         CASE_ANNOUNCEMENTS_PENDING.set(len(pending) - published)
         return published
 
-    async def _publish_now(self, case_id: uuid.UUID, event: CaseStatusChanged) -> None:
+    async def _publish_owed(self, case_id: uuid.UUID) -> int:
+        """Publish the case's outbox in order, taking each out once the broker confirmed it; stop at the first
+        the broker refuses (the sweeper tries again), so a client never hears of two changes out of order."""
+        published = 0
         try:
-            await self.publish(event)
-        except Exception as exc:
-            logger.warning(
-                "case.status-changed %s not confirmed now (%r): the outbox sweeper sends it", event.event_id, exc
-            )
-            return
-        await self.cases.published(case_id, str(event.event_id))
+            for event_id, event_json in await self.cases.outbox_of(case_id):
+                try:
+                    event = CaseStatusChanged.model_validate_json(event_json)
+                except ValidationError:
+                    logger.error("case %s: outbox item %s is unreadable; left for an operator", case_id, event_id)
+                    return published
+                try:
+                    await self.publish(event)
+                except Exception as exc:
+                    logger.warning("case.status-changed %s not confirmed now (%r): the sweep sends it", event_id, exc)
+                    return published
+                await self.cases.published(case_id, event_id)
+                published += 1
+        except PyMongoError as exc:  # the change is stored: the sweep takes it from there
+            logger.warning("case %s: its announcements wait for the sweep (%r)", case_id, exc)
+        return published
 
-    async def _open_converted(self, enquiry_case: Case, actor: Actor, now: datetime) -> Case:
-        """The application case a converted enquiry becomes (in triage, the enquirer as its client)."""
+    async def _open_converted(self, enquiry_case: Case, actor: Actor, now: datetime) -> tuple[Case, bool]:
+        """The application case a converted enquiry becomes (in triage, the enquirer as its client), and whether
+        it was opened now."""
         assert enquiry_case.enquiry_id is not None
         case_id = case_id_for(enquiry_case.enquiry_id, CaseKind.APPLICATION)
         case = Case(
@@ -188,8 +210,7 @@ class CaseHandling:
                 HistoryEntry(key="opened", kind="converted", at=now, staff=actor.email, text=enquiry_case.reference)
             ],
         )
-        await self.cases.open(case)
-        return case
+        return case, await self.cases.open(case)
 
     def _announcement(self, case: Case, transition: Transition, actor: Actor, now: datetime) -> CaseStatusChanged:
         client = (

@@ -1,6 +1,7 @@
 """The cases in MongoDB (``casework_cases``), and the timeline lines that arrive before their case
 (``casework_orphan_history``). Only casework reads or writes these collections."""
 
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,11 @@ from casework.cases import ERASED, Case, HistoryEntry, from_document, searchable
 
 CASES = "casework_cases"
 ORPHANS = "casework_orphan_history"
+# One document per erased applicant or enquirer: an event that arrives after the erasure (a retry, a replayed
+# dead letter) opens no case with their data again.
+ERASURES = "casework_erasures"
+# A line kept aside for a case that never opens (a submission never verified) goes after this long.
+ORPHAN_DAYS = 30
 # What the case list needs of a case: not its timeline, not the application as submitted.
 LIST_PROJECTION = {"history": 0, "application": 0, "enquiry": 0, "acceptance": 0, "outbox": 0}
 SortKey = Literal["opened_at", "status_since", "due_at", "company", "status"]
@@ -74,27 +80,43 @@ class MongoCases:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], db: str) -> None:
         self._cases = client[db][CASES]
         self._orphans = client[db][ORPHANS]
+        self._erasures = client[db][ERASURES]
 
     async def ensure_indexes(self) -> None:
         for keys in ("application_id", "enquiry_id", "status", "owner", "due_at", "opened_at", "status_since"):
             await self._cases.create_index([(keys, ASCENDING)])
+        # The outbox sweep looks only at cases with something to announce.
+        await self._cases.create_index([("outbox.id", ASCENDING)], sparse=True)
         await self._orphans.create_index([("subject", ASCENDING)])
+        await self._orphans.create_index([("created_at", ASCENDING)], expireAfterSeconds=ORPHAN_DAYS * 86_400)
+
+    async def was_erased(self, subject_id: uuid.UUID) -> bool:
+        return await self._erasures.find_one({"_id": str(subject_id)}, {"_id": 1}) is not None
 
     async def open(self, case: Case) -> bool:
-        """Store a new case with the timeline lines that came before it; False if it was open already."""
+        """Store a new case with the timeline lines that came before it; False if it was open already, or its
+        subject was erased (then no case with their data is kept, whatever order things happen in)."""
+        if await self.was_erased(case.subject_id):
+            return False
         try:
             await self._cases.insert_one(to_document(case))
         except DuplicateKeyError:
+            await self._adopt_orphans(case.id, case.subject_id)  # an earlier attempt may have died before
             return False
-        await self._adopt_orphans(case)
+        if await self.was_erased(case.subject_id):  # the erasure landed between the look and the insert
+            erasure = await self._erasures.find_one({"_id": str(case.subject_id)})
+            await self.erase(case.subject_id, erasure["erased_at"] if erasure else case.opened_at)
+            return False
+        await self._adopt_orphans(case.id, case.subject_id)
         return True
 
-    async def _adopt_orphans(self, case: Case) -> None:
-        orphans = [doc async for doc in self._orphans.find({"subject": str(case.subject_id)})]
-        for orphan in orphans:
-            await self._push_once(
-                {"_id": str(case.id)}, HistoryEntry.model_validate(orphan["entry"]), erased=case.erased_at is not None
-            )
+    async def delete(self, case_id: uuid.UUID) -> None:
+        """Remove a case nothing refers to yet (one a failed conversion opened)."""
+        await self._cases.delete_one({"_id": str(case_id)})
+
+    async def _adopt_orphans(self, case_id: uuid.UUID, subject_id: uuid.UUID) -> None:
+        async for orphan in self._orphans.find({"subject": str(subject_id)}):
+            await self._push_once({"_id": str(case_id)}, HistoryEntry.model_validate(orphan["entry"]))
             await self._orphans.delete_one({"_id": orphan["_id"]})
 
     async def get(self, case_id: uuid.UUID) -> Case | None:
@@ -144,35 +166,54 @@ class MongoCases:
         await self._cases.update_one({"_id": str(case_id)}, {"$pull": {"outbox": {"id": event_id}}})
 
     async def unpublished(self, limit: int = 100) -> list[tuple[uuid.UUID, str, str]]:
-        """(case id, event id, event JSON) of announcements written but not yet confirmed by the broker."""
+        """(case id, event id, event JSON) of announcements written but not yet confirmed by the broker, each
+        case's in the order they were written."""
         found = []
-        async for doc in self._cases.find({"outbox.0": {"$exists": True}}, {"outbox": 1}).limit(limit):
+        async for doc in self._cases.find({"outbox.id": {"$exists": True}}, {"outbox": 1}).limit(limit):
             found += [(uuid.UUID(doc["_id"]), item["id"], item["event"]) for item in doc["outbox"]]
         return found
+
+    async def outbox_of(self, case_id: uuid.UUID) -> list[tuple[str, str]]:
+        """(event id, event JSON) the case still owes, in the order they were written."""
+        document = await self._cases.find_one({"_id": str(case_id)}, {"outbox": 1})
+        return [(item["id"], item["event"]) for item in (document or {}).get("outbox", [])]
 
     async def add_to_subject(self, subject_id: uuid.UUID, entry: HistoryEntry) -> bool:
         """Add a system line (an email's outcome) to the cases about ``subject_id``, once; kept aside if no case
         is open yet (its case takes it when it opens). False if no case took it now."""
+        if await self._push_to_subject(subject_id, entry):
+            return True
+        if await self.was_erased(subject_id):
+            return False  # nothing about an erased subject is kept aside
+        await self._orphans.update_one(
+            {"_id": f"{subject_id}:{entry.key}"},
+            {"$setOnInsert": {"subject": str(subject_id), "entry": entry.model_dump(mode="python"),
+                              "created_at": entry.at}},
+        upsert=True,
+        )  # fmt: skip
+        # The case may have opened (and adopted what was aside) between the look above and this line.
+        for case in await self.of_subject(subject_id):
+            await self._adopt_orphans(case.id, subject_id)
+        return False
+
+    async def _push_to_subject(self, subject_id: uuid.UUID, entry: HistoryEntry) -> bool:
         taken = False
         for query in _subject_filters(subject_id):
-            async for doc in self._cases.find(query, {"_id": 1, "erased_at": 1}):
-                await self._push_once({"_id": doc["_id"]}, entry, erased=doc.get("erased_at") is not None)
+            async for doc in self._cases.find(query, {"_id": 1}):
+                await self._push_once({"_id": doc["_id"]}, entry)
                 taken = True
-        if not taken:
-            await self._orphans.update_one(
-                {"_id": f"{subject_id}:{entry.key}"},
-                {"$setOnInsert": {"subject": str(subject_id), "entry": entry.model_dump(mode="python")}},
-                upsert=True,
-            )
         return taken
 
-    async def _push_once(self, where: dict[str, Any], entry: HistoryEntry, *, erased: bool) -> None:
-        if erased:
-            entry = _erased_entry(entry)
-        await self._cases.update_one(
-            {**where, "history.key": {"$ne": entry.key}},
-            {"$push": {"history": entry.model_dump(mode="python")}, "$set": {"updated_at": entry.at}},
-        )
+    async def _push_once(self, where: dict[str, Any], entry: HistoryEntry) -> None:
+        """Add ``entry`` unless the case has it; blanked if the case is erased (decided by the write itself, so an
+        erasure between a read and this write cannot let the recipient's address in)."""
+        for erased, line in ((None, entry), ({"$ne": None}, _erased_entry(entry))):
+            result = await self._cases.update_one(
+                {**where, "erased_at": erased, "history.key": {"$ne": line.key}},
+                {"$push": {"history": line.model_dump(mode="python")}, "$set": {"updated_at": line.at}},
+            )
+            if result.matched_count:
+                return
 
     async def set_on_subject(self, subject_id: uuid.UUID, fields: Mapping[str, Any], entry: HistoryEntry) -> None:
         """Set ``fields`` on the cases about ``subject_id`` and add ``entry``, once (e.g. the address verified)."""
@@ -184,7 +225,11 @@ class MongoCases:
 
     async def erase(self, subject_id: uuid.UUID, erased_at: datetime) -> int:
         """Blank the personal data of every case about ``subject_id`` (and the lines kept aside for it); the
-        case itself, its statuses and its dates stay. Returns how many cases were erased now."""
+        case itself, its statuses and its dates stay. Returns how many cases were erased now. The subject is
+        remembered as erased first, so no case opens for it later."""
+        await self._erasures.update_one(
+            {"_id": str(subject_id)}, {"$setOnInsert": {"erased_at": erased_at}}, upsert=True
+        )
         await self._orphans.delete_many({"subject": str(subject_id)})
         erased = 0
         for case in await self.of_subject(subject_id):
@@ -194,12 +239,13 @@ class MongoCases:
                     break
                 current = from_document(document)
                 blanked = erased_case(current, erased_at)
-                # The outbox stays: a status change announced before the erasure is still owed.
+                # The outbox stays (a status change made before the erasure is still announced) without the client.
                 replacement = {**to_document(blanked), "version": current.version + 1}
-                replacement["outbox"] = document.get("outbox", [])
-                result = await self._cases.replace_one(
-                    {"_id": str(current.id), "version": current.version}, replacement
-                )
+                replacement["outbox"] = [_without_client(item) for item in document.get("outbox", [])]
+                # Only the document as read: a line pushed meanwhile (an email's outcome) makes it read again.
+                unchanged = {"_id": str(current.id), "version": current.version,
+                             f"history.{len(current.history)}": {"$exists": False}}  # fmt: skip
+                result = await self._cases.replace_one(unchanged, replacement)
                 if result.matched_count:
                     erased += 1
                     break
@@ -212,13 +258,22 @@ class MongoCases:
 
 
 def _erased_entry(entry: HistoryEntry) -> HistoryEntry:
+    """A timeline line without personal data: no recipient, no staff free text (notes, reasons, an owner's
+    name stays: it is staff's)."""
+    blank_text = entry.text and entry.kind in ("note", "email", "status_changed")
     return entry.model_copy(
-        update={
-            "recipient": ERASED if entry.recipient else None,
-            "text": ERASED if entry.text and entry.kind in ("note", "email") else entry.text,
-            "detail": None,
-        }
-    )
+        update={"recipient": ERASED if entry.recipient else None, "text": ERASED if blank_text else entry.text,
+                "detail": None}
+    )  # fmt: skip
+
+
+def _without_client(item: dict[str, Any]) -> dict[str, Any]:
+    """An outbox item's event without the client (and the staff's reason): nobody is emailed about an erased
+    case, and its document keeps nothing of them."""
+    event = json.loads(item["event"])
+    event["data"]["client"] = None
+    event["data"]["reason"] = ERASED
+    return {**item, "event": json.dumps(event)}
 
 
 def erased_case(case: Case, erased_at: datetime) -> Case:

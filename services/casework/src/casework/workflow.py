@@ -6,7 +6,7 @@ of them. The table follows ``casework.md`` (the statuses, what staff do in each,
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, get_args
 
@@ -47,6 +47,8 @@ class EnquiryStatus(StrEnum):
     CLOSED = "closed"
 
 
+# Tencent's deadlines are days in China (UTC+8 all year: no daylight saving).
+CHINA_TIME = timezone(timedelta(hours=8), "China Standard Time")
 A = ApplicationStatus
 E = EnquiryStatus
 REJECTION_REASONS: tuple[str, ...] = get_args(RejectionReason)
@@ -268,7 +270,7 @@ def due_at(
     """When a case in ``status`` since ``entered_at`` becomes overdue; None where no time limit applies (final
     statuses, and those waiting on the client). Tencent's deadline is the limit of its request for information."""
     if status == A.TENCENT_REQUESTED_INFO and tencent_deadline is not None:
-        return datetime.combine(tencent_deadline, datetime.max.time(), tzinfo=entered_at.tzinfo)
+        return datetime.combine(tencent_deadline, datetime.max.time(), tzinfo=CHINA_TIME)
     if status in FINAL or status in WAITING_ON_CLIENT or status not in limits:
         return None
     return add_business_days(entered_at, limits[status])
