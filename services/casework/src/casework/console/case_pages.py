@@ -49,6 +49,8 @@ MAX_SEARCH_LENGTH = 200
 MAX_PAGE = 10_000
 UNASSIGNED = "unassigned"
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# ASCII digits only: str.isdigit() accepts '²' and '١٢', which int() then rejects or reads as another number.
+NUMBER = re.compile(r"[0-9]{1,6}")
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def _number(params: QueryParams, name: str, default: int, allowed: range | tuple
     raw = _one(params, name)
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) not in allowed:
+    if not NUMBER.fullmatch(raw) or int(raw) not in allowed:
         raise PageProblem(422, "problem.bad_filter", field=name, detail="not a number this list takes")
     return int(raw)
 
