@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -166,6 +167,17 @@ async def staff_accounts(request: Request) -> dict[str, Account]:
     return {account.id: account for account in accounts}
 
 
+def page_window(current: int, pages: int, around: int = 3) -> tuple[int | None, ...]:
+    """The page links the list shows: the first, the last and ``around`` either side of ``current``, with
+    ``None`` where pages are left out (an ellipsis), so 10,000 pages are a dozen links, not 10,000."""
+    near = range(max(1, current - around), min(pages, current + around) + 1)
+    numbers = sorted({1, pages, *near} if pages >= 1 else set())
+    window: list[int | None] = numbers[:1]
+    for previous, number in pairwise(numbers):
+        window += [None, number] if number - previous > 1 else [number]
+    return tuple(window)
+
+
 @router.get("/console/cases")
 @shows_problems
 async def case_list(request: Request, staff: Reader) -> Response:
@@ -176,6 +188,7 @@ async def case_list(request: Request, staff: Reader) -> Response:
     context = {
         "form": form,
         "page": page,
+        "page_links": page_window(form.page, page.pages),
         "now": now,
         "statuses": STATUSES,
         "accounts": [account for account in accounts.values() if account.active],
