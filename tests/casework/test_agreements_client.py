@@ -101,6 +101,44 @@ async def test_a_case_is_shown_when_agreements_fails(
         assert (await admin.http.get("/console/ledger")).status_code == 503
 
 
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"checked": 12},  # no verdict
+        {"ok": True},  # no count
+        {"ok": "false", "checked": 12},  # a verdict as text: not read as either
+        {"ok": True, "checked": "12"},
+        {"ok": True, "checked": 12, "head_hash": 7},
+        [True, 12],
+        None,
+    ],
+)
+async def test_a_malformed_ledger_report_is_unavailable_not_a_500(
+    casework_settings: CaseworkSettings, report: object
+) -> None:
+    app = FastAPI()
+
+    @app.get("/v1/ledger/verify")
+    async def verify() -> JSONResponse:
+        return JSONResponse(report)
+
+    async with http_server(app) as url:
+        client = AgreementsClient(settings_with(casework_settings, agreements_url=url))
+        await client.open()
+        try:
+            with pytest.raises(AgreementsUnavailable, match="not a report"):
+                await client.verify_ledger()
+        finally:
+            await client.close()
+        settings = settings_with(
+            casework_settings, agreements_url=url, agreements_api_token=SecretStr(AGREEMENTS_TOKEN)
+        )
+        async with running_casework(settings) as casework, casework.signed_in(Role.VIEWER) as viewer:
+            page = await viewer.http.get("/console/ledger")
+            assert page.status_code == 503
+            assert "Traceback" not in page.text
+
+
 async def test_dead_letters_without_the_broker_say_so(casework_settings: CaseworkSettings) -> None:
     async with running_casework(casework_settings) as casework, casework.signed_in(Role.ADMIN) as admin:
         casework.app.state.amqp_url = f"amqp://guest:guest@127.0.0.1:{free_port()}/"

@@ -10,6 +10,7 @@ from markupsafe import escape
 
 from agency_shared.events import utc_now
 from casework.access import Role
+from casework.audit import AuditQuery
 from casework.cases import Case
 from casework.settings import CaseworkSettings
 from casework.workflow import ACTIONS, ApplicationStatus, CaseState, EnquiryStatus, Rules, allowed_actions
@@ -206,3 +207,37 @@ async def test_unknown_and_malformed_case_ids(casework_settings: CaseworkSetting
             assert answer.status_code == 422
             assert "<script>" not in answer.text
         assert utc_now()  # the clock the pages use is the real one
+
+
+class AfterTheChange(Exception):
+    """A failure once the change is written (the announcement's bookkeeping, the read back)."""
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "audited"),
+    [
+        ("status", {"action": "request_documents", "reason": "need the licence"}, "status_change"),
+        ("notes", {"note": "called the client"}, "note"),
+        ("owner", {"owner": ""}, "assign_owner"),
+    ],
+)
+async def test_a_change_written_before_a_failure_is_audited_and_the_failure_surfaces(
+    casework_settings: CaseworkSettings, monkeypatch: pytest.MonkeyPatch, path: str, form: dict[str, str], audited: str
+) -> None:
+    async with running_casework(casework_settings) as casework, casework.signed_in(Role.OPERATOR) as operator:
+        case = await casework.open_application()
+        if path == "owner":
+            form = {"owner": operator.member.id}
+        written = casework.cases.change
+
+        async def change_then_fail(*args: Any, **kwargs: Any) -> None:
+            await written(*args, **kwargs)
+            raise AfterTheChange
+
+        monkeypatch.setattr(casework.cases, "change", change_then_fail)
+        with pytest.raises(AfterTheChange):
+            await operator.post(f"/console/cases/{case.id}/{path}", form)
+        assert (await casework.case(case.id)).version == case.version + 1
+        entries = (await casework.access.audit.find(AuditQuery(action=audited, subject=str(case.id)))).entries
+        assert len(entries) == 1
+        assert entries[0].actor == operator.member.email

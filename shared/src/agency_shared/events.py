@@ -232,7 +232,8 @@ class CaseStatusChangedData(Model):
     """A staff member moved a case (casework). Exactly one of ``application_id`` and ``enquiry_id`` is set.
 
     On the wire the two statuses are ``from`` and ``to``. What the client is told is fixed text chosen by
-    ``to`` (and ``rejection_reason``, ``tencent_deadline``, ``fee``), never ``reason``: that is the staff's note.
+    ``to`` (and ``rejection_reason``, ``tencent_deadline``, ``fee``, ``expires_at``), never ``reason``: that is the
+    staff's note.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True)
@@ -251,9 +252,12 @@ class CaseStatusChangedData(Model):
     # The case owner's display name, for "your consultant N" (None: no owner yet).
     consultant: str | None = None
     account_name: str | None = None
+    # The deadline of Tencent's latest request for information (not the verification's expiry).
     tencent_deadline: date | None = None
     rejection_reason: RejectionReason | None = None
     fee: str | None = None  # e.g. "USD 99", from casework's settings when the fee is asked for
+    # The verification's expiry, for renewal news (None: not verified yet, or a producer that does not say).
+    expires_at: date | None = None
 
     @model_validator(mode="after")
     def _one_subject(self) -> "CaseStatusChangedData":

@@ -13,7 +13,7 @@ from starlette.datastructures import QueryParams
 
 from casework.accounts import Account
 from casework.cases import HistoryKind
-from casework.console.case_pages import ListForm, list_form
+from casework.console.case_pages import ListForm, list_form, page_window
 from casework.console.pages import PageProblem
 from casework.i18n import catalogue, translate
 from casework.roles import Role
@@ -115,3 +115,30 @@ def test_a_value_no_filter_takes_is_refused_naming_its_field(query: str, field: 
     with pytest.raises(PageProblem) as refused:
         list_form(QueryParams(query), {ACCOUNT.id: ACCOUNT})
     assert (refused.value.status, refused.value.field) == (422, field)
+
+
+@pytest.mark.parametrize(
+    ("current", "pages", "shown"),
+    [
+        (1, 1, (1,)),
+        (1, 2, (1, 2)),
+        (1, 8, (1, 2, 3, 4, None, 8)),
+        (5, 9, (1, 2, 3, 4, 5, 6, 7, 8, 9)),
+        (50, 10_000, (1, None, 47, 48, 49, 50, 51, 52, 53, None, 10_000)),
+        (10_000, 10_000, (1, None, 9_997, 9_998, 9_999, 10_000)),
+        (9, 2, (1, 2)),  # past the last page (the list was shorter than the link said)
+    ],
+)
+def test_the_page_links_are_a_window_around_the_current_page(
+    current: int, pages: int, shown: tuple[int | None, ...]
+) -> None:
+    assert page_window(current, pages) == shown
+
+
+def test_ten_thousand_pages_are_a_dozen_links() -> None:
+    for current in (1, 2, 5_000, 9_999, 10_000):
+        links = page_window(current, 10_000)
+        assert len(links) <= 11
+        assert links[0] == 1
+        assert links[-1] == 10_000
+        assert current in links

@@ -59,8 +59,13 @@ def test_every_application_status_tells_the_client_and_no_enquiry_status_does() 
          "截止日期为 2026年12月31日。"),
         ("tencent_requested_info", {}, "what is needed and by when", "所需内容及截止日期"),
         ("verified", {}, "Your account is verified.", "您的公众号已通过认证。"),
-        ("renewal_due", {"tencent_deadline": date(2027, 3, 1)}, "Annual verification due on 2027-03-01.",
+        ("renewal_due", {"expires_at": date(2027, 3, 1)}, "Annual verification due on 2027-03-01.",
          "年审将于 2027年3月1日 到期。"),
+        ("renewal_due", {}, "annual verification is due soon", "年审即将到期"),
+        # Tencent's deadline is that of its last request for information: never read as the renewal date.
+        ("renewal_due", {"tencent_deadline": date(2026, 5, 9)}, "annual verification is due soon", "年审即将到期"),
+        ("renewal_due", {"tencent_deadline": date(2026, 5, 9), "expires_at": date(2027, 3, 1)},
+         "Annual verification due on 2027-03-01.", "年审将于 2027年3月1日 到期。"),
     ],
 )  # fmt: skip
 def test_what_the_client_is_told(status: str, data: dict[str, object], en: str, zh: str) -> None:

@@ -115,12 +115,55 @@ async def test_an_unreachable_ledger_releases_nothing_and_retries() -> None:
 async def test_an_erasure_landing_while_the_staff_are_emailed_releases_nothing() -> None:
     world = World()
     enquiry = enquiry_received(human_check="altcha")
+    erased_while_sending(world, enquiry.data.enquiry_id)
+    outcome = await notify_enquiry(enquiry, FIRST, world.emails, world.send, world.held)
+    assert released(outcome) == []
+
+
+def erased_while_sending(world: World, enquiry_id: object) -> None:
+    """The enquirer's erasure lands while the staff's emails are being sent."""
     send = world.mailer.send
 
     async def erased_meanwhile(message: EmailMessage) -> str:
-        await world.ledger.forget_application(str(enquiry.data.enquiry_id), NOW)
+        await world.ledger.forget_application(str(enquiry_id), NOW)
         return await send(message)
 
     world.mailer.send = erased_meanwhile  # type: ignore[method-assign]
+
+
+async def test_an_erasure_landing_while_a_held_enquiry_is_released_announces_nothing() -> None:
+    world = World()
+    enquiry = enquiry_received(human_check="none")
+    await notify_enquiry(enquiry, FIRST, world.emails, world.send, world.held)
+    erased_while_sending(world, enquiry.data.enquiry_id)
+    confirmed = enquiry_confirmed_event(enquiry.data.enquiry_id, verified_at=NOW)
+    outcome = await release_enquiry(confirmed, FIRST, world.emails, world.send, world.held)
+    assert released(outcome) == []
+
+
+async def test_an_erasure_landing_while_an_enquiry_verified_earlier_is_released_announces_nothing() -> None:
+    world = World()
+    enquiry = enquiry_received(human_check="none")
+    confirmed = enquiry_confirmed_event(enquiry.data.enquiry_id, verified_at=NOW)
+    await release_enquiry(confirmed, FIRST, world.emails, world.send, world.held)
+    erased_while_sending(world, enquiry.data.enquiry_id)
     outcome = await notify_enquiry(enquiry, FIRST, world.emails, world.send, world.held)
+    assert released(outcome) == []
+
+
+async def test_an_unreachable_ledger_after_a_held_enquirys_emails_retries_without_announcing() -> None:
+    world = World()
+    enquiry = enquiry_received(human_check="none")
+    await notify_enquiry(enquiry, FIRST, world.emails, world.send, world.held)
+    send = world.mailer.send
+
+    async def ledger_gone_meanwhile(message: EmailMessage) -> str:
+        sent = await send(message)
+        world.ledger.down = True
+        return sent
+
+    world.mailer.send = ledger_gone_meanwhile  # type: ignore[method-assign]
+    confirmed = enquiry_confirmed_event(enquiry.data.enquiry_id, verified_at=NOW)
+    outcome = await release_enquiry(confirmed, FIRST, world.emails, world.send, world.held)
+    assert isinstance(outcome, RetryLater)
     assert released(outcome) == []

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
 from agency_shared.chain import ChainReport
 from casework.settings import CaseworkSettings
@@ -15,6 +16,7 @@ CONNECT_SECONDS = 2.0
 READ_SECONDS = 10.0
 # A ledger check walks the whole chain: it may take longer than a read.
 VERIFY_SECONDS = 60.0
+_CHAIN_REPORT = TypeAdapter(ChainReport)
 
 
 class AgreementsUnavailable(Exception):
@@ -103,11 +105,17 @@ class AgreementsClient:
         return ReacceptancePage(list(found.get("items") or []), found.get("next_cursor"))
 
     async def verify_ledger(self) -> ChainReport:
-        found = await self._json("GET", "/v1/ledger/verify", timeout=VERIFY_SECONDS)
-        if not isinstance(found, dict):
-            raise AgreementsUnavailable("GET /v1/ledger/verify: no report")
-        fields = ChainReport.__dataclass_fields__
-        return ChainReport(**{key: value for key, value in found.items() if key in fields})
+        """The ledger's verdict; ``AgreementsUnavailable`` for an answer that is not a whole report (a field
+        missing or of another type, e.g. "ok": "false"): a verdict guessed from it could be the wrong one."""
+        path = "/v1/ledger/verify"
+        response = await self._request("GET", path, timeout=VERIFY_SECONDS)
+        if response is None:
+            raise AgreementsUnavailable(f"GET {path}: no report")
+        try:
+            return _CHAIN_REPORT.validate_json(response.content, strict=True)
+        except ValidationError as exc:
+            what = "not JSON" if exc.errors()[0]["type"] == "json_invalid" else "not a report"
+            raise AgreementsUnavailable(f"GET {path}: {what} ({exc.error_count()} errors)") from exc
 
     async def erase_application(self, application_id: uuid.UUID, reason: str | None) -> dict[str, Any] | None:
         """Erase the applicant everywhere (agreements announces applicant.erased); None if agreements has no

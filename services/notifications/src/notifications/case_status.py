@@ -1,8 +1,9 @@
 """What the client is told when a staff member moves their case: fixed text per status, in the client's language.
 
 Only these statuses email the client (casework.md's table); an enquiry's statuses and any status not listed
-send nothing. The text is ours: it takes the consultant's name, the fee and Tencent's deadline from the event,
-never the staff's ``reason`` (an internal note), and for a rejection a fixed sentence per reason code.
+send nothing. The text is ours: it takes the consultant's name, the fee, Tencent's deadline and the verification's
+expiry from the event, never the staff's ``reason`` (an internal note), and for a rejection a fixed sentence per
+reason code.
 """
 
 from datetime import date
@@ -34,7 +35,7 @@ UPDATES: dict[Locale, dict[str, str]] = {
         "the options (resubmitting, or closing the application).",
         "verified": "Your account is verified.",
         "live": "Your account is live: your consultant will send you the handover pack.",
-        "renewal_due": "Annual verification due on {deadline}.",
+        "renewal_due": "Annual verification due on {expires}.",
         "renewal_due_unknown": "Your account's annual verification is due soon; your consultant will contact you.",
         "renewed": "Your account's annual verification is renewed.",
         "lapsed": "Your account's annual verification has lapsed. Please contact your consultant as soon as possible.",
@@ -55,7 +56,7 @@ UPDATES: dict[Locale, dict[str, str]] = {
         "rejected": "审核未通过：{rejection}您的顾问将与您联系后续方案（重新提交或结束申请）。",
         "verified": "您的公众号已通过认证。",
         "live": "您的公众号已上线：您的顾问将向您发送交付说明。",
-        "renewal_due": "年审将于 {deadline} 到期。",
+        "renewal_due": "年审将于 {expires} 到期。",
         "renewal_due_unknown": "您的公众号年审即将到期，您的顾问将与您联系。",
         "renewed": "您的公众号已完成年审。",
         "lapsed": "您的公众号年审已过期，请尽快联系您的顾问。",
@@ -102,10 +103,11 @@ def client_update(data: CaseStatusChangedData) -> str | None:
         "consultant": data.consultant or "",
         "fee": data.fee or "",
         "deadline": deadline_text(data.tencent_deadline, locale) if data.tencent_deadline else "",
+        "expires": deadline_text(data.expires_at, locale) if data.expires_at else "",
         "rejection": REJECTIONS[locale][data.rejection_reason or "other"],
     }
     needed = {"awaiting_fee": data.fee, "tencent_requested_info": data.tencent_deadline,
-              "renewal_due": data.tencent_deadline}  # fmt: skip
+              "renewal_due": data.expires_at}  # fmt: skip
     if status in needed and not needed[status]:
         status = f"{status}_unknown"
     return texts[status].format(**values)

@@ -572,6 +572,17 @@ def announcing(outcome: Outcome, released: EnquiryReleased) -> Outcome:
     return combined(outcome, Done((released,)))
 
 
+async def announcing_unless_erased(outcome: Outcome, released: EnquiryReleased, send: Sender) -> Outcome:
+    """``announcing``, unless the enquirer was erased: looked at after the emails, so an erasure that landed
+    while they were sent opens no case (send_notice sent nothing if it landed before them)."""
+    try:
+        if await send.ledger.is_erased(str(released.data.enquiry_id)):
+            return outcome
+    except ConnectionFailure as exc:
+        return combined(outcome, RetryLater(f"the notification ledger is unreachable: {exc!r}"))
+    return announcing(outcome, released)
+
+
 async def notify_enquiry(
     event: EnquiryReceived,
     attempt: Attempt,
@@ -589,14 +600,7 @@ async def notify_enquiry(
     enquiry_id = str(event.data.enquiry_id)
     if event.data.human_check != "none":
         outcome = await send(emails.of_enquiry(event), attempt)
-        # Looked at after the emails, so an erasure that landed meanwhile opens no case either (send_notice
-        # sent nothing if it landed before them).
-        try:
-            if await send.ledger.is_erased(enquiry_id):
-                return outcome
-        except ConnectionFailure as exc:
-            return combined(outcome, RetryLater(f"the notification ledger is unreachable: {exc!r}"))
-        return announcing(outcome, enquiry_released(event, event.correlation_id, None))
+        return await announcing_unless_erased(outcome, enquiry_released(event, event.correlation_id, None), send)
     try:
         if await send.ledger.is_erased(enquiry_id):
             return Done()  # a replay after an erasure: keep nothing of the enquirer
@@ -612,7 +616,7 @@ async def notify_enquiry(
     if verified_at is None:
         return await send(notice, attempt)
     outcome = await _release(notice, enquiry_id, send, held, attempt, now)
-    return announcing(outcome, enquiry_released(event, event.correlation_id, verified_at))
+    return await announcing_unless_erased(outcome, enquiry_released(event, event.correlation_id, verified_at), send)
 
 
 async def release_enquiry(
@@ -638,7 +642,7 @@ async def release_enquiry(
     enquiry = EnquiryReceived.model_validate_json(state.event)
     verified_at = _aware(state.verified_at) or event.data.verified_at
     outcome = await _release(emails.of_released_enquiry(enquiry, verified_at), enquiry_id, send, held, attempt, now)
-    return announcing(outcome, enquiry_released(enquiry, event.correlation_id, verified_at))
+    return await announcing_unless_erased(outcome, enquiry_released(enquiry, event.correlation_id, verified_at), send)
 
 
 async def notify_case_status(event: CaseStatusChanged, attempt: Attempt, emails: Emails, send: Sender) -> Outcome:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -49,6 +50,8 @@ MAX_SEARCH_LENGTH = 200
 MAX_PAGE = 10_000
 UNASSIGNED = "unassigned"
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# ASCII digits only: str.isdigit() accepts '²' and '١٢', which int() then rejects or reads as another number.
+NUMBER = re.compile(r"[0-9]{1,6}")
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def _number(params: QueryParams, name: str, default: int, allowed: range | tuple
     raw = _one(params, name)
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) not in allowed:
+    if not NUMBER.fullmatch(raw) or int(raw) not in allowed:
         raise PageProblem(422, "problem.bad_filter", field=name, detail="not a number this list takes")
     return int(raw)
 
@@ -164,6 +167,17 @@ async def staff_accounts(request: Request) -> dict[str, Account]:
     return {account.id: account for account in accounts}
 
 
+def page_window(current: int, pages: int, around: int = 3) -> tuple[int | None, ...]:
+    """The page links the list shows: the first, the last and ``around`` either side of ``current``, with
+    ``None`` where pages are left out (an ellipsis), so 10,000 pages are a dozen links, not 10,000."""
+    near = range(max(1, current - around), min(pages, current + around) + 1)
+    numbers = sorted({1, pages, *near} if pages >= 1 else set())
+    window: list[int | None] = numbers[:1]
+    for previous, number in pairwise(numbers):
+        window += [None, number] if number - previous > 1 else [number]
+    return tuple(window)
+
+
 @router.get("/console/cases")
 @shows_problems
 async def case_list(request: Request, staff: Reader) -> Response:
@@ -174,6 +188,7 @@ async def case_list(request: Request, staff: Reader) -> Response:
     context = {
         "form": form,
         "page": page,
+        "page_links": page_window(form.page, page.pages),
         "now": now,
         "statuses": STATUSES,
         "accounts": [account for account in accounts.values() if account.active],

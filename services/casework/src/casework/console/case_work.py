@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from casework.access import Permission, StaffMember, require
-from casework.cases import Case
+from casework.cases import Case, HistoryEntry
 from casework.console.case_pages import case_link, staff_accounts
 from casework.console.pages import PageProblem, actor_of, audit, handling_of, loaded_case, shows_problems
 from casework.handling import Actor
@@ -47,6 +47,24 @@ def _invalid(error: InvalidDetail, back: str) -> PageProblem:
 
 def _changed(back: str) -> PageProblem:
     return PageProblem(409, "problem.changed_meanwhile", detail="the case changed meanwhile: reload it", back=back)
+
+
+async def _landed(request: Request, case: Case, key: str, staff: StaffMember) -> HistoryEntry | None:
+    """The timeline entry (``key``: status, note, owner) this staff member's change wrote on ``case`` or after, if
+    the change was written: handling commits it before it announces it and reads the case back, so a failure in
+    those must not leave a change made without its audit entry."""
+    now = await handling_of(request).case(case.id)
+    for entry in reversed(now.history):
+        prefix, _, version = entry.key.partition(":")
+        if (
+            prefix == key
+            and entry.staff == staff.email
+            and version.isascii()
+            and version.isdigit()
+            and int(version) >= case.version
+        ):
+            return entry
+    return None
 
 
 @router.post("/console/cases/{case_id}/status")
@@ -94,6 +112,16 @@ async def change_status(
         raise _invalid(error, back) from None
     except CaseChanged:
         raise _changed(back) from None
+    except Exception:
+        landed = await _landed(request, case, "status", staff)
+        if landed is not None:
+            await audit(
+                request,
+                "status_change",
+                str(case.id),
+                {"action": action, "from": case.status, "to": landed.current or ""},
+            )
+        raise
     await audit(request, "status_change", str(case.id), {"action": action, "from": case.status, "to": changed.status})
     return RedirectResponse(back, 303)
 
@@ -112,6 +140,10 @@ async def add_note(
         raise _invalid(error, back) from None
     except CaseChanged:
         raise _changed(back) from None
+    except Exception:
+        if await _landed(request, case, "note", staff) is not None:
+            await audit(request, "note", str(case.id), {"length": str(len(note.strip()))})
+        raise
     await audit(request, "note", str(case.id), {"length": str(len(note.strip()))})
     return RedirectResponse(back, 303)
 
@@ -136,5 +168,9 @@ async def assign_owner(
         await handling_of(request).assign_owner(case.id, chosen, actor_of(staff))
     except CaseChanged:
         raise _changed(back) from None
+    except Exception:
+        if await _landed(request, case, "owner", staff) is not None:
+            await audit(request, "assign_owner", str(case.id), {"owner": chosen.id if chosen else ""})
+        raise
     await audit(request, "assign_owner", str(case.id), {"owner": chosen.id if chosen else ""})
     return RedirectResponse(back, 303)
