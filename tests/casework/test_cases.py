@@ -365,3 +365,18 @@ async def test_an_erasure_takes_the_client_out_of_what_the_case_still_owes(
     [owed] = announcements.events
     assert isinstance(owed, CaseStatusChanged)
     assert owed.data.client is None
+
+
+async def test_renewal_news_names_the_verifications_expiry(
+    cases: MongoCases, handling: CaseHandling, announcements: Announcements
+) -> None:
+    event = agreement_recorded_event()
+    await open_application_case(event, cases, DEFAULT_TIME_LIMITS)
+    case_id = case_id_for(event.data.application_id)
+    expiry = datetime(2027, 3, 1, 8, 0, tzinfo=UTC)
+    live = HistoryEntry(key="live", kind="note", at=NOW, text="handed over")
+    await cases.change(await handling.case(case_id), {"status": "live", "expires_at": expiry}, live)
+    await handling.change_status(case_id, ActionRequest("renewal_due", "three months to go"), ANNA)
+    [news] = announcements.events
+    assert isinstance(news, CaseStatusChanged)
+    assert news.data.expires_at == date(2027, 3, 1)

@@ -240,6 +240,7 @@ class CaseHandling:
                 tencent_deadline=case.tencent_deadline,
                 rejection_reason=cast(RejectionReason | None, case.rejection_reason),  # the workflow checked it
                 fee=self.fee if transition.current == A.AWAITING_FEE else None,
+                expires_at=case.expires_at.date() if case.expires_at is not None else None,
             ),
         )
 
