@@ -1,15 +1,13 @@
 """Both forms in headless Chromium, in both languages, with and without JavaScript, down to MongoDB and email."""
 
 import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from pymongo import AsyncMongoClient
 
 import agreements.main
@@ -19,15 +17,14 @@ from agreements.settings import AgreementsSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 from tests.support.apps import http_server, serving
+from tests.support.browser import needs_chromium, screenshot
 from tests.support.captcha import TEST_COST
 from tests.support.data import STAFF
 from tests.support.servers import Inbox
 from tests.support.settings import settings_with
 from tests.support.verification import link_in
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="`make test` installs Debian's chromium")
+pytestmark = needs_chromium
 
 
 @dataclass
@@ -56,23 +53,6 @@ async def system(
     front = settings_with(intake_settings, captcha=captcha, captcha_cost=TEST_COST)
     async with serving(*consumers), http_server(intake.main.create_app(front)) as url:
         yield System(url, inbox, mongo, agreements_settings.mongodb_db)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield chromium
-        await chromium.close()
-
-
-async def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 async def fill_application(page: Page, email: str) -> None:

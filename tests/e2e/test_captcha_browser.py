@@ -1,33 +1,20 @@
 """The ALTCHA widget in headless Chromium: served by intake, solved in its worker under the pages' policy, posted."""
 
 import json
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 import intake.main
 from agency_shared.topology import NOTIFICATIONS_ENQUIRY_RECEIVED
 from intake.settings import IntakeSettings
 from tests.support import broker
 from tests.support.apps import http_server
+from tests.support.browser import needs_chromium
 from tests.support.captcha import TEST_COST
 from tests.support.settings import settings_with
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="`make test` installs Debian's chromium")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        yield chromium
-        await chromium.close()
+pytestmark = needs_chromium
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,11 @@ finds a case, notes it, takes it, moves it on by keyboard, is told why an action
 Chinese; an admin erases an enquirer after confirming. Screenshots go to var/screenshots/console-*.png."""
 
 import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from pydantic import SecretStr
 
 import agreements.main
@@ -21,13 +19,12 @@ from casework.settings import CaseworkSettings
 from casework.storage import MongoCases
 from tests.support import broker
 from tests.support.apps import http_server
+from tests.support.browser import needs_chromium, screenshot
 from tests.support.casework import AGREEMENTS_TOKEN, PASSWORD, enquiry_released, eventually
 from tests.support.events import application_submitted, enquiry_received
 from tests.support.settings import settings_with
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="`make test` installs Debian's chromium")
+pytestmark = needs_chromium
 
 
 @dataclass
@@ -56,23 +53,6 @@ async def console(
         app = casework.main.create_app(settings)
         async with http_server(app) as url:
             yield Console(url, app.state.access, app.state.adapters.cases, amqp_url)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield chromium
-        await chromium.close()
-
-
-async def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"console-{name}.png"), full_page=True)
 
 
 async def sign_in(page: Page, console: Console, email: str) -> None:
@@ -105,7 +85,7 @@ async def test_an_operator_works_a_case_and_reads_it_in_chinese(console: Console
     context = await browser.new_context(locale="en-GB")
     page = await context.new_page()
     await sign_in(page, console, "mei@agency.example")
-    await screenshot(page, "list")
+    await screenshot(page, "console-list")
 
     await page.get_by_role("searchbox", name="Search").fill("maple tea")
     await page.get_by_role("searchbox", name="Search").press("Enter")
@@ -113,7 +93,7 @@ async def test_an_operator_works_a_case_and_reads_it_in_chinese(console: Console
     await page.get_by_role("link", name=case.reference).click()
     await expect(page.get_by_role("heading", level=1)).to_have_text(f"Case {case.reference}")
     await expect(page.locator("#receipt-unavailable")).to_have_count(0)
-    await screenshot(page, "case")
+    await screenshot(page, "console-case")
 
     await page.get_by_label("Note", exact=True).fill("Called the client: <b>documents</b> next week.")
     await page.get_by_role("button", name="Add note").click()
@@ -129,7 +109,7 @@ async def test_an_operator_works_a_case_and_reads_it_in_chinese(console: Console
     await act_by_keyboard(page, "documents_received", "All documents uploaded.")
     await act_by_keyboard(page, "request_fee", "Documents checked.")
     await expect(page.locator("#case-status")).to_have_attribute("data-status", "awaiting_fee")
-    await screenshot(page, "worked")
+    await screenshot(page, "console-worked")
 
     # A form from before those changes: the action is refused, and the page says what is allowed now.
     await stale.locator('form[data-action="request_documents"]').get_by_label("Reason").fill("Again")
@@ -139,13 +119,13 @@ async def test_an_operator_works_a_case_and_reads_it_in_chinese(console: Console
     await expect(stale.get_by_role("alert")).to_contain_text(
         "“Request documents” is not allowed from the status “Awaiting fee”"
     )
-    await screenshot(stale, "refused")
+    await screenshot(stale, "console-refused")
 
     await page.get_by_role("button", name="简体中文").click()
     await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     await expect(page.get_by_role("heading", level=1)).to_have_text(f"案件 {case.reference}")
     await expect(page.locator("#case-status")).to_have_text("等待付费")
-    await screenshot(page, "case-zh")
+    await screenshot(page, "console-case-zh")
     await context.close()
 
 
@@ -161,7 +141,7 @@ async def test_an_admin_erases_an_enquirer_after_confirming(console: Console, br
     assert case.client_email is not None
     await expect(page.locator("main")).to_contain_text(case.client_email)
     await page.get_by_role("link", name="Erase personal data…").click()
-    await screenshot(page, "erase")
+    await screenshot(page, "console-erase")
 
     await page.get_by_label(re.compile("Type the case reference")).fill("E-NOTTHIS")
     await page.get_by_role("button", name="Erase personal data").click()
@@ -181,5 +161,5 @@ async def test_an_admin_erases_an_enquirer_after_confirming(console: Console, br
     await page.reload()
     await expect(page.locator("main")).not_to_contain_text(case.client_email)
     await expect(page.locator("main")).to_contain_text("Personal data erased at")
-    await screenshot(page, "erased")
+    await screenshot(page, "console-erased")
     await context.close()

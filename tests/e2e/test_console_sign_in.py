@@ -1,29 +1,18 @@
 """The console's sign-in in headless Chromium, by keyboard only: a refusal the screen reader is pointed to, then a
 sign-in that lands on the page asked for with an HttpOnly session cookie; the language switch; sign-out."""
 
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 from pymongo import AsyncMongoClient
 
 from casework.access import Role
 from tests.support.apps import http_server
+from tests.support.browser import needs_chromium
 from tests.support.console import PASSWORD, console
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="`make test` installs Debian's chromium")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield chromium
-        await chromium.close()
+pytestmark = needs_chromium
 
 
 async def test_sign_in_and_out_by_keyboard(

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agency_shared.events import derived_id
-from casework.workflow import CaseKind
+from casework.workflow import CaseKind, due_at, initial_status
 
 HistoryKind = Literal[
     "opened", "status_changed", "note", "owner_assigned", "email", "email_verified", "converted", "erased"
@@ -90,6 +90,32 @@ class Case(BaseModel):
 def case_id_for(subject_id: uuid.UUID, kind: CaseKind = CaseKind.APPLICATION) -> uuid.UUID:
     """A case's id follows from what it is about, so opening it twice (a redelivery, two replicas) is one case."""
     return derived_id("case", kind.value, str(subject_id))
+
+
+def new_case(
+    kind: CaseKind,
+    subject_id: uuid.UUID,
+    now: datetime,
+    limits: Mapping[str, int],
+    opened: HistoryEntry,
+    **fields: Any,
+) -> Case:
+    """A case as it opens: its id and reference from its subject, its kind's first status and that status's due time,
+    ``opened`` as its first timeline line, and ``fields`` (the client, the application...)."""
+    case_id = case_id_for(subject_id, kind)
+    status = initial_status(kind)
+    return Case(
+        id=case_id,
+        kind=kind,
+        reference=reference_of(case_id, kind),
+        status=status,
+        status_since=now,
+        due_at=due_at(status, now, limits),
+        opened_at=now,
+        updated_at=now,
+        history=[opened],
+        **fields,
+    )
 
 
 def reference_of(case_id: uuid.UUID, kind: CaseKind) -> str:

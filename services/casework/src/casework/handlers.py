@@ -29,9 +29,9 @@ from agency_shared.topology import (
     CASEWORK_ENQUIRY_RELEASED,
     CASEWORK_NOTIFICATION_SETTLED,
 )
-from casework.cases import Case, HistoryEntry, case_id_for, reference_of
+from casework.cases import Case, HistoryEntry, new_case
 from casework.storage import CaseChanged, MongoCases
-from casework.workflow import CaseKind, due_at, initial_status
+from casework.workflow import CaseKind
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -40,8 +40,6 @@ OUTAGES = (ConnectionFailure, CaseChanged)
 
 def application_case(data: AgreementRecordedData, limits: Mapping[str, int], now: datetime) -> Case:
     """A new application's case, in triage: the application as submitted and the evidence of its acceptance."""
-    case_id = case_id_for(data.application_id, CaseKind.APPLICATION)
-    status = initial_status(CaseKind.APPLICATION)
     acceptance = {
         "acceptance_id": str(data.acceptance_id),
         "sequence": data.sequence,
@@ -58,15 +56,13 @@ def application_case(data: AgreementRecordedData, limits: Mapping[str, int], now
         "user_agent": data.acceptance.user_agent if data.acceptance else data.personal_data.user_agent,
         "checkpoint_key": data.checkpoint.key_id if data.checkpoint else None,
     }
-    return Case(
-        id=case_id,
-        kind=CaseKind.APPLICATION,
-        reference=reference_of(case_id, CaseKind.APPLICATION),
-        status=status,
-        status_since=now,
-        due_at=due_at(status, now, limits),
-        opened_at=now,
-        updated_at=now,
+    opened = HistoryEntry(key="opened", kind="opened", at=now, text=f"ledger link {data.sequence}")
+    return new_case(
+        CaseKind.APPLICATION,
+        data.application_id,
+        now,
+        limits,
+        opened,
         locale=data.locale,
         application_id=data.application_id,
         company=data.company_name,
@@ -75,23 +71,17 @@ def application_case(data: AgreementRecordedData, limits: Mapping[str, int], now
         client_email=data.applicant_email,
         application=data.application.model_dump(mode="json") if data.application else None,
         acceptance=acceptance,
-        history=[HistoryEntry(key="opened", kind="opened", at=now, text=f"ledger link {data.sequence}")],
     )
 
 
 def enquiry_case(event: EnquiryReleased, limits: Mapping[str, int], now: datetime) -> Case:
     data = event.data
-    case_id = case_id_for(data.enquiry_id, CaseKind.ENQUIRY)
-    status = initial_status(CaseKind.ENQUIRY)
-    return Case(
-        id=case_id,
-        kind=CaseKind.ENQUIRY,
-        reference=reference_of(case_id, CaseKind.ENQUIRY),
-        status=status,
-        status_since=now,
-        due_at=due_at(status, now, limits),
-        opened_at=now,
-        updated_at=now,
+    return new_case(
+        CaseKind.ENQUIRY,
+        data.enquiry_id,
+        now,
+        limits,
+        HistoryEntry(key="opened", kind="opened", at=now),
         locale=data.locale,
         enquiry_id=data.enquiry_id,
         company=data.enquiry.company,
@@ -99,7 +89,6 @@ def enquiry_case(event: EnquiryReleased, limits: Mapping[str, int], now: datetim
         client_email=str(data.enquiry.email),
         enquiry=data.enquiry.model_dump(mode="json"),
         email_verified_at=data.verified_at,
-        history=[HistoryEntry(key="opened", kind="opened", at=now)],
     )
 
 

@@ -20,7 +20,7 @@ from agency_shared.events import (
     derived_id,
     utc_now,
 )
-from casework.cases import Case, HistoryEntry, case_id_for, reference_of
+from casework.cases import Case, HistoryEntry, new_case
 from casework.storage import MongoCases
 from casework.workflow import (
     A,
@@ -32,7 +32,6 @@ from casework.workflow import (
     Transition,
     decide,
     due_at,
-    initial_status,
 )
 
 logger = logging.getLogger(__name__)
@@ -188,16 +187,13 @@ class CaseHandling:
         """The application case a converted enquiry becomes (in triage, the enquirer as its client), and whether
         it was opened now."""
         assert enquiry_case.enquiry_id is not None
-        case_id = case_id_for(enquiry_case.enquiry_id, CaseKind.APPLICATION)
-        case = Case(
-            id=case_id,
-            kind=CaseKind.APPLICATION,
-            reference=reference_of(case_id, CaseKind.APPLICATION),
-            status=initial_status(CaseKind.APPLICATION),
-            status_since=now,
-            due_at=due_at(initial_status(CaseKind.APPLICATION), now, self.time_limits),
-            opened_at=now,
-            updated_at=now,
+        opened = HistoryEntry(key="opened", kind="converted", at=now, staff=actor.email, text=enquiry_case.reference)
+        case = new_case(
+            CaseKind.APPLICATION,
+            enquiry_case.enquiry_id,
+            now,
+            self.time_limits,
+            opened,
             locale=enquiry_case.locale,
             enquiry_id=enquiry_case.enquiry_id,
             origin_enquiry=enquiry_case.id,
@@ -206,9 +202,6 @@ class CaseHandling:
             client_email=enquiry_case.client_email,
             owner=enquiry_case.owner,
             owner_name=enquiry_case.owner_name,
-            history=[
-                HistoryEntry(key="opened", kind="converted", at=now, staff=actor.email, text=enquiry_case.reference)
-            ],
         )
         return case, await self.cases.open(case)
 
