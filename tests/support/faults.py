@@ -34,7 +34,9 @@ from tests.support.data import application
 from tests.support.servers import Inbox, apply_queue_policies, free_port, management_url, wait_for_port
 from tests.support.verification import is_verification
 
-SERVICES = ("intake", "agreements", "notifications")
+SERVICES = ("intake", "agreements", "notifications", "casework")
+# casework's own token for agreements' staff API (the system is whole: casework consumes its queues too).
+CASEWORK_TOKEN = "casework-faults-token-0123456789abcdef"
 STAFF = "staff@agency.example"
 RESULTS = Path(__file__).resolve().parents[2] / "var" / "faults"
 _APPLICATION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -186,7 +188,7 @@ class Accounting:
 
 
 class System:
-    """The three services, their database and an SMTP inbox, in one RabbitMQ vhost.
+    """The four services, their database and an SMTP inbox, in one RabbitMQ vhost.
 
     ``replicas`` (fifth, positional) runs more than one process of a service
     (``{"agreements": 3}``), each on its own HTTP port and log file (``agreements-1.log``...),
@@ -215,6 +217,8 @@ class System:
             "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), "STAFF_EMAILS": STAFF,
             "INTAKE_PORT": str(ports["intake"][0]), "AGREEMENTS_PORT": str(ports["agreements"][0]),
             "NOTIFICATIONS_PORT": str(ports["notifications"][0]), "RATE_LIMIT": "1000000/minute",
+            "CASEWORK_PORT": str(ports["casework"][0]), "AGREEMENTS_URL": f"http://127.0.0.1:{ports['agreements'][0]}",
+            "AGREEMENTS_API_TOKEN": CASEWORK_TOKEN, "STAFF_API_TOKENS": f"casework={CASEWORK_TOKEN}",
             "RETRY_BASE_SECONDS": "0.5", "RETRY_MAX_SECONDS": "2", "MAX_ATTEMPTS": "40",
             "SEND_LEASE_SECONDS": "10", "LOG_LEVEL": "INFO", "ENVIRONMENT": "test", "CAPTCHA": "off",
             **({"RABBITMQ_MANAGEMENT_URL": url} if (url := management_url()) else {}),
