@@ -266,6 +266,53 @@ class CaseStatusChangedData(Model):
         return self
 
 
+# What a case reminder is about (casework's ``reminders.ReminderKind``): the client's chasers and renewal reminder,
+# the owner's deadline warning, overdue and lapse alerts.
+CaseReminderKind = Literal["documents_chaser", "fee_chaser", "renewal", "tencent_deadline", "overdue", "lapse"]
+
+
+class CaseReminderDueData(Model):
+    """A reminder casework's scheduler owes, to the client or to the case's owner (``recipient``); sent once: its
+    event id is derived from ``reminder_key``. Exactly one of ``application_id`` and ``enquiry_id`` is set.
+
+    The client's name and address are in ``client`` only for a client's reminder, the owner's address in
+    ``owner_email`` only for the owner's (None: the case has no owner with an account; the staff addresses get it).
+    What anyone is told is fixed text chosen by ``kind`` and ``status`` with the dates here; no staff note travels.
+    """
+
+    reminder_key: str
+    case_id: uuid.UUID
+    application_id: uuid.UUID | None = None
+    enquiry_id: uuid.UUID | None = None
+    reference: str
+    kind: CaseReminderKind
+    recipient: Literal["client", "owner"]
+    due_at: AwareDatetime  # when the reminder fell due
+    days: int  # days after the status began (chasers), before the deadline or expiry (warnings, renewal)
+    locale: Locale  # the client's language
+    status: str
+    status_since: AwareDatetime
+    client: CaseClient | None = None
+    owner_email: str | None = None
+    consultant: str | None = None  # the owner's display name
+    account_name: str | None = None
+    tencent_deadline: date | None = None
+    expires_at: date | None = None
+    time_limit: AwareDatetime | None = None  # the status's time limit that passed (overdue)
+    fee: str | None = None
+    console_link: str | None = None  # the case in the console (owner's reminders)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CaseReminderDueData":
+        if (self.application_id is None) == (self.enquiry_id is None):
+            raise ValueError("exactly one of application_id and enquiry_id")
+        if self.recipient == "owner" and self.client is not None:
+            raise ValueError("an owner's reminder carries no client")
+        if self.recipient == "client" and self.owner_email is not None:
+            raise ValueError("a client's reminder carries no owner address")
+        return self
+
+
 class Event(Model):
     """The envelope every message carries; subclasses fix ``event_type`` and ``data``."""
 
@@ -390,6 +437,17 @@ class CaseStatusChanged(Event):
     routing_key: ClassVar[str] = "case.status-changed"
     event_type: Literal["case.status-changed"] = "case.status-changed"
     data: CaseStatusChangedData
+
+    def about_application(self) -> uuid.UUID | None:
+        return self.data.application_id
+
+
+class CaseReminderDue(Event):
+    """casework's scheduler owes a case reminder (a chaser, a deadline warning, a renewal reminder, an alert)."""
+
+    routing_key: ClassVar[str] = "case.reminder-due"
+    event_type: Literal["case.reminder-due"] = "case.reminder-due"
+    data: CaseReminderDueData
 
     def about_application(self) -> uuid.UUID | None:
         return self.data.application_id

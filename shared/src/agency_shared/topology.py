@@ -10,6 +10,7 @@ from agency_shared.events import (
     AgreementRecorded,
     ApplicantErased,
     ApplicationSubmitted,
+    CaseReminderDue,
     CaseStatusChanged,
     EmailVerified,
     EnquiryConfirmed,
@@ -92,6 +93,7 @@ NOTIFICATIONS_ACCEPTANCE_CONFIRMED = ConsumerQueue("notifications.acceptance-con
 NOTIFICATIONS_ENQUIRY_CONFIRMED = ConsumerQueue("notifications.enquiry-confirmed", EnquiryConfirmed)
 NOTIFICATIONS_LEDGER_CHECKPOINTED = ConsumerQueue("notifications.ledger-checkpointed", LedgerCheckpointed)
 NOTIFICATIONS_CASE_STATUS_CHANGED = ConsumerQueue("notifications.case-status-changed", CaseStatusChanged)
+NOTIFICATIONS_CASE_REMINDER_DUE = ConsumerQueue("notifications.case-reminder-due", CaseReminderDue)
 # casework opens a case for each application once it is in the ledger (one that passed no human check: once its
 # address is verified) and for each enquiry the staff got; it keeps the emails' outcomes and forgets the erased.
 CASEWORK_AGREEMENT_RECORDED = ConsumerQueue("casework.agreement-recorded", AgreementRecorded)
@@ -111,6 +113,7 @@ CONSUMER_QUEUES = (
     NOTIFICATIONS_ENQUIRY_CONFIRMED,
     NOTIFICATIONS_LEDGER_CHECKPOINTED,
     NOTIFICATIONS_CASE_STATUS_CHANGED,
+    NOTIFICATIONS_CASE_REMINDER_DUE,
     CASEWORK_AGREEMENT_RECORDED,
     CASEWORK_ACCEPTANCE_CONFIRMED,
     CASEWORK_ENQUIRY_RELEASED,

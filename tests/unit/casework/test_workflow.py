@@ -42,6 +42,7 @@ EXPECTED: set[tuple[str, str, str]] = {
     ("record_verification", A.SUBMITTED_TO_TENCENT, A.VERIFIED),
     ("record_verification", A.TENCENT_REQUESTED_INFO, A.VERIFIED),
     ("hand_over", A.VERIFIED, A.LIVE),
+    ("renewal_due", A.VERIFIED, A.RENEWAL_DUE),
     ("renewal_due", A.LIVE, A.RENEWAL_DUE),
     ("renewal_due", A.RENEWED, A.RENEWAL_DUE),
     ("renewal_due", A.LAPSED, A.RENEWAL_DUE),
@@ -199,3 +200,16 @@ def test_time_limits_apply_where_staff_must_act_and_pause_while_waiting_on_the_c
     tencent = due_at("tencent_requested_info", NOW, limits, date(2026, 12, 20))
     assert tencent is not None
     assert tencent.date() == date(2026, 12, 20)
+
+
+@pytest.mark.parametrize("status", [s.value for s in A])
+def test_the_system_may_move_only_a_verified_account_to_its_renewal(status: str) -> None:
+    from casework.workflow import system_may
+
+    state = CaseState(CaseKind.APPLICATION, status)
+    expected = status in (A.VERIFIED, A.LIVE, A.RENEWED)
+    assert system_may("renewal_due", state) is expected
+    if expected:  # and what it may do, the workflow allows
+        assert decide(state, ActionRequest("renewal_due", "scheduler"), NOW).current == A.RENEWAL_DUE
+    assert not system_may("record_lapse", state)
+    assert not system_may("renewal_due", CaseState(CaseKind.ENQUIRY, status))

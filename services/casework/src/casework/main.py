@@ -2,24 +2,31 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from pymongo import AsyncMongoClient
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from agency_chassis.logs import configure_logging
 from agency_chassis.mongo import MongoConnection
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
-from agency_shared.events import CaseStatusChanged
+from agency_shared.events import CaseReminderDue, CaseStatusChanged, utc_now
 from casework import access_routes, console
 from casework.access import StaffAccess, first_admin_banner
 from casework.agreements_client import AgreementsClient
 from casework.handlers import build_router
 from casework.handling import CaseHandling, Publish
+from casework.reminders import ReminderSchedule
+from casework.reminding import DueCases, OwnerAlert, ReminderLedger, ReminderScheduler
 from casework.settings import CaseworkSettings
 from casework.storage import MongoCases
 from casework.workflow import Rules
@@ -35,18 +42,22 @@ class Adapters:
 
     cases: MongoCases
     handling: CaseHandling
+    _mongo: AsyncMongoClient[dict[str, Any]]
 
-    def __init__(self, settings: CaseworkSettings, publish: Publish) -> None:
+    def __init__(self, settings: CaseworkSettings, publish: Publish, on_owner_alert: OwnerAlert | None = None) -> None:
         self._settings = settings
         self._publish = publish
         self.database = MongoConnection()
         self.access = StaffAccess(settings)
         self.agreements = AgreementsClient(settings)
         self._sweeping: asyncio.Task[None] | None = None
+        self._reminding: asyncio.Task[None] | None = None
+        # Staff chat alerts for the owner's reminders (overdue, Tencent's deadline, a lapse), once each.
+        self.on_owner_alert = on_owner_alert
 
     async def open(self) -> None:
         settings = self._settings
-        mongo = self.database.open(settings)
+        mongo = self._mongo = self.database.open(settings)
         self.cases = MongoCases(mongo, settings.mongodb_db)
         await self.cases.ensure_indexes()
         self.handling = CaseHandling(
@@ -64,6 +75,37 @@ class Adapters:
                 print(first_admin_banner(settings.console_admin_email, generated), flush=True)
         await self.agreements.open()
         self._sweeping = asyncio.create_task(self._sweep_outbox())
+        reminders = self.reminder_scheduler()
+        await reminders.ensure_indexes()
+        if settings.reminder_scan_seconds > 0:
+            self._reminding = asyncio.create_task(reminders.run())
+
+    def reminder_scheduler(
+        self, now: Callable[[], datetime] = utc_now, interval: float | None = None
+    ) -> ReminderScheduler:
+        """A reminder scheduler over the open adapters (one runs in the background; tests make more, with a clock)."""
+        settings = self._settings
+        schedule = ReminderSchedule(
+            chaser_days=tuple(settings.reminder_chaser_days),
+            fee_chaser_days=tuple(settings.reminder_fee_days),
+            tencent_warning_days=settings.reminder_tencent_days,
+            renewal_days=tuple(settings.reminder_renewal_days),
+            renewal_due_days=settings.renewal_due_days,
+            catch_up=timedelta(days=settings.reminder_catch_up_days),
+        )
+        return ReminderScheduler(
+            due_cases=DueCases(self._mongo, settings.mongodb_db, schedule),
+            ledger=ReminderLedger(self._mongo, settings.mongodb_db),
+            handling=dataclasses.replace(self.handling, now=now),
+            accounts=self.access.accounts,
+            publish=self._publish,
+            schedule=schedule,
+            console_url=settings.console_url,
+            fee=settings.verification_fee,
+            interval=settings.reminder_scan_seconds if interval is None else interval,
+            now=now,
+            on_owner_alert=self.on_owner_alert,
+        )
 
     async def _sweep_outbox(self) -> None:
         """Announce status changes written but not confirmed by the broker (a crash, an outage) every half minute."""
@@ -75,6 +117,10 @@ class Adapters:
                 logger.exception("the outbox sweep failed")
 
     async def close(self) -> None:
+        if self._reminding is not None:
+            self._reminding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reminding
         if self._sweeping is not None:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,11 +164,12 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},
-        publishes=(CaseStatusChanged,),
+        publishes=(CaseStatusChanged, CaseReminderDue),
         description=(
             "Opens a case for each recorded application (one that passed no human check once its address is "
             "verified) and each enquiry the staff got; keeps each email's outcome on its case's timeline; forgets "
-            "the erased; announces every status change staff make in the console."
+            "the erased; announces every status change staff make in the console, and each reminder a case is owed "
+            "(the client's chasers and renewal reminders, the owner's deadline warnings and alerts), once."
         ),
     )
     return app

@@ -74,12 +74,34 @@ class CaseworkSettings(MongoSettings):
     renewal_interval_days: int = Field(default=365, ge=1)
     # Overrides of DEFAULT_TIME_LIMITS, e.g. ``triage=2,submitted_to_tencent=15`` (or JSON).
     case_time_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    # The reminder scheduler (casework/reminding.py): how often it looks (0: never, on this replica), the client's
+    # chasers (days after the status began), Tencent's deadline warnings (daily, its last days), the renewal
+    # reminders and the move to renewal_due (days before the verification expires), how late a reminder may be.
+    reminder_scan_seconds: float = Field(default=60.0, ge=0)
+    reminder_chaser_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [3, 7, 14])
+    reminder_fee_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [3, 7])
+    reminder_tencent_days: int = Field(default=5, ge=0)
+    reminder_renewal_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [90, 30, 7])
+    renewal_due_days: int = Field(default=90, ge=1)
+    reminder_catch_up_days: int = Field(default=7, ge=1)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:
         parts = split_commas(value)
         return [ip_network(p, strict=False) for p in parts] if isinstance(parts, list) else parts
+
+    @field_validator("reminder_chaser_days", "reminder_fee_days", "reminder_renewal_days", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> object:
+        return split_commas(value)
+
+    @field_validator("reminder_chaser_days", "reminder_fee_days", "reminder_renewal_days")
+    @classmethod
+    def _positive_days(cls, value: list[int]) -> list[int]:
+        if any(day < 1 or day > 3660 for day in value):
+            raise ValueError("each day is between 1 and 3660")
+        return sorted(set(value))
 
     @field_validator("case_time_limits", mode="before")
     @classmethod

@@ -106,7 +106,7 @@ ACTIONS: dict[str, Action] = {
         ),
         _application("record_verification", {A.SUBMITTED_TO_TENCENT, A.TENCENT_REQUESTED_INFO}, A.VERIFIED),
         _application("hand_over", {A.VERIFIED}, A.LIVE),
-        _application("renewal_due", {A.LIVE, A.RENEWED, A.LAPSED}, A.RENEWAL_DUE),
+        _application("renewal_due", {A.VERIFIED, A.LIVE, A.RENEWED, A.LAPSED}, A.RENEWAL_DUE),
         _application("record_renewal", {A.RENEWAL_DUE}, A.RENEWED),
         _application("record_lapse", {A.RENEWAL_DUE}, A.LAPSED),
         _application("put_on_hold", _WORKED, A.ON_HOLD),
@@ -120,6 +120,9 @@ ACTIONS: dict[str, Action] = {
 }
 
 MAX_REASON_LENGTH = 1000
+# What the system (casework's reminder scheduler) may do by itself, and from where: move a verified account to its
+# renewal (casework.md: "renewal_due: scheduler, 90 days before expiry"). A lapsed one is staff's to reopen.
+SYSTEM_ACTIONS: dict[str, frozenset[str]] = {"renewal_due": frozenset({A.VERIFIED, A.LIVE, A.RENEWED})}
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,11 @@ def allowed_actions(state: CaseState, rules: Rules = Rules()) -> list[str]:
         for action in ACTIONS.values()
         if action.kind is state.kind and state.status in action.sources and _within_limits(action, state, rules)
     ]
+
+
+def system_may(action: str, state: CaseState) -> bool:
+    """Whether the system may take ``action`` on a case in ``state`` by itself (no staff member asked)."""
+    return state.kind is CaseKind.APPLICATION and state.status in SYSTEM_ACTIONS.get(action, frozenset())
 
 
 def _within_limits(action: Action, state: CaseState, rules: Rules) -> bool:

@@ -20,6 +20,7 @@ from agency_shared.events import (
     AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
+    CaseReminderDue,
     CaseStatusChanged,
     EnquiryReceived,
     Event,
@@ -175,6 +176,14 @@ SUBJECTS: dict[str, dict[Locale, str]] = {
     "case_status": {
         "en": "Update on your WeChat Official Account application ({reference})",
         "zh-CN": "您的微信公众号申请进度更新（编号 {reference}）",
+    },
+    "case_reminder": {
+        "en": "Reminder about your WeChat Official Account application ({reference})",
+        "zh-CN": "您的微信公众号申请提醒（编号 {reference}）",
+    },
+    "staff_case_reminder": {
+        "en": "Case {reference}: {what}",
+        "zh-CN": "案件 {reference}：{what}",
     },
 }
 
@@ -531,4 +540,51 @@ def case_status(event: CaseStatusChanged, update: str, mail_from: str, staff: Se
             "account_name": header_text(data.account_name) if data.account_name else None,
             "reference": reference,
         },
+    )
+
+
+# What the owner's reminder is about, in its subject.
+OWNER_REMINDER_KINDS: dict[Locale, dict[str, str]] = {
+    "en": {"tencent_deadline": "Tencent's deadline approaches", "overdue": "overdue", "lapse": "verification lapsed"},
+    "zh-CN": {"tencent_deadline": "腾讯截止日期临近", "overdue": "已超时", "lapse": "认证已过期"},
+}
+
+
+def case_reminder(event: CaseReminderDue, reminder: str, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
+    """A reminder to the client (a chaser, the renewal): fixed text (``reminder``, from
+    ``case_reminders.client_reminder``), the account name and the reference. Replies go to the staff."""
+    data = event.data
+    if data.client is None:  # notify_case_reminder sends nothing then
+        raise ValueError(f"{event.event_type} {event.event_id} names no client")
+    return _compose(
+        template="case_reminder",
+        locale=data.locale,
+        subject=SUBJECTS["case_reminder"][data.locale].format(reference=data.reference),
+        sender=parse_address(mail_from),
+        recipient=person(data.client.name, data.client.email),
+        reply_to=tuple(parse_address(address) for address in staff),
+        event=event,
+        context={
+            "reminder": reminder,
+            "account_name": header_text(data.account_name) if data.account_name else None,
+            "reference": data.reference,
+        },
+    )
+
+
+def staff_case_reminder(
+    event: CaseReminderDue, reminder: str, staff: str, mail_from: str, locale: Locale
+) -> EmailMessage:
+    """A reminder to the case's owner (or every staff address when it has none): the reference, the dates and the
+    console link; no client's data."""
+    data = event.data
+    what = OWNER_REMINDER_KINDS[locale][data.kind]
+    return _compose(
+        template="staff_case_reminder",
+        locale=locale,
+        subject=SUBJECTS["staff_case_reminder"][locale].format(reference=data.reference, what=what),
+        sender=parse_address(mail_from),
+        recipient=parse_address(staff),
+        event=event,
+        context={"reminder": reminder, "reference": data.reference, "console_link": data.console_link},
     )

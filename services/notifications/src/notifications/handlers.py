@@ -28,6 +28,7 @@ from agency_shared.events import (
     AcceptanceConfirmed,
     AgreementRecorded,
     ApplicationSubmitted,
+    CaseReminderDue,
     CaseStatusChanged,
     EnquiryConfirmed,
     EnquiryReceived,
@@ -44,21 +45,25 @@ from agency_shared.forms import Locale
 from agency_shared.topology import (
     NOTIFICATIONS_ACCEPTANCE_CONFIRMED,
     NOTIFICATIONS_AGREEMENT_RECORDED,
+    NOTIFICATIONS_CASE_REMINDER_DUE,
     NOTIFICATIONS_CASE_STATUS_CHANGED,
     NOTIFICATIONS_ENQUIRY_CONFIRMED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
     NOTIFICATIONS_LEDGER_CHECKPOINTED,
 )
+from notifications.case_reminders import CLIENT_KINDS, client_reminder, owner_reminder
 from notifications.case_status import client_update
 from notifications.daily_cap import DailyCap
 from notifications.delivery import DeliveryReport, Ledger, OutgoingEmail, count_outcomes, deliver, settled_outcomes
 from notifications.emails import (
+    case_reminder,
     case_status,
     client_confirmation,
     email_verification,
     enquiry_autoresponse,
     enquiry_verification,
     ledger_checkpoint,
+    staff_case_reminder,
     staff_client_unreachable,
     staff_new_application,
     staff_new_enquiry,
@@ -80,13 +85,15 @@ Submission = AgreementRecorded | ApplicationSubmitted
 
 # Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently).
 CLIENT_TEMPLATES = frozenset(
-    {"email_verification", "client_confirmation", "enquiry_autoresponse", "enquiry_verification", "case_status"}
-)
+    {"email_verification", "client_confirmation", "enquiry_autoresponse", "enquiry_verification", "case_status",
+     "case_reminder"}
+)  # fmt: skip
 # The client emails that count against the address's daily cap: those anyone who types an address into a form
 # can make us send. Not the confirmation with the receipt: it goes only after the address's owner clicked the
 # verification link. Nor a case's news: only a staff member moving the case sends it, and a busy day on a case
 # must not silence it (nor use up the day's verification links).
-CAPPED_TEMPLATES = CLIENT_TEMPLATES - {"client_confirmation", "case_status"}
+# A case's reminders neither: casework's scheduler sends each once, on a fixed schedule.
+CAPPED_TEMPLATES = CLIENT_TEMPLATES - {"client_confirmation", "case_status", "case_reminder"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +393,32 @@ class Emails:
         assert data.enquiry_id is not None  # CaseStatusChangedData names exactly one of the two
         return Notice(event, Subject("enquiry_id", data.enquiry_id), (email,))
 
+    def of_case_reminder(self, event: CaseReminderDue) -> Notice | None:
+        """A case reminder: to the client (in their language; None if the event names none), or to the case's owner
+        (in the staff's language; every staff address when the case has no owner with an account)."""
+        data = event.data
+        if data.recipient == "client" or data.kind in CLIENT_KINDS:
+            if data.client is None or data.kind not in CLIENT_KINDS:
+                return None
+            text = client_reminder(data)
+            emails: tuple[OutgoingEmail, ...] = (
+                composed(event, "case_reminder", data.client.email,
+                         partial(case_reminder, event, text, self._mail_from, self._staff)),
+            )  # fmt: skip
+        else:
+            text = owner_reminder(data, self._staff_locale)
+            owners = (data.owner_email,) if data.owner_email else self._staff
+            emails = tuple(
+                composed(event, "staff_case_reminder", owner,
+                         partial(staff_case_reminder, event, text, owner, self._mail_from, self._staff_locale))
+                for owner in owners
+            )  # fmt: skip
+        # The settled email names the case's application or enquiry, so casework puts it on the case's timeline.
+        if data.application_id is not None:
+            return Notice(event, Subject("application_id", data.application_id), emails)
+        assert data.enquiry_id is not None  # CaseReminderDueData names exactly one of the two
+        return Notice(event, Subject("enquiry_id", data.enquiry_id), emails)
+
     def of_checkpoint(self, event: LedgerCheckpointed) -> Notice:
         """The signed checkpoint to each archive mailbox (LEDGER_ANCHOR_EMAILS), where no database writer reaches."""
         emails = tuple(
@@ -660,6 +693,17 @@ async def notify_case_status(event: CaseStatusChanged, attempt: Attempt, emails:
     return await send(notice, attempt)
 
 
+async def notify_case_reminder(event: CaseReminderDue, attempt: Attempt, emails: Emails, send: Sender) -> Outcome:
+    """Send a case reminder once per event (the notification key holds its id, derived by casework from the
+    reminder's key, so a re-published reminder is one email); nothing to an erased client (``send_notice`` looks).
+    """
+    notice = emails.of_case_reminder(event)
+    if notice is None:
+        logger.info("case %s: reminder %s has nobody to send to", event.data.case_id, event.data.kind)
+        return Done()
+    return await send(notice, attempt)
+
+
 class Ports(Protocol):
     """The adapters the use cases run with (opened by the service's lifespan)."""
 
@@ -722,4 +766,11 @@ def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) 
 
     runner.consume(router, NOTIFICATIONS_LEDGER_CHECKPOINTED, on_ledger_checkpointed)
     runner.consume(router, NOTIFICATIONS_CASE_STATUS_CHANGED, on_case_status_changed)
+
+    async def on_case_reminder_due(event: CaseReminderDue, attempt: Attempt) -> Outcome:
+        """Email a case reminder: the client's chaser or renewal reminder in their language, or the owner's alert
+        (Tencent's deadline, overdue, a lapse) with a console link and no client's data."""
+        return await notify_case_reminder(event, attempt, emails, sender())
+
+    runner.consume(router, NOTIFICATIONS_CASE_REMINDER_DUE, on_case_reminder_due)
     return router
