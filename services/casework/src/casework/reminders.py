@@ -16,7 +16,7 @@ Rules:
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -78,6 +78,12 @@ class Reminder:
         return RECIPIENTS[self.kind]
 
 
+def anchor_of(moment: datetime) -> str:
+    """A moment as a key's anchor: UTC to the millisecond, as MongoDB keeps it, so a case read back from the
+    database (or never written) names the same reminder."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def owed_reminders(case: Case, now: datetime, schedule: ReminderSchedule = ReminderSchedule()) -> list[Reminder]:
     """The reminders ``case`` is owed at ``now`` (the scheduler sends those it has not sent yet)."""
     if case.kind is not CaseKind.APPLICATION:
@@ -109,7 +115,7 @@ def _latest_due(case: Case, kind: ReminderKind, anchor: str, dues: Sequence[tupl
 def _chaser(case: Case, kind: ReminderKind, days: Sequence[int], now: datetime,
             schedule: ReminderSchedule) -> list[Reminder]:  # fmt: skip
     dues = [(day, case.status_since + timedelta(days=day)) for day in days]
-    return _latest_due(case, kind, case.status_since.isoformat(), dues, now, schedule)
+    return _latest_due(case, kind, anchor_of(case.status_since), dues, now, schedule)
 
 
 def china_day_start(day: date) -> datetime:
@@ -126,7 +132,7 @@ def _tencent_warning(case: Case, deadline: date, now: datetime, schedule: Remind
 
 
 def _renewal(case: Case, expires_at: datetime, now: datetime, schedule: ReminderSchedule) -> list[Reminder]:
-    anchor = expires_at.isoformat()
+    anchor = anchor_of(expires_at)
     if now >= expires_at:
         return _latest_due(case, ReminderKind.LAPSE, anchor, [(0, expires_at)], now, schedule)
     dues = [(days, expires_at - timedelta(days=days)) for days in schedule.renewal_days]
@@ -139,7 +145,7 @@ def _renewal(case: Case, expires_at: datetime, now: datetime, schedule: Reminder
 def _overdue(case: Case, now: datetime, schedule: ReminderSchedule) -> list[Reminder]:
     if case.due_at is None:
         return []
-    return _latest_due(case, ReminderKind.OVERDUE, case.due_at.isoformat(), [(0, case.due_at)], now, schedule)
+    return _latest_due(case, ReminderKind.OVERDUE, anchor_of(case.due_at), [(0, case.due_at)], now, schedule)
 
 
 def renewal_due(case: Case, now: datetime, schedule: ReminderSchedule = ReminderSchedule()) -> bool:
