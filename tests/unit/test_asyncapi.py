@@ -15,6 +15,7 @@ from agency_shared.events import (
     AgreementRecorded,
     ApplicantErased,
     ApplicationSubmitted,
+    CaseReminderDue,
     CaseStatusChanged,
     EmailVerified,
     EnquiryConfirmed,
@@ -33,7 +34,7 @@ PUBLISHES: dict[str, tuple[type[Event], ...]] = {  # intake's: topology.EDGE_EVE
     "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
     "agreements": (AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased, LedgerCheckpointed),
     "notifications": (NotificationSettled, EnquiryReleased),
-    "casework": (CaseStatusChanged,),
+    "casework": (CaseStatusChanged, CaseReminderDue),
 }
 
 

@@ -161,8 +161,7 @@ def test_an_expired_verification_without_renewal_alerts_the_owner_once() -> None
     [(A.VERIFIED, True), (A.LIVE, True), (A.RENEWED, True), (A.RENEWAL_DUE, False), (A.LAPSED, False),
      (A.ON_HOLD, False)],
 )  # fmt: skip
-def test_the_scheduler_moves_a_verified_account_to_renewal_due_90_days_before_expiry(status: str,
-                                                                                     expected: bool) -> None:  # fmt: skip
+def test_the_scheduler_moves_a_verified_account_to_renewal_due_90_days_before(status: str, expected: bool) -> None:
     expires = datetime(2027, 3, 2, 10, 0, tzinfo=UTC)
     subject = case(status, expires_at=expires)
     assert renewal_due(subject, expires - timedelta(days=90)) is expected
@@ -178,8 +177,11 @@ def test_an_anchor_is_the_same_whatever_the_precision_or_zone_the_case_was_read_
     precise = datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=UTC)
     as_stored = precise.replace(microsecond=123000)
     in_china = as_stored.astimezone(CHINA_TIME)
-    keys = {r.key for moment in (precise, as_stored, in_china)
-            for r in owed_reminders(case(A.AWAITING_DOCUMENTS, moment), moment + timedelta(days=3, seconds=1))}
+    keys = {
+        r.key
+        for moment in (precise, as_stored, in_china)
+        for r in owed_reminders(case(A.AWAITING_DOCUMENTS, moment), moment + timedelta(days=3, seconds=1))
+    }
     assert keys == {f"{CASE_ID}:documents_chaser:2026-03-02T10:00:00.123+00:00:3"}
 
 

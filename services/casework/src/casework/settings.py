@@ -4,7 +4,7 @@ import json
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from agency_chassis.settings import MongoSettings, SettingProblem, split_commas
@@ -38,6 +38,16 @@ def _parse_limits(value: object) -> object:
                 limits[status.strip()] = days.strip()
         return limits
     return value
+
+
+def _reminder_days(value: list[int]) -> list[int]:
+    if any(day < 1 or day > 3660 for day in value):
+        raise ValueError("each day is between 1 and 3660")
+    return sorted(set(value))
+
+
+# Days of a reminder series, ``"3,7,14"`` (or a list): each from 1 to 3660, kept in order, each once.
+ReminderDays = Annotated[list[int], NoDecode, BeforeValidator(split_commas), AfterValidator(_reminder_days)]
 
 
 class CaseworkSettings(MongoSettings):
@@ -78,10 +88,10 @@ class CaseworkSettings(MongoSettings):
     # chasers (days after the status began), Tencent's deadline warnings (daily, its last days), the renewal
     # reminders and the move to renewal_due (days before the verification expires), how late a reminder may be.
     reminder_scan_seconds: float = Field(default=60.0, ge=0)
-    reminder_chaser_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [3, 7, 14])
-    reminder_fee_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [3, 7])
+    reminder_chaser_days: ReminderDays = Field(default_factory=lambda: [3, 7, 14])
+    reminder_fee_days: ReminderDays = Field(default_factory=lambda: [3, 7])
     reminder_tencent_days: int = Field(default=5, ge=0)
-    reminder_renewal_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [90, 30, 7])
+    reminder_renewal_days: ReminderDays = Field(default_factory=lambda: [7, 30, 90])
     renewal_due_days: int = Field(default=90, ge=1)
     reminder_catch_up_days: int = Field(default=7, ge=1)
 
@@ -90,18 +100,6 @@ class CaseworkSettings(MongoSettings):
     def _networks(cls, value: object) -> object:
         parts = split_commas(value)
         return [ip_network(p, strict=False) for p in parts] if isinstance(parts, list) else parts
-
-    @field_validator("reminder_chaser_days", "reminder_fee_days", "reminder_renewal_days", mode="before")
-    @classmethod
-    def _days(cls, value: object) -> object:
-        return split_commas(value)
-
-    @field_validator("reminder_chaser_days", "reminder_fee_days", "reminder_renewal_days")
-    @classmethod
-    def _positive_days(cls, value: list[int]) -> list[int]:
-        if any(day < 1 or day > 3660 for day in value):
-            raise ValueError("each day is between 1 and 3660")
-        return sorted(set(value))
 
     @field_validator("case_time_limits", mode="before")
     @classmethod
