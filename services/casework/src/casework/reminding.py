@@ -57,6 +57,8 @@ OwnerAlert = Callable[[ReminderKind, Case], Awaitable[None]]
 # Who moves a case to renewal_due on the timeline and in case.status-changed.
 SCHEDULER = Actor(id="system", email="scheduler", name="casework scheduler")
 RENEWAL_REASON = "the verification expires within {days} days (reminder scheduler)"
+# How long the chat hook may take before the tick goes on without it (it must not hold up the emails).
+OWNER_ALERT_SECONDS = 10.0
 # A claim is re-published by the sweep once it has waited this many scan intervals unconfirmed.
 SWEEP_AFTER_INTERVALS = 2
 
@@ -228,7 +230,8 @@ class ReminderScheduler:
         logger.info("case %s: reminder %s claimed", case.reference, reminder.key)
         if reminder.recipient == "owner" and self.on_owner_alert is not None:
             try:
-                await self.on_owner_alert(reminder.kind, case)
+                async with asyncio.timeout(OWNER_ALERT_SECONDS):
+                    await self.on_owner_alert(reminder.kind, case)
             except Exception:
                 logger.exception("case %s: the owner alert hook failed for %s", case.reference, reminder.key)
         if await self._publish(reminder.key, event):
