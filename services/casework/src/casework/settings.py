@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from agency_chassis.settings import MongoSettings, SettingProblem, split_commas
+from agency_chassis.settings import MongoSettings, PortalLinkSettings, SettingProblem, split_commas
 
 MIN_SECRET_LENGTH = 32
 # Outside production only: the audit log's HMAC key when AUDIT_HMAC_KEY is unset (production refuses that).
@@ -40,7 +40,7 @@ def _parse_limits(value: object) -> object:
     return value
 
 
-class CaseworkSettings(MongoSettings):
+class CaseworkSettings(MongoSettings, PortalLinkSettings):
     casework_port: int = 8003
     # Where staff open the console (links in emails and chat messages point here).
     console_url: str = "http://localhost:8003"
