@@ -189,3 +189,31 @@ class VerificationSettings(SharedSettings):
             reason = f"too short ({len(secret)} characters); use at least {MIN_SECRET_LENGTH} random ones"
             problems.append(SettingProblem("EMAIL_VERIFICATION_SECRET", reason))
         return problems
+
+
+# The local-development secret of client-portal links: production refuses it (and anything short).
+DEVELOPMENT_PORTAL_SECRET = "local-development-only-client-portal-secret"  # noqa: S105
+
+
+class PortalLinkSettings(SharedSettings):
+    """The settings of a service that issues or checks client-portal links (notifications, casework).
+
+    Every replica of both services must hold the same secret: a link signed by one is checked by another.
+    """
+
+    portal_link_secret: SecretStr = SecretStr(DEVELOPMENT_PORTAL_SECRET)
+    # How long a portal link works after it was sent (the client can ask for a new one any time).
+    portal_link_days: int = Field(default=30, ge=1, le=365)
+    # Where clients open the portal (the links in emails point here): casework's public address.
+    portal_url: str = "http://localhost:8003"
+
+    def production_problems(self) -> list[SettingProblem]:
+        problems = super().production_problems()
+        secret = self.portal_link_secret.get_secret_value()
+        if self.kept_default("portal_link_secret") or secret == DEVELOPMENT_PORTAL_SECRET:
+            reason = "not set; the same random secret for notifications and casework (e.g. `openssl rand -hex 32`)"
+            problems.append(SettingProblem("PORTAL_LINK_SECRET", reason))
+        elif len(secret) < MIN_SECRET_LENGTH:
+            reason = f"too short ({len(secret)} characters); use at least {MIN_SECRET_LENGTH} random ones"
+            problems.append(SettingProblem("PORTAL_LINK_SECRET", reason))
+        return problems

@@ -75,6 +75,8 @@ class Case(BaseModel):
     verified_at: datetime | None = None
     expires_at: datetime | None = None
     erased_at: datetime | None = None
+    # The generation of the client's valid portal links: staff revoking them moves it on (casework/portal).
+    portal_generation: int = 0
     history: list[HistoryEntry] = Field(default_factory=list)
 
     @property

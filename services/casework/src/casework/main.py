@@ -17,6 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from agency_chassis.logs import configure_logging
 from agency_chassis.mongo import MongoConnection
+from agency_chassis.portal_links import PortalLinks
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
 from agency_shared.events import CaseReminderDue, CaseStatusChanged, utc_now
@@ -150,6 +151,9 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     app.state.access = adapters.access
     app.state.agreements = adapters.agreements
     app.state.amqp_url = str(settings.amqp_url)
+    app.state.portal_links = PortalLinks(
+        settings.portal_link_secret.get_secret_value(), timedelta(days=settings.portal_link_days)
+    )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     access_routes.install(app)
     app.include_router(console.router)

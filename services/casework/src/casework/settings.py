@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from agency_chassis.settings import MongoSettings, SettingProblem, split_commas
+from agency_chassis.settings import MongoSettings, PortalLinkSettings, SettingProblem, split_commas
 
 MIN_SECRET_LENGTH = 32
 # Outside production only: the audit log's HMAC key when AUDIT_HMAC_KEY is unset (production refuses that).
@@ -50,7 +50,7 @@ def _reminder_days(value: list[int]) -> list[int]:
 ReminderDays = Annotated[list[int], NoDecode, BeforeValidator(split_commas), AfterValidator(_reminder_days)]
 
 
-class CaseworkSettings(MongoSettings):
+class CaseworkSettings(MongoSettings, PortalLinkSettings):
     casework_port: int = 8003
     # Where staff open the console (links in emails and chat messages point here).
     console_url: str = "http://localhost:8003"
