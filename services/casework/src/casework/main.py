@@ -18,6 +18,7 @@ from agency_shared.events import CaseStatusChanged
 from casework import access_routes, console
 from casework.access import StaffAccess, first_admin_banner
 from casework.agreements_client import AgreementsClient
+from casework.chat import ChatAlerts
 from casework.handlers import build_router
 from casework.handling import CaseHandling, Publish
 from casework.settings import CaseworkSettings
@@ -42,6 +43,7 @@ class Adapters:
         self.database = MongoConnection()
         self.access = StaffAccess(settings)
         self.agreements = AgreementsClient(settings)
+        self.chat = ChatAlerts(settings)
         self._sweeping: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -63,6 +65,7 @@ class Adapters:
             if generated is not None:
                 print(first_admin_banner(settings.console_admin_email, generated), flush=True)
         await self.agreements.open()
+        await self.chat.open(mongo, settings.mongodb_db)  # staff alerts in chat, and this replica's senders
         self._sweeping = asyncio.create_task(self._sweep_outbox())
 
     async def _sweep_outbox(self) -> None:
@@ -79,6 +82,7 @@ class Adapters:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeping
+        await self.chat.close()
         await self.agreements.close()
         await self.access.close()
         await self.database.close()
