@@ -105,11 +105,15 @@ class ChatAlerts:
             sender.woken.set()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for sender in self._senders:
+            sender.stop()
+        if self._tasks:
+            # A message on its way is let finish and recorded as sent: cut off, it would be sent again.
+            _, unfinished = await asyncio.wait(self._tasks, timeout=REQUEST_TIMEOUT_SECONDS + 5)
+            for task in unfinished:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks = []
         for sender in self._senders:
             with contextlib.suppress(Exception):  # the database may be gone: the lease then simply expires

@@ -80,9 +80,15 @@ class RobotSender:
         self._locale = locale
         self._clock = clock
         self.woken = asyncio.Event()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """End the loop after the message in hand, if any, is sent and recorded (not cut off between the two)."""
+        self._stopping = True
+        self.woken.set()
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.turn()
             except asyncio.CancelledError:
@@ -109,7 +115,7 @@ class RobotSender:
             return
         wait = max(wait_before_next(sent, pacing.windows(self.robot.channel), now), lease.paused_until - now)
         if wait > 0:
-            await asyncio.sleep(min(wait, pacing.lease / 3))  # then hold the lease again, and look again
+            await self._nap(min(wait, pacing.lease / 3))  # then hold the lease again, and look again
             return
         if not await self._store.begin(self.robot.id, self._holder, now, pacing.lease):
             return
@@ -165,6 +171,9 @@ class RobotSender:
 
     async def _nap(self, seconds: float) -> None:
         """Wait ``seconds``, or less if an alert was raised in this replica."""
+        if self._stopping:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.woken.wait(), seconds)
-        self.woken.clear()
+        if not self._stopping:
+            self.woken.clear()
