@@ -326,3 +326,22 @@ async def test_casework_alerts_the_chat_when_an_application_case_opens_from_the_
         delivered = await until(lambda: apis.delivered("wecom"), timeout=30)
     assert [r.text.split("\n")[0] for r in delivered] == [f"New application {reference}"]
     assert event.data.applicant_email not in delivered[0].body.decode()
+
+
+async def test_a_replica_taking_a_robot_over_keeps_to_the_window_its_predecessor_used(
+    apis: ChatServers, mongo_url: str, mongo_db: str
+) -> None:
+    settings = chat_settings(mongo_url, mongo_db, chat_wecom_urls=[apis.wecom_url("handover")])
+    first_twenty = [an_alert() for _ in range(20)]
+    async with replica(settings) as first:
+        for alert in first_twenty:
+            await first.raise_alert(alert)
+        await until(lambda: len(apis.delivered()) == 20)
+    async with replica(settings) as second:  # a restart: the robot's minute is not over
+        for alert in (more := [an_alert() for _ in range(5)]):
+            await second.raise_alert(alert)
+        await until(lambda: all(about(apis, alert) for alert in more))
+    assert apis.over_limit() == []
+    assert apis.most_in_any_window("wecom:handover", 20, 60) == 20
+    arrivals = sorted(r.at for r in apis.delivered())
+    assert arrivals[20] - arrivals[0] >= 60 * SCALE

@@ -98,7 +98,7 @@ class RobotSender:
                 await self._nap(IDLE_SECONDS * self._pacing.scale)
 
     async def release(self) -> None:
-        await self._store.release(self.robot.id, self._holder)
+        await self._store.release(self.robot.id, self._holder, self._clock())
 
     async def turn(self) -> None:
         """Send the robot's next due alert if this replica holds the robot and its limit allows; else wait a while."""

@@ -93,22 +93,24 @@ class ChatStore:
     async def hold(self, robot: str, holder: str, now: float, seconds: float) -> Lease | None:
         """Take or renew ``robot``'s lease for ``holder``; None while another replica holds it."""
         until = now + seconds
-        try:
-            await self._senders.insert_one({"_id": robot, "holder": holder, "expires_at": until, "sent": [],
-                                            "in_flight": None, "paused_until": 0.0})  # fmt: skip
-        except DuplicateKeyError:
-            renewed = await self._senders.update_one({"_id": robot, "holder": holder}, {"$set": {"expires_at": until}})
-            if not renewed.matched_count:
-                taken = await self._senders.update_one(
-                    {"_id": robot, "expires_at": {"$lt": now}}, {"$set": {"holder": holder, "expires_at": until}}
-                )
-                if not taken.matched_count:
+        # Renew (the usual case), else take over an expired lease, else make the robot's first one: each a
+        # single-document write by _id, so two replicas cannot both succeed.
+        renewed = await self._senders.update_one({"_id": robot, "holder": holder}, {"$set": {"expires_at": until}})
+        if not renewed.matched_count:
+            taken = await self._senders.update_one(
+                {"_id": robot, "expires_at": {"$lt": now}}, {"$set": {"holder": holder, "expires_at": until}}
+            )
+            if not taken.matched_count:
+                try:
+                    await self._senders.insert_one({"_id": robot, "holder": holder, "expires_at": until, "sent": [],
+                                                    "in_flight": None, "paused_until": 0.0})  # fmt: skip
+                except DuplicateKeyError:
                     return None
         document = await self._senders.find_one({"_id": robot})
         if document is None or document["holder"] != holder:
             return None
         return Lease(
-            document["holder"], document["expires_at"], list(document.get("sent") or []),
+            document["holder"], document.get("expires_at", until), list(document.get("sent") or []),
             document.get("in_flight"), document.get("paused_until") or 0.0,
         )  # fmt: skip
 
@@ -127,6 +129,6 @@ class ChatStore:
             {"$set": {"sent": sent, "in_flight": None, "paused_until": paused_until}},
         )
 
-    async def release(self, robot: str, holder: str) -> None:
+    async def release(self, robot: str, holder: str, now: float) -> None:
         """Let another replica take the robot at once (a clean shutdown)."""
-        await self._senders.update_one({"_id": robot, "holder": holder}, {"$set": {"expires_at": 0.0}})
+        await self._senders.update_one({"_id": robot, "holder": holder}, {"$set": {"expires_at": now}})
