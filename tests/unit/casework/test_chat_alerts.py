@@ -8,11 +8,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import ValidationError
 
+from agency_chassis.startup import effective_configuration, invalid_settings
 from casework.cases import reference_of
 from casework.chat.channels import DingTalk, Feishu, Slack, Verdict, WeCom, dingtalk_signature, feishu_signature
 from casework.chat.limiter import Window, still_counting, wait_before_next
 from casework.chat.messages import Alert, alert_text, fit_bytes
 from casework.chat.sender import Pacing
+from casework.settings import CaseworkSettings
 from casework.workflow import CaseKind
 
 CASE_ID = uuid.UUID("6f1c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f")
@@ -210,3 +212,21 @@ def test_backoff_doubles_from_the_base_up_to_the_maximum_scaled_and_jittered() -
     pacing = Pacing(max_attempts=8, retry_base=2.0, retry_max=600.0, lease=30.0, scale=0.5)
     for attempt, nominal in ((1, 2.0), (2, 4.0), (5, 32.0), (20, 600.0)):
         assert 0.8 * nominal * 0.5 <= pacing.backoff(attempt) <= 1.2 * nominal * 0.5
+
+
+def test_robot_urls_are_read_comma_separated_and_a_bad_one_is_refused_by_name_never_shown() -> None:
+    settings = CaseworkSettings(
+        _env_file=None, chat_slack_urls="https://hooks.slack.com/services/A/B/C1, https://h/s/2"
+    )
+    assert [url.get_secret_value() for url in settings.chat_slack_urls] == [
+        "https://hooks.slack.com/services/A/B/C1",
+        "https://h/s/2",
+    ]
+    with pytest.raises(ValidationError) as refused:
+        CaseworkSettings(_env_file=None, chat_wecom_urls="qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY-123")
+    problems = invalid_settings(refused.value)
+    assert [problem.variable for problem in problems] == ["CHAT_WECOM_URLS"]
+    assert "KEY-123" not in repr(problems)
+    plain = CaseworkSettings(_env_file=None, environment="production", chat_feishu_urls="http://open.feishu.cn/x")
+    assert "CHAT_FEISHU_URLS" in {problem.variable for problem in plain.production_problems()}
+    assert "KEY-123" not in json.dumps(effective_configuration(settings))

@@ -153,6 +153,9 @@ class CaseworkSettings(MongoSettings):
         if self.console_admin_password is not None:
             reason = "set; production's first admin comes from `python -m casework create-admin`, not the environment"
             problems.append(SettingProblem("CONSOLE_ADMIN_PASSWORD", reason))
+        for name in ("chat_wecom_urls", "chat_dingtalk_urls", "chat_feishu_urls", "chat_slack_urls"):
+            if any(not url.get_secret_value().startswith("https://") for url in getattr(self, name)):
+                problems.append(SettingProblem(name.upper(), "a robot's URL is not https:// (it carries a credential)"))
         if bool(self.oidc_issuer) != bool(self.oidc_client_id) or (self.oidc_client_id and not self.oidc_client_secret):
             reason = "OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET go together"
             problems.append(SettingProblem("OIDC_ISSUER", reason))
