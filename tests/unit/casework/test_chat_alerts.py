@@ -214,19 +214,23 @@ def test_backoff_doubles_from_the_base_up_to_the_maximum_scaled_and_jittered() -
         assert 0.8 * nominal * 0.5 <= pacing.backoff(attempt) <= 1.2 * nominal * 0.5
 
 
-def test_robot_urls_are_read_comma_separated_and_a_bad_one_is_refused_by_name_never_shown() -> None:
-    settings = CaseworkSettings(
-        _env_file=None, chat_slack_urls="https://hooks.slack.com/services/A/B/C1, https://h/s/2"
-    )
+def test_robot_urls_are_read_comma_separated_and_a_bad_one_is_refused_by_name_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHAT_SLACK_URLS", "https://hooks.slack.com/services/A/B/C1, https://h/s/2")
+    settings = CaseworkSettings(_env_file=None)
     assert [url.get_secret_value() for url in settings.chat_slack_urls] == [
         "https://hooks.slack.com/services/A/B/C1",
         "https://h/s/2",
     ]
+    assert "C1" not in json.dumps(effective_configuration(settings))
+    monkeypatch.setenv("CHAT_WECOM_URLS", "qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY-123")
     with pytest.raises(ValidationError) as refused:
-        CaseworkSettings(_env_file=None, chat_wecom_urls="qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY-123")
+        CaseworkSettings(_env_file=None)
     problems = invalid_settings(refused.value)
     assert [problem.variable for problem in problems] == ["CHAT_WECOM_URLS"]
     assert "KEY-123" not in repr(problems)
-    plain = CaseworkSettings(_env_file=None, environment="production", chat_feishu_urls="http://open.feishu.cn/x")
+    monkeypatch.delenv("CHAT_WECOM_URLS")
+    monkeypatch.setenv("CHAT_FEISHU_URLS", "http://open.feishu.cn/open-apis/bot/v2/hook/x")
+    plain = CaseworkSettings(_env_file=None, environment="production")
     assert "CHAT_FEISHU_URLS" in {problem.variable for problem in plain.production_problems()}
-    assert "KEY-123" not in json.dumps(effective_configuration(settings))
