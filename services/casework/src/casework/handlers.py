@@ -42,6 +42,9 @@ OUTAGES = (ConnectionFailure, CaseChanged)
 class Alerts(Protocol):
     """Where staff alerts go (casework.chat.ChatAlerts)."""
 
+    @property
+    def enabled(self) -> bool: ...
+
     async def raise_alert(self, alert: Alert) -> None: ...
 
 
@@ -160,7 +163,7 @@ async def _open(case: Case, cases: MongoCases) -> Outcome:
 
 async def alert_new_application(case: Case, cases: MongoCases, alerts: Alerts | None) -> Outcome:
     """Tell staff in chat that an application case opened (again on a redelivery: the alert's key makes it one)."""
-    if alerts is None:
+    if alerts is None or not alerts.enabled:  # no chat robot configured: not even a read
         return Done()
     try:
         opened = await cases.get(case.id)
@@ -182,7 +185,7 @@ async def alert_failed_email(event: NotificationSettled, cases: MongoCases, aler
     """Tell staff in chat that an email to a case's client failed for good (a case not open yet: nobody to tell)."""
     data = event.data
     subject = data.application_id or data.enquiry_id
-    if alerts is None or subject is None or data.state != "failed":
+    if alerts is None or not alerts.enabled or subject is None or data.state != "failed":
         return Done()
     key = f"email_failed:{hashlib.sha256(data.notification_key.encode()).hexdigest()[:32]}"
     try:
