@@ -266,7 +266,7 @@ async def test_the_renewal_due_move_and_the_renewal_reminders_happen_once_and_a_
     assert client
     alerts: list[tuple[ReminderKind, str]] = []
 
-    async def on_owner_alert(kind: ReminderKind, alerted: Case) -> None:
+    async def on_owner_alert(kind: ReminderKind, alerted: Case, key: str) -> None:
         alerts.append((kind, alerted.reference))
 
     clock = Clock(utc_now())

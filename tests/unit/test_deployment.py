@@ -63,7 +63,10 @@ SECRET_KEYS = {
     # AGREEMENTS_API_TOKEN: casework's token, which agreements accepts as STAFF_API_TOKENS' casework=.
     "agreements": {"STAFF_API_TOKEN", "LEDGER_SIGNING_KEY", "AGREEMENTS_API_TOKEN"},
     "notifications": {"SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
-    "casework": {"AGREEMENTS_API_TOKEN", "AUDIT_HMAC_KEY", "OIDC_CLIENT_SECRET"},
+    "casework": {"AGREEMENTS_API_TOKEN", "AUDIT_HMAC_KEY", "OIDC_CLIENT_SECRET"}
+    # The chat robots' webhook URLs and signing secrets (all optional: a channel is off without its URLs).
+    | {"CHAT_WECOM_URLS", "CHAT_DINGTALK_URLS", "CHAT_DINGTALK_SECRET", "CHAT_FEISHU_URLS", "CHAT_FEISHU_SECRET"}
+    | {"CHAT_SLACK_URLS"},
 }
 ALL_SECRET_KEYS = {key for keys in SECRET_KEYS.values() for key in keys}
 # The pods' own variables that are not settings: the parts AMQP_URL is built from.

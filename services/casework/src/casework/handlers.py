@@ -30,12 +30,22 @@ from agency_shared.topology import (
     CASEWORK_NOTIFICATION_SETTLED,
 )
 from casework.cases import Case, HistoryEntry, new_case
+from casework.chat import Alert, case_alert
 from casework.storage import CaseChanged, MongoCases
 from casework.workflow import CaseKind
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 OUTAGES = (ConnectionFailure, CaseChanged)
+
+
+class Alerts(Protocol):
+    """Where staff alerts go (casework.chat.ChatAlerts)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    async def raise_alert(self, alert: Alert) -> None: ...
 
 
 def application_case(data: AgreementRecordedData, limits: Mapping[str, int], now: datetime) -> Case:
@@ -93,7 +103,11 @@ def enquiry_case(event: EnquiryReleased, limits: Mapping[str, int], now: datetim
 
 
 async def open_application_case(
-    event: AgreementRecorded, cases: MongoCases, limits: Mapping[str, int], now: Clock = utc_now
+    event: AgreementRecorded,
+    cases: MongoCases,
+    limits: Mapping[str, int],
+    now: Clock = utc_now,
+    alerts: Alerts | None = None,
 ) -> Outcome:
     """Open the case of an application recorded in the ledger; one that passed no human check waits for its
     address to be verified (acceptance.confirmed), so bots open no cases."""
@@ -101,15 +115,24 @@ async def open_application_case(
         logger.info("application %s passed no human check: its case opens once its address is verified",
                     event.data.application_id)  # fmt: skip
         return Done()
-    return await _open(application_case(event.data, limits, now()), cases)
+    case = application_case(event.data, limits, now())
+    outcome = await _open(case, cases)
+    return await alert_new_application(case, cases, alerts) if isinstance(outcome, Done) else outcome
 
 
 async def confirm_application(
-    event: AcceptanceConfirmed, cases: MongoCases, limits: Mapping[str, int], now: Clock = utc_now
+    event: AcceptanceConfirmed,
+    cases: MongoCases,
+    limits: Mapping[str, int],
+    now: Clock = utc_now,
+    alerts: Alerts | None = None,
 ) -> Outcome:
     """The applicant verified their address: note it on the case, opening the case first if it waited for this."""
     moment = now()
-    outcome = await _open(application_case(event.data, limits, moment), cases)
+    case = application_case(event.data, limits, moment)
+    outcome = await _open(case, cases)
+    if isinstance(outcome, Done):
+        outcome = await alert_new_application(case, cases, alerts)
     if not isinstance(outcome, Done):
         return outcome
     entry = HistoryEntry(key="email_verified", kind="email_verified", at=event.data.verified_at)
@@ -138,7 +161,38 @@ async def _open(case: Case, cases: MongoCases) -> Outcome:
     return Done()
 
 
-async def note_email(event: NotificationSettled, cases: MongoCases) -> Outcome:
+async def alert_new_application(case: Case, cases: MongoCases, alerts: Alerts | None) -> Outcome:
+    """Tell staff in chat that an application case opened (again on a redelivery: the alert's key makes it one)."""
+    if alerts is None or not alerts.enabled:  # no chat robot configured: not even a read
+        return Done()
+    try:
+        opened = await cases.get(case.id)
+        if opened is None or opened.erased_at is not None:
+            return Done()  # its subject was erased
+        await alerts.raise_alert(case_alert("new_application", f"new_application:{opened.id}", opened))
+    except OUTAGES as exc:
+        return RetryLater(f"raising the new-application alert of {case.reference} failed: {exc!r}")
+    return Done()
+
+
+async def alert_failed_email(event: NotificationSettled, cases: MongoCases, alerts: Alerts | None) -> Outcome:
+    """Tell staff in chat that an email to a case's client failed for good (a case not open yet: nobody to tell)."""
+    data = event.data
+    subject = data.application_id or data.enquiry_id
+    if alerts is None or not alerts.enabled or subject is None or data.state != "failed":
+        return Done()
+    key = f"email_failed:{hashlib.sha256(data.notification_key.encode()).hexdigest()[:32]}"
+    try:
+        found = [case for case in await cases.of_subject(subject) if case.erased_at is None]
+        found.sort(key=lambda case: case.kind is not CaseKind.APPLICATION)  # the application's case first
+        if found:
+            await alerts.raise_alert(case_alert("email_failed", key, found[0]))
+    except OUTAGES as exc:
+        return RetryLater(f"raising the failed-email alert of {data.source_event_id} failed: {exc!r}")
+    return Done()
+
+
+async def note_email(event: NotificationSettled, cases: MongoCases, alerts: Alerts | None = None) -> Outcome:
     """Put an email's outcome on its case's timeline (kept aside until the case opens)."""
     data = event.data
     subject = data.application_id or data.enquiry_id
@@ -159,7 +213,7 @@ async def note_email(event: NotificationSettled, cases: MongoCases) -> Outcome:
     except OUTAGES as exc:
         # Not the notification key: it ends with the recipient's address, and a reason is logged and kept.
         return RetryLater(f"noting the email of {data.source_event_id} ({data.template}) failed: {exc!r}")
-    return Done()
+    return await alert_failed_email(event, cases, alerts)
 
 
 async def forget_applicant(event: ApplicantErased, cases: MongoCases) -> Outcome:
@@ -176,17 +230,20 @@ class Ports(Protocol):
     @property
     def cases(self) -> MongoCases: ...
 
+    @property
+    def chat(self) -> Alerts: ...
+
 
 def build_router(runner: Runner, ports: Ports, limits: Mapping[str, int], now: Clock = utc_now) -> RabbitRouter:
     router = RabbitRouter()
 
     async def on_agreement_recorded(event: AgreementRecorded, attempt: Attempt) -> Outcome:
         """Open the case of a recorded application (one that passed no human check: once it is verified)."""
-        return await open_application_case(event, ports.cases, limits, now)
+        return await open_application_case(event, ports.cases, limits, now, ports.chat)
 
     async def on_acceptance_confirmed(event: AcceptanceConfirmed, attempt: Attempt) -> Outcome:
         """Note the verified address on the application's case (opening it if it waited for this)."""
-        return await confirm_application(event, ports.cases, limits, now)
+        return await confirm_application(event, ports.cases, limits, now, ports.chat)
 
     async def on_enquiry_released(event: EnquiryReleased, attempt: Attempt) -> Outcome:
         """Open the case of an enquiry the staff got."""
@@ -194,7 +251,7 @@ def build_router(runner: Runner, ports: Ports, limits: Mapping[str, int], now: C
 
     async def on_notification_settled(event: NotificationSettled, attempt: Attempt) -> Outcome:
         """Put an email's outcome on its case's timeline."""
-        return await note_email(event, ports.cases)
+        return await note_email(event, ports.cases, ports.chat)
 
     async def on_applicant_erased(event: ApplicantErased, attempt: Attempt) -> Outcome:
         """Blank the erased applicant's or enquirer's personal data in their cases."""

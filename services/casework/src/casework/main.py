@@ -24,9 +24,11 @@ from agency_shared.events import CaseReminderDue, CaseStatusChanged, utc_now
 from casework import access_routes, console
 from casework.access import StaffAccess, first_admin_banner
 from casework.agreements_client import AgreementsClient
+from casework.cases import Case
+from casework.chat import REMINDER_ALERTS, ChatAlerts, case_alert
 from casework.handlers import build_router
 from casework.handling import CaseHandling, Publish
-from casework.reminders import ReminderSchedule
+from casework.reminders import ReminderKind, ReminderSchedule
 from casework.reminding import DueCases, OwnerAlert, ReminderLedger, ReminderScheduler
 from casework.settings import CaseworkSettings
 from casework.storage import MongoCases
@@ -51,10 +53,11 @@ class Adapters:
         self.database = MongoConnection()
         self.access = StaffAccess(settings)
         self.agreements = AgreementsClient(settings)
+        self.chat = ChatAlerts(settings)
         self._sweeping: asyncio.Task[None] | None = None
         self._reminding: asyncio.Task[None] | None = None
-        # Staff chat alerts for the owner's reminders (overdue, Tencent's deadline, a lapse), once each.
-        self.on_owner_alert = on_owner_alert
+        # The owner's reminders (overdue, Tencent's deadline, a lapse) in the staff's chat groups too, once each.
+        self.on_owner_alert = on_owner_alert or self._owner_alert_in_chat
 
     async def open(self) -> None:
         settings = self._settings
@@ -75,6 +78,7 @@ class Adapters:
             if generated is not None:
                 print(first_admin_banner(settings.console_admin_email, generated), flush=True)
         await self.agreements.open()
+        await self.chat.open(mongo, settings.mongodb_db)  # staff alerts in chat, and this replica's senders
         self._sweeping = asyncio.create_task(self._sweep_outbox())
         reminders = self.reminder_scheduler()
         await reminders.ensure_indexes()
@@ -108,6 +112,10 @@ class Adapters:
             on_owner_alert=self.on_owner_alert,
         )
 
+    async def _owner_alert_in_chat(self, kind: ReminderKind, case: Case, key: str) -> None:
+        if self.chat.enabled:
+            await self.chat.raise_alert(case_alert(REMINDER_ALERTS[kind], key, case))
+
     async def _sweep_outbox(self) -> None:
         """Announce status changes written but not confirmed by the broker (a crash, an outage) every half minute."""
         while True:
@@ -126,6 +134,7 @@ class Adapters:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeping
+        await self.chat.close()
         await self.agreements.close()
         await self.access.close()
         await self.database.close()

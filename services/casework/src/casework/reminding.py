@@ -53,7 +53,8 @@ Clock = Callable[[], datetime]
 Publish = Callable[[Event], Awaitable[None]]
 # The hook for staff chat alerts: called once per owner reminder this replica claimed (overdue, Tencent's
 # deadline, a lapse), with the case as it was read. Email is at-least-once; the hook runs after the claim, once.
-OwnerAlert = Callable[[ReminderKind, Case], Awaitable[None]]
+# Called with the reminder's kind, its case and its key (unique to the reminder: a chat alert's key).
+OwnerAlert = Callable[[ReminderKind, Case, str], Awaitable[None]]
 # Who moves a case to renewal_due on the timeline and in case.status-changed.
 SCHEDULER = Actor(id="system", email="scheduler", name="casework scheduler")
 RENEWAL_REASON = "the verification expires within {days} days (reminder scheduler)"
@@ -231,7 +232,7 @@ class ReminderScheduler:
         if reminder.recipient == "owner" and self.on_owner_alert is not None:
             try:
                 async with asyncio.timeout(OWNER_ALERT_SECONDS):
-                    await self.on_owner_alert(reminder.kind, case)
+                    await self.on_owner_alert(reminder.kind, case, reminder.key)
             except Exception:
                 logger.exception("case %s: the owner alert hook failed for %s", case.reference, reminder.key)
         if await self._publish(reminder.key, event):

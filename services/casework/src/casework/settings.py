@@ -2,7 +2,7 @@
 
 import json
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
@@ -94,12 +94,41 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
     reminder_renewal_days: ReminderDays = Field(default_factory=lambda: [7, 30, 90])
     renewal_due_days: int = Field(default=90, ge=1)
     reminder_catch_up_days: int = Field(default=7, ge=1)
+    # Staff alerts in chat (casework.chat): each robot's webhook URL is a credential; none set, the channel is off.
+    chat_wecom_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    chat_dingtalk_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    chat_dingtalk_secret: SecretStr | None = None  # the robots' signing secret (SEC...), when signing is on
+    chat_feishu_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    chat_feishu_secret: SecretStr | None = None
+    chat_slack_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    chat_locale: Literal["en", "zh-CN"] = "en"
+    # Attempts of one message before it is given up, and the backoff between them (base * 2^(n-1), at most max).
+    chat_max_attempts: int = Field(default=8, ge=1)
+    chat_retry_base_seconds: float = Field(default=2.0, gt=0)
+    chat_retry_max_seconds: float = Field(default=600.0, gt=0)
+    # How long a replica holds a robot's sending lease without renewing it (one sender per robot at a time).
+    chat_lease_seconds: float = Field(default=30.0, gt=0)
+    # Multiplies every chat clock (rate windows, backoff, throttling pauses); below 1 only in tests.
+    chat_time_scale: float = Field(default=1.0, gt=0, le=1)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:
         parts = split_commas(value)
         return [ip_network(p, strict=False) for p in parts] if isinstance(parts, list) else parts
+
+    @field_validator("chat_wecom_urls", "chat_dingtalk_urls", "chat_feishu_urls", "chat_slack_urls", mode="before")
+    @classmethod
+    def _robot_urls(cls, value: object) -> object:
+        return split_commas(value)
+
+    @field_validator("chat_wecom_urls", "chat_dingtalk_urls", "chat_feishu_urls", "chat_slack_urls")
+    @classmethod
+    def _web_addresses(cls, value: list[SecretStr]) -> list[SecretStr]:
+        # Not the URL itself in the error: it is a credential.
+        if any(not url.get_secret_value().startswith(("https://", "http://")) for url in value):
+            raise ValueError("a chat robot's URL starts with https:// (http:// only for a local server)")
+        return value
 
     @field_validator("case_time_limits", mode="before")
     @classmethod
@@ -144,6 +173,9 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
         if self.console_admin_password is not None:
             reason = "set; production's first admin comes from `python -m casework create-admin`, not the environment"
             problems.append(SettingProblem("CONSOLE_ADMIN_PASSWORD", reason))
+        for name in ("chat_wecom_urls", "chat_dingtalk_urls", "chat_feishu_urls", "chat_slack_urls"):
+            if any(not url.get_secret_value().startswith("https://") for url in getattr(self, name)):
+                problems.append(SettingProblem(name.upper(), "a robot's URL is not https:// (it carries a credential)"))
         if bool(self.oidc_issuer) != bool(self.oidc_client_id) or (self.oidc_client_id and not self.oidc_client_secret):
             reason = "OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET go together"
             problems.append(SettingProblem("OIDC_ISSUER", reason))
