@@ -115,7 +115,7 @@ async def download(request: Request, case_id: str, item: str, file_id: str, staf
     await audit(request, "download_document", str(case.id), detail)
 
     async def body() -> AsyncIterator[bytes]:
-        while chunk := await stream.readchunk():
+        async for chunk in documents.chunks(stream._id):  # the file GridFS found
             yield chunk
 
     ascii_name = stored.name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
-from gridfs.asynchronous.grid_file import AsyncGridIn
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -27,7 +26,7 @@ from casework.documents.inspection import (
     content_type_of,
     safe_name,
 )
-from casework.documents.store import CaseDocuments, FileAbout, StoredFile
+from casework.documents.store import CaseDocuments, ChunkWriter, FileAbout, StoredFile
 
 # What a multipart body may carry besides the file (boundaries, headers, the CSRF token).
 ENVELOPE_BYTES = 64 * 1024
@@ -93,7 +92,7 @@ class _Upload:
     sha256: Any = field(default_factory=hashlib.sha256)
     content_type: str = ""
     name: str = ""
-    stream: AsyncGridIn | None = None
+    stream: ChunkWriter | None = None
     closed: bool = False
 
     async def on(self, kind: str, value: Any) -> None:
@@ -156,7 +155,7 @@ class _Upload:
         """The stored file once its content passed the checks that need all of it (read back from GridFS)."""
         if not self.closed or self.stream is None:
             raise RefusedDocument(422, "no_file", "the form carried no file")
-        file_id = self.stream._id
+        file_id = self.stream.file_id
         if self.content_type == "application/pdf":
             await check_pdf(self.documents.chunks(file_id), self.size, self.limits)
         else:
@@ -164,7 +163,7 @@ class _Upload:
                 async for chunk in self.documents.chunks(file_id):
                     copy.write(chunk)
                 copy.seek(0)
-                await asyncio.to_thread(check_image, copy, self.content_type, self.limits)  # type: ignore[arg-type]
+                await asyncio.to_thread(check_image, copy, self.content_type, self.limits)
         return StoredFile(
             file_id=str(file_id),
             sha256=self.sha256.hexdigest(),
@@ -179,7 +178,7 @@ class _Upload:
         if self.stream is None:
             return
         if self.closed:
-            await self.documents.delete_file(self.stream._id)
+            await self.documents.delete_file(self.stream.file_id)
         else:
             await self.stream.abort()
 
@@ -201,7 +200,7 @@ async def receive_upload(
     if length.isascii() and length.isdigit() and int(length) > limits.max_bytes + ENVELOPE_BYTES:
         raise RefusedDocument(413, "too_large", f"larger than {limits.max_bytes:,} bytes")
     events = _Events()
-    parser = MultipartParser(boundary, events.callbacks())
+    parser = MultipartParser(boundary, events.callbacks())  # type: ignore[arg-type]  # a TypedDict of the same callbacks
     upload = _Upload(documents, about, limits, csrf_matches)
     received = 0
     try:
