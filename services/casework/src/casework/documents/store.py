@@ -23,7 +23,10 @@ from casework.documents.checklists import ChecklistItem
 
 logger = logging.getLogger(__name__)
 DOCUMENTS = "casework_documents"
-BUCKET = "casework_files"
+# The GridFS bucket ``casework_files``: its two collections.
+FILES = "casework_files.files"
+CHUNKS = "casework_files.chunks"
+BUCKET = FILES.removesuffix(".files")
 # GridFS's chunk: what one upload holds in memory at most before it is written (255 KiB, GridFS's default).
 CHUNK_BYTES = 255 * 1024
 ItemState = Literal["requested", "received", "accepted", "revision_requested"]
@@ -144,13 +147,13 @@ class CaseDocuments:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], db: str) -> None:
         self._database = client[db]
         self._items = client[db][DOCUMENTS]
-        self._chunks = client[db][f"{BUCKET}.chunks"]
+        self._chunks = client[db][CHUNKS]
         self.bucket = AsyncGridFSBucket(client[db], bucket_name=BUCKET, chunk_size_bytes=CHUNK_BYTES)
 
     async def ensure_indexes(self) -> None:
         await self._items.create_index([("case_id", ASCENDING)])
         await self._items.create_index([("files.announced", ASCENDING)], sparse=True)
-        await self._database[f"{BUCKET}.files"].create_index([("metadata.case_id", ASCENDING)])
+        await self._database[FILES].create_index([("metadata.case_id", ASCENDING)])
         # The index GridFS's own writer would make: a file's chunks in order.
         await self._chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
 
@@ -200,7 +203,7 @@ class CaseDocuments:
 
     async def open_upload(self, name: str, about: FileAbout) -> ChunkWriter:
         metadata = {"case_id": str(about.case_id), "item": about.item, "content_type": about.content_type}
-        return ChunkWriter(self._database[f"{BUCKET}.files"], self._chunks, name, metadata)
+        return ChunkWriter(self._database[FILES], self._chunks, name, metadata)
 
     async def read(self, file_id: str) -> AsyncGridOut | None:
         """The stored file to stream (None if there is none by that id)."""
@@ -268,7 +271,7 @@ class CaseDocuments:
         """Delete the case's files and chunks and the client's file names and notes; the hashes, sizes and types
         stay (the ledger holds them too). Returns how many files were deleted."""
         deleted = 0
-        async for stored in self._database[f"{BUCKET}.files"].find({"metadata.case_id": str(case_id)}, {"_id": 1}):
+        async for stored in self._database[FILES].find({"metadata.case_id": str(case_id)}, {"_id": 1}):
             await self.delete_file(stored["_id"])
             deleted += 1
         async for document in self._items.find({"case_id": str(case_id)}):
