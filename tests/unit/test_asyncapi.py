@@ -16,6 +16,7 @@ from agency_shared.events import (
     ApplicantErased,
     ApplicationSubmitted,
     CaseStatusChanged,
+    DocumentReceived,
     EmailVerified,
     EnquiryConfirmed,
     EnquiryReceived,
@@ -33,7 +34,7 @@ PUBLISHES: dict[str, tuple[type[Event], ...]] = {  # intake's: topology.EDGE_EVE
     "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
     "agreements": (AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased, LedgerCheckpointed),
     "notifications": (NotificationSettled, EnquiryReleased),
-    "casework": (CaseStatusChanged,),
+    "casework": (CaseStatusChanged, DocumentReceived),
 }
 
 
