@@ -2,6 +2,7 @@
 images within the pixel limit (dimensions read before decoding), PDFs whose Flate streams do not inflate past the
 limit, and a name safe to show and to save. The name and the declared type are never trusted."""
 
+import asyncio
 import re
 import unicodedata
 import warnings
@@ -163,5 +164,6 @@ async def check_pdf(chunks: AsyncIterator[bytes], size: int, limits: DocumentLim
     ``RefusedDocument`` past the allowance for its ``size``."""
     budget = FlateBudget(limits.inflated_allowance(size))
     async for chunk in chunks:
-        budget.feed(chunk)
+        # Inflating is CPU work (up to the allowance): off the event loop, so other requests go on meanwhile.
+        await asyncio.to_thread(budget.feed, chunk)
     return budget.inflated
