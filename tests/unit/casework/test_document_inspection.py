@@ -56,13 +56,17 @@ def test_the_inflation_budget_counts_across_chunk_boundaries(step: int) -> None:
     assert budget.inflated == 2 * len(content)
 
 
+def feed_all(budget: FlateBudget, document: bytes, step: int) -> None:
+    for start in range(0, len(document), step):
+        budget.feed(document[start : start + step])
+
+
 @pytest.mark.parametrize("step", [4096, 1 << 20])
 def test_a_flate_bomb_is_refused_at_the_allowance(step: int) -> None:
     document = flate_bomb_pdf(32)
     budget = FlateBudget(LIMITS.inflated_allowance(len(document)))
     with pytest.raises(RefusedDocument) as refused:
-        for start in range(0, len(document), step):
-            budget.feed(document[start : start + step])
+        feed_all(budget, document, step)
     assert refused.value.reason == "decompression_bomb"
     assert budget.inflated <= budget.allowance + 65_536  # stopped at the limit, not after inflating it all
 
