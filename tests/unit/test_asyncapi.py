@@ -17,6 +17,7 @@ from agency_shared.events import (
     ApplicationSubmitted,
     CaseReminderDue,
     CaseStatusChanged,
+    DocumentReceived,
     EmailVerified,
     EnquiryConfirmed,
     EnquiryReceived,
@@ -34,7 +35,7 @@ PUBLISHES: dict[str, tuple[type[Event], ...]] = {  # intake's: topology.EDGE_EVE
     "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
     "agreements": (AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased, LedgerCheckpointed),
     "notifications": (NotificationSettled, EnquiryReleased),
-    "casework": (CaseStatusChanged, CaseReminderDue),
+    "casework": (CaseStatusChanged, CaseReminderDue, DocumentReceived),
 }
 
 

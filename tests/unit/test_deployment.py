@@ -882,7 +882,7 @@ def collections_used(service: str) -> set[str]:
     for path in (ROOT / "services" / service / "src").rglob("*.py"):
         text = path.read_text()
         found |= set(re.findall(r'^\w*COLLECTION\w* = "(\w+)"', text, flags=re.MULTILINE))
-        found |= set(re.findall(r'^[A-Z_]+ = "(casework_\w+)"', text, flags=re.MULTILINE))
+        found |= set(re.findall(r'^[A-Z_]+ = "(casework_[\w.]+)"', text, flags=re.MULTILINE))
         found |= set(re.findall(r'\[(?:self\.)?_?(?:database|db|db_name)\]\["(\w+)"\]', text))
         found |= set(re.findall(r'get_collection\(\s*"(\w+)"', text))
     return found

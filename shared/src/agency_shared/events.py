@@ -313,6 +313,20 @@ class CaseReminderDueData(Model):
         return self
 
 
+class DocumentReceivedData(Model):
+    """A client's file passed the portal's checks and is stored (casework): what identifies it, for the evidence
+    ledger. No name and no content: the hash, the size and the type."""
+
+    application_id: uuid.UUID
+    case_id: uuid.UUID
+    document_id: str  # the file's id in casework's GridFS bucket
+    item: str  # the checklist item, e.g. ``certificate_of_incorporation``
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    content_type: Literal["application/pdf", "image/jpeg", "image/png"]
+    received_at: AwareDatetime
+
+
 class Event(Model):
     """The envelope every message carries; subclasses fix ``event_type`` and ``data``."""
 
@@ -448,6 +462,15 @@ class CaseReminderDue(Event):
     routing_key: ClassVar[str] = "case.reminder-due"
     event_type: Literal["case.reminder-due"] = "case.reminder-due"
     data: CaseReminderDueData
+
+
+class DocumentReceived(Event):
+    """A client uploaded a document through the portal and casework kept it; agreements adds its hash to the
+    evidence ledger. The id is derived from the file, so a repeat is one event."""
+
+    routing_key: ClassVar[str] = "document.received"
+    event_type: Literal["document.received"] = "document.received"
+    data: DocumentReceivedData
 
     def about_application(self) -> uuid.UUID | None:
         return self.data.application_id

@@ -12,6 +12,7 @@ from agency_shared.events import (
     ApplicationSubmitted,
     CaseReminderDue,
     CaseStatusChanged,
+    DocumentReceived,
     EmailVerified,
     EnquiryConfirmed,
     EnquiryReceived,
@@ -101,6 +102,8 @@ CASEWORK_ACCEPTANCE_CONFIRMED = ConsumerQueue("casework.acceptance-confirmed", A
 CASEWORK_ENQUIRY_RELEASED = ConsumerQueue("casework.enquiry-released", EnquiryReleased)
 CASEWORK_NOTIFICATION_SETTLED = ConsumerQueue("casework.notification-settled", NotificationSettled)
 CASEWORK_APPLICANT_ERASED = ConsumerQueue("casework.applicant-erased", ApplicantErased)
+# agreements adds each document a client uploaded (its hash) to the evidence ledger.
+AGREEMENTS_DOCUMENT_RECEIVED = ConsumerQueue("agreements.document-received", DocumentReceived)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -119,6 +122,7 @@ CONSUMER_QUEUES = (
     CASEWORK_ENQUIRY_RELEASED,
     CASEWORK_NOTIFICATION_SETTLED,
     CASEWORK_APPLICANT_ERASED,
+    AGREEMENTS_DOCUMENT_RECEIVED,
 )
 
 # The events the public edge (intake) publishes, where a refused publish is an answer to a person: 503,

@@ -11,12 +11,20 @@ from pymongo.errors import ConnectionFailure
 from agency_chassis.consuming import Runner
 from agency_chassis.correlation import about_event
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
-from agency_shared.events import ApplicationSubmitted, EmailVerified, NotificationSettled, utc_now
+from agency_shared.events import (
+    ApplicationSubmitted,
+    DocumentReceived,
+    EmailVerified,
+    NotificationSettled,
+    utc_now,
+)
 from agency_shared.topology import (
     AGREEMENTS_APPLICATION_SUBMITTED,
+    AGREEMENTS_DOCUMENT_RECEIVED,
     AGREEMENTS_EMAIL_VERIFIED,
     AGREEMENTS_NOTIFICATION_SETTLED,
 )
+from agreements.documents import AcceptanceNotRecorded, DocumentLedger, record_document
 from agreements.recording import (
     AcceptanceLedger,
     ApplicationErased,
@@ -129,6 +137,20 @@ async def note_notification(event: NotificationSettled, applications: Applicatio
     return Done()
 
 
+async def record_received_document(event: DocumentReceived, ledger: DocumentLedger, now: Clock = utc_now) -> Outcome:
+    """Add a client's document (its hash, size, type) to the ledger beside the acceptance, once per file."""
+    data = event.data
+    try:
+        entry = await record_document(event, ledger, now())
+    except AcceptanceNotRecorded:
+        return RetryLater(f"the acceptance of {data.application_id} is not in the ledger yet")
+    except OUTAGES as exc:
+        return RetryLater(f"recording document {data.document_id} of {data.application_id} failed: {exc!r}")
+    logger.info("application %s: document %s (%s) is link %d", data.application_id, data.document_id, data.item,
+                entry.sequence)  # fmt: skip
+    return Done()
+
+
 class Ports(Protocol):
     """The adapters the use cases run with (opened by the service's lifespan)."""
 
@@ -142,7 +164,7 @@ class Ports(Protocol):
     def signer(self) -> LinkSigner: ...
 
 
-class Ledger(AcceptanceLedger, VerificationLedger, Protocol):
+class Ledger(AcceptanceLedger, VerificationLedger, DocumentLedger, Protocol):
     """The acceptance ledger as the use cases append to it: acceptances and verifications."""
 
 
@@ -167,7 +189,12 @@ def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRo
         pass an enquirer's on as enquiry.confirmed."""
         return await record_email_verification(event, ports.applications, ports.ledger, now, ports.signer)
 
+    async def on_document_received(event: DocumentReceived, attempt: Attempt) -> Outcome:
+        """Add a client's document to the evidence ledger (its hash; one link per file)."""
+        return await record_received_document(event, ports.ledger, now)
+
     runner.consume_batch(router, AGREEMENTS_APPLICATION_SUBMITTED, on_applications_submitted)
+    runner.consume(router, AGREEMENTS_DOCUMENT_RECEIVED, on_document_received)
     runner.consume(router, AGREEMENTS_EMAIL_VERIFIED, on_email_verified)
     runner.consume(router, AGREEMENTS_NOTIFICATION_SETTLED, on_notification_settled)
     return router

@@ -18,9 +18,16 @@ from agency_chassis.mongo import duplicate_keys
 from agency_shared.application_status import Status
 from agency_shared.chain import GENESIS, ChainReport, Head, link_fault, verify_links_async
 from agency_shared.checkpoints import chain_disagrees
-from agency_shared.events import NotificationSettledData
+from agency_shared.events import DocumentReceivedData, NotificationSettledData
 from agreements.checkpointing import UnsignableChain
-from agreements.recording import ApplicationErased, ApplicationRecord, LedgerEntry, acceptance_link
+from agreements.documents import document_kind, document_link
+from agreements.recording import (
+    ApplicationErased,
+    ApplicationRecord,
+    LedgerEntry,
+    acceptance_link,
+    millisecond_precision,
+)
 from agreements.verification import EMAIL_VERIFIED, VerificationEvidence, verification_link
 
 Document = dict[str, Any]
@@ -380,6 +387,17 @@ class MongoAcceptanceLedger:
             return verification_link(application, acceptance, evidence, after)
 
         [entry] = await self._append_many([(application.application_id, EMAIL_VERIFIED, build)])
+        return entry
+
+    async def append_document(
+        self, data: DocumentReceivedData, acceptance: LedgerEntry, recorded_at: datetime
+    ) -> LedgerEntry:
+        """Add a client's document (its hash) as the next link, or return its existing link: one per file."""
+
+        def build(after: Head) -> LedgerEntry:
+            return document_link(data, acceptance, millisecond_precision(recorded_at), after)
+
+        [entry] = await self._append_many([(data.application_id, document_kind(data.document_id), build)])
         return entry
 
     async def _append_many(self, wanted: Sequence[tuple[uuid.UUID, str | None, LinkBuilder]]) -> list[LedgerEntry]:

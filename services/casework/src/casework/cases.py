@@ -13,7 +13,19 @@ from agency_shared.events import derived_id
 from casework.workflow import CaseKind, due_at, initial_status
 
 HistoryKind = Literal[
-    "opened", "status_changed", "note", "owner_assigned", "email", "email_verified", "converted", "erased"
+    "opened",
+    "status_changed",
+    "note",
+    "owner_assigned",
+    "email",
+    "email_verified",
+    "converted",
+    "erased",
+    # The documents' lines (casework/documents): a request, a file received, a file accepted, a revision asked.
+    "documents_requested",
+    "document_received",
+    "document_accepted",
+    "document_revision",
 ]
 ERASED = "[erased]"
 
@@ -35,6 +47,14 @@ class HistoryEntry(BaseModel):
     recipient: str | None = None
     state: str | None = None
     detail: str | None = None
+    # A document's line: its checklist item and, for a file, what identifies it (the hash stays after an erasure;
+    # the client's file name goes).
+    item: str | None = None
+    file_id: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    content_type: str | None = None
+    file_name: str | None = None
 
 
 class Case(BaseModel):

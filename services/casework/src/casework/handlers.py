@@ -31,6 +31,7 @@ from agency_shared.topology import (
 )
 from casework.cases import Case, HistoryEntry, new_case
 from casework.chat import Alert, case_alert
+from casework.documents.store import CaseDocuments
 from casework.storage import CaseChanged, MongoCases
 from casework.workflow import CaseKind
 
@@ -216,10 +217,16 @@ async def note_email(event: NotificationSettled, cases: MongoCases, alerts: Aler
     return await alert_failed_email(event, cases, alerts)
 
 
-async def forget_applicant(event: ApplicantErased, cases: MongoCases) -> Outcome:
-    """Blank the personal data of the erased applicant's or enquirer's cases."""
+async def forget_applicant(
+    event: ApplicantErased, cases: MongoCases, documents: CaseDocuments | None = None
+) -> Outcome:
+    """Blank the personal data of the erased applicant's or enquirer's cases and delete their documents' files
+    (their hashes stay)."""
     try:
         erased = await cases.erase(event.data.subject_id, event.data.erased_at)
+        if documents is not None:
+            for case in await cases.of_subject(event.data.subject_id):
+                await documents.erase_case(case.id)
     except OUTAGES as exc:
         return RetryLater(f"erasing the cases of {event.data.subject_id} failed: {exc!r}")
     logger.info("personal data of %s erased from %d case(s)", event.data.subject_id, erased)
@@ -232,6 +239,9 @@ class Ports(Protocol):
 
     @property
     def chat(self) -> Alerts: ...
+
+    @property
+    def documents(self) -> CaseDocuments: ...
 
 
 def build_router(runner: Runner, ports: Ports, limits: Mapping[str, int], now: Clock = utc_now) -> RabbitRouter:
@@ -255,7 +265,7 @@ def build_router(runner: Runner, ports: Ports, limits: Mapping[str, int], now: C
 
     async def on_applicant_erased(event: ApplicantErased, attempt: Attempt) -> Outcome:
         """Blank the erased applicant's or enquirer's personal data in their cases."""
-        return await forget_applicant(event, ports.cases)
+        return await forget_applicant(event, ports.cases, ports.documents)
 
     runner.consume(router, CASEWORK_AGREEMENT_RECORDED, on_agreement_recorded)
     runner.consume(router, CASEWORK_ACCEPTANCE_CONFIRMED, on_acceptance_confirmed)

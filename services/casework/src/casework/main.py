@@ -20,14 +20,17 @@ from agency_chassis.mongo import MongoConnection
 from agency_chassis.portal_links import PortalLinks
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
-from agency_shared.events import CaseReminderDue, CaseStatusChanged, utc_now
+from agency_shared.events import CaseReminderDue, CaseStatusChanged, DocumentReceived, utc_now
 from casework import access_routes, console
 from casework.access import StaffAccess, first_admin_banner
 from casework.agreements_client import AgreementsClient
 from casework.cases import Case
 from casework.chat import REMINDER_ALERTS, ChatAlerts, case_alert
+from casework.documents.handling import DocumentHandling
+from casework.documents.store import CaseDocuments, publish_unannounced
 from casework.handlers import build_router
 from casework.handling import CaseHandling, Publish
+from casework.portal import documents_routes
 from casework.reminders import ReminderKind, ReminderSchedule
 from casework.reminding import DueCases, OwnerAlert, ReminderLedger, ReminderScheduler
 from casework.settings import CaseworkSettings
@@ -46,6 +49,8 @@ class Adapters:
     cases: MongoCases
     handling: CaseHandling
     _mongo: AsyncMongoClient[dict[str, Any]]
+    documents: CaseDocuments
+    document_handling: DocumentHandling
 
     def __init__(self, settings: CaseworkSettings, publish: Publish, on_owner_alert: OwnerAlert | None = None) -> None:
         self._settings = settings
@@ -71,6 +76,9 @@ class Adapters:
             settings.time_limits,
             settings.verification_fee,
         )
+        self.documents = CaseDocuments(mongo, settings.mongodb_db)
+        await self.documents.ensure_indexes()
+        self.document_handling = DocumentHandling(self.handling, self.documents, self._publish)
         await self.access.open(mongo, settings.mongodb_db)
         if settings.environment == "local":
             password = settings.console_admin_password.get_secret_value() if settings.console_admin_password else None
@@ -124,6 +132,7 @@ class Adapters:
                 await self.handling.publish_pending()
             except Exception:
                 logger.exception("the outbox sweep failed")
+            await publish_unannounced(self.documents, self.cases, self._publish)
 
     async def close(self) -> None:
         if self._reminding is not None:
@@ -165,6 +174,7 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     access_routes.install(app)
+    documents_routes.install(app)
     app.include_router(console.router)
 
     @app.get("/", include_in_schema=False)
@@ -177,7 +187,7 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},
-        publishes=(CaseStatusChanged, CaseReminderDue),
+        publishes=(CaseStatusChanged, CaseReminderDue, DocumentReceived),
         description=(
             "Opens a case for each recorded application (one that passed no human check once its address is "
             "verified) and each enquiry the staff got; keeps each email's outcome on its case's timeline; forgets "

@@ -111,6 +111,13 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
     # Multiplies every chat clock (rate windows, backoff, throttling pauses); below 1 only in tests.
     chat_time_scale: float = Field(default=1.0, gt=0, le=1)
 
+    # The client's uploads (casework/documents): the largest file, the most pixels an image may have (read before
+    # decoding), and how far a PDF's compressed streams may inflate (ratio to its size, and in all).
+    document_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    document_max_pixels: int = Field(default=40_000_000, ge=1)
+    document_max_inflate_ratio: int = Field(default=100, ge=1)
+    document_max_inflated_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:

@@ -215,6 +215,10 @@ class MongoCases:
             if result.matched_count:
                 return
 
+    async def add_line(self, case_id: uuid.UUID, entry: HistoryEntry) -> None:
+        """Add a system line (a document received) to the case, once; blanked if the case is erased."""
+        await self._push_once({"_id": str(case_id)}, entry)
+
     async def set_on_subject(self, subject_id: uuid.UUID, fields: Mapping[str, Any], entry: HistoryEntry) -> None:
         """Set ``fields`` on the cases about ``subject_id`` and add ``entry``, once (e.g. the address verified)."""
         for query in _subject_filters(subject_id):
@@ -260,10 +264,16 @@ class MongoCases:
 def _erased_entry(entry: HistoryEntry) -> HistoryEntry:
     """A timeline line without personal data: no recipient, no staff free text (notes, reasons, an owner's
     name stays: it is staff's)."""
-    blank_text = entry.text and entry.kind in ("note", "email", "status_changed")
+    blank_text = entry.text and entry.kind in (
+        "note",
+        "email",
+        "status_changed",
+        "documents_requested",
+        "document_revision",
+    )
     return entry.model_copy(
         update={"recipient": ERASED if entry.recipient else None, "text": ERASED if blank_text else entry.text,
-                "detail": None}
+                "detail": None, "file_name": ERASED if entry.file_name else None}
     )  # fmt: skip
 
 

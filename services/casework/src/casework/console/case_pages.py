@@ -21,6 +21,7 @@ from casework.access import Permission, StaffMember, require
 from casework.accounts import Account
 from casework.agreements_client import AgreementsClient, AgreementsRefused, AgreementsUnavailable
 from casework.cases import Case
+from casework.console.documents_view import documents_context
 from casework.console.pages import PageProblem, audit, cases_of, handling_of, loaded_case, shows_problems
 from casework.storage import SORT_KEYS, CaseQuery, SortKey
 from casework.web import render
@@ -246,6 +247,7 @@ async def case_page(request: Request, case_id: str, staff: Reader) -> Response:
     context = case_context(case, staff, await staff_accounts(request), now)
     context["allowed"] = allowed_actions(context["state"], handling_of(request).rules) if context["can_work"] else []
     context["receipt"] = await receipt_of(request.app.state.agreements, case)
+    context.update(await documents_context(request, case, staff))
     await audit(request, "view_personal_data", str(case.id), {"reference": case.reference})
     return render(request, "case.html", context)
 

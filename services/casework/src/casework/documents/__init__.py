@@ -1,0 +1,1 @@
+"""The documents a case needs from its client: checklists by jurisdiction, the uploads' checks, their storage."""
