@@ -99,6 +99,8 @@ CASEWORK_ACCEPTANCE_CONFIRMED = ConsumerQueue("casework.acceptance-confirmed", A
 CASEWORK_ENQUIRY_RELEASED = ConsumerQueue("casework.enquiry-released", EnquiryReleased)
 CASEWORK_NOTIFICATION_SETTLED = ConsumerQueue("casework.notification-settled", NotificationSettled)
 CASEWORK_APPLICANT_ERASED = ConsumerQueue("casework.applicant-erased", ApplicantErased)
+# casework's own status changes, recorded as outbound webhook deliveries to the agency's CRM before the ack.
+CASEWORK_CASE_STATUS_CHANGED = ConsumerQueue("casework.case-status-changed", CaseStatusChanged)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -116,6 +118,7 @@ CONSUMER_QUEUES = (
     CASEWORK_ENQUIRY_RELEASED,
     CASEWORK_NOTIFICATION_SETTLED,
     CASEWORK_APPLICANT_ERASED,
+    CASEWORK_CASE_STATUS_CHANGED,
 )
 
 # The events the public edge (intake) publishes, where a refused publish is an answer to a person: 503,

@@ -22,6 +22,8 @@ from casework.handlers import build_router
 from casework.handling import CaseHandling, Publish
 from casework.settings import CaseworkSettings
 from casework.storage import MongoCases
+from casework.webhooks.store import MongoWebhooks
+from casework.webhooks.wiring import OutboundWebhooks
 from casework.workflow import Rules
 
 SERVICE = "casework"
@@ -43,6 +45,7 @@ class Adapters:
         self.access = StaffAccess(settings)
         self.agreements = AgreementsClient(settings)
         self._sweeping: asyncio.Task[None] | None = None
+        self.outbound = OutboundWebhooks(settings, self.access)
 
     async def open(self) -> None:
         settings = self._settings
@@ -63,7 +66,12 @@ class Adapters:
             if generated is not None:
                 print(first_admin_banner(settings.console_admin_email, generated), flush=True)
         await self.agreements.open()
+        await self.outbound.open(mongo)
         self._sweeping = asyncio.create_task(self._sweep_outbox())
+
+    @property
+    def webhooks(self) -> MongoWebhooks:
+        return self.outbound.store
 
     async def _sweep_outbox(self) -> None:
         """Announce status changes written but not confirmed by the broker (a crash, an outage) every half minute."""
@@ -79,6 +87,7 @@ class Adapters:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeping
+        await self.outbound.close()
         await self.agreements.close()
         await self.access.close()
         await self.database.close()

@@ -74,6 +74,14 @@ class CaseworkSettings(MongoSettings):
     renewal_interval_days: int = Field(default=365, ge=1)
     # Overrides of DEFAULT_TIME_LIMITS, e.g. ``triage=2,submitted_to_tencent=15`` (or JSON).
     case_time_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    # Outbound webhooks to the agency's CRM (Standard Webhooks): after a secret is rotated the old one keeps
+    # signing too for this long; each attempt's timeout; how often the delivery loop looks for due deliveries
+    # and how long a replica holds one it sends; WEBHOOK_RETRY_SCALE multiplies the retry schedule (tests only).
+    webhook_secret_grace_hours: float = Field(default=24.0, ge=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_poll_seconds: float = Field(default=2.0, gt=0)
+    webhook_lease_seconds: float = Field(default=120.0, gt=0)
+    webhook_retry_scale: float = Field(default=1.0, gt=0, le=1)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
