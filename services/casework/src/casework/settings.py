@@ -4,7 +4,7 @@ import json
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from agency_chassis.settings import MongoSettings, SettingProblem, split_commas
@@ -102,6 +102,13 @@ class CaseworkSettings(MongoSettings):
         if any(days < 1 for days in value.values()):
             raise ValueError("a time limit is at least one business day")
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_request(self) -> "CaseworkSettings":
+        # A replica's claim on a delivery must outlast its request, or another replica could send it meanwhile.
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise ValueError("WEBHOOK_LEASE_SECONDS must be longer than WEBHOOK_TIMEOUT_SECONDS")
+        return self
 
     @property
     def time_limits(self) -> dict[str, int]:

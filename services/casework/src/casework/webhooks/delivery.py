@@ -66,6 +66,8 @@ class WebhookSender:
 
     def __init__(self, timeout_seconds: float) -> None:
         self._timeout = httpx.Timeout(timeout_seconds)
+        # httpx's timeouts are per phase (connect, each read...): an endpoint that drips its answer is cut here.
+        self._deadline = timeout_seconds
         self._client: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
@@ -80,7 +82,10 @@ class WebhookSender:
         assert self._client is not None, "the sender is not open"
         started = time.perf_counter()
         try:
-            async with self._client.stream("POST", url, content=body.encode(), headers=headers) as response:
+            async with (
+                asyncio.timeout(self._deadline),
+                self._client.stream("POST", url, content=body.encode(), headers=headers) as response,
+            ):
                 read = bytearray()
                 async for chunk in response.aiter_raw():
                     read += chunk[: MAX_RESPONSE_BYTES - len(read)]
@@ -88,6 +93,8 @@ class WebhookSender:
                         break
                 text = read.decode("utf-8", "replace")[:MAX_RESPONSE_CHARS]
                 return Sent(response.status_code, _since(started), response=text or None)
+        except TimeoutError:
+            return Sent(None, _since(started), error=f"no complete answer within {self._deadline:g} s")
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
             return Sent(None, _since(started), error=error)

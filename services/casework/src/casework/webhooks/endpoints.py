@@ -1,6 +1,7 @@
 """A CRM endpoint as admins configure it: its URL (checked), the event types it takes, its signing secrets."""
 
 import base64
+import ipaddress
 import secrets
 import uuid
 from collections.abc import Iterable, Sequence
@@ -58,7 +59,21 @@ def checked_url(value: str, environment: str) -> str:
         raise EndpointProblem("url", "url_credentials", reason)
     if parsed.fragment:
         raise EndpointProblem("url", "url_invalid", "no #fragment in an endpoint URL")
+    if environment not in PLAIN_HTTP_ENVIRONMENTS and _internal_address(parsed.host):
+        raise EndpointProblem("url", "url_internal", "the CRM's public address, not an internal or loopback one")
     return str(parsed)
+
+
+def _internal_address(host: str) -> bool:
+    """A literal address in a loopback, private, link-local (cloud metadata) or reserved range, or ``localhost``.
+    (A name that resolves to one is the network policy's to stop.)"""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return not address.is_global
 
 
 def checked_event_types(values: Iterable[str]) -> list[WebhookEventType]:
