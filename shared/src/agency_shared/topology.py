@@ -104,6 +104,8 @@ CASEWORK_NOTIFICATION_SETTLED = ConsumerQueue("casework.notification-settled", N
 CASEWORK_APPLICANT_ERASED = ConsumerQueue("casework.applicant-erased", ApplicantErased)
 # agreements adds each document a client uploaded (its hash) to the evidence ledger.
 AGREEMENTS_DOCUMENT_RECEIVED = ConsumerQueue("agreements.document-received", DocumentReceived)
+# casework's own status changes, recorded as outbound webhook deliveries to the agency's CRM before the ack.
+CASEWORK_CASE_STATUS_CHANGED = ConsumerQueue("casework.case-status-changed", CaseStatusChanged)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -123,6 +125,7 @@ CONSUMER_QUEUES = (
     CASEWORK_NOTIFICATION_SETTLED,
     CASEWORK_APPLICANT_ERASED,
     AGREEMENTS_DOCUMENT_RECEIVED,
+    CASEWORK_CASE_STATUS_CHANGED,
 )
 
 # The events the public edge (intake) publishes, where a refused publish is an answer to a person: 503,

@@ -36,6 +36,12 @@ ACTIONS = (
     "account_created",
     "account_changed",
     "password_changed",
+    "webhook_endpoint_added",
+    "webhook_endpoint_changed",
+    "webhook_endpoint_deleted",
+    "webhook_endpoint_disabled",
+    "webhook_secret_rotated",
+    "webhook_replayed",
 )
 MAX_FIELD_LENGTH = 512  # what an entry keeps of any one value: an audit entry is a record, not a document store
 CSV_COLUMNS = ("sequence", "at", "actor", "action", "subject", "from_address", "detail", "hmac")

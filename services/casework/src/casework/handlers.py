@@ -18,6 +18,7 @@ from agency_shared.events import (
     AgreementRecorded,
     AgreementRecordedData,
     ApplicantErased,
+    CaseStatusChanged,
     EnquiryReleased,
     NotificationSettled,
     utc_now,
@@ -26,13 +27,16 @@ from agency_shared.topology import (
     CASEWORK_ACCEPTANCE_CONFIRMED,
     CASEWORK_AGREEMENT_RECORDED,
     CASEWORK_APPLICANT_ERASED,
+    CASEWORK_CASE_STATUS_CHANGED,
     CASEWORK_ENQUIRY_RELEASED,
     CASEWORK_NOTIFICATION_SETTLED,
 )
-from casework.cases import Case, HistoryEntry, new_case
+from casework.cases import Case, HistoryEntry, case_id_for, new_case
 from casework.chat import Alert, case_alert
 from casework.documents.store import CaseDocuments
 from casework.storage import CaseChanged, MongoCases
+from casework.webhooks.sources import announce_opening, announce_status_change
+from casework.webhooks.store import MongoWebhooks
 from casework.workflow import CaseKind
 
 logger = logging.getLogger(__name__)
@@ -243,21 +247,28 @@ class Ports(Protocol):
     @property
     def documents(self) -> CaseDocuments: ...
 
+    @property
+    def webhooks(self) -> MongoWebhooks: ...
+
 
 def build_router(runner: Runner, ports: Ports, limits: Mapping[str, int], now: Clock = utc_now) -> RabbitRouter:
     router = RabbitRouter()
 
     async def on_agreement_recorded(event: AgreementRecorded, attempt: Attempt) -> Outcome:
         """Open the case of a recorded application (one that passed no human check: once it is verified)."""
-        return await open_application_case(event, ports.cases, limits, now, ports.chat)
+        outcome = await open_application_case(event, ports.cases, limits, now, ports.chat)
+        return await announce_opening(outcome, case_id_for(event.data.application_id), ports.cases, ports.webhooks)
 
     async def on_acceptance_confirmed(event: AcceptanceConfirmed, attempt: Attempt) -> Outcome:
         """Note the verified address on the application's case (opening it if it waited for this)."""
-        return await confirm_application(event, ports.cases, limits, now, ports.chat)
+        outcome = await confirm_application(event, ports.cases, limits, now, ports.chat)
+        return await announce_opening(outcome, case_id_for(event.data.application_id), ports.cases, ports.webhooks)
 
     async def on_enquiry_released(event: EnquiryReleased, attempt: Attempt) -> Outcome:
         """Open the case of an enquiry the staff got."""
-        return await open_enquiry_case(event, ports.cases, limits, now)
+        outcome = await open_enquiry_case(event, ports.cases, limits, now)
+        enquiry_case_id = case_id_for(event.data.enquiry_id, CaseKind.ENQUIRY)
+        return await announce_opening(outcome, enquiry_case_id, ports.cases, ports.webhooks)
 
     async def on_notification_settled(event: NotificationSettled, attempt: Attempt) -> Outcome:
         """Put an email's outcome on its case's timeline."""
@@ -267,9 +278,14 @@ def build_router(runner: Runner, ports: Ports, limits: Mapping[str, int], now: C
         """Blank the erased applicant's or enquirer's personal data in their cases."""
         return await forget_applicant(event, ports.cases, ports.documents)
 
+    async def on_case_status_changed(event: CaseStatusChanged, attempt: Attempt) -> Outcome:
+        """Record a signed webhook delivery of the status change to each CRM endpoint that takes it."""
+        return await announce_status_change(event, ports.webhooks)
+
     runner.consume(router, CASEWORK_AGREEMENT_RECORDED, on_agreement_recorded)
     runner.consume(router, CASEWORK_ACCEPTANCE_CONFIRMED, on_acceptance_confirmed)
     runner.consume(router, CASEWORK_ENQUIRY_RELEASED, on_enquiry_released)
     runner.consume(router, CASEWORK_NOTIFICATION_SETTLED, on_notification_settled)
     runner.consume(router, CASEWORK_APPLICANT_ERASED, on_applicant_erased)
+    runner.consume(router, CASEWORK_CASE_STATUS_CHANGED, on_case_status_changed)
     return router

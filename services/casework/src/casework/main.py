@@ -35,6 +35,8 @@ from casework.reminders import ReminderKind, ReminderSchedule
 from casework.reminding import DueCases, OwnerAlert, ReminderLedger, ReminderScheduler
 from casework.settings import CaseworkSettings
 from casework.storage import MongoCases
+from casework.webhooks.store import MongoWebhooks
+from casework.webhooks.wiring import OutboundWebhooks
 from casework.workflow import Rules
 
 SERVICE = "casework"
@@ -63,6 +65,7 @@ class Adapters:
         self._reminding: asyncio.Task[None] | None = None
         # The owner's reminders (overdue, Tencent's deadline, a lapse) in the staff's chat groups too, once each.
         self.on_owner_alert = on_owner_alert or self._owner_alert_in_chat
+        self.outbound = OutboundWebhooks(settings, self.access)
 
     async def open(self) -> None:
         settings = self._settings
@@ -87,6 +90,7 @@ class Adapters:
                 print(first_admin_banner(settings.console_admin_email, generated), flush=True)
         await self.agreements.open()
         await self.chat.open(mongo, settings.mongodb_db)  # staff alerts in chat, and this replica's senders
+        await self.outbound.open(mongo)
         self._sweeping = asyncio.create_task(self._sweep_outbox())
         reminders = self.reminder_scheduler()
         await reminders.ensure_indexes()
@@ -124,6 +128,10 @@ class Adapters:
         if self.chat.enabled:
             await self.chat.raise_alert(case_alert(REMINDER_ALERTS[kind], key, case))
 
+    @property
+    def webhooks(self) -> MongoWebhooks:
+        return self.outbound.store
+
     async def _sweep_outbox(self) -> None:
         """Announce status changes written but not confirmed by the broker (a crash, an outage) every half minute."""
         while True:
@@ -144,6 +152,7 @@ class Adapters:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeping
         await self.chat.close()
+        await self.outbound.close()
         await self.agreements.close()
         await self.access.close()
         await self.database.close()

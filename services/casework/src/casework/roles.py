@@ -24,6 +24,8 @@ class Permission(StrEnum):
     MANAGE_ACCOUNTS = "manage_accounts"
     # See and export the audit log.
     READ_AUDIT = "read_audit"
+    # Configure the CRM's webhook endpoints (their secrets), see and replay deliveries.
+    MANAGE_WEBHOOKS = "manage_webhooks"
 
 
 _VIEWER = frozenset({Permission.READ_CASES})

@@ -4,7 +4,7 @@ import json
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from agency_chassis.settings import MongoSettings, PortalLinkSettings, SettingProblem, split_commas
@@ -117,6 +117,14 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
     document_max_pixels: int = Field(default=40_000_000, ge=1)
     document_max_inflate_ratio: int = Field(default=100, ge=1)
     document_max_inflated_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # Outbound webhooks to the agency's CRM (Standard Webhooks): after a secret is rotated the old one keeps
+    # signing too for this long; each attempt's timeout; how often the delivery loop looks for due deliveries
+    # and how long a replica holds one it sends; WEBHOOK_RETRY_SCALE multiplies the retry schedule (tests only).
+    webhook_secret_grace_hours: float = Field(default=24.0, ge=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_poll_seconds: float = Field(default=2.0, gt=0)
+    webhook_lease_seconds: float = Field(default=120.0, gt=0)
+    webhook_retry_scale: float = Field(default=1.0, gt=0, le=1)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -150,6 +158,13 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
         if any(days < 1 for days in value.values()):
             raise ValueError("a time limit is at least one business day")
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_request(self) -> "CaseworkSettings":
+        # A replica's claim on a delivery must outlast its request, or another replica could send it meanwhile.
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise ValueError("WEBHOOK_LEASE_SECONDS must be longer than WEBHOOK_TIMEOUT_SECONDS")
+        return self
 
     @property
     def time_limits(self) -> dict[str, int]:
