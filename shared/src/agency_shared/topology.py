@@ -7,6 +7,7 @@ from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQue
 
 from agency_shared.events import (
     AcceptanceConfirmed,
+    AgreementReaccepted,
     AgreementRecorded,
     ApplicantErased,
     ApplicationSubmitted,
@@ -18,6 +19,7 @@ from agency_shared.events import (
     Event,
     LedgerCheckpointed,
     NotificationSettled,
+    PortalLinkRequested,
 )
 
 E_co = TypeVar("E_co", bound=Event, covariant=True)
@@ -99,6 +101,9 @@ CASEWORK_ACCEPTANCE_CONFIRMED = ConsumerQueue("casework.acceptance-confirmed", A
 CASEWORK_ENQUIRY_RELEASED = ConsumerQueue("casework.enquiry-released", EnquiryReleased)
 CASEWORK_NOTIFICATION_SETTLED = ConsumerQueue("casework.notification-settled", NotificationSettled)
 CASEWORK_APPLICANT_ERASED = ConsumerQueue("casework.applicant-erased", ApplicantErased)
+# The client portal: notifications emails a link a client asked for again; agreements records a re-acceptance.
+NOTIFICATIONS_PORTAL_LINK_REQUESTED = ConsumerQueue("notifications.portal-link-requested", PortalLinkRequested)
+AGREEMENTS_AGREEMENT_REACCEPTED = ConsumerQueue("agreements.agreement-reaccepted", AgreementReaccepted)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -116,6 +121,8 @@ CONSUMER_QUEUES = (
     CASEWORK_ENQUIRY_RELEASED,
     CASEWORK_NOTIFICATION_SETTLED,
     CASEWORK_APPLICANT_ERASED,
+    NOTIFICATIONS_PORTAL_LINK_REQUESTED,
+    AGREEMENTS_AGREEMENT_REACCEPTED,
 )
 
 # The events the public edge (intake) publishes, where a refused publish is an answer to a person: 503,

@@ -16,12 +16,14 @@ from agency_chassis.mongo import MongoConnection
 from agency_chassis.portal_links import PortalLinks
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
-from agency_shared.events import CaseStatusChanged
+from agency_shared.events import AgreementReaccepted, CaseStatusChanged, PortalLinkRequested
 from casework import access_routes, console
 from casework.access import StaffAccess, first_admin_banner
 from casework.agreements_client import AgreementsClient
 from casework.handlers import build_router
 from casework.handling import CaseHandling, Publish
+from casework.portal import pages as portal_pages
+from casework.portal.link_requests import FormTokens, LinkRequests, MongoRequestLimits
 from casework.settings import CaseworkSettings
 from casework.storage import MongoCases
 from casework.workflow import Rules
@@ -37,6 +39,7 @@ class Adapters:
 
     cases: MongoCases
     handling: CaseHandling
+    link_requests: LinkRequests
 
     def __init__(self, settings: CaseworkSettings, publish: Publish) -> None:
         self._settings = settings
@@ -59,6 +62,17 @@ class Adapters:
             settings.verification_fee,
         )
         await self.access.open(mongo, settings.mongodb_db)
+        limits = MongoRequestLimits(mongo, settings.mongodb_db)
+        await limits.ensure_indexes()
+        self.link_requests = LinkRequests(
+            self.cases,
+            limits,
+            portal_links_of(settings),
+            self._publish,
+            settings.portal_url,
+            settings.portal_link_requests_per_ip_hour,
+            settings.portal_link_requests_per_email_hour,
+        )
         if settings.environment == "local":
             password = settings.console_admin_password.get_secret_value() if settings.console_admin_password else None
             generated = await self.access.ensure_first_admin(settings.console_admin_email, password)
@@ -77,6 +91,8 @@ class Adapters:
                 logger.exception("the outbox sweep failed")
 
     async def close(self) -> None:
+        if hasattr(self, "link_requests"):
+            await self.link_requests.settled()
         if self._sweeping is not None:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -84,6 +100,10 @@ class Adapters:
         await self.agreements.close()
         await self.access.close()
         await self.database.close()
+
+
+def portal_links_of(settings: CaseworkSettings) -> PortalLinks:
+    return PortalLinks(settings.portal_link_secret.get_secret_value(), timedelta(days=settings.portal_link_days))
 
 
 def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
@@ -106,12 +126,13 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     app.state.access = adapters.access
     app.state.agreements = adapters.agreements
     app.state.amqp_url = str(settings.amqp_url)
-    app.state.portal_links = PortalLinks(
-        settings.portal_link_secret.get_secret_value(), timedelta(days=settings.portal_link_days)
-    )
+    app.state.portal_links = portal_links_of(settings)
+    app.state.portal_form_tokens = FormTokens(settings.portal_link_secret.get_secret_value())
+    app.state.publish = chassis.publisher.publish
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     access_routes.install(app)
     app.include_router(console.router)
+    portal_pages.install(app)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
@@ -123,11 +144,13 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},
-        publishes=(CaseStatusChanged,),
+        publishes=(CaseStatusChanged, PortalLinkRequested, AgreementReaccepted),
         description=(
             "Opens a case for each recorded application (one that passed no human check once its address is "
             "verified) and each enquiry the staff got; keeps each email's outcome on its case's timeline; forgets "
-            "the erased; announces every status change staff make in the console."
+            "the erased; announces every status change staff make in the console; "
+            "serves the client portal (a client's request for a new link, a re-acceptance of the agreement are "
+            "announced)."
         ),
     )
     return app
