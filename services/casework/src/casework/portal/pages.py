@@ -138,14 +138,14 @@ async def open_link(request: Request, t: str = "") -> Response:
     try:
         claim = links.check(t[:4096], utc_now())
     except ExpiredPortalLink as exc:
-        raise PortalRefusal("expired", 410) from exc
+        raise PortalRefusal("expired", 410, exc.claim.locale) from exc
     except InvalidPortalLink as exc:
         raise PortalRefusal("invalid", 401) from exc
     case = await _cases(request).get(claim.case_id)
     if case is not None and case.erased_at is not None:
-        raise PortalRefusal("gone", 410)
+        raise PortalRefusal("gone", 410, claim.locale)
     if case is not None and claim.generation != case.portal_generation:
-        raise PortalRefusal("revoked", 410)
+        raise PortalRefusal("revoked", 410, claim.locale)
     response = RedirectResponse(PATH, status_code=303)
     remaining = int((claim.expires_at - utc_now()).total_seconds())
     response.set_cookie(
@@ -251,7 +251,7 @@ async def refused(request: Request, refusal: Exception) -> Response:
         "offers_new_link": refusal.reason in OFFERS_NEW_LINK,
         "form_token": _form_tokens(request).issue(),
     }
-    response = render(request, "portal_refused.html", context, status_code=refusal.status)
+    response = render(request, "portal_refused.html", context, status_code=refusal.status, link_locale=refusal.locale)
     if refusal.reason in ("invalid", "expired", "revoked", "gone"):
         response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="lax",
                                secure=_settings(request).session_cookie_secure)  # fmt: skip

@@ -5,7 +5,7 @@ one, the client reads the current text and accepts it; casework keeps what it ob
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from agency_shared.events import AgreementReaccepted, AgreementReacceptedData, Event, derived_id
@@ -55,6 +55,11 @@ async def reacceptance_of(case: Case, agreements: AgreementsClient, cases: Mongo
     return Reacceptance(current, not recorded, recorded)
 
 
+def _aware(moment: datetime) -> datetime:
+    """PyMongo returns naive UTC datetimes unless the client is tz_aware."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def reaccepted_event(stored: dict[str, Any], correlation_id: str) -> AgreementReaccepted:
     """The announcement of a stored re-acceptance: the same one whatever delivers it (its id from the application
     and version)."""
@@ -67,7 +72,7 @@ def reaccepted_event(stored: dict[str, Any], correlation_id: str) -> AgreementRe
             agreement_id=stored["agreement_id"],
             agreement_version=stored["version"],
             agreement_sha256=stored["sha256"],
-            accepted_at=stored["accepted_at"],
+            accepted_at=_aware(stored["accepted_at"]),
             client_ip=stored["client_ip"],
             user_agent=stored["user_agent"],
             locale=stored["locale"],
