@@ -87,9 +87,9 @@ async def test_a_reacceptance_is_one_ledger_link_and_the_chain_verifies(
     assert record["agreement_sha256"] == catalog.current().sha256
     assert record["acceptance_sequence"] == acceptance["sequence"]
     assert record["acceptance_record_hash"] == acceptance["record_hash"]
-    salt = (await mongo[db]["applications"].find_one({"application_id": str(first.data.application_id)}))[
-        "personal_salt"
-    ]
+    application = await mongo[db]["applications"].find_one({"application_id": str(first.data.application_id)})
+    assert application is not None
+    salt = application["personal_salt"]
     assert record["reacceptance_client_ip_sha256"] == personal_sha256(salt, "reacceptance_client_ip", "2001:db8::7")
     assert record["reacceptance_user_agent_sha256"] == personal_sha256(salt, "reacceptance_user_agent", USER_AGENT)
     assert "2001:db8::7" not in str(record)

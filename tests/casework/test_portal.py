@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def link_to(cw: Casework, case: Case, days_ago: float = 0, generation: int = 0) 
     return f"/portal/open?t={token}"
 
 
-async def client_case(cw: Casework, status: str = "triage", **fields: object) -> Case:
+async def client_case(cw: Casework, status: str = "triage", **fields: Any) -> Case:
     """A zh-CN application's case (in triage), owned by a consultant, with a staff note the client must never see."""
     case = await cw.open_application(
         status, locale="zh-CN", owner="staff-1", owner_name=CONSULTANT, client_name="李伟", **fields
@@ -93,7 +94,8 @@ async def test_a_link_opens_a_session_and_the_status_page_in_the_clients_languag
         cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("portal="))
         attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
         assert {"httponly", "secure", "path", "samesite"} <= attributes
-        assert "Path=/portal" in cookie and "SameSite=lax" in cookie
+        assert "Path=/portal" in cookie
+        assert "SameSite=lax" in cookie
 
         page = await browser.get("/portal")
     assert page.status_code == 200, page.text
@@ -103,7 +105,8 @@ async def test_a_link_opens_a_session_and_the_status_page_in_the_clients_languag
     assert f"您的顾问 {CONSULTANT} 将负责跟进。" in page.text
     assert case.reference in page.text
     assert 'href="/portal/documents"' in page.text
-    assert INTERNAL_NOTE not in page.text and "op@agency.example" not in page.text
+    assert INTERNAL_NOTE not in page.text
+    assert "op@agency.example" not in page.text
 
 
 async def test_the_client_switches_language_and_it_sticks(casework_app: Casework) -> None:
@@ -136,7 +139,8 @@ async def test_an_expired_link_is_refused_with_the_new_link_form(casework_app: C
         answer = await browser.open(link_to(casework_app, case, days_ago=days + 0.01))
     assert answer.status_code == 410
     assert 'data-reason="expired"' in answer.text
-    assert 'action="/portal/link"' in answer.text and 'name="form_token"' in answer.text
+    assert 'action="/portal/link"' in answer.text
+    assert 'name="form_token"' in answer.text
     assert browser.session is None
     assert "此链接已过期" in answer.text  # the link's language
 
@@ -182,7 +186,7 @@ async def test_staff_revoke_the_links_and_the_live_session_ends_at_once(casework
         assert (await browser.get("/portal")).status_code == 200
         async with casework_app.signed_in(Role.OPERATOR) as staff:
             page = await staff.http.get(f"/console/cases/{case.id}")
-            assert 'action="/console/cases/' in page.text and "/portal/revoke" in page.text
+            assert f'action="/console/cases/{case.id}/portal/revoke"' in page.text
             current = await casework_app.case(case.id)
             revoked = await staff.post(f"/console/cases/{case.id}/portal/revoke", {"version": str(current.version)})
             assert revoked.status_code == 303, revoked.text
@@ -190,7 +194,8 @@ async def test_staff_revoke_the_links_and_the_live_session_ends_at_once(casework
             assert stale.status_code == 409
         after = await browser.get("/portal")
         assert after.status_code == 410
-        assert 'data-reason="revoked"' in after.text and "此链接已失效" in after.text
+        assert 'data-reason="revoked"' in after.text
+        assert "此链接已失效" in after.text
         assert browser.session is None  # the refused session's cookie is removed
         reopened = await browser.http.get(old_link)
         assert reopened.status_code == 410
@@ -238,10 +243,12 @@ async def test_the_client_reaccepts_a_new_agreement_version(with_agreements: Cas
 
         unticked = await browser.post("/portal/agreement", {"csrf_token": csrf, "version": NEW_VERSION,
                                                             "sha256": sha256})  # fmt: skip
-        assert unticked.status_code == 422 and 'data-field="accept"' in unticked.text
+        assert unticked.status_code == 422
+        assert 'data-field="accept"' in unticked.text
         moved = await browser.post("/portal/agreement", {"csrf_token": csrf, "version": "1", "sha256": sha256,
                                                          "accept": "yes"})  # fmt: skip
-        assert moved.status_code == 409 and 'data-field="version"' in moved.text
+        assert moved.status_code == 409
+        assert 'data-field="version"' in moved.text
         assert await depth(amqp_url, AGREEMENTS_AGREEMENT_REACCEPTED.name) == 0
 
         form = {"csrf_token": csrf, "version": NEW_VERSION, "sha256": sha256, "accept": "yes"}
@@ -250,12 +257,14 @@ async def test_the_client_reaccepts_a_new_agreement_version(with_agreements: Cas
         again = await browser.post("/portal/agreement", form)  # a double submit: the same event
         assert again.status_code == 303
         after = await browser.get("/portal")
-    assert 'id="reacceptance-recorded"' in after.text and 'action="/portal/agreement"' not in after.text
+    assert 'id="reacceptance-recorded"' in after.text
+    assert 'action="/portal/agreement"' not in after.text
     [first, second] = await take(amqp_url, AGREEMENTS_AGREEMENT_REACCEPTED.name, count=2)
     event = AgreementReaccepted.model_validate_json(first.body)
     assert AgreementReaccepted.model_validate_json(second.body).event_id == event.event_id
     assert event.data.application_id == case.application_id
-    assert event.data.agreement_version == NEW_VERSION and event.data.agreement_sha256 == sha256
+    assert event.data.agreement_version == NEW_VERSION
+    assert event.data.agreement_sha256 == sha256
     assert event.data.client_ip == "198.51.100.23"
     assert event.data.user_agent == 'Mozilla/5.0 (portal test; "quoted" <b>ua</b>)'
     assert event.data.locale == "zh-CN"
@@ -283,8 +292,11 @@ async def test_a_known_and_an_unknown_address_get_the_same_answer(casework_app: 
     [message] = await take(amqp_url, LINK_QUEUE)
     assert await depth(amqp_url, LINK_QUEUE) == 0
     event = PortalLinkRequested.model_validate_json(message.body)
-    assert event.data.case_id == case.id and event.data.email == "Li.Wei@MapleTea.example"
-    assert event.data.name == "李伟" and event.data.locale == "zh-CN" and event.data.reference == case.reference
+    assert event.data.case_id == case.id
+    assert event.data.email == "Li.Wei@MapleTea.example"
+    assert event.data.name == "李伟"
+    assert event.data.locale == "zh-CN"
+    assert event.data.reference == case.reference
     assert event.data.link.startswith("https://portal.agency.example/portal/open?t=")
     async with portal_browser(casework_app.app) as browser:
         assert (await browser.open(event.data.link.removeprefix("https://portal.agency.example"))).status_code == 303
@@ -318,7 +330,8 @@ async def test_a_bad_address_is_a_clear_error_and_nothing_is_sent(
         answer = await browser.post("/portal/link", {"email": email, "form_token": form_token_in(form.text)})
         await casework_app.app.state.adapters.link_requests.settled()
     assert answer.status_code == 422
-    assert 'data-field="email"' in answer.text and 'aria-invalid="true"' in answer.text
+    assert 'data-field="email"' in answer.text
+    assert 'aria-invalid="true"' in answer.text
     expected = {"control": "control characters", "too_long": "254", "required": "please enter",
                 "not_an_address": "not an email address"}[reason]  # fmt: skip
     assert expected in answer.text
