@@ -12,6 +12,7 @@ import yaml
 from agency_chassis.asyncapi import EventDocument
 from agency_shared.events import (
     AcceptanceConfirmed,
+    AgreementReaccepted,
     AgreementRecorded,
     ApplicantErased,
     ApplicationSubmitted,
@@ -25,6 +26,7 @@ from agency_shared.events import (
     Event,
     LedgerCheckpointed,
     NotificationSettled,
+    PortalLinkRequested,
 )
 from agency_shared.topology import CONSUMER_QUEUES, EDGE_EVENTS, EVENTS_EXCHANGE
 from scripts.asyncapi import documents, path_of
@@ -35,7 +37,7 @@ PUBLISHES: dict[str, tuple[type[Event], ...]] = {  # intake's: topology.EDGE_EVE
     "intake": (ApplicationSubmitted, EnquiryReceived, EmailVerified),
     "agreements": (AgreementRecorded, AcceptanceConfirmed, EnquiryConfirmed, ApplicantErased, LedgerCheckpointed),
     "notifications": (NotificationSettled, EnquiryReleased),
-    "casework": (CaseStatusChanged, CaseReminderDue, DocumentReceived),
+    "casework": (CaseStatusChanged, CaseReminderDue, DocumentReceived, PortalLinkRequested, AgreementReaccepted),
 }
 
 

@@ -62,8 +62,9 @@ SECRET_KEYS = {
     "intake": {"CAPTCHA_HMAC_KEY", "EMAIL_VERIFICATION_SECRET"},
     # AGREEMENTS_API_TOKEN: casework's token, which agreements accepts as STAFF_API_TOKENS' casework=.
     "agreements": {"STAFF_API_TOKEN", "LEDGER_SIGNING_KEY", "AGREEMENTS_API_TOKEN"},
-    "notifications": {"SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET"},
-    "casework": {"AGREEMENTS_API_TOKEN", "AUDIT_HMAC_KEY", "OIDC_CLIENT_SECRET"}
+    # PORTAL_LINK_SECRET: the client portal's links, signed by notifications and casework, checked by casework.
+    "notifications": {"SMTP_PASSWORD", "EMAIL_VERIFICATION_SECRET", "PORTAL_LINK_SECRET"},
+    "casework": {"AGREEMENTS_API_TOKEN", "AUDIT_HMAC_KEY", "OIDC_CLIENT_SECRET", "PORTAL_LINK_SECRET"}
     # The chat robots' webhook URLs and signing secrets (all optional: a channel is off without its URLs).
     | {"CHAT_WECOM_URLS", "CHAT_DINGTALK_URLS", "CHAT_DINGTALK_SECRET", "CHAT_FEISHU_URLS", "CHAT_FEISHU_SECRET"}
     | {"CHAT_SLACK_URLS"},
@@ -615,8 +616,17 @@ PUBLIC_ROUTES = {
         ("GET", "/v1/receipt-verifier.py"),
     },
     "notifications": set(),
-    "casework": set(),
+    # The client portal; every route under /portal is public (PORTAL_PREFIX), the documents pages included.
+    "casework": {
+        ("GET", "/portal"),
+        ("GET", "/portal/open"),
+        ("POST", "/portal/agreement"),
+        ("GET", "/portal/link"),
+        ("POST", "/portal/link"),
+        ("GET", "/portal/static/{path}"),
+    },
 }
+PORTAL_PREFIX = "/portal"
 # Served by every service but left out of its OpenAPI document.
 HIDDEN_ROUTES = {
     ("GET", path)
@@ -645,7 +655,16 @@ def service_routes() -> dict[str, set[tuple[str, str]]]:
         found = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
         routes[name] = found | HIDDEN_ROUTES
     routes["intake"].add(("GET", "/static/{path}"))
+    routes["casework"] = casework_routes()
     return routes
+
+
+def public_routes(service: str, served: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The routes of ``service`` the public may reach: those listed, and for casework all of its portal's."""
+    public = set(PUBLIC_ROUTES[service])
+    if service == "casework":
+        public |= {(m, t) for m, t in served if ingress_matches(PORTAL_PREFIX, "Prefix", concrete(t))}
+    return public
 
 
 def concrete(template: str) -> str:
@@ -677,21 +696,22 @@ def public_ingress() -> Resource:
 def test_the_public_ingress_routes_every_public_route_and_nothing_else() -> None:
     routes = service_routes()
     by_service = routed(public_ingress())
-    assert set(by_service) == {"intake", "agreements"}
+    assert set(by_service) == {"intake", "agreements", "casework"}
     for service, served in routes.items():
         assert PUBLIC_ROUTES[service] <= served, f"{service} no longer serves {PUBLIC_ROUTES[service] - served}"
+        public = public_routes(service, served)
         rules = by_service.get(service, [])
         for method, template in served:
             reachable = any(ingress_matches(path, kind, concrete(template)) for path, kind in rules)
-            if (method, template) in PUBLIC_ROUTES[service]:
+            if (method, template) in public:
                 assert reachable, f"the public ingress does not route {method} {template} to {service}"
             elif reachable:
                 # A path shared by a public and an internal method (none today) would be routed too.
-                assert any((m, template) in PUBLIC_ROUTES[service] for m in ("GET", "POST")), (
+                assert any((m, template) in public for m in ("GET", "POST")), (
                     f"the public ingress routes {service}'s internal {method} {template}"
                 )
         for path, kind in rules:
-            assert any(ingress_matches(path, kind, concrete(t)) for _, t in PUBLIC_ROUTES[service]), path
+            assert any(ingress_matches(path, kind, concrete(t)) for _, t in public), path
     for path in INTERNAL_PATHS:
         for service, rules in by_service.items():
             assert not any(ingress_matches(p, kind, path) for p, kind in rules), f"{path} is public on {service}"
@@ -825,9 +845,10 @@ def test_only_the_ingress_controllers_and_prometheus_reach_the_services() -> Non
         assert admits(service, "http", INGRESS_CONTROLLER), service
         assert not admits(service, "http", STAFF_INGRESS_CONTROLLER), service
     assert not admits("notifications", "http", INGRESS_CONTROLLER)  # it has no public route
-    # The staff console: the internal controller only, never the public one.
+    # The staff console: the internal controller; the public one reaches casework for the client portal (its
+    # Ingress routes only /portal there: test_the_public_ingress_routes_every_public_route_and_nothing_else).
     assert admits("casework", "http", STAFF_INGRESS_CONTROLLER)
-    assert not admits("casework", "http", INGRESS_CONTROLLER)
+    assert admits("casework", "http", INGRESS_CONTROLLER)
     assert not admits("notifications", "http", STAFF_INGRESS_CONTROLLER)
     # The one call between services: casework -> agreements' staff API.
     calls = {("casework", "agreements")}

@@ -472,5 +472,62 @@ class DocumentReceived(Event):
     event_type: Literal["document.received"] = "document.received"
     data: DocumentReceivedData
 
+
+class PortalLinkRequestedData(Model):
+    """A client asked for a new link to their case's portal page (casework); ``link`` is the signed link to email.
+
+    Exactly one of ``application_id`` and ``enquiry_id`` is set (what the case is about: an erasure of it stops
+    the email)."""
+
+    case_id: uuid.UUID
+    application_id: uuid.UUID | None = None
+    enquiry_id: uuid.UUID | None = None
+    reference: str
+    email: str
+    name: str
+    locale: Locale
+    link: str
+    expires_at: AwareDatetime
+    requested_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> "PortalLinkRequestedData":
+        if (self.application_id is None) == (self.enquiry_id is None):
+            raise ValueError("exactly one of application_id and enquiry_id")
+        return self
+
+
+class PortalLinkRequested(Event):
+    """A client who lost their portal link asked for a new one, for one of their open cases (casework)."""
+
+    routing_key: ClassVar[str] = "portal.link-requested"
+    event_type: Literal["portal.link-requested"] = "portal.link-requested"
+    data: PortalLinkRequestedData
+
+
+class AgreementReacceptedData(Model):
+    """A client accepted the current agreement version in the portal, replacing an older acceptance: what the
+    server observed, like the first acceptance's evidence."""
+
+    application_id: uuid.UUID
+    case_id: uuid.UUID
+    agreement_id: str
+    agreement_version: str
+    # The SHA-256 of the exact text the portal showed (agreements checks it is the version's).
+    agreement_sha256: str
+    accepted_at: AwareDatetime
+    client_ip: str
+    user_agent: str
+    locale: Locale
+
+
+class AgreementReaccepted(Event):
+    """A client re-accepted the agreement in its current version (casework); agreements records it in the ledger.
+    The id is derived from the application and the version, so a repeat is one event."""
+
+    routing_key: ClassVar[str] = "agreement.reaccepted"
+    event_type: Literal["agreement.reaccepted"] = "agreement.reaccepted"
+    data: AgreementReacceptedData
+
     def about_application(self) -> uuid.UUID | None:
         return self.data.application_id

@@ -7,6 +7,7 @@ from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQue
 
 from agency_shared.events import (
     AcceptanceConfirmed,
+    AgreementReaccepted,
     AgreementRecorded,
     ApplicantErased,
     ApplicationSubmitted,
@@ -20,6 +21,7 @@ from agency_shared.events import (
     Event,
     LedgerCheckpointed,
     NotificationSettled,
+    PortalLinkRequested,
 )
 
 E_co = TypeVar("E_co", bound=Event, covariant=True)
@@ -106,6 +108,9 @@ CASEWORK_APPLICANT_ERASED = ConsumerQueue("casework.applicant-erased", Applicant
 AGREEMENTS_DOCUMENT_RECEIVED = ConsumerQueue("agreements.document-received", DocumentReceived)
 # casework's own status changes, recorded as outbound webhook deliveries to the agency's CRM before the ack.
 CASEWORK_CASE_STATUS_CHANGED = ConsumerQueue("casework.case-status-changed", CaseStatusChanged)
+# The client portal: notifications emails a link a client asked for again; agreements records a re-acceptance.
+NOTIFICATIONS_PORTAL_LINK_REQUESTED = ConsumerQueue("notifications.portal-link-requested", PortalLinkRequested)
+AGREEMENTS_AGREEMENT_REACCEPTED = ConsumerQueue("agreements.agreement-reaccepted", AgreementReaccepted)
 
 CONSUMER_QUEUES = (
     AGREEMENTS_APPLICATION_SUBMITTED,
@@ -126,6 +131,8 @@ CONSUMER_QUEUES = (
     CASEWORK_APPLICANT_ERASED,
     AGREEMENTS_DOCUMENT_RECEIVED,
     CASEWORK_CASE_STATUS_CHANGED,
+    NOTIFICATIONS_PORTAL_LINK_REQUESTED,
+    AGREEMENTS_AGREEMENT_REACCEPTED,
 )
 
 # The events the public edge (intake) publishes, where a refused publish is an answer to a person: 503,

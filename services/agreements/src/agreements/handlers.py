@@ -11,7 +11,9 @@ from pymongo.errors import ConnectionFailure
 from agency_chassis.consuming import Runner
 from agency_chassis.correlation import about_event
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
+from agency_shared.agreement_documents import AgreementCatalog
 from agency_shared.events import (
+    AgreementReaccepted,
     ApplicationSubmitted,
     DocumentReceived,
     EmailVerified,
@@ -19,12 +21,19 @@ from agency_shared.events import (
     utc_now,
 )
 from agency_shared.topology import (
+    AGREEMENTS_AGREEMENT_REACCEPTED,
     AGREEMENTS_APPLICATION_SUBMITTED,
     AGREEMENTS_DOCUMENT_RECEIVED,
     AGREEMENTS_EMAIL_VERIFIED,
     AGREEMENTS_NOTIFICATION_SETTLED,
 )
 from agreements.documents import AcceptanceNotRecorded, DocumentLedger, record_document
+from agreements.reacceptance import (
+    ReacceptanceLedger,
+    ReacceptingApplications,
+    UnknownVersion,
+    record_reacceptance,
+)
 from agreements.recording import (
     AcceptanceLedger,
     ApplicationErased,
@@ -151,6 +160,31 @@ async def record_received_document(event: DocumentReceived, ledger: DocumentLedg
     return Done()
 
 
+async def record_client_reacceptance(
+    event: AgreementReaccepted,
+    applications: ReacceptingApplications,
+    ledger: ReacceptanceLedger,
+    catalog: AgreementCatalog,
+    now: Clock = utc_now,
+) -> Outcome:
+    """Record the client's re-acceptance in the ledger (once per version: a redelivery finds its link)."""
+    application_id = event.data.application_id
+    try:
+        entry = await record_reacceptance(event, applications, ledger, catalog, now())
+    except ApplicationErased:
+        logger.warning("application %s was erased: its re-acceptance is not recorded", application_id)
+        return Done()
+    except (UnknownVersion, LookupError) as exc:
+        return GiveUp(f"agreement.reaccepted {event.event_id} cannot be recorded: {type(exc).__name__} {exc}")
+    except OUTAGES as exc:
+        return RetryLater(f"recording the re-acceptance of {application_id} failed: {exc!r}")
+    if entry is None:
+        return RetryLater(f"the acceptance of {application_id} is not in the ledger yet")
+    logger.info("application %s re-accepted version %s: link %d", application_id, event.data.agreement_version,
+                entry.sequence)  # fmt: skip
+    return Done()
+
+
 class Ports(Protocol):
     """The adapters the use cases run with (opened by the service's lifespan)."""
 
@@ -163,12 +197,15 @@ class Ports(Protocol):
     @property
     def signer(self) -> LinkSigner: ...
 
+    @property
+    def catalog(self) -> AgreementCatalog: ...
 
-class Ledger(AcceptanceLedger, VerificationLedger, DocumentLedger, Protocol):
-    """The acceptance ledger as the use cases append to it: acceptances and verifications."""
+
+class Ledger(AcceptanceLedger, VerificationLedger, DocumentLedger, ReacceptanceLedger, Protocol):
+    """The acceptance ledger as the use cases append to it: acceptances, verifications, documents, re-acceptances."""
 
 
-class Applications(ApplicationStore, VerifiableApplications, Protocol):
+class Applications(ApplicationStore, VerifiableApplications, ReacceptingApplications, Protocol):
     """The application store as the use cases keep it."""
 
 
@@ -193,7 +230,12 @@ def build_router(runner: Runner, ports: Ports, now: Clock = utc_now) -> RabbitRo
         """Add a client's document to the evidence ledger (its hash; one link per file)."""
         return await record_received_document(event, ports.ledger, now)
 
+    async def on_agreement_reaccepted(event: AgreementReaccepted, attempt: Attempt) -> Outcome:
+        """Record a client's re-acceptance of the current agreement version in the ledger (casework's portal)."""
+        return await record_client_reacceptance(event, ports.applications, ports.ledger, ports.catalog, now)
+
     runner.consume_batch(router, AGREEMENTS_APPLICATION_SUBMITTED, on_applications_submitted)
+    runner.consume(router, AGREEMENTS_AGREEMENT_REACCEPTED, on_agreement_reaccepted)
     runner.consume(router, AGREEMENTS_DOCUMENT_RECEIVED, on_document_received)
     runner.consume(router, AGREEMENTS_EMAIL_VERIFIED, on_email_verified)
     runner.consume(router, AGREEMENTS_NOTIFICATION_SETTLED, on_notification_settled)

@@ -42,6 +42,7 @@ class Adapters:
         self._publish = publish
         self.database = MongoConnection()
         self.signer: LedgerKey = settings.ledger_key()
+        self.catalog = AgreementCatalog.configured(settings.agreements_dir)
         self._checkpointing: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -85,7 +86,7 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
         lifespan=chassis.lifespan(adapters),
     )
     app.state.publish = chassis.publisher.publish
-    app.state.catalog = AgreementCatalog.configured(settings.agreements_dir)
+    app.state.catalog = adapters.catalog
     app.state.ledger_key = adapters.signer
     app.state.staff_tokens = StaffTokens(settings.staff_clients())
     app.include_router(public_api.router)
@@ -97,7 +98,8 @@ def create_app(settings: AgreementsSettings | None = None) -> FastAPI:
         description=(
             "Records each application in the acceptance ledger and announces it; records each verified address "
             "beside its acceptance and announces the confirmation; follows each email's outcome; announces the "
-            "erasure of an applicant's or an enquirer's personal data; signs checkpoints of the ledger and "
+            "erasure of an applicant's or an enquirer's personal data; records a client's re-acceptance of a new "
+            "agreement version (from the client portal) in the ledger; signs checkpoints of the ledger and "
             "announces them."
         ),
     )

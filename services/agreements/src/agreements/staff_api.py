@@ -130,7 +130,9 @@ async def must_reaccept(
 ) -> ApplicationPage:
     """Applications whose accepted agreement is older than the current version: they must accept again."""
     current = catalog.current().version
-    return await _page(applications, {"acceptance.agreement_version": {"$ne": current}}, cursor, limit)
+    # Re-accepted in the client portal: the version is among the application's accepted versions.
+    query = {"acceptance.agreement_version": {"$ne": current}, "accepted_versions": {"$ne": current}}
+    return await _page(applications, query, cursor, limit)
 
 
 @router.get("/v1/staff/applications/{application_id}", responses={404: {"description": "No such application"}})

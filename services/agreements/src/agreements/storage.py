@@ -164,6 +164,18 @@ class MongoApplications:
         await self._add_moment(key, _moment(EMAIL_VERIFIED, EMAIL_VERIFIED, at, {"sequence": entry.sequence}))
         await self._move_to(key, Status.VERIFIED)
 
+    async def mark_reaccepted(self, application_id: uuid.UUID, evidence: Document, entry: LedgerEntry) -> None:
+        """Keep the re-acceptance's evidence and count its version as accepted (so the application leaves the
+        re-acceptance list); a repeat changes nothing. Not on an erased application."""
+        key, version = str(application_id), evidence["version"]
+        await self.collection.update_one(
+            {"application_id": key, "reacceptances.version": {"$ne": version}, "erasure": {"$exists": False}},
+            {"$push": {"reacceptances": evidence}, "$addToSet": {"accepted_versions": version}},
+        )
+        moment = _moment(f"reaccepted:{version}", "reaccepted", evidence["accepted_at"],
+                         {"sequence": entry.sequence, "version": version})  # fmt: skip
+        await self._add_moment(key, moment)
+
     async def _add_moment(self, application_id: str, moment: Document) -> None:
         # Filtering on the key makes a repeated event a no-op. An erased application's timeline
         # is closed: a late outcome would bring the applicant's address back.
@@ -247,6 +259,8 @@ def erasure_update(document: Document, reason: str | None, now: datetime) -> Doc
     personal = [operator.get(name) for name in ("name", "email", "phone")]
     observed = [acceptance.get("client_ip"), acceptance.get("user_agent")]
     observed += [verification.get(name) for name in ("email", "client_ip", "user_agent")]
+    reacceptances = document.get("reacceptances", [])
+    observed += [item.get(name) for item in reacceptances for name in ("client_ip", "user_agent")]
     blank = _blanker([*personal, *observed])
     tombstone = {"erased_at": now, "reason": blank(reason) if reason else None}
     changed: Document = {"application": {key: value for key, value in application.items() if key != "operator"}}
@@ -256,6 +270,11 @@ def erasure_update(document: Document, reason: str | None, now: datetime) -> Doc
     if verification:
         removed = ("email", "client_ip", "user_agent")
         changed["email_verification"] = {key: value for key, value in verification.items() if key not in removed}
+    if reacceptances:
+        changed["reacceptances"] = [
+            {key: value for key, value in item.items() if key not in ("client_ip", "user_agent")}
+            for item in reacceptances
+        ]
     moments = [_blanked_moment(moment, blank) for moment in document.get("timeline", [])]
     changed["timeline"] = [*moments, _moment("erased", "personal_data_erased", now, tombstone)]
     changed["erasure"] = tombstone
@@ -476,6 +495,12 @@ class MongoAcceptanceLedger:
                 {"$set": {"sequence": entry.sequence, "record_hash": entry.record_hash}},
                 upsert=True,
             )
+
+    async def append_reacceptance(self, application_id: uuid.UUID, kind: str, build: LinkBuilder) -> LedgerEntry:
+        """Add a re-acceptance (``kind`` ``reacceptance:<version>``) as the next link, or return its existing link:
+        one per application and version."""
+        [entry] = await self._append_many([(application_id, kind, build)])
+        return entry
 
     async def find(self, application_id: uuid.UUID | str) -> LedgerEntry | None:
         """The application's acceptance link."""

@@ -104,6 +104,14 @@ class AgreementsClient:
             raise AgreementsUnavailable("GET /v1/staff/reacceptance: no list")
         return ReacceptancePage(list(found.get("items") or []), found.get("next_cursor"))
 
+    async def current_agreement(self) -> dict[str, Any]:
+        """The agreement version applicants accept now (agreements' public ``/v1/agreements/current``): its id,
+        version, title, text and the text's SHA-256."""
+        found = await self._json("GET", "/v1/agreements/current")
+        if not isinstance(found, dict) or not all(isinstance(found.get(k), str) for k in ("version", "text", "sha256")):
+            raise AgreementsUnavailable("GET /v1/agreements/current: not an agreement")
+        return found
+
     async def verify_ledger(self) -> ChainReport:
         """The ledger's verdict; ``AgreementsUnavailable`` for an answer that is not a whole report (a field
         missing or of another type, e.g. "ok": "false"): a verdict guessed from it could be the wrong one."""

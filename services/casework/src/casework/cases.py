@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agency_shared.events import derived_id
+from agency_shared.cases import case_id_of
 from casework.workflow import CaseKind, due_at, initial_status
 
 HistoryKind = Literal[
@@ -26,6 +26,8 @@ HistoryKind = Literal[
     "document_received",
     "document_accepted",
     "document_revision",
+    "portal_revoked",
+    "reaccepted",
 ]
 ERASED = "[erased]"
 
@@ -111,7 +113,7 @@ class Case(BaseModel):
 
 def case_id_for(subject_id: uuid.UUID, kind: CaseKind = CaseKind.APPLICATION) -> uuid.UUID:
     """A case's id follows from what it is about, so opening it twice (a redelivery, two replicas) is one case."""
-    return derived_id("case", kind.value, str(subject_id))
+    return case_id_of(subject_id, kind.value)
 
 
 def new_case(
@@ -160,7 +162,13 @@ def to_document(case: Case) -> dict[str, Any]:
     if case.tencent_deadline is not None:
         document["tencent_deadline"] = case.tencent_deadline.isoformat()
     document["search"] = searchable(case)
+    document["client_email_key"] = email_key(case.client_email)
     return document
+
+
+def email_key(email: str | None) -> str | None:
+    """How the portal's "send me a new link" finds a client's cases: the address as typed, case-folded."""
+    return email.strip().casefold() if email else None
 
 
 def searchable(case: Case) -> str:

@@ -20,7 +20,14 @@ from agency_chassis.mongo import MongoConnection
 from agency_chassis.portal_links import PortalLinks
 from agency_chassis.service import ServiceChassis
 from agency_chassis.startup import load_settings, log_configuration
-from agency_shared.events import CaseReminderDue, CaseStatusChanged, DocumentReceived, utc_now
+from agency_shared.events import (
+    AgreementReaccepted,
+    CaseReminderDue,
+    CaseStatusChanged,
+    DocumentReceived,
+    PortalLinkRequested,
+    utc_now,
+)
 from casework import access_routes, console
 from casework.access import StaffAccess, first_admin_banner
 from casework.agreements_client import AgreementsClient
@@ -31,6 +38,8 @@ from casework.documents.store import CaseDocuments, publish_unannounced
 from casework.handlers import build_router
 from casework.handling import CaseHandling, Publish
 from casework.portal import documents_routes
+from casework.portal import pages as portal_pages
+from casework.portal.link_requests import FormTokens, LinkRequests, MongoRequestLimits
 from casework.reminders import ReminderKind, ReminderSchedule
 from casework.reminding import DueCases, OwnerAlert, ReminderLedger, ReminderScheduler
 from casework.settings import CaseworkSettings
@@ -53,6 +62,7 @@ class Adapters:
     _mongo: AsyncMongoClient[dict[str, Any]]
     documents: CaseDocuments
     document_handling: DocumentHandling
+    link_requests: LinkRequests
 
     def __init__(self, settings: CaseworkSettings, publish: Publish, on_owner_alert: OwnerAlert | None = None) -> None:
         self._settings = settings
@@ -83,6 +93,17 @@ class Adapters:
         await self.documents.ensure_indexes()
         self.document_handling = DocumentHandling(self.handling, self.documents, self._publish)
         await self.access.open(mongo, settings.mongodb_db)
+        limits = MongoRequestLimits(mongo, settings.mongodb_db)
+        await limits.ensure_indexes()
+        self.link_requests = LinkRequests(
+            self.cases,
+            limits,
+            portal_links_of(settings),
+            self._publish,
+            settings.portal_url,
+            settings.portal_link_requests_per_ip_hour,
+            settings.portal_link_requests_per_email_hour,
+        )
         if settings.environment == "local":
             password = settings.console_admin_password.get_secret_value() if settings.console_admin_password else None
             generated = await self.access.ensure_first_admin(settings.console_admin_email, password)
@@ -147,6 +168,8 @@ class Adapters:
             self._reminding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reminding
+        if hasattr(self, "link_requests"):
+            await self.link_requests.settled()
         if self._sweeping is not None:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,6 +179,10 @@ class Adapters:
         await self.agreements.close()
         await self.access.close()
         await self.database.close()
+
+
+def portal_links_of(settings: CaseworkSettings) -> PortalLinks:
+    return PortalLinks(settings.portal_link_secret.get_secret_value(), timedelta(days=settings.portal_link_days))
 
 
 def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
@@ -178,13 +205,14 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     app.state.access = adapters.access
     app.state.agreements = adapters.agreements
     app.state.amqp_url = str(settings.amqp_url)
-    app.state.portal_links = PortalLinks(
-        settings.portal_link_secret.get_secret_value(), timedelta(days=settings.portal_link_days)
-    )
+    app.state.portal_links = portal_links_of(settings)
+    app.state.portal_form_tokens = FormTokens(settings.portal_link_secret.get_secret_value())
+    app.state.publish = chassis.publisher.publish
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     access_routes.install(app)
     documents_routes.install(app)
     app.include_router(console.router)
+    portal_pages.install(app)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
@@ -196,12 +224,14 @@ def create_app(settings: CaseworkSettings | None = None) -> FastAPI:
     chassis.serve_http(
         app,
         readiness={"database": adapters.database.ready},
-        publishes=(CaseStatusChanged, CaseReminderDue, DocumentReceived),
+        publishes=(CaseStatusChanged, CaseReminderDue, DocumentReceived, PortalLinkRequested, AgreementReaccepted),
         description=(
             "Opens a case for each recorded application (one that passed no human check once its address is "
             "verified) and each enquiry the staff got; keeps each email's outcome on its case's timeline; forgets "
             "the erased; announces every status change staff make in the console, and each reminder a case is owed "
-            "(the client's chasers and renewal reminders, the owner's deadline warnings and alerts), once."
+            "(the client's chasers and renewal reminders, the owner's deadline warnings and alerts), once; "
+            "serves the client portal (a client's request for a new link, a re-acceptance of the agreement, a "
+            "document received are announced)."
         ),
     )
     return app

@@ -82,6 +82,9 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
     verification_fee: str = "USD 99"
     tencent_info_attempts: int = Field(default=3, ge=1)
     renewal_interval_days: int = Field(default=365, ge=1)
+    # The portal's "send me a new link": requests an hour from one address (IP), and for one email address.
+    portal_link_requests_per_ip_hour: int = Field(default=20, ge=1)
+    portal_link_requests_per_email_hour: int = Field(default=3, ge=1)
     # Overrides of DEFAULT_TIME_LIMITS, e.g. ``triage=2,submitted_to_tencent=15`` (or JSON).
     case_time_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     # The reminder scheduler (casework/reminding.py): how often it looks (0: never, on this replica), the client's

@@ -12,13 +12,17 @@ from typing import Any, Literal
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from casework.cases import ERASED, Case, HistoryEntry, from_document, searchable, to_document
+from casework.cases import ERASED, Case, HistoryEntry, email_key, from_document, searchable, to_document
 
 CASES = "casework_cases"
 ORPHANS = "casework_orphan_history"
 # One document per erased applicant or enquirer: an event that arrives after the erasure (a retry, a replayed
 # dead letter) opens no case with their data again.
 ERASURES = "casework_erasures"
+# The portal's re-acceptances (one per case and agreement version), with what the server observed.
+REACCEPTANCES = "casework_reacceptances"
+# Statuses in which a case is over: the portal's "send me a new link" sends none for them.
+CLOSED_STATUSES = frozenset({"withdrawn", "closed", "converted"})
 # A line kept aside for a case that never opens (a submission never verified) goes after this long.
 ORPHAN_DAYS = 30
 # What the case list needs of a case: not its timeline, not the application as submitted.
@@ -81,9 +85,11 @@ class MongoCases:
         self._cases = client[db][CASES]
         self._orphans = client[db][ORPHANS]
         self._erasures = client[db][ERASURES]
+        self._reacceptances = client[db][REACCEPTANCES]
 
     async def ensure_indexes(self) -> None:
-        for keys in ("application_id", "enquiry_id", "status", "owner", "due_at", "opened_at", "status_since"):
+        for keys in ("application_id", "enquiry_id", "status", "owner", "due_at", "opened_at", "status_since",
+                     "client_email_key", "client_email"):  # fmt: skip
             await self._cases.create_index([(keys, ASCENDING)])
         # The outbox sweep looks only at cases with something to announce.
         await self._cases.create_index([("outbox.id", ASCENDING)], sparse=True)
@@ -152,6 +158,8 @@ class MongoCases:
             fields["tencent_deadline"] = fields["tencent_deadline"].isoformat()
         if any(key in fields for key in ("client_name", "client_email", "company", "account_name")):
             fields["search"] = searchable(case.model_copy(update=fields))
+        if "client_email" in fields:
+            fields["client_email_key"] = email_key(fields["client_email"])
         push: dict[str, Any] = {"history": entry.model_dump(mode="python")}
         if event is not None:
             push["outbox"] = {"id": event[0], "event": event[1]}
@@ -237,6 +245,8 @@ class MongoCases:
         await self._orphans.delete_many({"subject": str(subject_id)})
         erased = 0
         for case in await self.of_subject(subject_id):
+            # The portal's re-acceptances hold the client's address and browser: the ledger keeps their hashes.
+            await self._reacceptances.delete_many({"case_id": str(case.id)})
             for _ in range(5):
                 document = await self._cases.find_one({"_id": str(case.id)})
                 if document is None or document.get("erased_at") is not None:
@@ -256,6 +266,56 @@ class MongoCases:
             else:
                 raise CaseChanged(str(case.id))
         return erased
+
+    async def open_cases_of(self, email: str) -> list[Case]:
+        """The open cases (not erased, not over) whose client has this address, however it is capitalised."""
+        key = email_key(email)
+        if not key:
+            return []
+        found: dict[uuid.UUID, Case] = {}
+        # By the folded address; cases stored before it was kept, by the address as typed or in lower case.
+        queries: list[dict[str, Any]] = [
+            {"client_email_key": key},
+            {"client_email": {"$in": sorted({email.strip(), key})}},
+        ]
+        for query in queries:
+            async for document in self._cases.find({**query, "erased_at": None}, {"outbox": 0, "history": 0}):
+                case = from_document(document)
+                if case.status not in CLOSED_STATUSES:
+                    found[case.id] = case
+        return sorted(found.values(), key=lambda case: case.opened_at)
+
+    async def revoke_portal_links(self, case: Case, entry: HistoryEntry) -> bool:
+        """End every portal link and session of the case: its link generation moves on, in one write conditional on
+        the generation read (False: someone else revoked them meanwhile, or the case changed)."""
+        generation = case.portal_generation
+        current: Any = generation if generation else {"$in": [0, None]}  # before any revocation: 0 or unset
+        result = await self._cases.update_one(
+            {"_id": str(case.id), "portal_generation": current},
+            {"$set": {"portal_generation": generation + 1, "updated_at": entry.at}, "$inc": {"version": 1},
+             "$push": {"history": entry.model_dump(mode="python")}},
+        )  # fmt: skip
+        return result.matched_count == 1
+
+    async def reacceptance(self, case_id: uuid.UUID, version: str) -> dict[str, Any] | None:
+        return await self._reacceptances.find_one({"_id": f"{case_id}:{version}"})
+
+    async def keep_reacceptance(self, case: Case, record: Mapping[str, Any], entry: HistoryEntry) -> dict[str, Any]:
+        """Store the client's re-acceptance of ``record["version"]`` unless one is stored (the first wins), with a
+        line on the case's timeline; the stored one."""
+        key = f"{case.id}:{record['version']}"
+        await self._reacceptances.update_one(
+            {"_id": key}, {"$setOnInsert": {**record, "case_id": str(case.id)}}, upsert=True
+        )
+        await self._push_once({"_id": str(case.id)}, entry)
+        stored = await self._reacceptances.find_one({"_id": key})
+        assert stored is not None
+        return stored
+
+    async def reacceptance_published(self, case_id: uuid.UUID, version: str, at: datetime) -> None:
+        await self._reacceptances.update_one(
+            {"_id": f"{case_id}:{version}", "published_at": None}, {"$set": {"published_at": at}}
+        )
 
     async def ping(self) -> None:
         await self._cases.find_one({}, {"_id": 1})

@@ -26,6 +26,7 @@ from agency_shared.events import (
     Event,
     HumanCheck,
     LedgerCheckpointed,
+    PortalLinkRequested,
     derived_id,
 )
 from agency_shared.forms import SERVICE_LABELS, Locale
@@ -172,6 +173,10 @@ SUBJECTS: dict[str, dict[Locale, str]] = {
     "client_confirmation": {
         "en": "Thank you! Your submission has been received! (application {short_id})",
         "zh-CN": "感谢您！我们已收到您的申请（申请编号 {short_id}）",
+    },
+    "portal_link": {
+        "en": "Your personal link to your application ({reference})",
+        "zh-CN": "您的申请专属链接（编号 {reference}）",
     },
     "case_status": {
         "en": "Update on your WeChat Official Account application ({reference})",
@@ -365,7 +370,9 @@ def email_verification(
     )
 
 
-def client_confirmation(event: AcceptanceConfirmed, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
+def client_confirmation(
+    event: AcceptanceConfirmed, mail_from: str, staff: Sequence[str] = (), portal_link: str | None = None
+) -> EmailMessage:
     """The confirmation, with the acceptance receipt summarised in the body and attached as JSON.
 
     Sent once the applicant verified the address, so it may repeat what they submitted. The
@@ -381,7 +388,7 @@ def client_confirmation(event: AcceptanceConfirmed, mail_from: str, staff: Seque
         recipient=person(data.applicant_name, data.applicant_email),
         reply_to=tuple(parse_address(address) for address in staff),
         event=event,
-        context={"data": data},
+        context={"data": data, "portal_link": portal_link},
         attachments=(
             Attachment(
                 content=json.dumps(receipt.as_json(), ensure_ascii=False, indent=2).encode(),
@@ -515,6 +522,26 @@ def ledger_checkpoint(event: LedgerCheckpointed, archive: str, mail_from: str) -
         recipient=parse_address(archive),
         event=event,
         context={"checkpoint": checkpoint, "line": json.dumps(checkpoint.model_dump(), sort_keys=True)},
+    )
+
+
+def portal_link(event: PortalLinkRequested, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
+    """The new portal link a client asked for, in their language: fixed text, the link, when it expires and the
+    reference, to the case's client (the address casework has on the case, never the one typed into the form)."""
+    data = event.data
+    return _compose(
+        template="portal_link",
+        locale=data.locale,
+        subject=SUBJECTS["portal_link"][data.locale].format(reference=data.reference),
+        sender=parse_address(mail_from),
+        recipient=person(data.name, data.email),
+        reply_to=tuple(parse_address(address) for address in staff),
+        event=event,
+        context={
+            "link": data.link,
+            "reference": data.reference,
+            "expires": data.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        },
     )
 
 

@@ -24,6 +24,8 @@ from pymongo.errors import ConnectionFailure
 from agency_chassis.consuming import Runner
 from agency_chassis.email_verification import VerificationTokens
 from agency_chassis.outcomes import Attempt, Done, GiveUp, Outcome, RetryLater
+from agency_chassis.portal_links import PortalLinks
+from agency_shared.cases import case_id_of
 from agency_shared.events import (
     AcceptanceConfirmed,
     AgreementRecorded,
@@ -38,6 +40,7 @@ from agency_shared.events import (
     LedgerCheckpointed,
     NotificationSettled,
     NotificationSettledData,
+    PortalLinkRequested,
     derived_id,
     utc_now,
 )
@@ -50,6 +53,7 @@ from agency_shared.topology import (
     NOTIFICATIONS_ENQUIRY_CONFIRMED,
     NOTIFICATIONS_ENQUIRY_RECEIVED,
     NOTIFICATIONS_LEDGER_CHECKPOINTED,
+    NOTIFICATIONS_PORTAL_LINK_REQUESTED,
 )
 from notifications.case_reminders import CLIENT_KINDS, client_reminder, owner_reminder
 from notifications.case_status import client_update
@@ -63,6 +67,7 @@ from notifications.emails import (
     enquiry_autoresponse,
     enquiry_verification,
     ledger_checkpoint,
+    portal_link,
     staff_case_reminder,
     staff_client_unreachable,
     staff_new_application,
@@ -86,13 +91,14 @@ Submission = AgreementRecorded | ApplicationSubmitted
 # Emails to clients: when one fails for good, the staff are told (a lead must not be lost silently).
 CLIENT_TEMPLATES = frozenset(
     {"email_verification", "client_confirmation", "enquiry_autoresponse", "enquiry_verification", "case_status",
-     "case_reminder"}
+     "case_reminder",
+     "portal_link"}
 )  # fmt: skip
 # The client emails that count against the address's daily cap: those anyone who types an address into a form
 # can make us send. Not the confirmation with the receipt: it goes only after the address's owner clicked the
 # verification link. Nor a case's news: only a staff member moving the case sends it, and a busy day on a case
-# must not silence it (nor use up the day's verification links).
-# A case's reminders neither: casework's scheduler sends each once, on a fixed schedule.
+# must not silence it (nor use up the day's verification links). A new portal link counts: anyone can ask for one.
+# A case's reminders do not: casework's scheduler sends each once, on a fixed schedule.
 CAPPED_TEMPLATES = CLIENT_TEMPLATES - {"client_confirmation", "case_status", "case_reminder"}
 
 
@@ -307,6 +313,10 @@ class Emails:
             settings.email_verification_secret.get_secret_value(), timedelta(days=settings.email_verification_days)
         )
         self._now = now
+        self._portal = PortalLinks(
+            settings.portal_link_secret.get_secret_value(), timedelta(days=settings.portal_link_days)
+        )
+        self._portal_url = settings.portal_url.rstrip("/")
 
     def of_submission(self, event: Submission, verified_at: datetime | None = None) -> Notice:
         """The application to every staff address (``verified_at``: held until its address was verified then)."""
@@ -341,9 +351,27 @@ class Emails:
             event,
             "client_confirmation",
             event.data.applicant_email,
-            lambda: client_confirmation(event, self._mail_from, self._staff),
+            lambda: client_confirmation(event, self._mail_from, self._staff, self.portal_link(event)),
         )
         return Notice(event, Subject("application_id", event.data.application_id), (email,))
+
+    def portal_link(self, event: AcceptanceConfirmed) -> str:
+        """The client's personal portal link (its first generation) to the case casework opens for the application:
+        signed afresh each time the email is composed, each valid for PORTAL_LINK_DAYS."""
+        data = event.data
+        token = self._portal.issue(case_id_of(data.application_id), 0, data.locale, self._now())
+        return f"{self._portal_url}/portal/open?t={token}"
+
+    def of_portal_link(self, event: PortalLinkRequested) -> Notice:
+        """The new link a client asked for, to their case's address; a failure alerts nobody (anyone can ask)."""
+        data = event.data
+        email = composed(event, "portal_link", data.email, partial(portal_link, event, self._mail_from, self._staff))
+        subject = (
+            Subject("application_id", data.application_id)
+            if data.application_id is not None
+            else Subject("enquiry_id", data.case_id if data.enquiry_id is None else data.enquiry_id)
+        )
+        return Notice(event, subject, (email,), alerts=False)
 
     def of_enquiry(self, event: EnquiryReceived) -> Notice:
         staff_emails = self._to_staff(event, "staff_new_enquiry", staff_new_enquiry, None)
@@ -764,6 +792,12 @@ def build_router(runner: Runner, ports: Ports, settings: NotificationsSettings) 
         is told of; never the staff's reason)."""
         return await notify_case_status(event, attempt, emails, sender())
 
+    async def on_portal_link_requested(event: PortalLinkRequested, attempt: Attempt) -> Outcome:
+        """Email the client the new portal link they asked for, in their language (once per request; within the
+        address's daily cap)."""
+        return await send(emails.of_portal_link(event), attempt)
+
+    runner.consume(router, NOTIFICATIONS_PORTAL_LINK_REQUESTED, on_portal_link_requested)
     runner.consume(router, NOTIFICATIONS_LEDGER_CHECKPOINTED, on_ledger_checkpointed)
     runner.consume(router, NOTIFICATIONS_CASE_STATUS_CHANGED, on_case_status_changed)
 

@@ -91,7 +91,8 @@ def create_app(settings: NotificationsSettings | None = None, mailer: Mailer | N
             "address is verified); the applicant a link that verifies their address, then the confirmation with the "
             "receipt; the enquirer a fixed autoresponse (or, without a human check, a verification link); announces "
             "each outcome, and each enquiry the staff got (enquiry.released); tells the client, in fixed text, when a "
-            "staff member moves their case to a status they hear of."
+            "staff member moves their case to a status they hear of; emails a client the new portal link they asked "
+            "for."
         ),
     )
     return app

@@ -7,6 +7,7 @@ from pydantic import AnyHttpUrl, Field, field_validator
 from agency_chassis.settings import (
     CommaSeparated,
     MongoSettings,
+    PortalLinkSettings,
     SettingProblem,
     SmtpSettings,
     VerificationSettings,
@@ -15,7 +16,7 @@ from agency_chassis.settings import (
 )
 
 
-class NotificationsSettings(SmtpSettings, MongoSettings, VerificationSettings):
+class NotificationsSettings(SmtpSettings, MongoSettings, VerificationSettings, PortalLinkSettings):
     notifications_port: int = 8002
     staff_language: Literal["en", "zh-CN"] = "en"
     # SMTP connections kept open and reused across messages, per process.

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from agency_shared.events import utc_now
 from casework.access import Permission, StaffMember, require
 from casework.cases import Case, HistoryEntry
 from casework.console.case_pages import case_link, staff_accounts
@@ -173,4 +174,20 @@ async def assign_owner(
             await audit(request, "assign_owner", str(case.id), {"owner": chosen.id if chosen else ""})
         raise
     await audit(request, "assign_owner", str(case.id), {"owner": chosen.id if chosen else ""})
+    return RedirectResponse(back, 303)
+
+
+@router.post("/console/cases/{case_id}/portal/revoke")
+@shows_problems
+async def revoke_portal_links(request: Request, case_id: str, staff: Worker, version: FormText = "") -> Response:
+    """End every portal link and live portal session of the case's client (they can ask for a new link)."""
+    case = await loaded_case(request, case_id)
+    back = case_link(case.id)
+    _same_version(case, version)
+    entry = HistoryEntry(
+        key=f"portal_revoked:{case.portal_generation + 1}", kind="portal_revoked", at=utc_now(), staff=staff.email
+    )
+    if not await handling_of(request).cases.revoke_portal_links(case, entry):
+        raise _changed(back)
+    await audit(request, "portal_revoke", str(case.id), {"generation": str(case.portal_generation + 1)})
     return RedirectResponse(back, 303)

@@ -22,13 +22,15 @@ PATH = "/portal"
 
 
 class PortalRefusal(Exception):
-    """A portal request without a valid session: ``reason`` is ``missing``, ``invalid``, ``expired`` or
-    ``revoked`` (the page offers to send a new link)."""
+    """A portal request without a valid session: ``reason`` is ``missing``, ``invalid``, ``expired``, ``revoked``
+    (the page offers to send a new link), ``csrf`` (a form without its token), ``gone`` (the case's data was
+    erased) or ``recording`` (a valid link to a case not opened yet: the application is being recorded)."""
 
-    def __init__(self, reason: str, status: int = 401) -> None:
+    def __init__(self, reason: str, status: int = 401, locale: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.locale = locale  # the link's language, when the link says it (its page is in it)
 
 
 @dataclass(frozen=True)
@@ -57,15 +59,19 @@ async def visitor_of(request: Request, token: str, now: datetime | None = None) 
     try:
         claim = links.check(token, now or utc_now())
     except ExpiredPortalLink as exc:
-        raise PortalRefusal("expired") from exc
+        raise PortalRefusal("expired", 410, exc.claim.locale) from exc
     except InvalidPortalLink as exc:
         raise PortalRefusal("invalid") from exc
     cases: MongoCases = request.app.state.adapters.cases
     case = await cases.get(claim.case_id)
-    if case is None or case.erased_at is not None:
-        raise PortalRefusal("invalid", 404)
+    if case is None:
+        # Signed by us for this case, which is not open yet (an application whose address was verified
+        # moments ago): casework opens it within seconds.
+        raise PortalRefusal("recording", 200, claim.locale)
+    if case.erased_at is not None:
+        raise PortalRefusal("gone", 410, claim.locale)
     if claim.generation != case_generation(case):
-        raise PortalRefusal("revoked")
+        raise PortalRefusal("revoked", 410, claim.locale)
     return PortalVisitor(case=case, claim=claim, token=token, csrf_token=links.csrf_token(token))
 
 

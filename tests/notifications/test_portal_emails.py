@@ -1,0 +1,131 @@
+"""The client portal's two emails through real RabbitMQ and an aiosmtpd server, read back from the bytes received:
+the confirmation carries the personal link, which opens the portal casework serves; a new link a client asked for
+goes once per request, in their language, within the address's daily cap."""
+
+import re
+import uuid
+from datetime import timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from agency_shared.cases import case_id_of
+from agency_shared.events import Event, PortalLinkRequested, PortalLinkRequestedData, derived_id, utc_now
+from casework.settings import CaseworkSettings
+from notifications.main import create_app
+from notifications.settings import NotificationsSettings
+from tests.support import broker
+from tests.support.apps import serving
+from tests.support.casework import eventually, running_casework
+from tests.support.events import acceptance_confirmed_event
+from tests.support.portal import portal_browser
+from tests.support.servers import Inbox
+from tests.support.settings import settings_with
+
+PORTAL = "https://portal.agency.example"
+LINK = re.compile(re.escape(PORTAL) + r"/portal/open\?t=[A-Za-z0-9._\-]+")
+CLIENT = "li.wei@mapletea.example"
+
+
+async def publish(amqp_url: str, event: Event) -> None:
+    await broker.publish_raw(amqp_url, event.model_dump_json().encode(), event.routing_key, str(event.event_id))
+
+
+def read(raw: bytes) -> tuple[EmailMessage, str, str]:
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None
+    assert html is not None
+    return message, plain.get_content(), html.get_content()
+
+
+def link_requested(name: str, locale: str = "zh-CN", email: str = CLIENT) -> PortalLinkRequested:
+    case_id = uuid.uuid4()
+    now = utc_now()
+    return PortalLinkRequested(
+        event_id=uuid.uuid4(),
+        correlation_id=f"portal-link-{uuid.uuid4().hex[:8]}",
+        data=PortalLinkRequestedData(
+            case_id=case_id,
+            application_id=uuid.uuid4(),
+            reference="A-7KQ2M4XD",
+            email=email,
+            name=name,
+            locale=locale,  # type: ignore[arg-type]
+            link=f"{PORTAL}/portal/open?t=token-{case_id.hex}",
+            expires_at=now + timedelta(days=30),
+            requested_at=now,
+        ),
+    )
+
+
+async def test_the_confirmation_carries_the_personal_link_and_it_opens_the_portal(
+    notifications_settings: NotificationsSettings, casework_settings: CaseworkSettings, amqp_url: str, inbox: Inbox
+) -> None:
+    confirmed = acceptance_confirmed_event(locale="zh-CN")
+    application_id = confirmed.data.application_id
+    notifications_app = create_app(settings_with(notifications_settings, portal_url=PORTAL))
+    async with running_casework(casework_settings) as casework, serving(notifications_app):
+        await publish(amqp_url, confirmed)
+        await inbox.wait_for(lambda messages: len(messages) == 1)
+        case = await eventually(lambda: casework.cases.get(case_id_of(application_id)))
+        message, text, html = read(inbox.raw[0])
+        assert message["To"].addresses[0].addr_spec == confirmed.data.applicant_email
+        [link] = LINK.findall(text)
+        assert link in html
+        assert "专属页面" in text
+        async with portal_browser(casework.app) as browser:
+            opened = await browser.open(link.removeprefix(PORTAL))
+            assert opened.status_code == 303
+            page = await browser.get("/portal")
+    assert page.status_code == 200
+    assert case.reference in page.text
+    assert '<html lang="zh-CN">' in page.text
+
+
+async def test_a_new_link_is_emailed_once_in_the_clients_language(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
+) -> None:
+    # A hostile name: quotes, an address of its own and a line break must not make another recipient.
+    chinese = link_requested('李伟 "<attacker@evil.example>"\r\nBcc: x@evil.example')
+    english = link_requested("Li Wei", locale="en", email="li.wei+en@mapletea.example")
+    async with serving(create_app(notifications_settings)):
+        await publish(amqp_url, chinese)
+        await publish(amqp_url, english)
+        await inbox.wait_for(lambda messages: len(messages) == 2)
+        await publish(amqp_url, chinese)  # a redelivery: no second email
+        await broker.wait_settled(amqp_url, "notifications.")
+    assert len(inbox.messages) == 2
+    by_subject = {read(raw)[0]["Subject"]: raw for raw in inbox.raw}
+    message, text, html = read(by_subject["您的申请专属链接（编号 A-7KQ2M4XD）"])
+    assert [address.addr_spec for address in message["To"].addresses] == [CLIENT]
+    assert message["Bcc"] is None
+    assert chinese.data.link in text
+    assert chinese.data.link in html
+    assert "有效期至" in text
+    message, text, _ = read(by_subject["Your personal link to your application (A-7KQ2M4XD)"])
+    assert [address.addr_spec for address in message["To"].addresses] == ["li.wei+en@mapletea.example"]
+    assert english.data.link in text
+    assert message["Content-Language"] == "en"
+
+
+async def test_new_links_to_one_address_stop_at_the_daily_cap(
+    notifications_settings: NotificationsSettings, amqp_url: str, inbox: Inbox
+) -> None:
+    cap = notifications_settings.client_emails_per_day
+    requests = [link_requested("李伟") for _ in range(cap + 2)]
+    async with serving(create_app(notifications_settings)):
+        for event in requests:
+            await publish(amqp_url, event)
+        await inbox.wait_for(lambda messages: len(messages) == cap)
+        await broker.wait_settled(amqp_url, "notifications.")
+    assert len(inbox.messages) == cap
+
+
+def test_notifications_names_the_case_casework_opens() -> None:
+    """The confirmation's link names the case id casework derives for the application (not a copy of the rule)."""
+    from casework.cases import case_id_for
+
+    application_id = uuid.uuid4()
+    assert case_id_of(application_id) == case_id_for(application_id)
+    assert case_id_of(application_id) == derived_id("case", "application", str(application_id))

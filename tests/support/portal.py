@@ -1,0 +1,120 @@
+"""The client portal in tests: an agreement catalog with a newer version, agreements' public API served without its
+consumers, and a client's browser holding a portal session."""
+
+import asyncio
+import json
+import re
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from tests.support.servers import free_port
+
+NEW_VERSION = "2"
+# What version 2 adds to version 1's text (Chinese included: the text is hashed byte for byte).
+NEW_CLAUSE = "\n\n12. Documents uploaded through the client portal. 通过客户门户上传的材料仅用于本次认证。"
+
+
+def catalog_with_new_version(folder: Path) -> Path:
+    """``folder`` holding the bundled version 1 and a version 2 in effect since yesterday; returned."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bundled = resources.files("agency_shared") / "agreement_texts" / "v1.toml"
+    text = bundled.read_text(encoding="utf-8")
+    (folder / "v1.toml").write_text(text, encoding="utf-8")
+    first = tomllib.loads(text)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    lines = [
+        f"id = {json.dumps(first['id'])}",
+        f'version = "{NEW_VERSION}"',
+        f"title = {json.dumps(first['title'])}",
+        f"effective_date = {yesterday}",
+        f"text = {json.dumps(first['text'] + NEW_CLAUSE, ensure_ascii=False)}",
+    ]
+    (folder / "v2.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@asynccontextmanager
+async def served_without_lifespan(app: FastAPI) -> AsyncIterator[str]:
+    """``app``'s routes that need no broker or database (agreements' public agreement texts), on a loopback port."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class PortalBrowser:
+    """A client's browser on the portal over HTTPS (httpx keeps no cookie for a dotless host: kept here)."""
+
+    http: httpx.AsyncClient
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def session(self) -> str | None:
+        return self.cookies.get("portal")
+
+    async def open(self, link: str) -> httpx.Response:
+        opened = await self.http.get(link)
+        self.keep(opened)
+        return opened
+
+    def keep(self, response: httpx.Response) -> None:
+        """The cookies ``response`` sets (and removes, with Max-Age=0)."""
+        for cookie in response.headers.get_list("set-cookie"):
+            name, _, rest = cookie.partition("=")
+            value = rest.split(";")[0].strip('"')
+            if "max-age=0" in cookie.lower():
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+
+    def _headers(self) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+
+    async def get(self, path: str) -> httpx.Response:
+        answer = await self.http.get(path, headers=self._headers())
+        self.keep(answer)
+        return answer
+
+    async def post(self, path: str, data: dict[str, str]) -> httpx.Response:
+        answer = await self.http.post(path, data=data, headers=self._headers())
+        self.keep(answer)
+        return answer
+
+
+@asynccontextmanager
+async def portal_browser(app: FastAPI, client_ip: str = "198.51.100.23") -> AsyncIterator[PortalBrowser]:
+    transport = httpx.ASGITransport(app=app, client=(client_ip, 50234))
+    headers = {"User-Agent": 'Mozilla/5.0 (portal test; "quoted" <b>ua</b>)', "Accept": "text/html"}
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver", headers=headers) as http:
+        yield PortalBrowser(http)
+
+
+def form_token_in(page: str) -> str:
+    found = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert found, "no form_token on the page"
+    return found.group(1)
+
+
+def csrf_token_in(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "no csrf_token on the page"
+    return found.group(1)
