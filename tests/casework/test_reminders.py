@@ -18,9 +18,10 @@ from agency_shared.events import utc_now
 from casework.cases import Case
 from casework.main import Adapters
 from casework.reminders import ReminderKind, anchor_of, owed_reminders
-from casework.reminding import REMINDERS, ReminderScheduler, TickReport
+from casework.reminding import ReminderScheduler, TickReport
 from casework.roles import Role
 from casework.settings import CaseworkSettings
+from casework.storage import REMINDERS
 from casework.workflow import ApplicationStatus
 from notifications.settings import NotificationsSettings
 from tests.support.apps import serving
@@ -330,3 +331,23 @@ async def test_the_service_runs_the_scheduler_and_tells_the_owner_of_an_overdue_
     for address in staff:
         [(_, warning)] = reminders_to(inbox, address, "staff_case_reminder")
         assert f"Tencent's deadline for more information on case {warned.reference}" in warning
+
+
+async def test_an_erasure_forgets_a_claim_not_yet_confirmed_and_the_sweep_sends_nothing(system: System) -> None:
+    since = utc_now() - timedelta(days=3, hours=2)
+    case = await system.casework.open_application(A.AWAITING_DOCUMENTS, now=since, status_since=since)
+    clock = Clock(utc_now())
+    scheduler = system.scheduler(clock)
+    [reminder] = owed_reminders(case, clock(), scheduler.schedule)
+    event = await scheduler.announcement(reminder, case)
+    assert event is not None
+    assert await scheduler.ledger.claim(reminder, event, clock() - timedelta(minutes=1))  # and died unconfirmed
+
+    await system.casework.cases.erase(case.subject_id, utc_now())
+
+    collection = system.mongo[system.casework.settings.mongodb_db][REMINDERS]
+    claim = await collection.find_one({"_id": reminder.key})
+    assert claim is not None
+    assert "event" not in claim  # the client's name and address
+    assert "pending" not in claim
+    assert await scheduler.sweep(clock() + timedelta(seconds=1)) == 0

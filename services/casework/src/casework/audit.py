@@ -42,6 +42,12 @@ ACTIONS = (
     "webhook_endpoint_disabled",
     "webhook_secret_rotated",
     "webhook_replayed",
+    "portal_revoke",
+    "request_documents",
+    "accept_document",
+    "ask_document_revision",
+    "download_document",
+    "download_document_refused",
 )
 MAX_FIELD_LENGTH = 512  # what an entry keeps of any one value: an audit entry is a record, not a document store
 CSV_COLUMNS = ("sequence", "at", "actor", "action", "subject", "from_address", "detail", "hmac")

@@ -44,11 +44,10 @@ from casework.reminders import (
     owed_reminders,
     renewal_due,
 )
-from casework.storage import CASES, LIST_PROJECTION, CaseChanged
+from casework.storage import CASES, LIST_PROJECTION, REMINDERS, CaseChanged
 from casework.workflow import CHINA_TIME, A, ActionRequest, NotAllowed
 
 logger = logging.getLogger(__name__)
-REMINDERS = "casework_reminders"
 Clock = Callable[[], datetime]
 Publish = Callable[[Event], Awaitable[None]]
 # The hook for staff chat alerts: called once per owner reminder this replica claimed (overdue, Tencent's

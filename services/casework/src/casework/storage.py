@@ -21,6 +21,7 @@ ORPHANS = "casework_orphan_history"
 ERASURES = "casework_erasures"
 # The portal's re-acceptances (one per case and agreement version), with what the server observed.
 REACCEPTANCES = "casework_reacceptances"
+REMINDERS = "casework_reminders"  # casework/reminding.py's claims
 # Statuses in which a case is over: the portal's "send me a new link" sends none for them.
 CLOSED_STATUSES = frozenset({"withdrawn", "closed", "converted"})
 # A line kept aside for a case that never opens (a submission never verified) goes after this long.
@@ -86,6 +87,7 @@ class MongoCases:
         self._orphans = client[db][ORPHANS]
         self._erasures = client[db][ERASURES]
         self._reacceptances = client[db][REACCEPTANCES]
+        self._reminders = client[db][REMINDERS]
 
     async def ensure_indexes(self) -> None:
         for keys in ("application_id", "enquiry_id", "status", "owner", "due_at", "opened_at", "status_since",
@@ -247,6 +249,12 @@ class MongoCases:
         for case in await self.of_subject(subject_id):
             # The portal's re-acceptances hold the client's address and browser: the ledger keeps their hashes.
             await self._reacceptances.delete_many({"case_id": str(case.id)})
+            # A reminder claimed but not yet confirmed by the broker keeps its event (the client's name and
+            # address) for the sweep: it is not sent any more.
+            await self._reminders.update_many(
+                {"case_id": str(case.id), "pending": True},
+                {"$unset": {"pending": "", "event": ""}, "$set": {"erased_at": erased_at}},
+            )
             for _ in range(5):
                 document = await self._cases.find_one({"_id": str(case.id)})
                 if document is None or document.get("erased_at") is not None:

@@ -19,7 +19,8 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from itsdangerous import BadData, URLSafeTimedSerializer
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from agency_chassis.portal_links import PortalLinks
 from agency_shared.events import Event, PortalLinkRequested, PortalLinkRequestedData, derived_id, utc_now
@@ -95,10 +96,15 @@ class MongoRequestLimits:
         hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         digest = hashlib.sha256(value.casefold().encode()).hexdigest()
         key = f"{scope}:{digest}:{hour.isoformat()}"
-        await self._counters.update_one(
-            {"_id": key}, {"$inc": {"count": 1}, "$setOnInsert": {"expires_at": hour + timedelta(hours=2)}}, upsert=True
-        )
-        counter = await self._counters.find_one({"_id": key}, {"count": 1})
+        change = {"$inc": {"count": 1}, "$setOnInsert": {"expires_at": hour + timedelta(hours=2)}}
+        try:
+            counter = await self._counters.find_one_and_update(
+                {"_id": key}, change, upsert=True, return_document=ReturnDocument.AFTER, projection={"count": 1}
+            )
+        except DuplicateKeyError:  # two first requests of the hour raced to insert the counter: count on it
+            counter = await self._counters.find_one_and_update(
+                {"_id": key}, {"$inc": {"count": 1}}, return_document=ReturnDocument.AFTER, projection={"count": 1}
+            )
         return counter is not None and int(counter["count"]) <= limit
 
 
