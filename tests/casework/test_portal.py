@@ -14,11 +14,12 @@ import pytest
 
 import agreements.main
 from agency_chassis.portal_links import PortalLinks
-from agency_shared.events import AgreementReaccepted, PortalLinkRequested, utc_now
+from agency_shared.events import AgreementReaccepted, Event, PortalLinkRequested, utc_now
 from agency_shared.topology import AGREEMENTS_AGREEMENT_REACCEPTED, NOTIFICATIONS_PORTAL_LINK_REQUESTED
 from agreements.settings import AgreementsSettings
 from casework.access import Role
 from casework.cases import Case, HistoryEntry
+from casework.portal.reacceptance import NotRecorded, publish_unannounced_reacceptances, reaccept
 from casework.settings import CaseworkSettings
 from tests.support.broker import depth, take
 from tests.support.casework import Casework, running_casework
@@ -270,6 +271,34 @@ async def test_the_client_reaccepts_a_new_agreement_version(with_agreements: Cas
     assert event.data.locale == "zh-CN"
     stored = await with_agreements.case(case.id)
     assert [line.kind for line in stored.history].count("reaccepted") == 1
+
+
+async def test_a_reacceptance_the_broker_did_not_confirm_is_announced_by_the_sweep_once(
+    with_agreements: Casework,
+) -> None:
+    case = await client_case(with_agreements)
+    agreements_client = with_agreements.app.state.agreements
+    current = await agreements_client.current_agreement()
+    published: list[AgreementReaccepted] = []
+
+    async def refused(event: Event) -> None:
+        raise ConnectionError("the broker did not confirm")
+
+    async def confirmed(event: Event) -> None:
+        assert isinstance(event, AgreementReaccepted)
+        published.append(event)
+
+    cases = with_agreements.cases
+    accepted_at = utc_now() - timedelta(minutes=5)
+    with pytest.raises(NotRecorded):
+        await reaccept(case, current["version"], current["sha256"], "198.51.100.7", "UA", accepted_at,
+                       agreements_client, cases, refused)  # fmt: skip
+    assert await publish_unannounced_reacceptances(cases, confirmed, utc_now()) == 1
+    assert await publish_unannounced_reacceptances(cases, confirmed, utc_now()) == 0  # announced: not again
+    [event] = published
+    assert event.data.application_id == case.application_id
+    assert event.data.agreement_version == current["version"]
+    assert event.data.client_ip == "198.51.100.7"
 
 
 async def test_a_known_and_an_unknown_address_get_the_same_answer(casework_app: Casework, amqp_url: str) -> None:

@@ -40,6 +40,7 @@ from casework.handling import CaseHandling, Publish
 from casework.portal import documents_routes
 from casework.portal import pages as portal_pages
 from casework.portal.link_requests import FormTokens, LinkRequests, MongoRequestLimits
+from casework.portal.reacceptance import publish_unannounced_reacceptances
 from casework.reminders import ReminderKind, ReminderSchedule
 from casework.reminding import DueCases, OwnerAlert, ReminderLedger, ReminderScheduler
 from casework.settings import CaseworkSettings
@@ -162,6 +163,7 @@ class Adapters:
             except Exception:
                 logger.exception("the outbox sweep failed")
             await publish_unannounced(self.documents, self.cases, self._publish)
+            await publish_unannounced_reacceptances(self.cases, self._publish, utc_now())
 
     async def close(self) -> None:
         if self._reminding is not None:

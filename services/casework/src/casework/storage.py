@@ -320,6 +320,11 @@ class MongoCases:
         assert stored is not None
         return stored
 
+    async def unpublished_reacceptances(self, accepted_before: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Re-acceptances kept before ``accepted_before`` whose announcement the broker never confirmed."""
+        query = {"published_at": None, "accepted_at": {"$lt": accepted_before}}
+        return [stored async for stored in self._reacceptances.find(query).limit(limit)]
+
     async def reacceptance_published(self, case_id: uuid.UUID, version: str, at: datetime) -> None:
         await self._reacceptances.update_one(
             {"_id": f"{case_id}:{version}", "published_at": None}, {"$set": {"published_at": at}}

@@ -5,7 +5,7 @@ one, the client reads the current text and accepts it; casework keeps what it ob
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agency_shared.events import AgreementReaccepted, AgreementReacceptedData, Event, derived_id
@@ -118,3 +118,17 @@ async def reaccept(
         raise NotRecorded(f"agreement.reaccepted of {case.reference} not confirmed: {exc!r}") from exc
     await cases.reacceptance_published(case.id, version, now)
     logger.info("case %s: the client re-accepted agreement version %s", case.reference, version)
+
+
+async def publish_unannounced_reacceptances(cases: MongoCases, publish: Publish, now: datetime) -> int:
+    """Announce the re-acceptances kept but never confirmed by the broker (an outage when the client accepted, a
+    crash), a minute old or more: the ledger gets each, the event's id making a repeat one link."""
+    published = 0
+    try:
+        for stored in await cases.unpublished_reacceptances(now - timedelta(minutes=1)):
+            await publish(reaccepted_event(stored, f"reacceptance-sweep-{stored['case_id']}"))
+            await cases.reacceptance_published(uuid.UUID(stored["case_id"]), stored["version"], now)
+            published += 1
+    except Exception as exc:  # a database or broker outage: the next sweep tries again
+        logger.warning("announcing kept re-acceptances failed (%r): the next sweep tries again", exc)
+    return published
