@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,13 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from prometheus_client import REGISTRY
 from pydantic import MongoDsn, SecretStr
 from pymongo import AsyncMongoClient
+from pymongo.errors import OperationFailure
 
 from agency_shared.events import NotificationSettled
 from casework.cases import case_id_for, reference_of
 from casework.chat import Alert, ChatAlerts
+from casework.chat.alerts import configured_robots
 from casework.chat.store import ALERTS, SENDERS
 from casework.handlers import note_email, open_application_case
 from casework.settings import DEFAULT_TIME_LIMITS, CaseworkSettings
@@ -345,3 +350,87 @@ async def test_a_replica_taking_a_robot_over_keeps_to_the_window_its_predecessor
     assert apis.most_in_any_window("wecom:handover", 20, 60) == 20
     arrivals = sorted(r.at for r in apis.delivered())
     assert arrivals[20] - arrivals[0] >= 60 * SCALE
+
+
+async def test_a_message_left_in_flight_by_a_dead_replica_is_counted_once_at_its_deadline_not_forever(
+    apis: ChatServers, mongo: AsyncMongoClient[dict[str, Any]], mongo_url: str, mongo_db: str
+) -> None:
+    settings = chat_settings(
+        mongo_url, mongo_db, chat_slack_urls=[apis.slack_url("T/B/orphan")], chat_timeout_seconds=1
+    )
+    robot = configured_robots(settings)[0].id
+    # A replica began a message and died (or was cancelled, or lost its lease) before recording its end.
+    started = time.time() - 0.2
+    await mongo[mongo_db][SENDERS].insert_one(
+        {
+            "_id": robot,
+            "holder": "dead-replica",
+            "expires_at": started,
+            "sent": [],
+            "in_flight": started,
+            "paused_until": 0.0,
+        }
+    )
+    async with replica(settings) as chat:
+        await chat.raise_alert(first := an_alert())
+        await until(lambda: about(apis, first), timeout=15)
+        await chat.raise_alert(second := an_alert())  # and the robot goes on sending, not napping for ever
+        await until(lambda: about(apis, second), timeout=15)
+        # The orphan moved into the sent ones; the second's end recorded (it may be on its way yet when it arrives).
+        lease = await until(lambda: mongo[mongo_db][SENDERS].find_one({"_id": robot, "in_flight": None}))
+    assert lease["holder"] == chat.holder
+    # The orphan could have reached Slack until its deadline: the next message waited for Slack's second after it.
+    assert about(apis, first)[0].at >= started + 1 + 1.0 * SCALE
+    assert [r.answer for r in apis.received] == ["ok", "ok"]
+
+
+async def test_a_sender_whose_record_of_a_message_failed_goes_on_sending(
+    apis: ChatServers, mongo_url: str, mongo_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = chat_settings(
+        mongo_url, mongo_db, chat_slack_urls=[apis.slack_url("T/B/dbfail")], chat_timeout_seconds=1
+    )
+    async with replica(settings) as chat:
+        store = chat._store
+        assert store is not None
+        recorded = store.ended
+        failures = [OperationFailure("the database went away")]
+
+        async def ended_once_failing(*args: Any) -> None:
+            if failures:
+                raise failures.pop()
+            await recorded(*args)
+
+        monkeypatch.setattr(store, "ended", ended_once_failing)
+        await chat.raise_alert(first := an_alert())
+        await until(lambda: about(apis, first) and not failures, timeout=15)
+        await chat.raise_alert(second := an_alert())
+        await until(lambda: about(apis, second), timeout=15)
+    assert len(about(apis, second)) == 1
+
+
+async def test_a_robot_trickling_its_answer_is_cut_off_at_the_deadline_well_within_the_lease(
+    mongo_url: str, mongo_db: str
+) -> None:
+    app = FastAPI()
+
+    @app.post("/slow")
+    async def slow() -> StreamingResponse:
+        async def trickle() -> AsyncIterator[bytes]:
+            for _ in range(30):  # a byte every 0.1 s: no phase of httpx's timeout is ever exceeded
+                yield b" "
+                await asyncio.sleep(0.1)
+            yield b"ok"
+
+        return StreamingResponse(trickle())
+
+    async with http_server(app) as url:
+        settings = chat_settings(
+            mongo_url, mongo_db, chat_slack_urls=[f"{url}/slow"], chat_timeout_seconds=0.5, chat_max_attempts=1
+        )
+        async with replica(settings) as chat:
+            await chat.raise_alert(alert := an_alert())
+            store = chat._store
+            assert store is not None
+            state = await until(lambda: _settled(store.state_of(chat.robots[0].id, alert.key)), timeout=15)
+    assert (state["state"], state["detail"]) == ("failed", "no answer within 0.5 s")

@@ -234,3 +234,10 @@ def test_robot_urls_are_read_comma_separated_and_a_bad_one_is_refused_by_name_ne
     monkeypatch.setenv("CHAT_FEISHU_URLS", "http://open.feishu.cn/open-apis/bot/v2/hook/x")
     plain = CaseworkSettings(_env_file=None, environment="production")
     assert "CHAT_FEISHU_URLS" in {problem.variable for problem in plain.production_problems()}
+
+
+def test_a_chat_lease_no_longer_than_a_message_s_deadline_is_refused() -> None:
+    with pytest.raises(ValidationError) as refused:
+        CaseworkSettings(_env_file=None, chat_lease_seconds=10, chat_timeout_seconds=10)
+    assert "CHAT_LEASE_SECONDS must be longer than CHAT_TIMEOUT_SECONDS" in str(refused.value)
+    assert CaseworkSettings(_env_file=None, chat_lease_seconds=10, chat_timeout_seconds=9.5).chat_timeout_seconds == 9.5

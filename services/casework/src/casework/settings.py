@@ -111,6 +111,8 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
     chat_retry_max_seconds: float = Field(default=600.0, gt=0)
     # How long a replica holds a robot's sending lease without renewing it (one sender per robot at a time).
     chat_lease_seconds: float = Field(default=30.0, gt=0)
+    # The deadline of one chat message, its answer included (after it, the message is tried again later).
+    chat_timeout_seconds: float = Field(default=10.0, gt=0)
     # Multiplies every chat clock (rate windows, backoff, throttling pauses); below 1 only in tests.
     chat_time_scale: float = Field(default=1.0, gt=0, le=1)
 
@@ -167,6 +169,9 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
         # A replica's claim on a delivery must outlast its request, or another replica could send it meanwhile.
         if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
             raise ValueError("WEBHOOK_LEASE_SECONDS must be longer than WEBHOOK_TIMEOUT_SECONDS")
+        # Likewise a robot's lease: a message still on its way when the lease ran out could be sent twice.
+        if self.chat_lease_seconds <= self.chat_timeout_seconds:
+            raise ValueError("CHAT_LEASE_SECONDS must be longer than CHAT_TIMEOUT_SECONDS")
         return self
 
     @property

@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 
 from casework.chat.channels import Channel, DingTalk, Feishu, Slack, WeCom
 from casework.chat.messages import Alert
-from casework.chat.sender import REQUEST_TIMEOUT_SECONDS, Pacing, Robot, RobotSender
+from casework.chat.sender import Pacing, Robot, RobotSender
 from casework.chat.store import ChatStore
 from casework.settings import CaseworkSettings
 
@@ -78,13 +78,14 @@ class ChatAlerts:
         self._store = ChatStore(client, db)
         await self._store.ensure_indexes()
         logging.getLogger("httpx").addFilter(self._log_filter)
-        self._http = httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, follow_redirects=False)
+        self._http = httpx.AsyncClient(timeout=settings.chat_timeout_seconds, follow_redirects=False)
         pacing = Pacing(
             settings.chat_max_attempts,
             settings.chat_retry_base_seconds,
             settings.chat_retry_max_seconds,
             settings.chat_lease_seconds,
             settings.chat_time_scale,
+            settings.chat_timeout_seconds,
         )
         self._senders = [
             RobotSender(robot, self._store, self._http, pacing, self.holder, settings.console_url, settings.chat_locale)
@@ -109,7 +110,7 @@ class ChatAlerts:
             sender.stop()
         if self._tasks:
             # A message on its way is let finish and recorded as sent: cut off, it would be sent again.
-            _, unfinished = await asyncio.wait(self._tasks, timeout=REQUEST_TIMEOUT_SECONDS + 5)
+            _, unfinished = await asyncio.wait(self._tasks, timeout=self._settings.chat_timeout_seconds + 5)
             for task in unfinished:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

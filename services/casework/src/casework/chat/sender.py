@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 from prometheus_client import Counter
@@ -24,7 +24,6 @@ CHAT_MESSAGES = Counter(
     "Chat alert attempts by channel and outcome (sent, retried, rate_limited, failed)",
     ["channel", "outcome"],
 )
-REQUEST_TIMEOUT_SECONDS = 10.0
 IDLE_SECONDS = 2.0  # how often an idle sender looks for alerts other replicas stored (scaled)
 
 
@@ -42,13 +41,15 @@ class Robot:
 
 @dataclass(frozen=True)
 class Pacing:
-    """The sender's clocks: attempts, backoff and lease, every duration multiplied by ``scale`` (tests shorten it)."""
+    """The sender's clocks: attempts, backoff and lease, every duration multiplied by ``scale`` (tests shorten it),
+    and ``deadline``, the longest one message may take, its answer included (not scaled, like the lease)."""
 
     max_attempts: int
     retry_base: float
     retry_max: float
     lease: float
     scale: float = 1.0
+    deadline: float = 10.0
 
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt ``attempt + 1``: base·2^(attempt-1), at most max, jittered ±20%."""
@@ -108,7 +109,11 @@ class RobotSender:
         if lease is None:
             await self._nap(min(idle, pacing.lease / 3))
             return
-        sent = self._counted(lease, now)
+        if lease.in_flight is not None:
+            lease = await self._count_in_flight(lease, lease.in_flight)
+            if lease is None:
+                return
+        sent = list(lease.sent)
         delivery = await self._store.next_due(self.robot.id, now)
         if delivery is None:
             await self._nap(idle)
@@ -130,19 +135,28 @@ class RobotSender:
         )
         await self._settle(delivery, answer, ended, paused_until)
 
-    def _counted(self, lease: Lease, now: float) -> list[float]:
-        # A message another sender started and never finished (it died, or lost the lease mid-way) may have
-        # reached the API: count it as ending now, the latest it can have.
-        return [*lease.sent, now] if lease.in_flight is not None else list(lease.sent)
+    async def _count_in_flight(self, lease: Lease, started: float) -> Lease | None:
+        """A message begun and never recorded as ended (its sender died, was cancelled or lost the lease mid-way,
+        or the record failed) may have reached the API, at the latest by its deadline: count it as ending then
+        (not now, which would count it again at every turn), and record it so, once; None if the lease was lost."""
+        ended = started + self._pacing.deadline
+        if not await self._store.count_in_flight(self.robot.id, self._holder, started, ended):
+            return None
+        return replace(lease, sent=[*lease.sent, ended], in_flight=None)
 
     async def _post(self, delivery: Delivery) -> Answer:
         channel = self.robot.channel
         text = alert_text(delivery.alert, self._console_url, self._locale)
         request = channel.request(self.robot.url, text, self._clock())
         try:
-            response = await self._http.post(
-                request.url, content=request.body, headers={"Content-Type": "application/json; charset=utf-8"}
-            )
+            # httpx's timeout bounds each phase (connect, each read): a server trickling its answer could outlast
+            # the lease, and another replica send the message again. The deadline bounds the whole request.
+            async with asyncio.timeout(self._pacing.deadline):
+                response = await self._http.post(
+                    request.url, content=request.body, headers={"Content-Type": "application/json; charset=utf-8"}
+                )
+        except TimeoutError:
+            return Answer(Verdict.RETRY, f"no answer within {self._pacing.deadline:g} s")
         except httpx.HTTPError as exc:
             # The exception's type only: its text may carry the URL, a credential.
             return Answer(Verdict.RETRY, f"network error {type(exc).__name__}")

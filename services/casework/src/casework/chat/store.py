@@ -122,6 +122,16 @@ class ChatStore:
         )
         return bool(started.matched_count)
 
+    async def count_in_flight(self, robot: str, holder: str, started: float, ended: float) -> bool:
+        """Move the message begun at ``started`` and never recorded as ended into the sent ones, as ending at
+        ``ended``: one write, only while ``holder`` holds the robot and the message is still in flight (so it is
+        counted once); False if ``holder`` lost the lease."""
+        moved = await self._senders.update_one(
+            {"_id": robot, "holder": holder, "in_flight": started},
+            {"$push": {"sent": ended}, "$set": {"in_flight": None}},
+        )
+        return bool(moved.matched_count)
+
     async def ended(self, robot: str, holder: str, sent: list[float], paused_until: float) -> None:
         """Record the ends of the messages still counting and any pause the API asked for."""
         await self._senders.update_one(
