@@ -8,14 +8,18 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import httpcore
+import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
 from agency_shared.events import CaseClient, CaseStatusChanged, CaseStatusChangedData, utc_now
-from casework.access import Role
+from casework.access import Role, StaffAccess
 from casework.audit import AuditQuery
 from casework.settings import CaseworkSettings
-from casework.webhooks.delivery import RETRY_SCHEDULE
+from casework.webhooks.delivery import RETRY_SCHEDULE, WebhookSender
+from casework.webhooks.endpoints import new_endpoint, rotated
+from casework.webhooks.guard import PublicOnlyBackend
 from casework.webhooks.sources import announce_status_change
 from casework.webhooks.store import DELIVERIES, ENDPOINTS, Delivery, MongoWebhooks
 from casework.webhooks.wiring import OutboundWebhooks
@@ -481,3 +485,172 @@ async def test_an_unicode_host_is_an_endpoint_and_the_page_is_in_chinese(setting
     assert "请立即将此密钥复制到 CRM" in answer.text
     assert "xn--" in listing  # stored as the IDNA name httpx sends to
     assert "发往 CRM 的 Webhook" in listing
+
+
+# The send-time guard against server-side request forgery (outside local and test runs).
+
+# Names and numbers the system resolver turns into 127.0.0.1, where the receiver listens.
+LOOPBACK_SPELLINGS = ["127.0.0.1", "127.1", "2130706433", "0x7f000001", "localhost"]
+
+
+async def test_outside_test_runs_a_delivery_to_an_internal_address_is_refused_logged_and_retried(
+    casework_settings: CaseworkSettings, mongo: Mongo
+) -> None:
+    production = casework_settings.model_copy(update={"environment": "production", "webhook_retry_scale": 0.0001})
+    outbound = OutboundWebhooks(production, StaffAccess(production))  # as the service wires it in production
+    store = MongoWebhooks(mongo, production.mongodb_db)
+    receiver = Receiver()
+    async with receiving(receiver) as url:
+        port = httpx.URL(url).port
+        # As stored before the URL was checked, or a public-looking name that resolves to an internal address.
+        endpoints = [new_endpoint(f"http://{host}:{port}/crm/hooks", ["case.opened"], utc_now())
+                     for host in LOOPBACK_SPELLINGS]  # fmt: skip
+        for endpoint in endpoints:
+            await store.insert_endpoint(endpoint)
+        assert await store.record("msg_ssrf", "case.opened", "{}", None, utc_now()) == len(LOOPBACK_SPELLINGS)
+        await outbound.sender.open()
+        try:
+            outbound.store = store
+            assert await outbound.delivery_loop().run_once() == len(LOOPBACK_SPELLINGS)
+        finally:
+            await outbound.sender.close()
+        # The same URLs do reach the receiver from a test run's sender: only the guard stops them.
+        plain = WebhookSender(5)
+        await plain.open()
+        try:
+            reached = await plain.send(f"http://2130706433:{port}/crm/hooks", {}, "{}")
+        finally:
+            await plain.close()
+        deliveries = [(await store.deliveries_of(endpoint.id))[0] for endpoint in endpoints]
+    assert reached.status_code == 401  # it got there (unsigned, so the receiver refuses it)
+    assert len(receiver.received) == 1  # the plain sender's, none of the guarded ones
+    for delivery in deliveries:
+        assert delivery.state == "pending"  # retried like any other error
+        (attempt,) = delivery.attempts
+        assert attempt.status_code is None
+        assert attempt.error
+        assert "resolves to 127.0.0.1, not a public address" in attempt.error, attempt.error
+
+
+async def test_the_guard_connects_to_the_address_it_checked_and_refuses_any_internal_one() -> None:
+    connected: list[tuple[str, int]] = []
+
+    class Recording(httpcore.AsyncNetworkBackend):
+        async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+            connected.append((host, port))
+            raise httpcore.ConnectError("recorded")
+
+    answers = {"crm.example": ["8.8.8.8"], "mixed.example": ["8.8.8.8", "10.0.0.7"],
+               "metadata.example": ["169.254.169.254"], "svc.example": ["fd00::1"], "none.example": []}  # fmt: skip
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return answers[host]
+
+    backend = PublicOnlyBackend(resolver, inner=Recording())
+    with pytest.raises(httpcore.ConnectError, match="recorded"):
+        await backend.connect_tcp("crm.example", 443)
+    refused = {}
+    for host in ("mixed.example", "metadata.example", "svc.example", "none.example"):
+        with pytest.raises(httpcore.ConnectError) as error:
+            await backend.connect_tcp(host, 443)
+        refused[host] = str(error.value)
+    # The connection goes to the address that was checked, never to the name (which may resolve anew).
+    assert connected == [("8.8.8.8", 443)]
+    assert "10.0.0.7, not a public address" in refused["mixed.example"]
+    assert "169.254.169.254, not a public address" in refused["metadata.example"]
+    assert "fd00::1, not a public address" in refused["svc.example"]
+    assert "no address" in refused["none.example"]
+
+
+# Concurrent changes to an endpoint: each change is made to the version it was read at, never an upsert.
+
+VERSION_ON_PAGE = re.compile(r'name="version" value="(\d+)"')
+
+
+async def version_on_page(admin: SignedIn, endpoint_id: str) -> str:
+    found = VERSION_ON_PAGE.search((await admin.http.get(f"/console/webhooks/{endpoint_id}")).text)
+    assert found
+    return found.group(1)
+
+
+async def test_a_410_is_not_undone_by_an_admin_edit_from_an_older_page(settings: CaseworkSettings) -> None:
+    receiver = Receiver(answers=[410])
+    async with (
+        receiving(receiver) as url,
+        running_casework(settings) as casework,
+        casework.signed_in(Role.ADMIN) as admin,
+    ):
+        endpoint_id, receiver.secrets = await _endpoint_and_secrets(admin, url)
+        version = await version_on_page(admin, endpoint_id)  # the admin opens the page...
+        await announce(casework, status_changed())  # ...and the CRM answers 410 meanwhile
+        await eventually(lambda: delivery_in(casework, endpoint_id, "failed"))
+        form = {"event_type": ["case.opened"], "version": version}
+        stale = await admin.post(
+            f"/console/webhooks/{endpoint_id}/events", form, headers={"Accept": "application/json"}
+        )
+        stale_page = await admin.post(f"/console/webhooks/{endpoint_id}/events", form)
+        endpoint = await store_of(casework).endpoint(endpoint_id)
+    assert stale.status_code == 409, stale.text
+    assert stale_page.status_code == 409
+    assert "reload" in stale_page.text.lower()
+    assert endpoint is not None
+    assert (endpoint.enabled, endpoint.disabled_reason) == (False, "410 Gone")
+    assert list(endpoint.event_types) == ["case.opened", "case.status_changed"]
+
+
+async def test_a_rotation_from_an_older_page_does_not_overwrite_the_secret_rotated_meanwhile(
+    settings: CaseworkSettings,
+) -> None:
+    async with (
+        running_casework(settings) as casework,
+        casework.signed_in(Role.ADMIN) as first,
+        casework.signed_in(Role.ADMIN, "second-admin@agency.example") as second,
+    ):
+        endpoint_id, _ = await add_endpoint(first, "https://crm.example/hooks", "case.opened")
+        version = await version_on_page(first, endpoint_id)
+        assert await version_on_page(second, endpoint_id) == version
+        rotation = await second.post(f"/console/webhooks/{endpoint_id}/rotate", {"version": version})
+        assert rotation.status_code == 200
+        shown = SECRET_ON_PAGE.search(rotation.text)
+        assert shown
+        stale = await first.post(f"/console/webhooks/{endpoint_id}/rotate", {"version": version})
+        stale_toggle = await first.post(f"/console/webhooks/{endpoint_id}/enabled",
+                                        {"enabled": "false", "version": version})  # fmt: skip
+        endpoint = await store_of(casework).endpoint(endpoint_id)
+        audit = await casework.access.audit.find(AuditQuery(action="webhook_secret_rotated"))
+    assert stale.status_code == 409
+    assert SECRET_ON_PAGE.search(stale.text) is None  # no secret shown that is not stored
+    assert stale_toggle.status_code == 409
+    assert endpoint is not None
+    assert endpoint.enabled
+    assert endpoint.secrets[0].secret == shown.group(1)
+    assert len(endpoint.secrets) == 2
+    assert len(audit.entries) == 1
+
+
+async def test_changes_read_before_a_410_or_a_delete_neither_re_enable_nor_recreate(
+    casework_settings: CaseworkSettings, mongo: Mongo
+) -> None:
+    store = MongoWebhooks(mongo, casework_settings.mongodb_db)
+    endpoint = new_endpoint("https://crm.example/hooks", ["case.opened"], utc_now())
+    await store.insert_endpoint(endpoint)
+    read = await store.endpoint(endpoint.id)  # what an admin's request read...
+    assert read is not None
+    assert await store.set_enabled(endpoint.id, False, "410 Gone")  # ...before the delivery loop disabled it
+    assert not await store.change_event_types(read, ["case.opened", "case.status_changed"])
+    assert not await store.change_secrets(rotated(read, utc_now(), timedelta(hours=1))[0])
+    assert not await store.set_enabled(endpoint.id, True, version=read.version)
+    after = await store.endpoint(endpoint.id)
+    assert after is not None
+    assert (after.enabled, after.disabled_reason, list(after.event_types)) == (False, "410 Gone", ["case.opened"])
+    assert after.secrets == read.secrets
+    assert await store.change_event_types(after, ["case.status_changed"])  # at the version read now, it is made
+
+    current = await store.endpoint(endpoint.id)
+    assert current is not None
+    assert await store.delete_endpoint(endpoint.id, utc_now())
+    assert not await store.change_event_types(current, ["case.opened"])
+    assert not await store.change_secrets(rotated(current, utc_now(), timedelta(hours=1))[0])
+    assert not await store.set_enabled(endpoint.id, True, version=current.version)
+    assert not await store.set_enabled(endpoint.id, False, "410 Gone")
+    assert await mongo[casework_settings.mongodb_db][ENDPOINTS].count_documents({}) == 0

@@ -23,6 +23,7 @@ from casework.webhooks.endpoints import (
     new_secret,
     rotated,
 )
+from casework.webhooks.guard import refused_address
 from casework.webhooks.store import Delivery
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
@@ -139,3 +140,39 @@ def test_a_status_change_s_payload_has_no_personal_data_and_a_stable_id() -> Non
 def test_a_lease_shorter_than_a_request_is_refused() -> None:
     with pytest.raises(ValidationError, match="WEBHOOK_LEASE_SECONDS"):
         CaseworkSettings(environment="test", webhook_lease_seconds=5, webhook_timeout_seconds=10)
+
+
+@pytest.mark.parametrize(
+    "host", ["2130706433", "127.1", "0x7f000001", "0x7F.0.0.1", "127.0.0.1.", "0", "10.1", "crm.0x10"]
+)
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_a_numeric_host_not_written_as_four_decimal_numbers_is_refused(host: str, environment: str) -> None:
+    with pytest.raises(EndpointProblem) as refused:
+        checked_url(f"https://{host}/hooks", environment)
+    assert (refused.value.field, refused.value.reason) == ("url", "url_numeric_host")
+
+
+def test_a_canonical_address_or_a_name_with_digits_is_an_endpoint_url() -> None:
+    for url in ("https://8.8.8.8/hooks", "https://1e100.net/hooks", "https://123.crm.example/hooks"):
+        assert checked_url(url, "production") == url
+
+
+@pytest.mark.parametrize(
+    ("addresses", "refused"),
+    [
+        (["8.8.8.8", "2001:4860:4860::8888"], None),
+        (["8.8.8.8", "127.0.0.1"], "127.0.0.1"),
+        (["10.0.0.1"], "10.0.0.1"),
+        (["100.64.0.1"], "100.64.0.1"),
+        (["169.254.169.254"], "169.254.169.254"),
+        (["0.0.0.0"], "0.0.0.0"),
+        (["224.0.0.1"], "224.0.0.1"),
+        (["240.0.0.1"], "240.0.0.1"),
+        (["::1"], "::1"),
+        (["::ffff:127.0.0.1"], "::ffff:127.0.0.1"),
+        (["fe80::1%eth0"], "fe80::1%eth0"),
+        (["not-an-address"], "not-an-address"),
+    ],
+)
+def test_only_global_addresses_pass_the_send_time_guard(addresses: list[str], refused: str | None) -> None:
+    assert refused_address(addresses) == refused

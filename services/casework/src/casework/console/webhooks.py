@@ -50,6 +50,32 @@ async def _endpoint(request: Request, endpoint_id: str) -> Endpoint:
     return endpoint
 
 
+def _at_version(endpoint: Endpoint, version: str) -> int:
+    """The version the admin's page showed (its form's hidden ``version``; the one just read if none), or 409 if
+    the endpoint changed since (another admin, a rotation, a 410 disabling it)."""
+    back = f"{LIST}/{endpoint.id}"
+    if not version:
+        return endpoint.version
+    if not version.isascii() or not version.isdigit():
+        raise PageProblem(422, "webhooks.problem_stale", field="version", detail="not a version", back=back)
+    if int(version) != endpoint.version:
+        raise _stale(endpoint.id)
+    return endpoint.version
+
+
+def _stale(endpoint_id: str) -> PageProblem:
+    return PageProblem(
+        409, "webhooks.problem_stale", detail="changed meanwhile: reload and try again", back=f"{LIST}/{endpoint_id}"
+    )
+
+
+async def _not_changed(request: Request, endpoint_id: str) -> PageProblem:
+    """Why a conditional change matched nothing: the endpoint is gone (404) or was changed meanwhile (409)."""
+    if await outbound_of(request).store.endpoint(endpoint_id) is None:
+        return PageProblem(404, "webhooks.problem_unknown", detail="no such endpoint", back=LIST)
+    return _stale(endpoint_id)
+
+
 def _no_store(response: Response) -> Response:
     """A page that shows a secret: kept by no cache, browser's or proxy's."""
     response.headers["Cache-Control"] = "no-store"
@@ -93,7 +119,7 @@ async def add_endpoint(
     if len(await outbound.store.endpoints()) >= MAX_ENDPOINTS:
         raise PageProblem(409, "webhooks.problem_too_many", detail=f"at most {MAX_ENDPOINTS} endpoints", back=LIST)
     endpoint = new_endpoint(checked, chosen, utc_now())
-    await outbound.store.save_endpoint(endpoint)
+    await outbound.store.insert_endpoint(endpoint)
     await audit(request, "webhook_endpoint_added", endpoint.id, {"url": endpoint.url, "events": ",".join(chosen)})
     context = {"endpoint": endpoint, "secret": endpoint.secrets[0].secret, "rotated": False}
     return _no_store(render(request, "webhook_secret.html", context, status_code=201))
@@ -111,12 +137,17 @@ async def endpoint_page(request: Request, endpoint_id: str, staff: WebhookAdmin)
 @router.post("/console/webhooks/{endpoint_id}/events")
 @shows_problems
 async def change_event_types(
-    request: Request, endpoint_id: str, staff: WebhookAdmin, event_type: Annotated[list[str] | None, Form()] = None
+    request: Request,
+    endpoint_id: str,
+    staff: WebhookAdmin,
+    event_type: Annotated[list[str] | None, Form()] = None,
+    version: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     endpoint = await _endpoint(request, endpoint_id)
+    read = replace(endpoint, version=_at_version(endpoint, version))
     chosen = _event_types(event_type, f"{LIST}/{endpoint.id}")
-    changed = replace(endpoint, event_types=chosen)
-    await outbound_of(request).store.save_endpoint(changed)
+    if not await outbound_of(request).store.change_event_types(read, chosen):
+        raise await _not_changed(request, endpoint.id)
     await audit(request, "webhook_endpoint_changed", endpoint.id, {"events": ",".join(chosen)})
     return _back_to(endpoint.id)
 
@@ -124,24 +155,34 @@ async def change_event_types(
 @router.post("/console/webhooks/{endpoint_id}/enabled")
 @shows_problems
 async def enable_or_disable(
-    request: Request, endpoint_id: str, staff: WebhookAdmin, enabled: Annotated[str, Form(max_length=10)] = ""
+    request: Request,
+    endpoint_id: str,
+    staff: WebhookAdmin,
+    enabled: Annotated[str, Form(max_length=10)] = "",
+    version: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     endpoint = await _endpoint(request, endpoint_id)
     if enabled not in ("true", "false"):
         back = f"{LIST}/{endpoint.id}"
         raise PageProblem(422, "webhooks.problem_enabled", field="enabled", detail="true or false", back=back)
-    await outbound_of(request).store.set_enabled(endpoint.id, enabled == "true", "disabled by an admin")
+    at = _at_version(endpoint, version)
+    if not await outbound_of(request).store.set_enabled(endpoint.id, enabled == "true", "disabled by an admin", at):
+        raise await _not_changed(request, endpoint.id)
     await audit(request, "webhook_endpoint_changed", endpoint.id, {"enabled": enabled})
     return _back_to(endpoint.id)
 
 
 @router.post("/console/webhooks/{endpoint_id}/rotate")
 @shows_problems
-async def rotate_secret(request: Request, endpoint_id: str, staff: WebhookAdmin) -> Response:
+async def rotate_secret(
+    request: Request, endpoint_id: str, staff: WebhookAdmin, version: Annotated[str, Form(max_length=20)] = ""
+) -> Response:
     endpoint = await _endpoint(request, endpoint_id)
+    _at_version(endpoint, version)
     outbound = outbound_of(request)
     changed, secret = rotated(endpoint, utc_now(), outbound.grace)
-    await outbound.store.save_endpoint(changed)
+    if not await outbound.store.change_secrets(changed):  # the secret is shown only once it is stored
+        raise await _not_changed(request, endpoint.id)
     until = changed.rotating_until
     detail = {"old_secret_until": until.isoformat() if until else "-"}
     await audit(request, "webhook_secret_rotated", endpoint.id, detail)

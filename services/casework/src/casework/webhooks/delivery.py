@@ -15,6 +15,7 @@ from standardwebhooks import Webhook
 
 from agency_shared.events import utc_now
 from casework.webhooks.endpoints import Endpoint
+from casework.webhooks.guard import Resolve, public_only_transport, resolve
 from casework.webhooks.store import AttemptRecord, Delivery, DeliveryState, MongoWebhooks
 
 logger = logging.getLogger(__name__)
@@ -64,14 +65,20 @@ def signed_headers(message_id: str, timestamp: datetime, body: str, secrets: lis
 class WebhookSender:
     """The HTTP client deliveries go out through (opened in the lifespan)."""
 
-    def __init__(self, timeout_seconds: float) -> None:
+    def __init__(self, timeout_seconds: float, *, public_only: bool = False, resolver: Resolve = resolve) -> None:
+        # Outside local and test runs: only to a host whose every address is global (``guard``).
+        self._public_only = public_only
+        self._resolver = resolver
         self._timeout = httpx.Timeout(timeout_seconds)
         # httpx's timeouts are per phase (connect, each read...): an endpoint that drips its answer is cut here.
         self._deadline = timeout_seconds
         self._client: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False)
+        transport = public_only_transport(self._resolver) if self._public_only else None
+        self._client = httpx.AsyncClient(
+            timeout=self._timeout, follow_redirects=False, trust_env=False, transport=transport
+        )
 
     async def close(self) -> None:
         if self._client is not None:

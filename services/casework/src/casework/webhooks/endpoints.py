@@ -2,6 +2,7 @@
 
 import base64
 import ipaddress
+import re
 import secrets
 import uuid
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,7 @@ SECRET_BYTES = 32  # the spec asks for 24 to 64 random bytes
 MAX_URL_LENGTH = 2000
 # The environments where an endpoint may be plain HTTP (a receiver on this machine).
 PLAIN_HTTP_ENVIRONMENTS = ("local", "test")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*", re.IGNORECASE)
 
 
 class EndpointProblem(ValueError):
@@ -59,9 +61,27 @@ def checked_url(value: str, environment: str) -> str:
         raise EndpointProblem("url", "url_credentials", reason)
     if parsed.fragment:
         raise EndpointProblem("url", "url_invalid", "no #fragment in an endpoint URL")
+    if _numeric_host_not_canonical(parsed.host):
+        reason = "write an IP address as four decimal numbers (like 203.0.113.7) or use the host name"
+        raise EndpointProblem("url", "url_numeric_host", reason)
     if environment not in PLAIN_HTTP_ENVIRONMENTS and _internal_address(parsed.host):
         raise EndpointProblem("url", "url_internal", "the CRM's public address, not an internal or loopback one")
     return str(parsed)
+
+
+def _numeric_host_not_canonical(host: str) -> bool:
+    """A host a resolver reads as an IPv4 address though it is not written as one: an integer (``2130706433``),
+    hex (``0x7f000001``), octal (``0177.0.0.1``), a short dotted form (``127.1``) or a trailing dot. (As URLs
+    are parsed for browsers: a host whose last label is a number is an IPv4 address.)"""
+    if ":" in host:
+        return False  # IPv6, checked as an address
+    last = host.rstrip(".").rsplit(".", 1)[-1]
+    if not _NUMERIC_LABEL.fullmatch(last):
+        return False
+    try:
+        return str(ipaddress.IPv4Address(host)) != host
+    except ValueError:
+        return True
 
 
 def _internal_address(host: str) -> bool:
@@ -108,6 +128,8 @@ class Endpoint:
     created_at: datetime
     secrets: Sequence[SigningSecret]
     disabled_reason: str | None = None
+    # Raised by every change: a change is made only to the version it was read at (no lost updates).
+    version: int = 0
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets each request is signed with now: the current one, and the one rotated out until its grace
@@ -128,6 +150,7 @@ class Endpoint:
             "disabled_reason": self.disabled_reason,
             "created_at": self.created_at,
             "secrets": [secret_document(item) for item in self.secrets],
+            "version": self.version,
         }
 
     @classmethod
@@ -143,6 +166,7 @@ class Endpoint:
                 SigningSecret(item["secret"], aware(item["created_at"]), aware_or_none(item.get("expires_at")))
                 for item in document["secrets"]
             ],
+            version=int(document.get("version", 0)),
         )
 
 
@@ -172,6 +196,7 @@ def rotated(endpoint: Endpoint, now: datetime, grace: timedelta) -> tuple[Endpoi
         endpoint.created_at,
         [SigningSecret(secret, now), *kept],
         endpoint.disabled_reason,
+        endpoint.version,
     ), secret
 
 

@@ -3,13 +3,14 @@ endpoint) in MongoDB. A delivery is claimed by a compare-and-set on its ``_id``:
 and it carries the claimer's token, so two replicas never send it at once."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
-from casework.webhooks.endpoints import Endpoint, aware
+from casework.webhooks.endpoints import Endpoint, aware, secret_document
 from casework.webhooks.events import WebhookEventType
 
 ENDPOINTS = "casework_webhook_endpoints"
@@ -95,12 +96,35 @@ class MongoWebhooks:
         document = await self._endpoints.find_one({"_id": endpoint_id})
         return Endpoint.from_document(document) if document else None
 
-    async def save_endpoint(self, endpoint: Endpoint) -> None:
-        await self._endpoints.replace_one({"_id": endpoint.id}, endpoint.to_document(), upsert=True)
+    async def insert_endpoint(self, endpoint: Endpoint) -> None:
+        """A new endpoint (only ever inserted: a change is an update of the version read, never an upsert)."""
+        await self._endpoints.insert_one(endpoint.to_document())
 
-    async def set_enabled(self, endpoint_id: str, enabled: bool, reason: str | None = None) -> bool:
+    async def change_event_types(self, endpoint: Endpoint, event_types: Sequence[WebhookEventType]) -> bool:
+        """Set the event types if the endpoint is still at ``endpoint.version``; False if it changed or is gone."""
+        return await self._change(endpoint.id, endpoint.version, {"event_types": list(event_types)})
+
+    async def change_secrets(self, endpoint: Endpoint) -> bool:
+        """Store ``endpoint.secrets`` (a rotation) if the endpoint is still at ``endpoint.version``."""
+        secrets = [secret_document(item) for item in endpoint.secrets]
+        return await self._change(endpoint.id, endpoint.version, {"secrets": secrets})
+
+    async def set_enabled(
+        self, endpoint_id: str, enabled: bool, reason: str | None = None, version: int | None = None
+    ) -> bool:
+        """Enable or disable the endpoint: at ``version`` only if given (an admin's change), else whatever its
+        version (a 410 Gone disables it whatever was changed meanwhile)."""
+        fields = {"enabled": enabled, "disabled_reason": None if enabled else reason}
+        if version is not None:
+            return await self._change(endpoint_id, version, fields)
+        result = await self._endpoints.update_one({"_id": endpoint_id}, {"$set": fields, "$inc": {"version": 1}})
+        return result.matched_count == 1
+
+    async def _change(self, endpoint_id: str, version: int, fields: dict[str, Any]) -> bool:
+        # An endpoint stored before versions were kept has none: it is at version 0.
+        at: Any = version if version else {"$in": [0, None]}
         result = await self._endpoints.update_one(
-            {"_id": endpoint_id}, {"$set": {"enabled": enabled, "disabled_reason": None if enabled else reason}}
+            {"_id": endpoint_id, "version": at}, {"$set": fields, "$inc": {"version": 1}}
         )
         return result.matched_count == 1
 

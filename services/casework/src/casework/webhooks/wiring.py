@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 from casework.access import StaffAccess
 from casework.settings import CaseworkSettings
 from casework.webhooks.delivery import DeliveryLoop, WebhookSender
-from casework.webhooks.endpoints import Endpoint
+from casework.webhooks.endpoints import PLAIN_HTTP_ENVIRONMENTS, Endpoint
 from casework.webhooks.store import MongoWebhooks
 
 
@@ -22,7 +22,8 @@ class OutboundWebhooks:
     def __init__(self, settings: CaseworkSettings, access: StaffAccess) -> None:
         self.settings = settings
         self._access = access
-        self.sender = WebhookSender(settings.webhook_timeout_seconds)
+        public_only = settings.environment not in PLAIN_HTTP_ENVIRONMENTS
+        self.sender = WebhookSender(settings.webhook_timeout_seconds, public_only=public_only)
         self._running: asyncio.Task[None] | None = None
 
     @property

@@ -1,0 +1,92 @@
+"""The send-time guard against server-side request forgery (outside local and test runs): a request goes out only
+to a host whose every address is global, and the connection is made to the address that was checked, so a DNS
+answer that changes between the check and the connection (rebinding) cannot send it to an internal one. TLS still
+verifies the certificate for the URL's host name (httpcore does the TLS on top of this connection)."""
+
+import asyncio
+import ipaddress
+import socket
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+
+import httpcore
+import httpx
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (the system resolver, as ``getaddrinfo`` sees it)."""
+    answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(sockaddr[0]) for *_, sockaddr in answers]
+
+
+def refused_address(addresses: Iterable[str]) -> str | None:
+    """The first address that is not global (loopback, private, link-local, shared, reserved, multicast,
+    unspecified, or not an address at all), or None if all are global."""
+    for address in addresses:
+        try:
+            parsed = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return address
+        if not parsed.is_global or parsed.is_multicast:
+            return address
+    return None
+
+
+async def public_address(host: str, port: int, resolver: Resolve = resolve) -> str:
+    """The address to connect to for ``host``: one of its addresses, all of them global; else ``ConnectError``."""
+    try:
+        addresses = await resolver(host, port)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    if not addresses:
+        raise httpcore.ConnectError(f"cannot resolve {host}: no address")
+    refused = refused_address(addresses)
+    if refused is not None:
+        raise httpcore.ConnectError(f"refused: {host} resolves to {refused}, not a public address")
+    return addresses[0]
+
+
+class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to the checked global address of each host."""
+
+    def __init__(self, resolver: Resolve = resolve, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._resolver = resolver
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = await public_address(host, port, self._resolver)
+        return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("refused: no Unix sockets for webhooks")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def public_only_transport(resolver: Resolve = resolve) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose connections go through ``PublicOnlyBackend`` (no proxy from the environment)."""
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    # httpx takes no network backend: its pool is replaced by the same one built with the guarded backend.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=100,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        network_backend=PublicOnlyBackend(resolver),
+    )
+    return transport
