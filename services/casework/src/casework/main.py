@@ -162,6 +162,7 @@ class Adapters:
             except Exception:
                 logger.exception("the outbox sweep failed")
             await publish_unannounced(self.documents, self.cases, self._publish)
+            await self.documents.sweep_orphan_chunks()
 
     async def close(self) -> None:
         if self._reminding is not None:
