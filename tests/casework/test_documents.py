@@ -23,7 +23,8 @@ from agreements.storage import MongoAcceptanceLedger
 from casework.access import Role
 from casework.audit import AuditQuery
 from casework.cases import Case
-from casework.documents.store import BUCKET
+from casework.documents.checklists import known_items
+from casework.documents.store import BUCKET, CHUNK_BYTES, CaseDocuments, FileAbout, StoredFile
 from casework.settings import CaseworkSettings
 from tests.support.apps import serving
 from tests.support.broker import publish_events, wait_settled
@@ -351,6 +352,75 @@ async def test_an_erasure_deletes_the_files_and_keeps_their_hashes(
         assert "秘密" not in page.text
         items = await casework.app.state.adapters.documents.items_of(case.id)
         assert all(file.name == "[erased]" and len(file.sha256) == 64 for item in items for file in item.files)
+
+
+async def documents_with_a_request(mongo: MongoClient, db: str) -> tuple[CaseDocuments, uuid.UUID]:
+    documents = CaseDocuments(mongo, db)
+    await documents.ensure_indexes()
+    case_id = uuid.uuid4()
+    await documents.request(case_id, [known_items()["contact_id"]], "护照", "staff@agency.example", utc_now())
+    return documents, case_id
+
+
+async def chunks_of(mongo: MongoClient, db: str, file_id: Any) -> int:
+    return await mongo[db][f"{BUCKET}.chunks"].count_documents({"files_id": file_id})
+
+
+async def test_an_upload_that_ends_after_the_erasure_keeps_nothing(
+    casework_settings: CaseworkSettings, mongo: MongoClient
+) -> None:
+    """The portal let the upload in before the erasure; its chunks are written on both sides of it, its files
+    document and its receipt after: the file, its name and its document.received are not kept."""
+    db = casework_settings.mongodb_db
+    documents, case_id = await documents_with_a_request(mongo, db)
+    body = pdf(padding=3 * CHUNK_BYTES)
+    writer = await documents.open_upload("秘密.pdf", FileAbout(case_id, "contact_id", "application/pdf"))
+    await writer.write(body[: 2 * CHUNK_BYTES])
+    await documents.erase_case(case_id)
+    await writer.write(body[2 * CHUNK_BYTES :])
+    await writer.close()
+    stored = StoredFile(file_id=str(writer.file_id), sha256=hashlib.sha256(body).hexdigest(), size=len(body),
+                        content_type="application/pdf", name="秘密.pdf", received_at=utc_now())  # fmt: skip
+    assert not await documents.received(case_id, "contact_id", stored)
+    assert await documents.read(stored.file_id) is None
+    assert await chunks_of(mongo, db, writer.file_id) == 0
+    item = await documents.item(case_id, "contact_id")
+    assert item is not None
+    assert (item.files, item.state) == ([], "requested")
+    assert await documents.unannounced() == []
+
+
+async def test_an_erasure_deletes_the_chunks_of_an_upload_cut_off_by_a_crash(
+    casework_settings: CaseworkSettings, mongo: MongoClient
+) -> None:
+    db = casework_settings.mongodb_db
+    documents, case_id = await documents_with_a_request(mongo, db)
+    writer = await documents.open_upload("护照.pdf", FileAbout(case_id, "contact_id", "application/pdf"))
+    await writer.write(pdf(padding=3 * CHUNK_BYTES))  # no close: the process died mid-upload
+    assert await chunks_of(mongo, db, writer.file_id) == 3
+    await documents.erase_case(case_id)
+    assert await chunks_of(mongo, db, writer.file_id) == 0
+
+
+async def test_the_sweep_deletes_an_unfinished_uploads_chunks_after_an_hour(
+    casework_settings: CaseworkSettings, mongo: MongoClient
+) -> None:
+    db = casework_settings.mongodb_db
+    documents, case_id = await documents_with_a_request(mongo, db)
+    about = FileAbout(case_id, "contact_id", "application/pdf")
+    unfinished = await documents.open_upload("a.pdf", about)
+    await unfinished.write(pdf(padding=2 * CHUNK_BYTES))
+    finished = await documents.open_upload("b.pdf", about)
+    await finished.write(pdf(padding=2 * CHUNK_BYTES))
+    await finished.close()
+    assert await documents.sweep_orphan_chunks() == 0  # still within the hour: an upload may be under way
+    assert await chunks_of(mongo, db, unfinished.file_id) == 2
+    assert await documents.sweep_orphan_chunks(utc_now() + timedelta(minutes=61)) == 1
+    assert await chunks_of(mongo, db, unfinished.file_id) == 0
+    assert await chunks_of(mongo, db, finished.file_id) == 3
+    download = await documents.read(str(finished.file_id))
+    assert download is not None
+    assert (await download.read()).startswith(b"%PDF-")
 
 
 async def test_memory_stays_bounded_with_twenty_uploads_at_once(casework_settings: CaseworkSettings) -> None:

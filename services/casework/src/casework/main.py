@@ -164,6 +164,7 @@ class Adapters:
                 logger.exception("the outbox sweep failed")
             await publish_unannounced(self.documents, self.cases, self._publish)
             await publish_unannounced_reacceptances(self.cases, self._publish, utc_now())
+            await self.documents.sweep_orphan_chunks()
 
     async def close(self) -> None:
         if self._reminding is not None:

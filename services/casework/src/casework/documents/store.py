@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from bson import Binary, ObjectId
@@ -32,6 +32,8 @@ CHUNK_BYTES = 255 * 1024
 ItemState = Literal["requested", "received", "accepted", "revision_requested"]
 # The items still waiting on the client.
 OUTSTANDING: frozenset[str] = frozenset({"requested", "revision_requested"})
+# Chunks this old without a files document are an upload's remains (a crash mid-upload): the sweep deletes them.
+ORPHAN_AGE = timedelta(hours=1)
 
 
 class ChunkWriter:
@@ -39,7 +41,8 @@ class ChunkWriter:
     ``CHUNK_BYTES``, then the ``<bucket>.files`` document), one chunk per insert, so the GridFS bucket reads,
     streams and deletes it. PyMongo's own upload stream (4.9+) buffers up to 16 MB of chunks for one bulk insert:
     a whole 10 MB upload in memory, twice over while it is encoded (measured: 174 MB traced for 20 uploads of
-    5 MB). Here one upload holds at most a chunk."""
+    5 MB). Here one upload holds at most a chunk. Each chunk also names its case (``case_id``, which GridFS readers
+    ignore), so an erasure finds the chunks of an upload that never got its files document."""
 
     def __init__(self, files: Any, chunks: Any, name: str, metadata: dict[str, Any]) -> None:
         self._files = files
@@ -63,7 +66,10 @@ class ChunkWriter:
             del self._buffer[:CHUNK_BYTES]
 
     async def _flush(self, data: bytes) -> None:
-        await self._chunks.insert_one({"files_id": self._id, "n": self._n, "data": Binary(data)})
+        await self._chunks.insert_one(
+            {"_id": ObjectId(), "files_id": self._id, "n": self._n, "data": Binary(data),
+             "case_id": self._metadata["case_id"]}
+        )  # fmt: skip
         self._n += 1
 
     async def close(self) -> None:
@@ -149,6 +155,7 @@ class CaseDocuments:
         self._items = client[db][DOCUMENTS]
         self._chunks = client[db][CHUNKS]
         self.bucket = AsyncGridFSBucket(client[db], bucket_name=BUCKET, chunk_size_bytes=CHUNK_BYTES)
+        self._swept_to: ObjectId | None = None  # where the last sweep of unfinished uploads' chunks ended
 
     async def ensure_indexes(self) -> None:
         await self._items.create_index([("case_id", ASCENDING)])
@@ -156,6 +163,7 @@ class CaseDocuments:
         await self._database[FILES].create_index([("metadata.case_id", ASCENDING)])
         # The index GridFS's own writer would make: a file's chunks in order.
         await self._chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
+        await self._chunks.create_index([("case_id", ASCENDING)], sparse=True)
 
     async def items_of(self, case_id: uuid.UUID) -> list[RequestedItem]:
         found = [_item(document) async for document in self._items.find({"case_id": str(case_id)})]
@@ -225,12 +233,25 @@ class CaseDocuments:
 
     async def received(self, case_id: uuid.UUID, key: str, stored: StoredFile) -> bool:
         """Add a kept file to its item, which is then received (awaiting staff); False if the item is no longer
-        waiting for one (staff accepted it meanwhile, or it was never asked for)."""
+        waiting for one (staff accepted it meanwhile, or it was never asked for) or its case was erased: an upload
+        that passed the portal's checks before an erasure and ends after it. Its file is then deleted here."""
         result = await self._items.update_one(
-            {"_id": _id(case_id, key), "state": {"$in": sorted(OUTSTANDING)}},
+            {"_id": _id(case_id, key), "state": {"$in": sorted(OUTSTANDING)}, "erased": {"$ne": True}},
             {"$set": {"state": "received", "reason": None}, "$push": {"files": stored.model_dump(mode="python")}},
         )
-        return result.matched_count == 1
+        erased = await self._erased(case_id, key)
+        if result.matched_count == 1 and not erased:
+            return True
+        if erased:  # erased meanwhile: nothing of the upload stays
+            await self.delete_file(_object_id(stored.file_id))
+            await self._items.update_one(
+                {"_id": _id(case_id, key), "files.file_id": stored.file_id}, {"$set": {"files.$.name": ERASED}}
+            )
+        return False
+
+    async def _erased(self, case_id: uuid.UUID, key: str) -> bool:
+        document = await self._items.find_one({"_id": _id(case_id, key)}, {"erased": 1})
+        return bool(document and document.get("erased"))
 
     def announcement(self, case: Case, key: str, stored: StoredFile) -> DocumentReceived | None:
         """document.received for a kept file; None for a case without an application in the ledger (an enquiry's
@@ -269,17 +290,49 @@ class CaseDocuments:
 
     async def erase_case(self, case_id: uuid.UUID) -> int:
         """Delete the case's files and chunks and the client's file names and notes; the hashes, sizes and types
-        stay (the ledger holds them too). Returns how many files were deleted."""
+        stay (the ledger holds them too). The items are marked erased first, so no upload still under way is
+        received after it (``received``); then the files, and the chunks of uploads never finished (a crash), go.
+        Returns how many files were deleted."""
+        await self._items.update_many({"case_id": str(case_id)}, {"$set": {"erased": True}})
         deleted = 0
         async for stored in self._database[FILES].find({"metadata.case_id": str(case_id)}, {"_id": 1}):
             await self.delete_file(stored["_id"])
             deleted += 1
+        await self._chunks.delete_many({"case_id": str(case_id)})
         async for document in self._items.find({"case_id": str(case_id)}):
             files = [{**stored, "name": ERASED} for stored in document.get("files", [])]
             await self._items.update_one(
                 {"_id": document["_id"]}, {"$set": {"files": files, "note": None, "reason": None, "erased": True}}
             )
         return deleted
+
+    async def sweep_orphan_chunks(self, now: datetime | None = None) -> int:
+        """Delete the chunks of uploads that never got their files document (a crash mid-upload) once their last
+        chunk is ``ORPHAN_AGE`` old; how many uploads' chunks went. Each sweep looks only at uploads begun since
+        the last one swept up to (an upload's files id holds when it began), so it does not read every chunk."""
+        cutoff = ObjectId.from_datetime((now or utc_now()) - ORPHAN_AGE)
+        begun: dict[str, Any] = {"$lt": cutoff}
+        if self._swept_to is not None:
+            begun["$gte"] = self._swept_to
+        still_written: list[ObjectId] = []
+        swept = 0
+        try:
+            async for first in self._chunks.find({"files_id": begun, "n": 0}, {"files_id": 1}):
+                file_id = first["files_id"]
+                if await self._database[FILES].find_one({"_id": file_id}, {"_id": 1}) is not None:
+                    continue
+                if await self._chunks.find_one({"files_id": file_id, "_id": {"$gte": cutoff}}, {"_id": 1}):
+                    still_written.append(file_id)  # a slow upload still writing: a later sweep looks again
+                    continue
+                await self._chunks.delete_many({"files_id": file_id})
+                swept += 1
+        except Exception as exc:  # a database outage: the next sweep tries again from where this one began
+            logger.warning("sweeping unfinished uploads' chunks failed (%r): the next sweep tries again", exc)
+            return swept
+        self._swept_to = min([cutoff, *still_written])
+        if swept:
+            logger.info("deleted the chunks of %d unfinished upload(s)", swept)
+        return swept
 
 
 def _object_id(file_id: str) -> ObjectId:
