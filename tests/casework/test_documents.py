@@ -41,6 +41,7 @@ from tests.support.documents import (
     pixel_bomb_png,
     png,
     portal_client,
+    portal_links_of,
     portal_token,
 )
 from tests.support.events import application_submitted
@@ -235,7 +236,9 @@ async def test_expired_or_tampered_sessions_and_wrong_csrf_store_nothing(
         valid = portal_token(settings, case.id)
         tampered = valid[:-3] + ("AAA" if not valid.endswith("AAA") else "BBB")
         other_case = portal_token(settings, uuid.uuid4())
-        for token, status in ((expired, 401), (tampered, 401), (other_case, 404)):
+        # The portal's refusals (casework.portal.pages): an expired link is gone, a tampered one unauthorised, a
+        # case not opened yet "being recorded"; nothing stored in any case.
+        for token, status in ((expired, 410), (tampered, 401), (other_case, 200)):
             client = portal_client(casework.app, settings, token)
             async with client.http:
                 answer = await client.upload("application_letter", pdf())
@@ -285,6 +288,68 @@ async def test_staff_accept_or_ask_for_a_revision_the_client_reads(casework_sett
         assert unknown.status_code == 422
         actions = [entry.action async for entry in casework.access.audit.all(AuditQuery())]
         assert {"request_documents", "accept_document", "ask_document_revision"} <= set(actions)
+
+
+async def test_the_status_page_sums_up_the_checklist_in_the_clients_language(
+    casework_settings: CaseworkSettings,
+) -> None:
+    reason = "印章不清晰，请重新扫描 <b>全部</b> 页\r\nSeal unclear"
+    async with running_casework(casework_settings) as casework, casework.signed_in(Role.OPERATOR) as operator:
+        case = await casework.open_application()
+        token = portal_links_of(casework.settings).issue(case.id, 0, "zh-CN", utc_now())  # a zh-CN link
+        client = portal_client(casework.app, casework.settings, token)
+        async with client.http:
+            nothing = await client.http.get("/portal")
+            assert nothing.status_code == 200, nothing.text
+            assert 'id="checklist-summary"' not in nothing.text
+            items = ("certificate_of_incorporation", "contact_id", "application_letter")
+            await requested(casework, operator, case, *items)
+            for item in ("certificate_of_incorporation", "contact_id"):
+                assert (await client.upload(item, pdf())).status_code == 201
+            url = f"/console/cases/{case.id}/documents"
+            assert (await operator.post(f"{url}/certificate_of_incorporation/accept")).status_code == 303
+            assert (await operator.post(f"{url}/contact_id/revision", {"reason": reason})).status_code == 303
+            page = await client.http.get("/portal")
+            assert page.status_code == 200
+            assert '<html lang="zh-CN">' in page.text
+            assert page.headers["cache-control"] == "no-store"
+            summary = page.text[page.text.index('id="checklist-summary"') : page.text.index('id="documents-link"')]
+            states = {
+                "certificate_of_incorporation": "已通过",
+                "contact_id": "请重新上传",
+                "application_letter": "请上传",
+            }
+            for key, label in (
+                ("certificate_of_incorporation", "公司注册证书或营业执照"),
+                ("contact_id", "联系人身份证或护照"),
+                ("application_letter", "申请公函（腾讯模板），签字并盖章"),
+            ):
+                start = summary.index(f'data-item="{key}"')
+                entry = summary[start : summary.index("</li>", start)]
+                assert label in entry, entry
+                assert states[key] in entry, entry
+            assert "原因：" in summary
+            assert "印章不清晰，请重新扫描 &lt;b&gt;全部&lt;/b&gt; 页" in summary  # the staff's reason, escaped
+            assert summary.count('class="revision-reason"') == 1
+            # The client switches to English: the same summary in English.
+            english = await client.http.get("/portal?lang=en")
+            assert "Contact person&#39;s ID card or passport" in english.text
+            assert "Please upload it again" in english.text
+            assert "Accepted" in english.text
+            # The documents page and a refused upload are portal pages too: its language switch, headers, base.
+            documents = await client.http.get("/portal/documents?lang=zh-CN")
+            assert '<html lang="zh-CN">' in documents.text
+            assert "/portal/static/portal.css" in documents.text
+            assert documents.headers["x-frame-options"] == "DENY"
+            body, headers = multipart(HTML, "x.pdf", csrf=client.csrf)
+            address = "/portal/documents/application_letter?lang=zh-CN"
+            refused = await client.http.post(address, content=body, headers=headers)
+            assert refused.status_code == 415, refused.text
+            assert refused.headers["cache-control"] == "no-store"
+            assert '<html lang="zh-CN">' in refused.text
+            assert 'data-field="file"' in refused.text
+            assert "该文件不是 PDF、JPEG 或 PNG 文件" in refused.text
+            assert 'href="/portal/documents?lang=en"' in refused.text  # the switch leads back to the checklist
 
 
 async def test_downloads_are_audited_and_sensitive_ones_kept_to_owner_and_admins(

@@ -2,10 +2,10 @@
 upload form per outstanding item; the upload itself, streamed (``casework.documents.uploads``).
 
 A refused upload answers its status with the reason in the client's language and the field at fault (JSON for a
-client that asks for it), and stores nothing."""
+client that asks for it), and stores nothing. The pages are the portal's (``casework.portal.pages.render``): its
+language, headers and base template."""
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -14,10 +14,10 @@ from casework.documents.handling import DocumentHandling
 from casework.documents.inspection import DocumentLimits, RefusedDocument
 from casework.documents.store import CaseDocuments, FileAbout
 from casework.documents.uploads import CsrfRefused, receive_upload
-from casework.i18n import ConsoleLocale, translate
+from casework.i18n import translate
+from casework.portal.pages import HEADERS, portal_locale, render
 from casework.portal.session import PortalClient, PortalRefusal, portal_links
 from casework.settings import CaseworkSettings
-from casework.web import templates
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["portal"])
@@ -47,18 +47,6 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-def portal_page(
-    request: Request, template: str, locale: ConsoleLocale, context: dict[str, Any], status_code: int = 200
-) -> Response:
-    def t(key: str, **values: object) -> str:
-        return translate(key, locale, **values)
-
-    page = {"locale": locale, "t": t, **context}
-    response = templates.TemplateResponse(request, template, page, status_code=status_code)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 @router.get(DOCUMENTS_PATH)
 async def documents_page(request: Request, visitor: PortalClient) -> Response:
     items = await _documents(request).items_of(visitor.case.id)
@@ -70,7 +58,7 @@ async def documents_page(request: Request, visitor: PortalClient) -> Response:
         "max_megabytes": round(settings.document_max_bytes / 1_048_576, 1),
         "uploaded": request.query_params.get("uploaded", "")[:64],
     }
-    return portal_page(request, "portal_documents.html", visitor.claim.locale, context)
+    return render(request, "portal_documents.html", context, link_locale=visitor.claim.locale)
 
 
 @router.post(DOCUMENTS_PATH + "/{item}")
@@ -111,29 +99,18 @@ async def upload(request: Request, item: str, visitor: PortalClient) -> Response
     return RedirectResponse(f"{DOCUMENTS_PATH}?uploaded={requested.key}", 303)
 
 
-def _refused(request: Request, locale: ConsoleLocale, refused: RefusedDocument) -> Response:
-    message = translate(f"portal_documents.refused.{refused.reason}", locale)
+def _refused(request: Request, link_locale: str, refused: RefusedDocument) -> Response:
+    """The refusal in the client's language (as every portal page chooses it), naming the field at fault."""
+    message = translate(f"portal_documents.refused.{refused.reason}", portal_locale(request, link_locale))
     if _wants_json(request):
         body = {"detail": refused.detail, "reason": refused.reason, "field": "file", "message": message}
-        return JSONResponse(body, refused.status)
-    context = {"message": message, "detail": refused.detail, "back": DOCUMENTS_PATH}
-    return portal_page(request, "portal_documents_refused.html", locale, context, refused.status)
-
-
-async def _portal_refusal(request: Request, exc: Exception) -> Response:
-    """A portal request without a valid session (or a form without its CSRF token): nothing happens."""
-    assert isinstance(exc, PortalRefusal)
-    locale: ConsoleLocale = "zh-CN" if "zh" in request.headers.get("accept-language", "")[:2] else "en"
-    message = translate(f"portal_documents.session.{exc.reason}", locale)
-    if _wants_json(request):
-        return JSONResponse({"detail": exc.reason, "message": message}, exc.status)
-    context = {"message": message, "detail": exc.reason, "back": None}
-    return portal_page(request, "portal_documents_refused.html", locale, context, exc.status)
+        return JSONResponse(body, refused.status, headers=HEADERS)
+    # The language switch leads back to the checklist (the upload's address answers POST only).
+    context = {"message": message, "detail": refused.detail, "field": "file", "back": DOCUMENTS_PATH,
+               "switch_path": DOCUMENTS_PATH}  # fmt: skip
+    return render(request, "portal_documents_refused.html", context, refused.status, link_locale)
 
 
 def install(app: FastAPI) -> None:
-    """The documents' portal routes, and the refusal page of a portal request without a session (unless the
-    portal's own pages installed theirs)."""
+    """The documents' portal routes (a request without a session is refused by ``casework.portal.pages``)."""
     app.include_router(router)
-    if PortalRefusal not in app.exception_handlers:
-        app.add_exception_handler(PortalRefusal, _portal_refusal)

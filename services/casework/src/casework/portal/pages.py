@@ -16,6 +16,7 @@ from agency_shared.events import utc_now
 from casework.access import client_address
 from casework.agreements_client import AgreementsClient, AgreementsRefused, AgreementsUnavailable
 from casework.cases import Case
+from casework.documents.store import CaseDocuments
 from casework.i18n import LANGUAGE_NAMES, LOCALES, ConsoleLocale, chosen_locale, translate
 from casework.portal.link_requests import FormTokens, InvalidEmail, LinkRequests, checked_email
 from casework.portal.reacceptance import AgreementMoved, NotRecorded, reaccept, reacceptance_of
@@ -53,6 +54,11 @@ def _cases(request: Request) -> MongoCases:
 def _agreements(request: Request) -> AgreementsClient:
     agreements: AgreementsClient = request.app.state.agreements
     return agreements
+
+
+def _documents(request: Request) -> CaseDocuments:
+    documents: CaseDocuments = request.app.state.adapters.documents
+    return documents
 
 
 def _link_requests(request: Request) -> LinkRequests:
@@ -168,6 +174,8 @@ async def status_page(request: Request, visitor: PortalClient) -> Response:
     status, needed = status_words(case, locale, _settings(request).verification_fee)
     agreement = await reacceptance_of(case, _agreements(request), _cases(request))
     context = {
+        # The documents page's checklist, summarised (each item's label, state and the revision's reason).
+        "checklist": await _documents(request).items_of(case.id),
         "case": case,
         "status_text": status,
         "next_text": needed,
