@@ -36,12 +36,10 @@ test: $(BIN)/.installed system-deps broker lint pytest
 check: $(BIN)/.installed lint
 	$(BIN)/pytest -m unit tests/unit
 
-# The tests use the machine's RabbitMQ; start it if it is installed but down.
+# The tests use the machine's RabbitMQ: start it if it is installed but down, restart it if it stopped
+# answering, enable its management API (see scripts/run_local.py).
 broker: $(BIN)/.installed
 	$(BIN)/python scripts/run_local.py --check-broker
-	@# The tests make and delete a vhost each through the management API (milliseconds; each
-	@# rabbitmqctl call boots an Erlang VM). Without the plugin they fall back to rabbitmqctl.
-	-@command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins -q enable rabbitmq_management >/dev/null
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -45,26 +45,68 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.2)
 
 
+AMQP_PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+BROKER_TOOL_SECONDS = 120  # a rabbitmqctl / rabbitmq-plugins call against a node in a bad state can wait for ever
+
+
+def amqp_answers(host: str, port: int, timeout: float = 10.0) -> bool:
+    """Whether the broker begins the AMQP handshake: an open port alone can be a broker that has stopped answering."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(AMQP_PROTOCOL_HEADER)
+            frame = b""
+            while len(frame) < 7:  # the frame header of connection.start: type 1 (method), channel 0, size
+                if not (chunk := sock.recv(7 - len(frame))):
+                    return False
+                frame += chunk
+            return frame[0] == 1 and frame[1:3] == b"\x00\x00"
+    except OSError:
+        return False
+
+
+def broker_tool(*command: str) -> int:
+    """Run rabbitmqctl / rabbitmq-plugins, bounded in time; its exit code (124 when it timed out)."""
+    try:
+        return subprocess.run(command, check=False, capture_output=True, timeout=BROKER_TOOL_SECONDS).returncode
+    except subprocess.TimeoutExpired:
+        log(f"`{' '.join(command)}` did not finish in {BROKER_TOOL_SECONDS}s")
+        return 124
+
+
 def ensure_rabbitmq(amqp_url: str) -> None:
+    """A broker that answers AMQP at ``amqp_url``; a local one that is down, stopped or wedged is (re)started."""
     parts = urlsplit(amqp_url)
     host, port = parts.hostname or "localhost", parts.port or 5672
-    if port_open(host, port):
+    if amqp_answers(host, port):
         return
     what_to_do = (
         "Install it (Debian: apt-get install rabbitmq-server, then rabbitmq-server -detached), "
         "point AMQP_URL at a running broker, or run `docker compose up`."
     )
-    if host in ("localhost", "127.0.0.1") and shutil.which("rabbitmq-server"):
+    if host not in ("localhost", "127.0.0.1") or not shutil.which("rabbitmq-server"):
+        sys.exit(f"RabbitMQ is not reachable at {host}:{port}. {what_to_do}")
+    try:
+        if port_open(host, port):
+            # It accepts connections and says nothing (seen after a run was killed mid-restart): stop it first.
+            log(f"RabbitMQ at {host}:{port} accepts connections but does not answer AMQP; restarting it")
+            broker_tool("rabbitmqctl", "-q", "stop")
+            try:
+                wait_until(lambda: not port_open(host, port), 30, "RabbitMQ's stop")
+            except TimeoutError:
+                sys.exit(f"RabbitMQ at {host}:{port} does not answer AMQP and did not stop; restart it by hand.")
+        elif broker_tool("rabbitmqctl", "-q", "start_app") == 0:
+            # The node was running with its application stopped (`rabbitmqctl stop_app`, a fault test cut short).
+            log("RabbitMQ's node was running with the broker stopped; started it with `rabbitmqctl start_app`")
+            wait_until(lambda: amqp_answers(host, port), 90, "RabbitMQ")
+            return
         log("RabbitMQ is not running; starting it with `rabbitmq-server -detached`")
         started = subprocess.run(["rabbitmq-server", "-detached"], check=False)
-        try:
-            if started.returncode != 0:
-                raise TimeoutError(f"`rabbitmq-server -detached` failed with exit code {started.returncode}")
-            wait_until(lambda: port_open(host, port), 90, "RabbitMQ")
-        except TimeoutError as problem:
-            sys.exit(f"RabbitMQ could not be started at {host}:{port} ({problem}). {what_to_do}")
-        return
-    sys.exit(f"RabbitMQ is not reachable at {host}:{port}. {what_to_do}")
+        if started.returncode != 0:
+            raise TimeoutError(f"`rabbitmq-server -detached` failed with exit code {started.returncode}")
+        wait_until(lambda: amqp_answers(host, port), 90, "RabbitMQ")
+    except TimeoutError as problem:
+        sys.exit(f"RabbitMQ could not be started at {host}:{port} ({problem}). {what_to_do}")
 
 
 def local_management_api(amqp_url: str) -> str | None:
@@ -74,7 +116,7 @@ def local_management_api(amqp_url: str) -> str | None:
         return None
     if not port_open(host, 15672) and shutil.which("rabbitmq-plugins"):
         log("enabling RabbitMQ's management plugin (the queues' policies are set through it)")
-        subprocess.run(["rabbitmq-plugins", "-q", "enable", "rabbitmq_management"], check=False, capture_output=True)
+        broker_tool("rabbitmq-plugins", "-q", "enable", "rabbitmq_management")
     try:
         wait_until(lambda: port_open(host, 15672), 30, "RabbitMQ's management API")
     except TimeoutError:
@@ -94,7 +136,11 @@ def ready(url: str) -> bool:
 def main() -> int:
     env = dict(os.environ)
     if sys.argv[1:] == ["--check-broker"]:
-        ensure_rabbitmq(env.get("AMQP_URL", "amqp://guest:guest@localhost:5672/"))
+        amqp_url = env.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+        ensure_rabbitmq(amqp_url)
+        # The tests make and delete a vhost each through the management API (milliseconds; each rabbitmqctl call
+        # boots an Erlang VM); without it they fall back to rabbitmqctl.
+        local_management_api(amqp_url)
         return 0
     var = Path(env.get("VAR_DIR", ROOT / "var"))
     # Development rules: the local defaults and placeholders below are accepted (the default is production).

@@ -22,7 +22,15 @@ from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
 from tests.support.casework import AGREEMENTS_TOKEN
 from tests.support.data import STAFF
-from tests.support.servers import Inbox, free_port, management_url, rabbitmq_vhost, secantus_server, smtp_server
+from tests.support.servers import (
+    Inbox,
+    free_port,
+    management_url,
+    rabbitmq_vhost,
+    remove_abandoned_vhosts,
+    secantus_server,
+    smtp_server,
+)
 
 TESTS = Path(__file__).parent
 FOLDER_SUITES = ("unit", "e2e", "faults")
@@ -38,6 +46,14 @@ def suite_of(path: Path) -> str:
     except ValueError:
         return "integration"
     return folder if folder in FOLDER_SUITES else "integration"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Once per run (not in each xdist worker): the vhosts a killed run left behind are deleted."""
+    if hasattr(session.config, "workerinput") or session.config.option.markexpr == "unit":
+        return
+    if removed := remove_abandoned_vhosts():
+        logging.getLogger("tests").warning("deleted %d test vhosts left by killed runs", len(removed))
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker

@@ -15,7 +15,7 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from tests.support.data import application
-from tests.support.servers import Inbox, free_port
+from tests.support.servers import Inbox, free_port, port_open
 from tests.support.verification import is_verification, link_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,6 +158,9 @@ async def test_the_runner_says_what_to_do_when_rabbitmq_is_unreachable(tmp_path:
     failing.parent.mkdir()
     failing.write_text("#!/bin/sh\necho 'ERROR: node with name rabbit already running' >&2\nexit 69\n")
     failing.chmod(0o755)
+    no_node = tmp_path / "bin" / "rabbitmqctl"  # no node runs there, so `start_app` cannot help
+    no_node.write_text("#!/bin/sh\necho 'Error: unable to perform an operation on node' >&2\nexit 69\n")
+    no_node.chmod(0o755)
     env = {
         **os.environ,
         "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/",
@@ -175,3 +178,63 @@ async def test_the_runner_says_what_to_do_when_rabbitmq_is_unreachable(tmp_path:
     for err in (remote_err.decode(), local_err.decode()):
         assert "apt-get install rabbitmq-server" in err
         assert "docker compose up" in err
+
+
+# A broker that accepts connections and never answers, as RabbitMQ did after a run was killed while restarting it.
+WEDGED_BROKER = """
+import socket, sys, time
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+held = []
+while True:
+    held.append(server.accept()[0])
+"""
+# What a started RabbitMQ does first: answer the AMQP protocol header with a connection.start method frame.
+ANSWERING_BROKER = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    connection = server.accept()[0]
+    if connection.recv(8) == b"AMQP\\x00\\x00\\x09\\x01":
+        connection.sendall(bytes([1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 10, 0xCE]))
+    connection.close()
+"""
+
+
+async def test_the_runner_restarts_a_local_rabbitmq_that_accepts_connections_but_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    wedged = await asyncio.create_subprocess_exec(sys.executable, "-c", WEDGED_BROKER, str(port))
+    answering_pid = tmp_path / "answering.pid"
+    calls = tmp_path / "calls"
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    # rabbitmqctl stops the wedged node as the real one would; rabbitmq-server starts one that answers.
+    (tools / "rabbitmqctl").write_text(
+        f'#!/bin/sh\necho "rabbitmqctl $*" >> {calls}\n[ "$2" = stop ] && kill {wedged.pid}\nexit 0\n'
+    )
+    (tools / "rabbitmq-server").write_text(
+        f'#!/bin/sh\necho "rabbitmq-server $*" >> {calls}\n'
+        f"{sys.executable} -c '{ANSWERING_BROKER}' {port} >/dev/null 2>&1 &\necho $! > {answering_pid}\n"
+    )
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/", "PATH": f"{tools}:{os.environ['PATH']}"}
+    try:
+        async with asyncio.timeout(60):
+            while not port_open("127.0.0.1", port):  # noqa: ASYNC110 - a child process's port
+                await asyncio.sleep(0.05)
+            runner = await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "scripts" / "run_local.py"), "--check-broker",
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            out, _ = await runner.communicate()
+    finally:
+        if wedged.returncode is None:
+            wedged.kill()
+        await wedged.wait()
+        if answering_pid.exists():
+            os.kill(int(answering_pid.read_text()), signal.SIGKILL)
+    assert runner.returncode == 0, out.decode()
+    assert "accepts connections but does not answer AMQP; restarting it" in out.decode()
+    assert calls.read_text().splitlines() == ["rabbitmqctl -q stop", "rabbitmq-server -detached"]

@@ -35,6 +35,12 @@ def free_port() -> int:
         return port
 
 
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
 def rabbitmqctl(*args: str) -> str:
     """Run ``rabbitmqctl -q args`` and return what it printed."""
     return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=60).stdout
@@ -142,10 +148,47 @@ def apply_queue_policies(
             )  # fmt: skip
 
 
+# test-<pid of the test process>-<random>: a run that was killed leaves its vhosts (each with its quorum queues,
+# a load on the broker); the next run deletes those whose process is gone.
+ABANDONED_VHOST = re.compile(r"test-(?:(?P<pid>\d+)-)?[0-9a-f]{12}")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned_vhosts() -> list[str]:
+    """Delete the test vhosts of test processes that are gone (killed runs); the names deleted."""
+    if RABBITMQ_HOST not in ("localhost", "127.0.0.1"):
+        return []  # another machine's processes cannot be told apart from the dead
+    listing = management_get("/vhosts")
+    if listing is not None:
+        names = [vhost["name"] for vhost in listing]
+    else:
+        try:
+            names = rabbitmqctl("list_vhosts", "--no-table-headers", "name").split()
+        except (subprocess.SubprocessError, OSError):
+            return []
+    abandoned = []
+    for name in names:
+        if (match := ABANDONED_VHOST.fullmatch(name)) and not (match["pid"] and process_alive(int(match["pid"]))):
+            abandoned.append(name)
+    for name in abandoned:
+        if not management_api("DELETE", f"/vhosts/{quote(name, safe='')}"):
+            rabbitmqctl("delete_vhost", name)
+    return abandoned
+
+
 @contextlib.contextmanager
 def rabbitmq_vhost() -> Iterator[str]:
     """A fresh vhost on the local RabbitMQ, so every test sees an empty topology; deleted afterwards."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
+    name = f"test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     if management_api("PUT", f"/vhosts/{name}", {}):
         try:
             management_api("PUT", f"/permissions/{name}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
