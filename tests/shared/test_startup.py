@@ -33,6 +33,7 @@ REAL_MAIL: dict[str, Any] = {
     "staff_emails": ["ops@agency.com"],
     "intake_base_url": "https://apply.agency.com",
     "email_verification_secret": "Vf-5ecret-0f-m0re-than-32-characters",
+    "portal_link_secret": "P0rtal-l1nk-5ecret-0f-m0re-than-32-chars",
     "ledger_anchor_emails": ["ledger-archive@agency.com"],
 }
 SETTINGS_VARIABLES = {
@@ -69,6 +70,7 @@ def test_production_refuses_every_development_default_and_missing_secret() -> No
     assert variables(AgreementsSettings()) == ["AMQP_URL", "MONGODB_URL", "STAFF_API_TOKEN", "LEDGER_SIGNING_KEY"]
     assert variables(NotificationsSettings()) == [
         "AMQP_URL",
+        "PORTAL_LINK_SECRET",
         "EMAIL_VERIFICATION_SECRET",
         "MONGODB_URL",
         "SMTP_HOST",
@@ -196,13 +198,15 @@ def test_complete_production_settings_start_and_are_logged_masked(caplog: pytest
     [record] = caplog.records
     line = record.getMessage()
     assert "\n" not in line
-    for secret in ("Br0ker-Pa55", "Db-Pa55", "Smtp-Pa55", "pem", REAL_MAIL["email_verification_secret"]):
+    for secret in ("Br0ker-Pa55", "Db-Pa55", "Smtp-Pa55", "pem", REAL_MAIL["email_verification_secret"],
+                   REAL_MAIL["portal_link_secret"]):  # fmt: skip
         assert secret not in line
     shown = json.loads(line.split(" configuration ", 1)[1])
     assert shown["AMQP_URL"] == "amqp://agency:***@rabbitmq.internal:5672/"
     assert shown["MONGODB_URL"].startswith("mongodb://ledger:***@mongo-1.internal")
     assert shown["SMTP_PASSWORD"] == MASK
     assert shown["EMAIL_VERIFICATION_SECRET"] == MASK
+    assert shown["PORTAL_LINK_SECRET"] == MASK
     assert shown["SMTP_USERNAME"] == "mailer"
     assert shown["STAFF_EMAILS"] == ["ops@agency.com"]
     assert shown["ENVIRONMENT"] == "production"
