@@ -124,6 +124,28 @@ async def test_an_email_without_a_subject_is_nobodys(cases: MongoCases) -> None:
     assert (await cases.find(CaseQuery())).total == 0
 
 
+async def test_a_status_change_names_the_clients_link_generation_of_the_moment(
+    cases: MongoCases, handling: CaseHandling, announcements: Announcements
+) -> None:
+    event = agreement_recorded_event()
+    await open_application_case(event, cases, DEFAULT_TIME_LIMITS)
+    case_id = case_id_for(event.data.application_id)
+    await handling.change_status(case_id, ActionRequest("request_documents", "checklist sent"), ANNA)
+    revoked = HistoryEntry(key="portal_revoked:1", kind="portal_revoked", at=NOW, staff=ANNA.email)
+    assert await cases.revoke_portal_links(await handling.case(case_id), revoked)
+    await handling.change_status(case_id, ActionRequest("documents_received", "all in"), ANNA)
+    # Once the applicant is erased the news names no client, so no link either.
+    erased = ApplicantErasedData(application_id=event.data.application_id, event_ids=(), erased_at=NOW)
+    await forget_applicant(ApplicantErased(event_id=uuid.uuid4(), correlation_id="c-erase", data=erased), cases)
+    await handling.change_status(case_id, ActionRequest("request_revision", "seal illegible"), ANNA)
+    news = [e.data for e in announcements.events if isinstance(e, CaseStatusChanged)]
+    assert [(d.current, d.client is not None, d.portal_generation) for d in news] == [
+        ("awaiting_documents", True, 0),
+        ("documents_in_review", True, 1),
+        ("documents_need_revision", False, None),
+    ]
+
+
 async def test_a_status_change_is_recorded_and_announced(
     cases: MongoCases, handling: CaseHandling, announcements: Announcements
 ) -> None:

@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 import casework.main
 import notifications.main
 from agency_shared.events import utc_now
-from casework.cases import Case
+from casework.cases import Case, HistoryEntry
 from casework.main import Adapters
 from casework.reminders import ReminderKind, anchor_of, owed_reminders
 from casework.reminding import ReminderScheduler, TickReport
@@ -27,6 +27,8 @@ from notifications.settings import NotificationsSettings
 from tests.support.apps import serving
 from tests.support.broker import wait_settled
 from tests.support.casework import Casework, eventually
+from tests.support.documents import portal_links_of
+from tests.support.portal import portal_browser, portal_links_in, token_of
 from tests.support.servers import Inbox
 from tests.support.settings import settings_with
 
@@ -168,6 +170,9 @@ async def test_a_case_waiting_8_days_for_documents_gets_the_day_3_and_day_7_chas
     replicas = Replicas([system.scheduler(clock), system.scheduler(clock)])
     async with replicas.running():
         await system.inbox.wait_for(lambda _: len(reminders_to(system.inbox, client)) >= 1)
+        # Staff revoke the client's links between the two chasers: the day-7 one carries a link that works.
+        revoked = HistoryEntry(key="portal_revoked:1", kind="portal_revoked", at=utc_now(), staff=OWNER)
+        assert await system.casework.cases.revoke_portal_links(await system.casework.case(case.id), revoked)
         clock.at = since + timedelta(days=8)
         await system.inbox.wait_for(lambda _: len(reminders_to(system.inbox, client)) >= 2)
         await replicas.ticked(3)
@@ -181,6 +186,7 @@ async def test_a_case_waiting_8_days_for_documents_gets_the_day_3_and_day_7_chas
         assert message["Content-Language"] == "zh-CN"
         assert "提醒" in str(message["Subject"])
     assert chasers[0][0]["Message-ID"] != chasers[1][0]["Message-ID"]
+    await _each_chaser_links_the_case_of_its_generation(system, case, [message for message, _ in chasers])
     expected = {f"{case.id}:documents_chaser:{anchor_of(since)}:{day}" for day in (3, 7)}
     assert sorted(replicas.claimed) == sorted(expected)  # each claimed by exactly one of the two
     claims = await system.claims(case)
@@ -188,6 +194,24 @@ async def test_a_case_waiting_8_days_for_documents_gets_the_day_3_and_day_7_chas
     assert all("pending" not in claim and "event" not in claim for claim in claims)  # confirmed; no client data kept
     # notifications announced each email; casework put them on the case's timeline.
     await eventually(lambda: _emails_on_timeline(system, case, 2))
+
+
+async def _each_chaser_links_the_case_of_its_generation(
+    system: System, case: Case, chasers: list[EmailMessage]
+) -> None:
+    """The client's link in each chaser (plain text and HTML alike) names the case and the link generation of when it
+    was sent: the day-3 one the revoked generation, which the portal refuses; the day-7 one the new, which it opens."""
+    settings = system.casework.settings
+    links = []
+    for generation, message in enumerate(chasers):
+        [link], [href] = portal_links_in(message, settings.portal_url)
+        assert href == link
+        claim = portal_links_of(settings).check(token_of(link), utc_now())
+        assert (claim.case_id, claim.generation, claim.locale) == (case.id, generation, "zh-CN")
+        links.append(link.removeprefix(settings.portal_url.rstrip("/")))
+    async with portal_browser(system.casework.app) as browser:
+        assert (await browser.open(links[0])).status_code == 410
+        assert (await browser.open(links[1])).status_code == 303
 
 
 async def _emails_on_timeline(system: System, case: Case, count: int) -> bool:

@@ -3,13 +3,14 @@ from the bytes the server received."""
 
 import json
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from agency_chassis.portal_links import PortalLinks
 from agency_shared.events import ApplicantErased, ApplicantErasedData, CaseClient, Event, NotificationSettled
 from agency_shared.topology import CASEWORK_NOTIFICATION_SETTLED
 from notifications.main import create_app
@@ -18,6 +19,7 @@ from tests.support import broker
 from tests.support.apps import serving
 from tests.support.data import STAFF
 from tests.support.events import HOSTILE_REASON, case_status_changed
+from tests.support.portal import portal_links_in, token_of
 from tests.support.servers import Inbox
 
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -46,7 +48,9 @@ async def test_the_client_is_told_in_their_language_with_the_deadline_and_never_
         "zh-CN",
         tencent_deadline=date(2026, 12, 31),
         client=CaseClient(name="李伟", email=CLIENT),
+        portal_generation=2,
     )
+    # From a casework before the links: no generation, so no link.
     english = case_status_changed("rejected", "en", rejection_reason="naming_rules", account_name="Maple Tea")
     quiet = case_status_changed("qualified", application_id=None, enquiry_id=uuid.uuid4())  # an enquiry's status
     async with serving(create_app(notifications_settings)):
@@ -69,6 +73,16 @@ async def test_the_client_is_told_in_their_language_with_the_deadline_and_never_
         assert "截止日期为 2026年12月31日" in body
         assert "Maple Tea 枫叶茶" in body
         assert str(chinese.data.application_id) in body
+    # The client's link, in both parts: it opens their case, of the generation casework named, in their language.
+    [link], [href] = portal_links_in(message, notifications_settings.portal_url)
+    assert href == link
+    links = PortalLinks(
+        notifications_settings.portal_link_secret.get_secret_value(),
+        timedelta(days=notifications_settings.portal_link_days),
+    )
+    claim = links.check(token_of(link), datetime.now(UTC))
+    assert (claim.case_id, claim.generation, claim.locale) == (chinese.data.case_id, 2, "zh-CN")
+    assert "上传材料并查看申请进度" in text
 
     [en_raw] = [raw for raw, m in zip(inbox.raw, inbox.messages, strict=True) if m["Subject"].startswith("Update")]
     message, text, html = received(en_raw)
@@ -76,6 +90,8 @@ async def test_the_client_is_told_in_their_language_with_the_deadline_and_never_
     assert "Tencent did not approve the application: the account name breaks Tencent's naming rules." in text
     assert "Tencent&#39;s naming rules" in html or "Tencent's naming rules" in html
     assert "Maple Tea" in text
+    assert portal_links_in(message, notifications_settings.portal_url) == ([], [])
+    assert "/portal/open" not in text + html
 
     for raw in inbox.raw:
         wire = raw.decode("utf-8", "replace")

@@ -9,8 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import uvicorn
@@ -118,3 +121,33 @@ def csrf_token_in(page: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert found, "no csrf_token on the page"
     return found.group(1)
+
+
+class _Anchors(HTMLParser):
+    """The targets of an HTML page's links, unescaped as a mail reader reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs += [value for name, value in attrs if name == "href" and value is not None]
+
+
+def portal_links_in(message: EmailMessage, portal_url: str) -> tuple[list[str], list[str]]:
+    """The portal links of a received email: those in its plain text, and the targets of its HTML's anchors that are
+    portal links (an href escaped wrongly is not one)."""
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None
+    assert html is not None
+    link = re.compile(re.escape(portal_url.rstrip("/")) + r"/portal/open\?t=[A-Za-z0-9._\-]+")
+    anchors = _Anchors()
+    anchors.feed(html.get_content())
+    return link.findall(plain.get_content()), [href for href in anchors.hrefs if link.fullmatch(href)]
+
+
+def token_of(link: str) -> str:
+    """The signed token of a portal link."""
+    [token] = parse_qs(urlsplit(link).query)["t"]
+    return token

@@ -1,8 +1,9 @@
 """Client-portal links: a signed token naming a case, the link's generation and the language, with an expiry.
 
-Notifications puts one in the applicant's confirmation email; casework signs the ones a client asks for again;
-casework checks them when the client opens the portal. Both hold the same secret (``PORTAL_LINK_SECRET``) and the
-token carries everything needed to check it, so any replica can issue or check any link.
+Notifications puts one in the applicant's confirmation email, the case's news and the client's reminders; casework
+signs the ones a client asks for again; casework checks them when the client opens the portal. Both hold the same
+secret (``PORTAL_LINK_SECRET``) and the token carries everything needed to check it, so any replica can issue or
+check any link.
 
 A link is revocable: the case keeps the generation of its links (0 until staff revoke them), and casework refuses
 a token whose generation is not the case's current one. Signed (HMAC-SHA256 by itsdangerous), not encrypted: the

@@ -258,6 +258,9 @@ class CaseStatusChangedData(Model):
     fee: str | None = None  # e.g. "USD 99", from casework's settings when the fee is asked for
     # The verification's expiry, for renewal news (None: not verified yet, or a producer that does not say).
     expires_at: date | None = None
+    # The case's current portal-link generation, for the client's personal link in the email: set when the event
+    # names a client (None: no client, or a producer from before links were put in the case's news).
+    portal_generation: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _one_subject(self) -> "CaseStatusChangedData":
@@ -301,6 +304,9 @@ class CaseReminderDueData(Model):
     time_limit: AwareDatetime | None = None  # the status's time limit that passed (overdue)
     fee: str | None = None
     console_link: str | None = None  # the case in the console (owner's reminders)
+    # The case's current portal-link generation, for the client's personal link in a client's reminder (None: an
+    # owner's reminder, which never carries the client's link, or a producer from before links were put in them).
+    portal_generation: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> "CaseReminderDueData":
@@ -308,6 +314,8 @@ class CaseReminderDueData(Model):
             raise ValueError("exactly one of application_id and enquiry_id")
         if self.recipient == "owner" and self.client is not None:
             raise ValueError("an owner's reminder carries no client")
+        if self.recipient == "owner" and self.portal_generation is not None:
+            raise ValueError("an owner's reminder carries no portal link")
         if self.recipient == "client" and self.owner_email is not None:
             raise ValueError("a client's reminder carries no owner address")
         return self

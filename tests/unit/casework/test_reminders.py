@@ -8,6 +8,7 @@ import pytest
 
 from casework.cases import Case
 from casework.reminders import Reminder, ReminderKind, ReminderSchedule, owed_reminders, renewal_due
+from casework.reminding import ReminderScheduler
 from casework.workflow import CHINA_TIME, ApplicationStatus, CaseKind, EnquiryStatus
 
 A = ApplicationStatus
@@ -189,3 +190,31 @@ def test_keys_of_different_cases_differ() -> None:
     one = Reminder(CASE_ID, ReminderKind.DOCUMENTS_CHASER, START.isoformat(), 3, START)
     other = Reminder(uuid.uuid4(), ReminderKind.DOCUMENTS_CHASER, START.isoformat(), 3, START)
     assert one.key != other.key
+
+
+def scheduler() -> ReminderScheduler:
+    unused: Any = None  # a client's reminder, and an owner's of a case nobody owns, read no port
+    return ReminderScheduler(unused, unused, unused, unused, unused, SCHEDULE, "https://console.agency.example",
+                             "USD 99", 60.0)  # fmt: skip
+
+
+async def test_a_client_reminder_names_the_cases_link_generation_of_the_moment_so_a_revocation_moves_it_on() -> None:
+    subject = case(A.AWAITING_DOCUMENTS)
+    [day_3] = owed_reminders(subject, START + timedelta(days=3), SCHEDULE)
+    [day_7] = owed_reminders(subject, START + timedelta(days=7), SCHEDULE)
+    before = await scheduler().announcement(day_3, subject)
+    # Staff revoked the links between the two chasers: the case's generation moved on.
+    after = await scheduler().announcement(day_7, subject.model_copy(update={"portal_generation": 1}))
+    assert before is not None
+    assert after is not None
+    assert (before.data.recipient, before.data.portal_generation) == ("client", 0)
+    assert (after.data.recipient, after.data.portal_generation) == ("client", 1)
+
+
+async def test_an_owner_reminder_names_no_link_generation() -> None:
+    expires = datetime(2027, 3, 2, 10, 0, tzinfo=UTC)
+    subject = case(A.RENEWAL_DUE, expires - timedelta(days=90), expires_at=expires, portal_generation=3)
+    [lapse] = owed_reminders(subject, expires, SCHEDULE)
+    event = await scheduler().announcement(lapse, subject)
+    assert event is not None
+    assert (event.data.recipient, event.data.client, event.data.portal_generation) == ("owner", None, None)

@@ -1,7 +1,7 @@
 """case.reminder-due: what the client and the owner are told, in whose language, to whom, and once."""
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -10,16 +10,20 @@ import pytest
 from pydantic import ValidationError
 
 from agency_chassis.outcomes import Attempt, Done
+from agency_chassis.portal_links import PortalLinks
 from agency_shared.events import CaseClient, CaseReminderDue, CaseReminderDueData, NotificationSettled
 from notifications.case_reminders import CLIENT_REMINDERS, OWNER_REMINDERS, client_reminder, owner_reminder
 from notifications.erasure import forget_applicant
-from notifications.handlers import CAPPED_TEMPLATES, CLIENT_TEMPLATES, notify_case_reminder
-from tests.unit.notifications.test_holding import STAFF, World, erased, settled_keys, text_of
+from notifications.handlers import CAPPED_TEMPLATES, CLIENT_TEMPLATES, Emails, notify_case_reminder
+from tests.support.portal import portal_links_in, token_of
+from tests.unit.notifications.test_holding import NOW, STAFF, World, erased, settings, settled_keys, text_of
 
 FIRST = Attempt(1)
 CLIENT = "li.wei@mapletea.example"
 OWNER = "wang.fang@agency.example"
 CONSOLE = "https://console.agency.example/console/cases/"
+# What the client reads before their link, in each language.
+PORTAL_WORDS = {"en": "Upload documents and follow your application", "zh-CN": "上传材料并查看申请进度"}
 
 
 def reminder(kind: str, recipient: str, locale: str = "en", **data: Any) -> CaseReminderDue:
@@ -183,3 +187,54 @@ def test_an_owner_reminder_carries_no_client_and_a_client_reminder_no_owner_addr
         reminder("renewal", "client", owner_email=OWNER)
     with pytest.raises(ValidationError, match="exactly one of"):
         reminder("overdue", "owner", enquiry_id=uuid.uuid4())
+
+
+def portal_links() -> PortalLinks:
+    secret, days = settings().portal_link_secret.get_secret_value(), settings().portal_link_days
+    return PortalLinks(secret, timedelta(days=days))
+
+
+@pytest.mark.parametrize("kind", ["documents_chaser", "renewal"])
+async def test_a_client_reminder_carries_their_link_to_the_case_of_the_generation_casework_sent(kind: str) -> None:
+    for locale in ("en", "zh-CN"):
+        world = World()
+        event = reminder(kind, "client", locale, portal_generation=2, status="live", expires_at=date(2027, 3, 1))
+        assert isinstance(await notify_case_reminder(event, FIRST, world.emails, world.send), Done)
+        [email] = world.mailer.sent
+        [link], [href] = portal_links_in(received(email), settings().portal_url)
+        assert href == link
+        claim = portal_links().check(token_of(link), NOW)
+        assert (claim.case_id, claim.generation, claim.locale) == (event.data.case_id, 2, locale)
+        assert PORTAL_WORDS[locale] in text_of(email)
+
+
+async def test_a_reminder_without_a_generation_carries_no_link_and_an_owner_reminder_never_does() -> None:
+    world = World()
+    older = reminder("documents_chaser", "client", "zh-CN")  # from a casework before the links
+    owner = reminder("overdue", "owner", status="documents_in_review",
+                     time_limit=datetime(2026, 12, 3, 10, 0, tzinfo=UTC))  # fmt: skip
+    for event in (older, owner):
+        assert isinstance(await notify_case_reminder(event, FIRST, world.emails, world.send), Done)
+    assert len(world.mailer.sent) == 2
+    for email in world.mailer.sent:
+        assert "/portal/open" not in text_of(email)
+        assert not any(words in text_of(email) for words in PORTAL_WORDS.values())
+    with pytest.raises(ValidationError, match="carries no portal link"):
+        reminder("overdue", "owner", portal_generation=0)
+    with pytest.raises(ValidationError):
+        reminder("documents_chaser", "client", portal_generation=-1)
+
+
+async def test_the_link_stays_one_link_in_the_html_whatever_the_portal_address_holds() -> None:
+    portal_url = 'https://portal.agency.example/a&b"<i>'
+    world = World()
+    world.emails = Emails(settings().model_copy(update={"portal_url": portal_url}), now=lambda: NOW)
+    event = reminder("documents_chaser", "client", portal_generation=0)
+    await notify_case_reminder(event, FIRST, world.emails, world.send)
+    [email] = world.mailer.sent
+    [link], [href] = portal_links_in(received(email), portal_url)
+    assert href == link
+    html = received(email).get_body(("html",))
+    assert html is not None
+    assert '"<i>' not in html.get_content()
+    assert portal_links().check(token_of(link), NOW).case_id == event.data.case_id

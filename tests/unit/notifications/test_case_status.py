@@ -15,7 +15,9 @@ from notifications.case_status import CLIENT_STATUSES, REJECTIONS, UPDATES, clie
 from notifications.erasure import forget_applicant
 from notifications.handlers import CAPPED_TEMPLATES, CLIENT_TEMPLATES, Sender, notify_case_status
 from tests.support.events import HOSTILE_REASON, case_status_changed
-from tests.unit.notifications.test_holding import STAFF, World, erased, settled_keys, text_of
+from tests.support.portal import portal_links_in, token_of
+from tests.unit.notifications.test_case_reminders import PORTAL_WORDS, portal_links
+from tests.unit.notifications.test_holding import NOW, STAFF, World, erased, settings, settled_keys, text_of
 
 FIRST = Attempt(1)
 CLIENT = "li.wei@mapletea.example"
@@ -214,3 +216,26 @@ def test_the_readme_table_says_what_the_client_is_told() -> None:
     for status, (en, zh) in rows.items():
         if not re.search(r"\b[NFDR]\b", en):  # the rows with no value filled in are the text, word for word
             assert (en, zh) == (UPDATES["en"][status], UPDATES["zh-CN"][status])
+
+
+async def test_the_news_carries_the_clients_link_to_the_case_of_the_generation_casework_sent() -> None:
+    for locale in ("en", "zh-CN"):
+        world = World()
+        event = case_status_changed("awaiting_documents", locale, portal_generation=1)
+        assert isinstance(await notify_case_status(event, FIRST, world.emails, world.send), Done)
+        [email] = world.mailer.sent
+        [link], [href] = portal_links_in(parsed(email), settings().portal_url)
+        assert href == link
+        claim = portal_links().check(token_of(link), NOW)
+        assert (claim.case_id, claim.generation, claim.locale) == (event.data.case_id, 1, locale)
+        assert PORTAL_WORDS[locale] in text_of(email)
+
+
+async def test_news_without_a_generation_carries_no_link() -> None:
+    world = World()
+    older = case_status_changed("verified", "zh-CN")  # from a casework before the links
+    assert older.data.portal_generation is None
+    await notify_case_status(older, FIRST, world.emails, world.send)
+    [email] = world.mailer.sent
+    assert "/portal/open" not in text_of(email)
+    assert PORTAL_WORDS["zh-CN"] not in text_of(email)

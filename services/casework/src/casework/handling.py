@@ -234,6 +234,8 @@ class CaseHandling:
                 rejection_reason=cast(RejectionReason | None, case.rejection_reason),  # the workflow checked it
                 fee=self.fee if transition.current == A.AWAITING_FEE else None,
                 expires_at=case.expires_at.date() if case.expires_at is not None else None,
+                # The links valid now: a revocation (the generation moved on) ends the ones sent before.
+                portal_generation=case.portal_generation if client is not None else None,
             ),
         )
 

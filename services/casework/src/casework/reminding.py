@@ -292,5 +292,7 @@ class ReminderScheduler:
                 console_link=f"{self.console_url.rstrip('/')}/console/cases/{case.id}"
                 if reminder.recipient == "owner"
                 else None,
+                # The links valid now: a revocation (the generation moved on) ends the ones sent before.
+                portal_generation=case.portal_generation if client is not None else None,
             ),
         )

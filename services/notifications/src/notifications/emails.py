@@ -545,9 +545,12 @@ def portal_link(event: PortalLinkRequested, mail_from: str, staff: Sequence[str]
     )
 
 
-def case_status(event: CaseStatusChanged, update: str, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
+def case_status(
+    event: CaseStatusChanged, update: str, mail_from: str, staff: Sequence[str] = (), portal_link: str | None = None
+) -> EmailMessage:
     """The client's news of their case: fixed text (``update``, from ``case_status.client_update``), the account
-    name and the reference; never the staff's reason. Replies go to the staff."""
+    name, the reference and their personal ``portal_link`` (if any); never the staff's reason. Replies go to the
+    staff."""
     data = event.data
     client = data.client
     if client is None:  # notify_case_status sends nothing then
@@ -566,6 +569,7 @@ def case_status(event: CaseStatusChanged, update: str, mail_from: str, staff: Se
             "update": update,
             "account_name": header_text(data.account_name) if data.account_name else None,
             "reference": reference,
+            "portal_link": portal_link,
         },
     )
 
@@ -577,9 +581,12 @@ OWNER_REMINDER_KINDS: dict[Locale, dict[str, str]] = {
 }
 
 
-def case_reminder(event: CaseReminderDue, reminder: str, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
+def case_reminder(
+    event: CaseReminderDue, reminder: str, mail_from: str, staff: Sequence[str] = (), portal_link: str | None = None
+) -> EmailMessage:
     """A reminder to the client (a chaser, the renewal): fixed text (``reminder``, from
-    ``case_reminders.client_reminder``), the account name and the reference. Replies go to the staff."""
+    ``case_reminders.client_reminder``), the account name, the reference and their personal ``portal_link`` (if
+    any). Replies go to the staff."""
     data = event.data
     if data.client is None:  # notify_case_reminder sends nothing then
         raise ValueError(f"{event.event_type} {event.event_id} names no client")
@@ -595,6 +602,7 @@ def case_reminder(event: CaseReminderDue, reminder: str, mail_from: str, staff: 
             "reminder": reminder,
             "account_name": header_text(data.account_name) if data.account_name else None,
             "reference": data.reference,
+            "portal_link": portal_link,
         },
     )
 

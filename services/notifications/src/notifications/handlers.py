@@ -31,7 +31,9 @@ from agency_shared.events import (
     AgreementRecorded,
     ApplicationSubmitted,
     CaseReminderDue,
+    CaseReminderDueData,
     CaseStatusChanged,
+    CaseStatusChangedData,
     EnquiryConfirmed,
     EnquiryReceived,
     EnquiryReleased,
@@ -359,7 +361,17 @@ class Emails:
         """The client's personal portal link (its first generation) to the case casework opens for the application:
         signed afresh each time the email is composed, each valid for PORTAL_LINK_DAYS."""
         data = event.data
-        token = self._portal.issue(case_id_of(data.application_id), 0, data.locale, self._now())
+        return self._portal_link(case_id_of(data.application_id), 0, data.locale)
+
+    def case_portal_link(self, data: CaseStatusChangedData | CaseReminderDueData) -> str | None:
+        """The client's personal link to the case of their news or reminder, of the generation casework says is
+        current (None: the event names none, e.g. one from before links were put in these emails)."""
+        if data.portal_generation is None:
+            return None
+        return self._portal_link(data.case_id, data.portal_generation, data.locale)
+
+    def _portal_link(self, case_id: uuid.UUID, generation: int, locale: Locale) -> str:
+        token = self._portal.issue(case_id, generation, locale, self._now())
         return f"{self._portal_url}/portal/open?t={token}"
 
     def of_portal_link(self, event: PortalLinkRequested) -> Notice:
@@ -413,7 +425,7 @@ class Emails:
             event,
             "case_status",
             data.client.email,
-            partial(case_status, event, update, self._mail_from, self._staff),
+            lambda: case_status(event, update, self._mail_from, self._staff, self.case_portal_link(data)),
         )
         # The settled email names the case's application or enquiry, so casework puts it on the case's timeline.
         if data.application_id is not None:
@@ -431,7 +443,7 @@ class Emails:
             text = client_reminder(data)
             emails: tuple[OutgoingEmail, ...] = (
                 composed(event, "case_reminder", data.client.email,
-                         partial(case_reminder, event, text, self._mail_from, self._staff)),
+                         lambda: case_reminder(event, text, self._mail_from, self._staff, self.case_portal_link(data))),
             )  # fmt: skip
         else:
             text = owner_reminder(data, self._staff_locale)
