@@ -385,8 +385,14 @@ async def test_disabled_enabled_changed_and_deleted_endpoints(settings: Casework
         assert (await admin.post(f"{base}/delete")).status_code == 303
         gone = await admin.http.get(base)
         listing = (await admin.http.get("/console/webhooks")).text
-        actions = [entry.action for entry in (await casework.access.audit.find(AuditQuery())).entries]
+        entries = (await casework.access.audit.find(AuditQuery())).entries
+        actions = [entry.action for entry in entries]
     assert gone.status_code == 404
+    # The audit log, kept for years, keeps the CRM's origin, never the hook's path (often a token) or query.
+    origin = url.removesuffix("/crm/hooks")
+    recorded = [entry.detail["url"] for entry in entries if "url" in entry.detail]
+    assert recorded == [f"{origin}/…", f"{origin}/…"]
+    assert not any("crm/hooks" in value for entry in entries for value in entry.detail.values())
     assert url not in listing
     assert await mongo[settings.mongodb_db][ENDPOINTS].count_documents({}) == 0
     assert await mongo[settings.mongodb_db][DELIVERIES].count_documents({"endpoint_id": endpoint_id}) == 1

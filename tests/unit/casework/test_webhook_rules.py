@@ -19,6 +19,7 @@ from casework.webhooks.endpoints import (
     EndpointProblem,
     checked_event_types,
     checked_url,
+    recorded_url,
     new_endpoint,
     new_secret,
     rotated,
@@ -176,3 +177,17 @@ def test_a_canonical_address_or_a_name_with_digits_is_an_endpoint_url() -> None:
 )
 def test_only_global_addresses_pass_the_send_time_guard(addresses: list[str], refused: str | None) -> None:
     assert refused_address(addresses) == refused
+
+
+@pytest.mark.parametrize(
+    ("url", "recorded"),
+    [
+        ("https://hooks.zapier.com/hooks/catch/123456/aBc9xYz/", "https://hooks.zapier.com/…"),
+        ("https://crm.example/?token=s3cr3t", "https://crm.example/…"),
+        ("https://crm.example:8443/in", "https://crm.example:8443/…"),
+        ("https://crm.example", "https://crm.example/"),
+        ("https://[2606:4700::1111]/h", "https://[2606:4700::1111]/…"),
+    ],
+)
+def test_the_audit_log_keeps_an_endpoints_origin_only(url: str, recorded: str) -> None:
+    assert recorded_url(checked_url(url, "production")) == recorded

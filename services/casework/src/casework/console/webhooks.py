@@ -18,6 +18,7 @@ from casework.webhooks.endpoints import (
     checked_event_types,
     checked_url,
     new_endpoint,
+    recorded_url,
     rotated,
 )
 from casework.webhooks.events import EVENT_TYPES, WebhookEventType
@@ -120,7 +121,9 @@ async def add_endpoint(
         raise PageProblem(409, "webhooks.problem_too_many", detail=f"at most {MAX_ENDPOINTS} endpoints", back=LIST)
     endpoint = new_endpoint(checked, chosen, utc_now())
     await outbound.store.insert_endpoint(endpoint)
-    await audit(request, "webhook_endpoint_added", endpoint.id, {"url": endpoint.url, "events": ",".join(chosen)})
+    await audit(
+        request, "webhook_endpoint_added", endpoint.id, {"url": recorded_url(endpoint.url), "events": ",".join(chosen)}
+    )
     context = {"endpoint": endpoint, "secret": endpoint.secrets[0].secret, "rotated": False}
     return _no_store(render(request, "webhook_secret.html", context, status_code=201))
 
@@ -195,7 +198,7 @@ async def rotate_secret(
 async def delete_endpoint(request: Request, endpoint_id: str, staff: WebhookAdmin) -> Response:
     endpoint = await _endpoint(request, endpoint_id)
     await outbound_of(request).store.delete_endpoint(endpoint.id, utc_now())
-    await audit(request, "webhook_endpoint_deleted", endpoint.id, {"url": endpoint.url})
+    await audit(request, "webhook_endpoint_deleted", endpoint.id, {"url": recorded_url(endpoint.url)})
     return RedirectResponse(LIST, status_code=303)
 
 

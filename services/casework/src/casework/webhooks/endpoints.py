@@ -69,6 +69,14 @@ def checked_url(value: str, environment: str) -> str:
     return str(parsed)
 
 
+def recorded_url(url: str) -> str:
+    """The endpoint as the audit log keeps it: its origin only. A CRM's hook URL often carries a token in its path
+    or query (``/hooks/catch/123/aBc9/``), a secret the audit log, kept for years and exported, must not hold."""
+    parsed = httpx.URL(url)
+    origin = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
+    return origin + ("/…" if parsed.raw_path not in (b"", b"/") else "/")
+
+
 def _numeric_host_not_canonical(host: str) -> bool:
     """A host a resolver reads as an IPv4 address though it is not written as one: an integer (``2130706433``),
     hex (``0x7f000001``), octal (``0177.0.0.1``), a short dotted form (``127.1``) or a trailing dot. (As URLs
