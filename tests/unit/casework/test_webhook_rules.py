@@ -19,9 +19,9 @@ from casework.webhooks.endpoints import (
     EndpointProblem,
     checked_event_types,
     checked_url,
-    recorded_url,
     new_endpoint,
     new_secret,
+    recorded_url,
     rotated,
 )
 from casework.webhooks.guard import refused_address
