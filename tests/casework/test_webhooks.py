@@ -5,6 +5,8 @@ its secret rotated; deliveries recorded once per event and endpoint and sent onc
 import asyncio
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -54,10 +56,32 @@ async def add_endpoint(admin: SignedIn, url: str, *events: str) -> tuple[str, st
     answer = await admin.post("/console/webhooks", {"url": url, "event_type": list(events)})
     assert answer.status_code == 201, answer.text
     assert answer.headers["cache-control"] == "no-store"
-    secret, link = SECRET_ON_PAGE.search(answer.text), ENDPOINT_LINK.search(answer.text)
-    assert secret
+    link = ENDPOINT_LINK.search(answer.text)
     assert link
-    return link.group(1), secret.group(1)
+    return link.group(1), secret_on(answer.text)
+
+
+@asynccontextmanager
+async def crm_endpoint(
+    settings: CaseworkSettings, receiver: Receiver, *events: str
+) -> AsyncIterator[tuple[Casework, SignedIn, str]]:
+    """A running casework, an admin signed in, and the id of the endpoint that admin added for ``events`` (both
+    kinds unless named) at ``receiver``, served meanwhile and holding the endpoint's secret."""
+    async with (
+        receiving(receiver) as url,
+        running_casework(settings) as casework,
+        casework.signed_in(Role.ADMIN) as admin,
+    ):
+        endpoint_id, secret = await add_endpoint(admin, url, *(events or ("case.status_changed", "case.opened")))
+        receiver.secrets = [secret]
+        yield casework, admin, endpoint_id
+
+
+def secret_on(page: str) -> str:
+    """The secret a page shows once (after adding an endpoint or rotating its secret)."""
+    found = SECRET_ON_PAGE.search(page)
+    assert found, "no secret on the page"
+    return found.group(1)
 
 
 def status_changed(reason: str = "营业执照不清晰\r\n请重新上传") -> CaseStatusChanged:
@@ -105,13 +129,8 @@ async def test_a_status_change_in_the_console_reaches_the_endpoint_signed_withou
     settings: CaseworkSettings, amqp_url: str
 ) -> None:
     receiver = Receiver()
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, secret = await add_endpoint(admin, url, "case.status_changed")
-        receiver.secrets = [secret]
+    async with crm_endpoint(settings, receiver, "case.status_changed") as (casework, admin, endpoint_id):
+        (secret,) = receiver.secrets
         case = await casework.open_application()
         form = {"action": "request_documents", "reason": "公章不清晰 <script>alert(1)</script>"}
         assert (await admin.post(f"/console/cases/{case.id}/status", form)).status_code == 303
@@ -142,13 +161,8 @@ async def test_a_case_opened_by_the_consumer_is_announced_once_however_often_the
     settings: CaseworkSettings, amqp_url: str
 ) -> None:
     receiver = Receiver()
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, secret = await add_endpoint(admin, url, "case.opened")
-        receiver.secrets = [secret]
+    async with crm_endpoint(settings, receiver, "case.opened") as (casework, _admin, endpoint_id):
+        (secret,) = receiver.secrets
         event = agreement_recorded_event(locale="zh-CN")
         assert event.data.human_check != "none"
         await publish_events(amqp_url, [event, event])  # a redelivery, as a crash before the ack would make
@@ -177,12 +191,8 @@ async def test_a_redelivered_status_change_through_the_broker_makes_no_second_de
     settings: CaseworkSettings, amqp_url: str
 ) -> None:
     receiver = Receiver()
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, receiver.secrets = (await add_endpoint(admin, url, "case.status_changed"))[0], []
+    async with crm_endpoint(settings, receiver, "case.status_changed") as (casework, _admin, endpoint_id):
+        receiver.secrets = []  # unverified: the CRM answers 401 and the delivery is retried, still one message
         event = status_changed()
         await publish_events(amqp_url, [event])
         await receiver.wait_for(1)
@@ -196,12 +206,7 @@ async def test_a_redelivered_status_change_through_the_broker_makes_no_second_de
 
 async def test_a_500_is_retried_on_the_schedule_and_the_event_delivered_once(settings: CaseworkSettings) -> None:
     receiver = Receiver(answers=[500, 503])
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, receiver.secrets = await _endpoint_and_secrets(admin, url)
+    async with crm_endpoint(settings, receiver) as (casework, admin, endpoint_id):
         await announce(casework, status_changed())
         await receiver.wait_for(3)
         delivered = await eventually(lambda: delivery_in(casework, endpoint_id, "delivered"))
@@ -217,11 +222,6 @@ async def test_a_500_is_retried_on_the_schedule_and_the_event_delivered_once(set
     assert "<td>500</td>" in page
     assert "<td>503</td>" in page
     assert "收到" in page
-
-
-async def _endpoint_and_secrets(admin: SignedIn, url: str) -> tuple[str, list[str]]:
-    endpoint_id, secret = await add_endpoint(admin, url, "case.status_changed", "case.opened")
-    return endpoint_id, [secret]
 
 
 async def test_an_unreachable_endpoint_is_retried_with_the_error_logged(settings: CaseworkSettings) -> None:
@@ -243,12 +243,7 @@ async def test_an_unreachable_endpoint_is_retried_with_the_error_logged(settings
 
 async def test_a_410_disables_the_endpoint(settings: CaseworkSettings) -> None:
     receiver = Receiver(answers=[410])
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, receiver.secrets = await _endpoint_and_secrets(admin, url)
+    async with crm_endpoint(settings, receiver) as (casework, admin, endpoint_id):
         await announce(casework, status_changed())
         failed = await eventually(lambda: delivery_in(casework, endpoint_id, "failed"))
         endpoint = await store_of(casework).endpoint(endpoint_id)
@@ -270,18 +265,12 @@ async def test_a_rotated_secret_signs_with_the_old_one_too_until_the_grace_perio
     settings: CaseworkSettings, mongo: Mongo
 ) -> None:
     receiver = Receiver()
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, old = await add_endpoint(admin, url, "case.status_changed")
+    async with crm_endpoint(settings, receiver, "case.status_changed") as (casework, admin, endpoint_id):
+        (old,) = receiver.secrets
         answer = await admin.post(f"/console/webhooks/{endpoint_id}/rotate")
         assert answer.status_code == 200
         assert answer.headers["cache-control"] == "no-store"
-        found = SECRET_ON_PAGE.search(answer.text)
-        assert found
-        new = found.group(1)
+        new = secret_on(answer.text)
         receiver.secrets = [old, new]
         await announce(casework, status_changed())
         during = (await receiver.wait_for(1))[0]
@@ -306,12 +295,7 @@ async def test_a_rotated_secret_signs_with_the_old_one_too_until_the_grace_perio
 
 async def test_a_replay_from_the_console_sends_again_with_a_new_attempt_logged(settings: CaseworkSettings) -> None:
     receiver = Receiver()
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, receiver.secrets = await _endpoint_and_secrets(admin, url)
+    async with crm_endpoint(settings, receiver) as (casework, admin, endpoint_id):
         await announce(casework, status_changed())
         delivered = await eventually(lambda: delivery_in(casework, endpoint_id, "delivered"))
         path = f"/console/webhooks/deliveries/{delivered.id}/replay"
@@ -338,12 +322,7 @@ async def test_a_replay_from_the_console_sends_again_with_a_new_attempt_logged(s
 
 async def test_two_delivery_loops_at_once_send_each_delivery_once(settings: CaseworkSettings) -> None:
     receiver = Receiver()
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, receiver.secrets = await _endpoint_and_secrets(admin, url)
+    async with crm_endpoint(settings, receiver) as (casework, _admin, endpoint_id):
         # The service's own loop runs too: three loops, as three replicas would.
         loops = [outbound_of(casework).delivery_loop(), outbound_of(casework).delivery_loop()]
         events = [status_changed() for _ in range(40)]
@@ -365,13 +344,10 @@ async def test_two_delivery_loops_at_once_send_each_delivery_once(settings: Case
 
 async def test_disabled_enabled_changed_and_deleted_endpoints(settings: CaseworkSettings, mongo: Mongo) -> None:
     receiver = Receiver()
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, receiver.secrets = await _endpoint_and_secrets(admin, url)
+    async with crm_endpoint(settings, receiver) as (casework, admin, endpoint_id):
         base = f"/console/webhooks/{endpoint_id}"
+        endpoint = await store_of(casework).endpoint(endpoint_id)
+        assert endpoint
         assert (await admin.post(f"{base}/enabled", {"enabled": "false"})).status_code == 303
         await announce(casework, status_changed())
         assert await store_of(casework).deliveries_of(endpoint_id) == []  # a disabled endpoint takes nothing
@@ -389,11 +365,11 @@ async def test_disabled_enabled_changed_and_deleted_endpoints(settings: Casework
         actions = [entry.action for entry in entries]
     assert gone.status_code == 404
     # The audit log, kept for years, keeps the CRM's origin, never the hook's path (often a token) or query.
-    origin = url.removesuffix("/crm/hooks")
+    origin = endpoint.url.removesuffix("/crm/hooks")
     recorded = [entry.detail["url"] for entry in entries if "url" in entry.detail]
     assert recorded == [f"{origin}/…", f"{origin}/…"]
     assert not any("crm/hooks" in value for entry in entries for value in entry.detail.values())
-    assert url not in listing
+    assert endpoint.url not in listing
     assert await mongo[settings.mongodb_db][ENDPOINTS].count_documents({}) == 0
     assert await mongo[settings.mongodb_db][DELIVERIES].count_documents({"endpoint_id": endpoint_id}) == 1
     for action in ("webhook_endpoint_added", "webhook_endpoint_changed", "webhook_endpoint_deleted"):
@@ -412,6 +388,16 @@ WEBHOOK_ROUTES = [
 ]
 
 
+async def webhook_route_answers(who: SignedIn, endpoint_id: str, delivery_id: str) -> dict[tuple[str, str], int]:
+    """The status each of ``WEBHOOK_ROUTES`` answers ``who``, in order (the POSTs change what the later ones see)."""
+    answers = {}
+    for method, path, form in WEBHOOK_ROUTES:
+        path = path.format(endpoint=endpoint_id, delivery=delivery_id)
+        answer = await (who.http.get(path) if method == "GET" else who.post(path, form))
+        answers[(method, path)] = answer.status_code
+    return answers
+
+
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR])
 async def test_only_admins_reach_the_webhook_pages(settings: CaseworkSettings, role: Role) -> None:
     async with (
@@ -422,17 +408,9 @@ async def test_only_admins_reach_the_webhook_pages(settings: CaseworkSettings, r
         endpoint_id, _ = await add_endpoint(admin, "https://crm.example/hooks", "case.status_changed")
         await announce_status_change(status_changed(), store_of(casework))
         (delivery,) = await store_of(casework).deliveries_of(endpoint_id)
-        answers = {}
-        for method, path, form in WEBHOOK_ROUTES:
-            path = path.format(endpoint=endpoint_id, delivery=delivery.id)
-            answer = await (staff.http.get(path) if method == "GET" else staff.post(path, form))
-            answers[(method, path)] = answer.status_code
+        answers = await webhook_route_answers(staff, endpoint_id, delivery.id)
         home = (await staff.http.get("/console/cases")).text
-        admin_answers = {}
-        for method, path, form in WEBHOOK_ROUTES:
-            path = path.format(endpoint=endpoint_id, delivery=delivery.id)
-            answer = await (admin.http.get(path) if method == "GET" else admin.post(path, form))
-            admin_answers[(method, path)] = answer.status_code
+        admin_answers = await webhook_route_answers(admin, endpoint_id, delivery.id)
     assert set(answers.values()) == {403}, answers
     assert "/console/webhooks" not in home
     assert not {403, 500} & set(admin_answers.values()), admin_answers
@@ -581,12 +559,7 @@ async def version_on_page(admin: SignedIn, endpoint_id: str) -> str:
 
 async def test_a_410_is_not_undone_by_an_admin_edit_from_an_older_page(settings: CaseworkSettings) -> None:
     receiver = Receiver(answers=[410])
-    async with (
-        receiving(receiver) as url,
-        running_casework(settings) as casework,
-        casework.signed_in(Role.ADMIN) as admin,
-    ):
-        endpoint_id, receiver.secrets = await _endpoint_and_secrets(admin, url)
+    async with crm_endpoint(settings, receiver) as (casework, admin, endpoint_id):
         version = await version_on_page(admin, endpoint_id)  # the admin opens the page...
         await announce(casework, status_changed())  # ...and the CRM answers 410 meanwhile
         await eventually(lambda: delivery_in(casework, endpoint_id, "failed"))
@@ -617,8 +590,7 @@ async def test_a_rotation_from_an_older_page_does_not_overwrite_the_secret_rotat
         assert await version_on_page(second, endpoint_id) == version
         rotation = await second.post(f"/console/webhooks/{endpoint_id}/rotate", {"version": version})
         assert rotation.status_code == 200
-        shown = SECRET_ON_PAGE.search(rotation.text)
-        assert shown
+        shown = secret_on(rotation.text)
         stale = await first.post(f"/console/webhooks/{endpoint_id}/rotate", {"version": version})
         stale_toggle = await first.post(f"/console/webhooks/{endpoint_id}/enabled",
                                         {"enabled": "false", "version": version})  # fmt: skip
@@ -629,7 +601,7 @@ async def test_a_rotation_from_an_older_page_does_not_overwrite_the_secret_rotat
     assert stale_toggle.status_code == 409
     assert endpoint is not None
     assert endpoint.enabled
-    assert endpoint.secrets[0].secret == shown.group(1)
+    assert endpoint.secrets[0].secret == shown
     assert len(endpoint.secrets) == 2
     assert len(audit.entries) == 1
 

@@ -1,7 +1,7 @@
 """The services' ASGI apps in tests: run in-process, lifespan included (integration), or only built (unit)."""
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -15,6 +15,7 @@ from agreements.settings import AgreementsSettings
 from casework.settings import CaseworkSettings
 from intake.settings import IntakeSettings
 from notifications.settings import NotificationsSettings
+from tests.support.servers import uvicorn_serving
 
 # A broker the built apps name but never reach: building an app connects to nothing (the lifespan does).
 UNREACHED_BROKER = AmqpDsn("amqp://localhost:5672/never-connected")
@@ -69,25 +70,6 @@ def client(app: FastAPI, client_ip: str = "203.0.113.7") -> httpx.AsyncClient:
     )
 
 
-@asynccontextmanager
-async def http_server(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port, in this event loop, lifespan included; yield its URL."""
-    import asyncio
-
-    import uvicorn
-
-    from tests.support.servers import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+def http_server(app: FastAPI) -> AbstractAsyncContextManager[str]:
+    """Serve ``app`` with uvicorn on a loopback port, in this event loop, lifespan included; its URL."""
+    return uvicorn_serving(app, lifespan="on")

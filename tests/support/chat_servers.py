@@ -110,6 +110,16 @@ class ChatServers:
         self.received.append(Received(channel, robot, now, body, query, answer))
         return answer
 
+    def _answer(
+        self, channel: str, robot: str, now: float, body: bytes, query: dict[str, str], limited: Response, ok: Response
+    ) -> Response:
+        """Admit the well-formed request (or not) and record it; the channel's answer: ``ok``, ``limited``, or the
+        500 a test injected."""
+        answer = self._record(channel, robot, now, body, query, self._admit(channel, robot, now))
+        if answer == "injected_500":
+            return PlainTextResponse("internal error", status_code=500)
+        return ok if answer == "ok" else limited
+
     def app(self) -> FastAPI:
         app = FastAPI()
 
@@ -124,12 +134,8 @@ class ChatServers:
             if content is None or len(content.encode()) > WECOM_MAX_TEXT_BYTES:
                 self._record("wecom", robot, now, body, query, "bad_request")
                 return _errcode(40058, "invalid text content")
-            answer = self._record("wecom", robot, now, body, query, self._admit("wecom", robot, now))
-            if answer == "injected_500":
-                return PlainTextResponse("internal error", status_code=500)
-            if answer != "ok":
-                return _errcode(45009, "api freq out of limit")
-            return _errcode(0, "ok")
+            limited, ok = _errcode(45009, "api freq out of limit"), _errcode(0, "ok")
+            return self._answer("wecom", robot, now, body, query, limited, ok)
 
         @app.post("/robot/send")
         async def dingtalk(request: Request) -> Response:
@@ -141,12 +147,8 @@ class ChatServers:
             if _text_content(body) is None:
                 self._record("dingtalk", robot, now, body, query, "bad_request")
                 return _errcode(40035, "missing parameter")
-            answer = self._record("dingtalk", robot, now, body, query, self._admit("dingtalk", robot, now))
-            if answer == "injected_500":
-                return PlainTextResponse("internal error", status_code=500)
-            if answer != "ok":
-                return _errcode(130101, "send too fast, exceed 20 times per minute")
-            return _errcode(0, "ok")
+            limited, ok = _errcode(130101, "send too fast, exceed 20 times per minute"), _errcode(0, "ok")
+            return self._answer("dingtalk", robot, now, body, query, limited, ok)
 
         @app.post("/open-apis/bot/v2/hook/{token}")
         async def feishu(token: str, request: Request) -> Response:
@@ -163,12 +165,11 @@ class ChatServers:
                 self._record("feishu", robot, now, body, {}, "bad_signature")
                 msg = "sign match fail or timestamp is not within one hour from current time"
                 return JSONResponse({"code": 19021, "msg": msg, "data": {}})
-            answer = self._record("feishu", robot, now, body, {}, self._admit("feishu", robot, now))
-            if answer == "injected_500":
-                return PlainTextResponse("internal error", status_code=500)
-            if answer != "ok":
-                return JSONResponse({"code": 11232, "msg": "frequency limited", "data": {}})
-            return JSONResponse({"code": 0, "msg": "success", "data": {}})
+            limited, ok = (
+                JSONResponse({"code": 11232, "msg": "frequency limited", "data": {}}),
+                JSONResponse({"code": 0, "msg": "success", "data": {}}),
+            )
+            return self._answer("feishu", robot, now, body, {}, limited, ok)
 
         @app.post("/services/{team}/{bot}/{secret}")
         async def slack(team: str, bot: str, secret: str, request: Request) -> Response:
@@ -178,12 +179,11 @@ class ChatServers:
             if payload is None or not isinstance(payload.get("text"), str) or not payload["text"]:
                 self._record("slack", robot, now, body, {}, "bad_request")
                 return PlainTextResponse("invalid_payload", status_code=400)
-            answer = self._record("slack", robot, now, body, {}, self._admit("slack", robot, now))
-            if answer == "injected_500":
-                return PlainTextResponse("internal error", status_code=500)
-            if answer != "ok":
-                return PlainTextResponse("rate_limited", status_code=429, headers={"Retry-After": "1"})
-            return PlainTextResponse("ok")
+            limited, ok = (
+                PlainTextResponse("rate_limited", status_code=429, headers={"Retry-After": "1"}),
+                PlainTextResponse("ok"),
+            )
+            return self._answer("slack", robot, now, body, {}, limited, ok)
 
         return app
 

@@ -1,12 +1,11 @@
 """The client portal in tests: an agreement catalog with a newer version, agreements' public API served without its
 consumers, and a client's browser holding a portal session."""
 
-import asyncio
 import json
 import re
 import tomllib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -16,10 +15,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
-from tests.support.servers import free_port
+from tests.support.servers import uvicorn_serving
 
 NEW_VERSION = "2"
 # What version 2 adds to version 1's text (Chinese included: the text is hashed byte for byte).
@@ -45,22 +43,9 @@ def catalog_with_new_version(folder: Path) -> Path:
     return folder
 
 
-@asynccontextmanager
-async def served_without_lifespan(app: FastAPI) -> AsyncIterator[str]:
+def served_without_lifespan(app: FastAPI) -> AbstractAsyncContextManager[str]:
     """``app``'s routes that need no broker or database (agreements' public agreement texts), on a loopback port."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    return uvicorn_serving(app, lifespan="off")
 
 
 @dataclass

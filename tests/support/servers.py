@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
+import uvicorn
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from agency_chassis.policies import Limits, policies
@@ -33,6 +34,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app: Callable[..., Any], lifespan: Literal["on", "off"]) -> AsyncIterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on 127.0.0.1 (the port the system picks), in this event loop, with or
+    without its lifespan; yield its URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan))
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def port_open(host: str, port: int) -> bool:

@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
+
+from tests.support.servers import uvicorn_serving
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -79,16 +80,5 @@ def _verifies(secret: str, body: bytes, headers: dict[str, str]) -> bool:
 @asynccontextmanager
 async def receiving(receiver: Receiver) -> AsyncIterator[str]:
     """Serve ``receiver`` on 127.0.0.1, on the port the system picks; yield its URL."""
-    server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}/crm/hooks"
-    finally:
-        server.should_exit = True
-        await task
+    async with uvicorn_serving(receiver, lifespan="off") as served:
+        yield f"{served}/crm/hooks"

@@ -14,11 +14,10 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from datetime import datetime, timedelta
+from typing import Any
 
-from itsdangerous import BadData, URLSafeSerializer
-
+from agency_chassis.signed_links import SignedLinkTokens
 from agency_shared.forms import Locale
 
 # Keeps a token of this purpose from being accepted as any other signed value made with the same secret.
@@ -49,31 +48,20 @@ class PortalClaim:
     expires_at: datetime
 
 
-class PortalLinks:
+class PortalLinks(SignedLinkTokens[PortalClaim]):
     """Issues and checks the tokens of portal links, valid for ``valid_for`` after issue."""
 
+    purpose = PURPOSE
+    invalid = InvalidPortalLink
+    kind_of_link = "a portal link"
+    unkeyed = "a portal-link secret is required"
+
     def __init__(self, secret: str, valid_for: timedelta) -> None:
-        if not secret:
-            raise ValueError("a portal-link secret is required")
+        super().__init__(secret, valid_for)
         self._secret = secret.encode()
-        self._serializer = URLSafeSerializer(
-            secret, salt=PURPOSE, signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"}
-        )
-        self.valid_for = valid_for
 
     def issue(self, case_id: uuid.UUID, generation: int, locale: Locale, now: datetime) -> str:
-        return self._serializer.dumps({"c": str(case_id), "g": generation, "l": locale, "t": int(now.timestamp())})
-
-    def check(self, token: str, now: datetime) -> PortalClaim:
-        """The claim of a valid token; ``InvalidPortalLink`` or ``ExpiredPortalLink`` otherwise."""
-        try:
-            payload = self._serializer.loads(token)
-        except BadData as exc:
-            raise InvalidPortalLink("the link's signature does not match") from exc
-        claim = self._claim(payload)
-        if now >= claim.expires_at:
-            raise ExpiredPortalLink(claim)
-        return claim
+        return self._sign({"c": str(case_id), "g": generation}, locale, now)
 
     def csrf_token(self, token: str) -> str:
         """The CSRF token of the portal's forms for the session holding ``token`` (its HMAC: nothing stored)."""
@@ -82,21 +70,12 @@ class PortalLinks:
     def csrf_matches(self, token: str, offered: str) -> bool:
         return hmac.compare_digest(self.csrf_token(token), offered)
 
-    def _claim(self, payload: Any) -> PortalClaim:
-        try:
-            locale = payload["l"]
-            if locale not in get_args(Locale):
-                raise ValueError(locale)
-            generation = payload["g"]
-            if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
-                raise ValueError(generation)
-            issued_at = datetime.fromtimestamp(int(payload["t"]), UTC)
-            return PortalClaim(
-                case_id=uuid.UUID(str(payload["c"])),
-                generation=generation,
-                locale=locale,
-                issued_at=issued_at,
-                expires_at=issued_at + self.valid_for,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidPortalLink("the link's content is not a portal link") from exc
+    def _claim(self, payload: Any, locale: Locale, issued_at: datetime, expires_at: datetime) -> PortalClaim:
+        generation = payload["g"]
+        if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+            raise ValueError(generation)
+        case_id = uuid.UUID(str(payload["c"]))
+        return PortalClaim(case_id, generation, locale, issued_at, expires_at)
+
+    def _expired(self, claim: PortalClaim) -> Exception:
+        return ExpiredPortalLink(claim)

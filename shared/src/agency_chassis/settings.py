@@ -97,6 +97,18 @@ class SharedSettings(BaseSettings):
         default = mask_url(str(type(self).model_fields[field].default))
         return SettingProblem(field.upper(), f"not set; the default {default} {why_not_the_default}")
 
+    def shared_secret_problem(self, field: str, development_secret: str, holders: str) -> SettingProblem | None:
+        """What is wrong with the signing secret ``field`` that ``holders`` share: unset, the development one, or
+        shorter than ``MIN_SECRET_LENGTH``; None when it will do."""
+        secret = getattr(self, field).get_secret_value()
+        if self.kept_default(field) or secret == development_secret:
+            reason = f"not set; the same random secret for {holders} (e.g. `openssl rand -hex 32`)"
+            return SettingProblem(field.upper(), reason)
+        if len(secret) < MIN_SECRET_LENGTH:
+            reason = f"too short ({len(secret)} characters); use at least {MIN_SECRET_LENGTH} random ones"
+            return SettingProblem(field.upper(), reason)
+        return None
+
 
 class MongoSettings(SharedSettings):
     """The settings of a service that keeps its data in MongoDB."""
@@ -180,15 +192,10 @@ class VerificationSettings(SharedSettings):
     email_verification_days: int = Field(default=7, ge=1, le=90)
 
     def production_problems(self) -> list[SettingProblem]:
-        problems = super().production_problems()
-        secret = self.email_verification_secret.get_secret_value()
-        if self.kept_default("email_verification_secret") or secret == DEVELOPMENT_VERIFICATION_SECRET:
-            reason = "not set; the same random secret for intake and notifications (e.g. `openssl rand -hex 32`)"
-            problems.append(SettingProblem("EMAIL_VERIFICATION_SECRET", reason))
-        elif len(secret) < MIN_SECRET_LENGTH:
-            reason = f"too short ({len(secret)} characters); use at least {MIN_SECRET_LENGTH} random ones"
-            problems.append(SettingProblem("EMAIL_VERIFICATION_SECRET", reason))
-        return problems
+        secret = self.shared_secret_problem(
+            "email_verification_secret", DEVELOPMENT_VERIFICATION_SECRET, "intake and notifications"
+        )
+        return super().production_problems() + ([secret] if secret else [])
 
 
 # The local-development secret of client-portal links: production refuses it (and anything short).
@@ -208,12 +215,7 @@ class PortalLinkSettings(SharedSettings):
     portal_url: str = "http://localhost:8003"
 
     def production_problems(self) -> list[SettingProblem]:
-        problems = super().production_problems()
-        secret = self.portal_link_secret.get_secret_value()
-        if self.kept_default("portal_link_secret") or secret == DEVELOPMENT_PORTAL_SECRET:
-            reason = "not set; the same random secret for notifications and casework (e.g. `openssl rand -hex 32`)"
-            problems.append(SettingProblem("PORTAL_LINK_SECRET", reason))
-        elif len(secret) < MIN_SECRET_LENGTH:
-            reason = f"too short ({len(secret)} characters); use at least {MIN_SECRET_LENGTH} random ones"
-            problems.append(SettingProblem("PORTAL_LINK_SECRET", reason))
-        return problems
+        secret = self.shared_secret_problem(
+            "portal_link_secret", DEVELOPMENT_PORTAL_SECRET, "notifications and casework"
+        )
+        return super().production_problems() + ([secret] if secret else [])

@@ -3,8 +3,9 @@ with a reason (the client sees it), download a file. Each change is audited like
 download is audited, and a sensitive item's file (ID, passport, statements: PIPL Art. 28) goes only to the case
 owner and admins."""
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Annotated
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from casework.access import Permission, StaffMember, require
+from casework.app_state import adapters_of
 from casework.console.case_pages import case_link
 from casework.console.documents_view import documents_of, may_download
 from casework.console.pages import PageProblem, actor_of, audit, loaded_case, shows_problems
@@ -23,8 +25,7 @@ router = APIRouter()
 
 
 def _handling(request: Request) -> DocumentHandling:
-    handling: DocumentHandling = request.app.state.adapters.document_handling
-    return handling
+    return adapters_of(request).document_handling
 
 
 Worker = Annotated[StaffMember, Depends(require(Permission.WORK_CASES))]
@@ -50,6 +51,21 @@ def _problem(error: Exception, back: str) -> PageProblem:
 REFUSALS = (InvalidDetail, UnknownItem, ItemNotWaiting, NotAllowed, CaseChanged)
 
 
+@contextlib.contextmanager
+def _refusal_shown(case_id: uuid.UUID) -> Iterator[None]:
+    """A change the rules refuse becomes the page saying why, with the way back to the case."""
+    try:
+        yield
+    except REFUSALS as error:
+        raise _problem(error, case_link(case_id)) from None
+
+
+async def _audited(request: Request, action: str, case_id: uuid.UUID, detail: Mapping[str, str]) -> Response:
+    """Audit the change made as ``action``; back to the case's documents."""
+    await audit(request, action, str(case_id), detail)
+    return RedirectResponse(f"{case_link(case_id)}#documents", 303)
+
+
 @router.post("/console/cases/{case_id}/documents/request")
 @shows_problems
 async def request_documents(
@@ -57,39 +73,27 @@ async def request_documents(
 ) -> Response:
     items = items or []
     case = await loaded_case(request, case_id)
-    back = case_link(case.id)
-    try:
+    with _refusal_shown(case.id):
         await _handling(request).request(case.id, items, note, actor_of(staff))
-    except REFUSALS as error:
-        raise _problem(error, back) from None
-    await audit(request, "request_documents", str(case.id), {"items": ",".join(items)[:500]})
-    return RedirectResponse(f"{back}#documents", 303)
+    return await _audited(request, "request_documents", case.id, {"items": ",".join(items)[:500]})
 
 
 @router.post("/console/cases/{case_id}/documents/{item}/accept")
 @shows_problems
 async def accept_document(request: Request, case_id: str, item: str, staff: Worker) -> Response:
     case = await loaded_case(request, case_id)
-    back = case_link(case.id)
-    try:
+    with _refusal_shown(case.id):
         await _handling(request).accept(case.id, item[:64], actor_of(staff))
-    except REFUSALS as error:
-        raise _problem(error, back) from None
-    await audit(request, "accept_document", str(case.id), {"item": item[:64]})
-    return RedirectResponse(f"{back}#documents", 303)
+    return await _audited(request, "accept_document", case.id, {"item": item[:64]})
 
 
 @router.post("/console/cases/{case_id}/documents/{item}/revision")
 @shows_problems
 async def ask_revision(request: Request, case_id: str, item: str, staff: Worker, reason: FormText = "") -> Response:
     case = await loaded_case(request, case_id)
-    back = case_link(case.id)
-    try:
+    with _refusal_shown(case.id):
         await _handling(request).ask_revision(case.id, item[:64], reason, actor_of(staff))
-    except REFUSALS as error:
-        raise _problem(error, back) from None
-    await audit(request, "ask_document_revision", str(case.id), {"item": item[:64]})
-    return RedirectResponse(f"{back}#documents", 303)
+    return await _audited(request, "ask_document_revision", case.id, {"item": item[:64]})
 
 
 @router.get("/console/cases/{case_id}/documents/{item}/files/{file_id}")

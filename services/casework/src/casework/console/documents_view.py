@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import Request
 
 from casework.access import Role, StaffMember
+from casework.app_state import adapters_of
 from casework.cases import Case
 from casework.documents.checklists import ChecklistItem
 from casework.documents.handling import offered_items
@@ -13,8 +14,7 @@ from casework.workflow import CaseKind
 
 
 def documents_of(request: Request) -> CaseDocuments:
-    documents: CaseDocuments = request.app.state.adapters.documents
-    return documents
+    return adapters_of(request).documents
 
 
 def may_download(staff: StaffMember, case: Case, item: RequestedItem) -> bool:

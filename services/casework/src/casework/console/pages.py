@@ -9,6 +9,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from casework.access import StaffMember, audit_request, wants_json
+from casework.app_state import adapters_of
 from casework.cases import Case
 from casework.handling import Actor, CaseHandling, UnknownCase
 from casework.i18n import catalogue, translate
@@ -85,13 +86,11 @@ def shows_problems(route: Callable[P, Awaitable[Response]]) -> Callable[P, Await
 
 
 def handling_of(request: Request) -> CaseHandling:
-    handling: CaseHandling = request.app.state.adapters.handling
-    return handling
+    return adapters_of(request).handling
 
 
 def cases_of(request: Request) -> MongoCases:
-    cases: MongoCases = request.app.state.adapters.cases
-    return cases
+    return adapters_of(request).cases
 
 
 def case_id_from(value: str) -> uuid.UUID:

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from agency_shared.events import utc_now
 from casework.access import Permission, StaffMember, require
+from casework.app_state import adapters_of
 from casework.console.pages import PageProblem, audit, shows_problems
 from casework.web import render
 from casework.webhooks.endpoints import (
@@ -32,8 +33,7 @@ MAX_EVENT_TYPES_SENT = 20
 
 
 def outbound_of(request: Request) -> OutboundWebhooks:
-    outbound: OutboundWebhooks = request.app.state.adapters.outbound
-    return outbound
+    return adapters_of(request).outbound
 
 
 def _problem(problem: EndpointProblem, back: str) -> PageProblem:

@@ -6,10 +6,11 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from casework.cases import Case, HistoryEntry
+from casework.cases import Case, HistoryEntry, HistoryKind
 from casework.documents.checklists import ChecklistItem, checklist_for, known_items
-from casework.documents.store import CaseDocuments, StoredFile
+from casework.documents.store import CaseDocuments, ItemState, RequestedItem, StoredFile
 from casework.handling import Actor, CaseHandling, Publish
 from casework.storage import CaseChanged
 from casework.workflow import A, ActionRequest, CaseKind, InvalidDetail, NotAllowed
@@ -61,6 +62,24 @@ def checked_text(field: str, text: str, required: bool) -> str | None:
     return text
 
 
+def decision_line(
+    item: RequestedItem, kind: HistoryKind, key: str, actor: Actor, at: datetime, text: str | None = None
+) -> HistoryEntry:
+    """The timeline's line of a staff decision on ``item`` (with the reason the client sees), naming the file it
+    was about: the item's latest."""
+    latest = item.latest
+    return HistoryEntry(
+        key=key,
+        kind=kind,
+        at=at,
+        staff=actor.email,
+        text=text,
+        item=item.key,
+        file_id=latest.file_id if latest else None,
+        sha256=latest.sha256 if latest else None,
+    )
+
+
 @dataclass
 class DocumentHandling:
     handling: CaseHandling
@@ -99,25 +118,11 @@ class DocumentHandling:
 
     async def accept(self, case_id: uuid.UUID, key: str, actor: Actor) -> Case:
         case = await self.handling.case(case_id)
-        item = await self.documents.item(case.id, key)
-        if item is None:
-            raise UnknownItem(key)
-        if not await self.documents.set_state(case.id, key, "accepted", None, ("received",)):
-            raise ItemNotWaiting(key, item.state)
-        latest = item.latest
+        item = await self._move_item(case, key, "accepted", None, ("received",))
         now = self.handling.now()
-        await self.handling.cases.add_line(
-            case.id,
-            HistoryEntry(
-                key=f"document_accepted:{key}:{latest.file_id if latest else ''}:{now.isoformat()}",
-                kind="document_accepted",
-                at=now,
-                staff=actor.email,
-                item=key,
-                file_id=latest.file_id if latest else None,
-                sha256=latest.sha256 if latest else None,
-            ),
-        )
+        latest = item.latest
+        line_key = f"document_accepted:{key}:{latest.file_id if latest else ''}:{now.isoformat()}"
+        await self.handling.cases.add_line(case.id, decision_line(item, "document_accepted", line_key, actor, now))
         return await self.handling.case(case_id)
 
     async def ask_revision(self, case_id: uuid.UUID, key: str, reason: str, actor: Actor) -> Case:
@@ -125,30 +130,26 @@ class DocumentHandling:
         documents_need_revision."""
         case = await self.handling.case(case_id)
         text = checked_text("reason", reason, required=True)
-        item = await self.documents.item(case.id, key)
-        if item is None:
-            raise UnknownItem(key)
-        if not await self.documents.set_state(case.id, key, "revision_requested", text, ("received", "accepted")):
-            raise ItemNotWaiting(key, item.state)
+        item = await self._move_item(case, key, "revision_requested", text, ("received", "accepted"))
         now = self.handling.now()
-        latest = item.latest
-        await self.handling.cases.add_line(
-            case.id,
-            HistoryEntry(
-                key=f"document_revision:{key}:{now.isoformat()}",
-                kind="document_revision",
-                at=now,
-                staff=actor.email,
-                text=text,
-                item=key,
-                file_id=latest.file_id if latest else None,
-                sha256=latest.sha256 if latest else None,
-            ),
-        )
+        line_key = f"document_revision:{key}:{now.isoformat()}"
+        line = decision_line(item, "document_revision", line_key, actor, now, text)
+        await self.handling.cases.add_line(case.id, line)
         if case.status == A.DOCUMENTS_IN_REVIEW:
             assert text is not None
             await self.handling.change_status(case.id, ActionRequest("request_revision", text), actor)
         return await self.handling.case(case_id)
+
+    async def _move_item(
+        self, case: Case, key: str, state: ItemState, text: str | None, only_from: tuple[str, ...]
+    ) -> RequestedItem:
+        """The case's item ``key``, moved to ``state`` (with the staff's ``text``) from one of ``only_from``."""
+        item = await self.documents.item(case.id, key)
+        if item is None:
+            raise UnknownItem(key)
+        if not await self.documents.set_state(case.id, key, state, text, only_from):
+            raise ItemNotWaiting(key, item.state)
+        return item
 
     async def received(self, case: Case, key: str, stored: StoredFile) -> bool:
         """A client's file passed the checks and is stored: onto its item, the timeline and the ledger (by

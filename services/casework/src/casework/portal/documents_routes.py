@@ -10,9 +10,9 @@ import logging
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from casework.documents.handling import DocumentHandling
+from casework.app_state import adapters_of
 from casework.documents.inspection import DocumentLimits, RefusedDocument
-from casework.documents.store import CaseDocuments, FileAbout
+from casework.documents.store import FileAbout
 from casework.documents.uploads import CsrfRefused, receive_upload
 from casework.i18n import translate
 from casework.portal.pages import HEADERS, portal_locale, render
@@ -33,23 +33,13 @@ def limits_of(settings: CaseworkSettings) -> DocumentLimits:
     )
 
 
-def _documents(request: Request) -> CaseDocuments:
-    documents: CaseDocuments = request.app.state.adapters.documents
-    return documents
-
-
-def _handling(request: Request) -> DocumentHandling:
-    handling: DocumentHandling = request.app.state.adapters.document_handling
-    return handling
-
-
 def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
 @router.get(DOCUMENTS_PATH)
 async def documents_page(request: Request, visitor: PortalClient) -> Response:
-    items = await _documents(request).items_of(visitor.case.id)
+    items = await adapters_of(request).documents.items_of(visitor.case.id)
     settings: CaseworkSettings = request.app.state.settings
     context = {
         "case": visitor.case,
@@ -65,7 +55,7 @@ async def documents_page(request: Request, visitor: PortalClient) -> Response:
 async def upload(request: Request, item: str, visitor: PortalClient) -> Response:
     """One file for the outstanding checklist item ``item``; back to the checklist (303), or the refusal."""
     locale = visitor.claim.locale
-    documents = _documents(request)
+    documents = adapters_of(request).documents
     requested = await documents.item(visitor.case.id, item[:64])
     if requested is None:
         return _refused(request, locale, RefusedDocument(404, "unknown_item", "the case asked for no such document"))
@@ -86,7 +76,7 @@ async def upload(request: Request, item: str, visitor: PortalClient) -> Response
     except RefusedDocument as refused:
         logger.info("case %s: an upload for %s refused: %s %s", visitor.case.id, item, refused.status, refused.detail)
         return _refused(request, locale, refused)
-    if not await _handling(request).received(visitor.case, requested.key, stored):
+    if not await adapters_of(request).document_handling.received(visitor.case, requested.key, stored):
         await documents.delete_file(stored.file_id)
         return _refused(request, locale, RefusedDocument(409, "not_outstanding", "this document is no longer awaited"))
     logger.info("case %s: %s received (%d bytes, %s)", visitor.case.id, requested.key, stored.size, stored.sha256)

@@ -15,14 +15,13 @@ from agency_chassis.portal_links import ExpiredPortalLink, InvalidPortalLink, Po
 from agency_shared.events import utc_now
 from casework.access import client_address
 from casework.agreements_client import AgreementsClient, AgreementsRefused, AgreementsUnavailable
+from casework.app_state import adapters_of
 from casework.cases import Case
-from casework.documents.store import CaseDocuments
 from casework.i18n import LANGUAGE_NAMES, LOCALES, ConsoleLocale, chosen_locale, translate
-from casework.portal.link_requests import FormTokens, InvalidEmail, LinkRequests, checked_email
+from casework.portal.link_requests import FormTokens, InvalidEmail, checked_email
 from casework.portal.reacceptance import AgreementMoved, NotRecorded, reaccept, reacceptance_of
 from casework.portal.session import COOKIE, PATH, PortalClient, PortalPoster, PortalRefusal, portal_links
 from casework.settings import CaseworkSettings
-from casework.storage import MongoCases
 from casework.web import templates
 
 router = APIRouter(tags=["portal"], include_in_schema=False)
@@ -46,24 +45,9 @@ def _settings(request: Request) -> CaseworkSettings:
     return settings
 
 
-def _cases(request: Request) -> MongoCases:
-    cases: MongoCases = request.app.state.adapters.cases
-    return cases
-
-
 def _agreements(request: Request) -> AgreementsClient:
     agreements: AgreementsClient = request.app.state.agreements
     return agreements
-
-
-def _documents(request: Request) -> CaseDocuments:
-    documents: CaseDocuments = request.app.state.adapters.documents
-    return documents
-
-
-def _link_requests(request: Request) -> LinkRequests:
-    requests: LinkRequests = request.app.state.adapters.link_requests
-    return requests
 
 
 def _form_tokens(request: Request) -> FormTokens:
@@ -147,7 +131,7 @@ async def open_link(request: Request, t: str = "") -> Response:
         raise PortalRefusal("expired", 410, exc.claim.locale) from exc
     except InvalidPortalLink as exc:
         raise PortalRefusal("invalid", 401) from exc
-    case = await _cases(request).get(claim.case_id)
+    case = await adapters_of(request).cases.get(claim.case_id)
     if case is not None and case.erased_at is not None:
         raise PortalRefusal("gone", 410, claim.locale)
     if case is not None and claim.generation != case.portal_generation:
@@ -172,10 +156,10 @@ async def status_page(request: Request, visitor: PortalClient) -> Response:
     case = visitor.case
     locale = portal_locale(request, visitor.claim.locale)
     status, needed = status_words(case, locale, _settings(request).verification_fee)
-    agreement = await reacceptance_of(case, _agreements(request), _cases(request))
+    agreement = await reacceptance_of(case, _agreements(request), adapters_of(request).cases)
     context = {
         # The documents page's checklist, summarised (each item's label, state and the revision's reason).
-        "checklist": await _documents(request).items_of(case.id),
+        "checklist": await adapters_of(request).documents.items_of(case.id),
         "case": case,
         "status_text": status,
         "next_text": needed,
@@ -210,7 +194,7 @@ async def accept_agreement(
             user_agent,
             utc_now(),
             _agreements(request),
-            _cases(request),
+            adapters_of(request).cases,
             request.app.state.publish,
         )
     except AgreementMoved:
@@ -237,7 +221,7 @@ async def request_link(request: Request, email: FormText = "", form_token: FormT
     except InvalidEmail as error:
         context = {"form_token": tokens.issue(), "error": error.reason, "field": "email", "email": email[:254]}
         return render(request, "portal_link.html", context, status_code=422)
-    requests = _link_requests(request)
+    requests = adapters_of(request).link_requests
     if not await requests.within_limits(client_address(request), address):
         context = {"form_token": tokens.issue(), "error": "too_many", "field": "email"}
         return render(request, "portal_link.html", context, status_code=429)

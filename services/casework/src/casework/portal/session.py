@@ -14,8 +14,8 @@ from fastapi import Depends, Form, Request
 
 from agency_chassis.portal_links import ExpiredPortalLink, InvalidPortalLink, PortalClaim, PortalLinks
 from agency_shared.events import utc_now
+from casework.app_state import adapters_of
 from casework.cases import Case
-from casework.storage import MongoCases
 
 COOKIE = "portal"
 PATH = "/portal"
@@ -62,8 +62,7 @@ async def visitor_of(request: Request, token: str, now: datetime | None = None) 
         raise PortalRefusal("expired", 410, exc.claim.locale) from exc
     except InvalidPortalLink as exc:
         raise PortalRefusal("invalid") from exc
-    cases: MongoCases = request.app.state.adapters.cases
-    case = await cases.get(claim.case_id)
+    case = await adapters_of(request).cases.get(claim.case_id)
     if case is None:
         # Signed by us for this case, which is not open yet (an application whose address was verified
         # moments ago): casework opens it within seconds.
