@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, each figure the median of several runs beside its reference.
 
-python -m bench.run [--only intake,consumers,e2e,memory] [--runs 3] [--seconds 10]
+python -m bench.run [--only intake,consumers,e2e,memory,uploads] [--runs 3] [--seconds 10] [--upload-counts 1,5,20]
 """
 
 import argparse
@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import consumers, end_to_end, intake_load
+from bench import consumers, end_to_end, intake_load, uploads
 from bench.stack import ROOT, Stack, write_results
 
-SECTIONS = ("intake", "consumers", "e2e", "memory")
+SECTIONS = ("intake", "consumers", "e2e", "memory", "uploads")
 
 
 def machine() -> dict[str, Any]:
@@ -65,8 +65,25 @@ def table(results: dict[str, Any]) -> str:
         for name, m in memory["services"].items():
             rows.append((f"{name} RSS over 60 s (settled -> end)", f"{m['settled_mib']} -> {m['end_mib']}", "", "",
                          f"{m['max_mib']}", ""))  # fmt: skip
+    if upload := results.get("uploads"):
+        rows += upload_rows(upload)
     widths = [max(len(row[i]) for row in rows) for i in range(6)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+
+
+def upload_rows(upload: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    rows = []
+    for count, figures in upload["by_count"].items():
+        m = figures["median"]
+        cpu = f"{m['casework_run_casework_cpu_ms_per_upload']:g} / - / {m['casework_run_database_cpu_ms_per_upload']:g}"
+        rows.append((f"casework uploads MiB/s, {count} x 5 MiB at once (RSS growth {m['growth_mib']} MiB)",
+                     f"{m['casework_mib_per_s']}", f"{m['reference_mib_per_s']}", f"{m['ratio']}",
+                     f"{m['peak_mib']}", cpu))  # fmt: skip
+    if ratio := upload.get("growth_ratio"):
+        runs = ", ".join("-" if r is None else f"{r:g}" for r in ratio["runs"])
+        rows.append((f"upload RSS {ratio['of']} (runs {runs}; of medians {ratio['of_medians']})",
+                     f"{ratio['median']}", "", "", "", ""))  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -78,6 +95,7 @@ def main() -> None:
     parser.add_argument("--intake-workers", type=int, default=os.cpu_count() or 1, help="default: one per core")
     parser.add_argument("--backlog", type=int, default=5000)
     parser.add_argument("--e2e-rate", type=float, default=100, help="submissions per second offered end to end")
+    parser.add_argument("--upload-counts", default=",".join(map(str, uploads.COUNTS)), help="uploads at once")
     args = parser.parse_args()
     sections = args.only.split(",")
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
@@ -99,6 +117,11 @@ def main() -> None:
         if "memory" in sections:
             print("memory: all three services for 60 s at 100 submissions/s", file=sys.stderr)
             results["memory"] = asyncio.run(end_to_end.memory(stack, rate=100, seconds=60))
+            write_results(results, path)
+        if "uploads" in sections:
+            counts = tuple(int(count) for count in args.upload_counts.split(","))
+            print(f"uploads: casework's memory and MiB/s with {counts} uploads of 5 MiB at once", file=sys.stderr)
+            results["uploads"] = asyncio.run(uploads.run(stack, args.runs, counts))
             write_results(results, path)
     print(table(results))
     print(f"written to {path.relative_to(ROOT)}", file=sys.stderr)
