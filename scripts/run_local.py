@@ -189,6 +189,8 @@ def main() -> int:
                 "secantusdb",
                 str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(mongo_port),
                 "--storage-path", str(var / "mongo"), "--log-level", "WARNING", "--sync-on-commit",
+                # Room in the cache and a short oplog (nothing reads it): SecantusDB can deadlock on a full cache.
+                "--cache-size", "4G", "--oplog-max-entries", "10000",
             )  # fmt: skip
             env["MONGODB_URL"] = f"mongodb://127.0.0.1:{mongo_port}"
             wait_until(lambda: port_open("127.0.0.1", mongo_port), 60, "SecantusDB")

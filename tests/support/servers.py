@@ -245,6 +245,16 @@ def secantus_server(storage: Path) -> Iterator[str]:
             "--log-level",
             "WARNING",
             "--sync-on-commit",
+            # A worker's server keeps every test's data. SecantusDB 1.x can deadlock once WiredTiger's cache is
+            # full (a thread waiting for eviction holds the store's lock another needs to release its snapshot):
+            # seen with the uploads' 100 MB at the default 1 GB and an oplog keeping all of it for an hour. Nothing
+            # here reads the oplog (no change streams), so keep little of it, and give the cache room.
+            "--cache-size",
+            "4G",
+            "--oplog-max-entries",
+            "1000",
+            "--oplog-retention-seconds",
+            "60",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

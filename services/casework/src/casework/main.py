@@ -77,6 +77,8 @@ class Adapters:
         # The owner's reminders (overdue, Tencent's deadline, a lapse) in the staff's chat groups too, once each.
         self.on_owner_alert = on_owner_alert or self._owner_alert_in_chat
         self.outbound = OutboundWebhooks(settings, self.access)
+        # The portal's uploads this replica streams at once (DOCUMENT_UPLOADS_AT_ONCE); the rest wait, unread.
+        self.upload_slots = asyncio.Semaphore(settings.document_uploads_at_once)
 
     async def open(self) -> None:
         settings = self._settings

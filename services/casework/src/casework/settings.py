@@ -122,6 +122,9 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
     document_max_pixels: int = Field(default=40_000_000, ge=1)
     document_max_inflate_ratio: int = Field(default=100, ge=1)
     document_max_inflated_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # Uploads a replica receives at once (each holds about 2 MB while it streams); more wait their turn, their
+    # bodies unread (the connection's flow control holds them back), so memory is bounded however many arrive.
+    document_uploads_at_once: int = Field(default=8, ge=1)
     # Outbound webhooks to the agency's CRM (Standard Webhooks): after a secret is rotated the old one keeps
     # signing too for this long; each attempt's timeout; how often the delivery loop looks for due deliveries
     # and how long a replica holds one it sends; WEBHOOK_RETRY_SCALE multiplies the retry schedule (tests only).

@@ -63,13 +63,14 @@ async def upload(request: Request, item: str, visitor: PortalClient) -> Response
         return _refused(request, locale, RefusedDocument(409, "not_outstanding", f"this document is {requested.state}"))
     links = portal_links(request)
     try:
-        stored = await receive_upload(
-            request,
-            documents,
-            FileAbout(visitor.case.id, requested.key, ""),
-            limits_of(request.app.state.settings),
-            lambda offered: links.csrf_matches(visitor.token, offered),
-        )
+        async with adapters_of(request).upload_slots:  # bounded memory: the others wait, their bodies unread
+            stored = await receive_upload(
+                request,
+                documents,
+                FileAbout(visitor.case.id, requested.key, ""),
+                limits_of(request.app.state.settings),
+                lambda offered: links.csrf_matches(visitor.token, offered),
+            )
     except CsrfRefused as exc:
         logger.info("case %s: an upload without a valid CSRF token was refused (%s)", visitor.case.id, exc)
         raise PortalRefusal("csrf", 403) from None
