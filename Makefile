@@ -46,10 +46,13 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Everything but the fault tests on three workers (each its own SecantusDB, every test its own
-# vhost and SMTP server), then the fault tests alone: they stop and start the machine's RabbitMQ.
+# The unit and integration tests on three workers (each its own SecantusDB, every test its own vhost
+# and SMTP server); then the whole-system tests (four services, Chromium) on two, so they do not
+# starve each other or the broker on two cores; then the fault tests alone: they stop and start the
+# machine's RabbitMQ.
 pytest: $(BIN)/.installed
-	$(BIN)/pytest -m "not faults" -n 3 --dist loadfile
+	$(BIN)/pytest -m "not faults and not e2e" -n 3 --dist loadfile
+	$(BIN)/pytest -m e2e -n 2 --dist loadfile
 	$(BIN)/pytest -m faults
 
 # Only the fault tests (kill, restart, outage; they are part of `make test` too).
