@@ -4,40 +4,25 @@ from the bytes the server received."""
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from agency_chassis.portal_links import PortalLinks
-from agency_shared.events import ApplicantErased, ApplicantErasedData, CaseClient, Event, NotificationSettled
+from agency_shared.events import ApplicantErased, ApplicantErasedData, CaseClient, NotificationSettled
 from agency_shared.topology import CASEWORK_NOTIFICATION_SETTLED
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings
 from tests.support import broker
 from tests.support.apps import serving
+from tests.support.broker import publish_event as publish
 from tests.support.data import STAFF
 from tests.support.events import HOSTILE_REASON, case_status_changed
 from tests.support.portal import portal_links_in, token_of
-from tests.support.servers import Inbox
+from tests.support.servers import Inbox, email_parts
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 CLIENT = "li.wei@mapletea.example"
-
-
-async def publish(amqp_url: str, event: Event) -> None:
-    await broker.publish_raw(amqp_url, event.model_dump_json().encode(), event.routing_key, str(event.event_id))
-
-
-def received(raw: bytes) -> tuple[EmailMessage, str, str]:
-    """The email as a reader parses the bytes the SMTP server got: the message, its plain text and its HTML."""
-    message = message_from_bytes(raw, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    plain, html = message.get_body(("plain",)), message.get_body(("html",))
-    assert plain is not None
-    assert html is not None
-    return message, plain.get_content(), html.get_content()
 
 
 async def test_the_client_is_told_in_their_language_with_the_deadline_and_never_the_reason(
@@ -63,7 +48,7 @@ async def test_the_client_is_told_in_their_language_with_the_deadline_and_never_
     assert len(inbox.messages) == 2  # the enquiry's status, and the repeat, sent nothing
 
     [zh_raw] = [raw for raw, m in zip(inbox.raw, inbox.messages, strict=True) if "进度更新" in m["Subject"]]
-    message, text, html = received(zh_raw)
+    message, text, html = email_parts(zh_raw)
     assert message["To"].addresses[0].addr_spec == CLIENT
     assert message["To"].addresses[0].display_name == "李伟"
     assert message["Subject"] == f"您的微信公众号申请进度更新（编号 {str(chinese.data.application_id)[:8]}）"
@@ -85,7 +70,7 @@ async def test_the_client_is_told_in_their_language_with_the_deadline_and_never_
     assert "上传材料并查看申请进度" in text
 
     [en_raw] = [raw for raw, m in zip(inbox.raw, inbox.messages, strict=True) if m["Subject"].startswith("Update")]
-    message, text, html = received(en_raw)
+    message, text, html = email_parts(en_raw)
     assert message["Content-Language"] == "en"
     assert "Tencent did not approve the application: the account name breaks Tencent's naming rules." in text
     assert "Tencent&#39;s naming rules" in html or "Tencent's naming rules" in html
@@ -97,7 +82,7 @@ async def test_the_client_is_told_in_their_language_with_the_deadline_and_never_
         wire = raw.decode("utf-8", "replace")
         for secret in ("INTERNAL", "rude", "victim@evil.example", "alert(1)", HOSTILE_REASON):
             assert secret not in wire
-        _, text, html = received(raw)
+        _, text, html = email_parts(raw)
         assert "INTERNAL" not in text + html
 
     # Announced with the case's application (casework's timeline), one per email.

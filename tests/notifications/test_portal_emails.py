@@ -5,38 +5,24 @@ goes once per request, in their language, within the address's daily cap."""
 import re
 import uuid
 from datetime import timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 
 from agency_shared.cases import case_id_of
-from agency_shared.events import Event, PortalLinkRequested, PortalLinkRequestedData, derived_id, utc_now
+from agency_shared.events import PortalLinkRequested, PortalLinkRequestedData, derived_id, utc_now
 from casework.settings import CaseworkSettings
 from notifications.main import create_app
 from notifications.settings import NotificationsSettings
 from tests.support import broker
 from tests.support.apps import serving
+from tests.support.broker import publish_event as publish
 from tests.support.casework import eventually, running_casework
 from tests.support.events import acceptance_confirmed_event
 from tests.support.portal import portal_browser
-from tests.support.servers import Inbox
+from tests.support.servers import Inbox, email_parts
 from tests.support.settings import settings_with
 
 PORTAL = "https://portal.agency.example"
 LINK = re.compile(re.escape(PORTAL) + r"/portal/open\?t=[A-Za-z0-9._\-]+")
 CLIENT = "li.wei@mapletea.example"
-
-
-async def publish(amqp_url: str, event: Event) -> None:
-    await broker.publish_raw(amqp_url, event.model_dump_json().encode(), event.routing_key, str(event.event_id))
-
-
-def read(raw: bytes) -> tuple[EmailMessage, str, str]:
-    message = message_from_bytes(raw, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    plain, html = message.get_body(("plain",)), message.get_body(("html",))
-    assert plain is not None
-    assert html is not None
-    return message, plain.get_content(), html.get_content()
 
 
 def link_requested(name: str, locale: str = "zh-CN", email: str = CLIENT) -> PortalLinkRequested:
@@ -69,7 +55,7 @@ async def test_the_confirmation_carries_the_personal_link_and_it_opens_the_porta
         await publish(amqp_url, confirmed)
         await inbox.wait_for(lambda messages: len(messages) == 1)
         case = await eventually(lambda: casework.cases.get(case_id_of(application_id)))
-        message, text, html = read(inbox.raw[0])
+        message, text, html = email_parts(inbox.raw[0])
         assert message["To"].addresses[0].addr_spec == confirmed.data.applicant_email
         [link] = LINK.findall(text)
         assert link in html
@@ -96,14 +82,14 @@ async def test_a_new_link_is_emailed_once_in_the_clients_language(
         await publish(amqp_url, chinese)  # a redelivery: no second email
         await broker.wait_settled(amqp_url, "notifications.")
     assert len(inbox.messages) == 2
-    by_subject = {read(raw)[0]["Subject"]: raw for raw in inbox.raw}
-    message, text, html = read(by_subject["您的申请专属链接（编号 A-7KQ2M4XD）"])
+    by_subject = {email_parts(raw)[0]["Subject"]: raw for raw in inbox.raw}
+    message, text, html = email_parts(by_subject["您的申请专属链接（编号 A-7KQ2M4XD）"])
     assert [address.addr_spec for address in message["To"].addresses] == [CLIENT]
     assert message["Bcc"] is None
     assert chinese.data.link in text
     assert chinese.data.link in html
     assert "有效期至" in text
-    message, text, _ = read(by_subject["Your personal link to your application (A-7KQ2M4XD)"])
+    message, text, _ = email_parts(by_subject["Your personal link to your application (A-7KQ2M4XD)"])
     assert [address.addr_spec for address in message["To"].addresses] == ["li.wei+en@mapletea.example"]
     assert english.data.link in text
     assert message["Content-Language"] == "en"

@@ -96,6 +96,11 @@ async def wait_settled(amqp_url: str, prefix: str = "", timeout: float = 45) -> 
             await asyncio.sleep(0.2)
 
 
+async def publish_event(amqp_url: str, event: Event) -> None:
+    """One event's JSON, published as any client could (``publish_raw``)."""
+    await publish_raw(amqp_url, event.model_dump_json().encode(), event.routing_key, str(event.event_id))
+
+
 async def publish_raw(
     amqp_url: str, body: bytes, routing_key: str, message_id: str, exchange: str = "wechat_agency.events"
 ) -> None:

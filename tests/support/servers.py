@@ -284,6 +284,16 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[Any] | No
     raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
 
 
+def email_parts(raw: bytes) -> tuple[EmailMessage, str, str]:
+    """The email as a reader parses the bytes the SMTP server got: the message, its plain text and its HTML."""
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None
+    assert html is not None
+    return message, plain.get_content(), html.get_content()
+
+
 class Inbox:
     """An aiosmtpd handler that keeps every accepted message and lets tests await them."""
 
