@@ -9,6 +9,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
+from urllib.parse import urlsplit
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -41,6 +42,42 @@ class LogContextFilter(logging.Filter):
         if context.application_id is not None and not hasattr(record, "application_id"):
             record.application_id = context.application_id
         return True
+
+
+def url_origin(url: str) -> str:
+    """``url`` as logs and the audit log keep it: its origin, and ``/…`` if it goes further.
+
+    An outgoing URL often carries a credential in its path or query (a CRM's hook
+    ``/hooks/catch/123/aBc9/``, a chat robot's ``?access_token=``, Slack's ``/services/T…/B…/secret``)
+    or in its user info; none of that is kept.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "[a URL]"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    further = parts.path not in ("", "/") or bool(parts.query) or bool(parts.fragment)
+    return f"{parts.scheme}://{host}{'' if port is None else f':{port}'}" + ("/…" if further else "/")
+
+
+class OutgoingUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO ("HTTP Request: POST https://…"); this keeps its origin only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_origin_if_url(arg) for arg in record.args)
+        return True
+
+
+def _origin_if_url(arg: object) -> object:
+    """An argument that prints as an absolute http(s) URL (httpx passes its ``URL``), as its origin."""
+    if isinstance(arg, int | float | bytes | None):
+        return arg
+    text = str(arg)
+    return url_origin(text) if text.startswith(("http://", "https://")) else arg
 
 
 class JsonLineFormatter(JsonFormatter):
@@ -92,3 +129,8 @@ def configure_logging(service: str, level: str, log_format: LogFormat = "json", 
         foreign.propagate = True
         foreign.setLevel(logging.NOTSET)  # LOG_LEVEL decides for them too
     access.propagate = not access_off
+    # Outgoing requests (webhooks, chat robots, single sign-on) are logged by httpx with their URL: origin only.
+    outgoing = logging.getLogger("httpx")
+    for earlier in [f for f in outgoing.filters if isinstance(f, OutgoingUrls)]:
+        outgoing.removeFilter(earlier)
+    outgoing.addFilter(OutgoingUrls())

@@ -40,19 +40,6 @@ def configured_robots(settings: CaseworkSettings) -> list[Robot]:
     return list(robots.values())
 
 
-class RobotAddresses(logging.Filter):
-    """Keeps the robots' URLs (credentials) out of httpx's request log lines."""
-
-    def __init__(self, robots: list[Robot]) -> None:
-        super().__init__()
-        self._prefixes = tuple(str(httpx.URL(robot.url).copy_with(query=None)) for robot in robots)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(str(arg).startswith(self._prefixes) for arg in record.args):
-            record.args = tuple("[chat robot]" if str(arg).startswith(self._prefixes) else arg for arg in record.args)
-        return True
-
-
 class ChatAlerts:
     """``raise_alert`` stores an alert once per robot; ``open`` starts this replica's senders (one per robot, only
     the lease holder's sends); without robots configured both do nothing."""
@@ -65,7 +52,6 @@ class ChatAlerts:
         self._http: httpx.AsyncClient | None = None
         self._senders: list[RobotSender] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._log_filter = RobotAddresses(self.robots)
 
     @property
     def enabled(self) -> bool:
@@ -77,7 +63,6 @@ class ChatAlerts:
         settings = self._settings
         self._store = ChatStore(client, db)
         await self._store.ensure_indexes()
-        logging.getLogger("httpx").addFilter(self._log_filter)
         self._http = httpx.AsyncClient(timeout=settings.chat_timeout_seconds, follow_redirects=False)
         pacing = Pacing(
             settings.chat_max_attempts,
@@ -122,4 +107,3 @@ class ChatAlerts:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        logging.getLogger("httpx").removeFilter(self._log_filter)

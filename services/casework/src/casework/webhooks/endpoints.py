@@ -12,7 +12,9 @@ from typing import Any, cast
 
 import httpx
 
+from agency_chassis.logs import url_origin
 from casework.webhooks.events import EVENT_TYPES, WebhookEventType
+from casework.webhooks.guard import is_public
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of every secret, not one
 SECRET_BYTES = 32  # the spec asks for 24 to 64 random bytes
@@ -72,9 +74,7 @@ def checked_url(value: str, environment: str) -> str:
 def recorded_url(url: str) -> str:
     """The endpoint as the audit log keeps it: its origin only. A CRM's hook URL often carries a token in its path
     or query (``/hooks/catch/123/aBc9/``), a secret the audit log, kept for years and exported, must not hold."""
-    parsed = httpx.URL(url)
-    origin = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
-    return origin + ("/…" if parsed.raw_path not in (b"", b"/") else "/")
+    return url_origin(str(httpx.URL(url)))  # as httpx sends it: the host in IDNA
 
 
 def _numeric_host_not_canonical(host: str) -> bool:
@@ -101,7 +101,7 @@ def _internal_address(host: str) -> bool:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
-    return not address.is_global
+    return not is_public(address)
 
 
 def checked_event_types(values: Iterable[str]) -> list[WebhookEventType]:
