@@ -39,6 +39,7 @@ NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
         ("https://10.1.2.3/hooks", "url_internal"),
         ("https://169.254.169.254/latest/meta-data", "url_internal"),
         ("https://localhost:8443/hooks", "url_internal"),
+        ("https://[64:ff9b::a9fe:a9fe]/latest/meta-data", "url_internal"),  # NAT64 to 169.254.169.254
         ("https://crm.example/\nhooks", "url_invalid"),
     ],
 )
@@ -173,6 +174,13 @@ def test_a_canonical_address_or_a_name_with_digits_is_an_endpoint_url() -> None:
         (["::ffff:127.0.0.1"], "::ffff:127.0.0.1"),
         (["fe80::1%eth0"], "fe80::1%eth0"),
         (["not-an-address"], "not-an-address"),
+        # IPv6 addresses that carry an internal IPv4 address: NAT64 (both prefixes), 6to4, Teredo.
+        (["64:ff9b::a00:1"], "64:ff9b::a00:1"),
+        (["64:ff9b::a9fe:a9fe"], "64:ff9b::a9fe:a9fe"),
+        (["64:ff9b:1::a00:1"], "64:ff9b:1::a00:1"),
+        (["2002:a00:1::1"], "2002:a00:1::1"),
+        (["2001:0:4136:e378:8000:63bf:f5ff:fffe"], "2001:0:4136:e378:8000:63bf:f5ff:fffe"),  # client 10.0.0.1
+        (["64:ff9b::808:808"], None),  # NAT64 to 8.8.8.8: public
     ],
 )
 def test_only_global_addresses_pass_the_send_time_guard(addresses: list[str], refused: str | None) -> None:

@@ -21,15 +21,41 @@ async def resolve(host: str, port: int) -> list[str]:
     return [str(sockaddr[0]) for *_, sockaddr in answers]
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits, translated to IPv4 on the way (NAT64: RFC 6052's
+# well-known prefix and RFC 8215's local-use one); Python counts them as global, whatever the IPv4 address is.
+NAT64_PREFIXES = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global and not multicast, and so is any IPv4 address it carries (IPv4-mapped, 6to4, Teredo, NAT64): a
+    ``64:ff9b::a00:1`` reaches ``10.0.0.1`` on a network that translates IPv6 to IPv4."""
+    if not address.is_global or address.is_multicast:
+        return False
+    embedded = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+    return embedded is None or (embedded.is_global and not embedded.is_multicast)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # the client's address (the server's is public by design)
+    if any(address in prefix for prefix in NAT64_PREFIXES):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def refused_address(addresses: Iterable[str]) -> str | None:
-    """The first address that is not global (loopback, private, link-local, shared, reserved, multicast,
-    unspecified, or not an address at all), or None if all are global."""
+    """The first address that is not public (loopback, private, link-local, shared, reserved, multicast,
+    unspecified, an IPv6 address carrying such an IPv4 one, or not an address at all), or None if all are."""
     for address in addresses:
         try:
             parsed = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:
             return address
-        if not parsed.is_global or parsed.is_multicast:
+        if not is_public(parsed):
             return address
     return None
 
