@@ -143,8 +143,8 @@ async def test_the_entry_point_hands_the_settings_it_checked_to_the_app(
 COMPOSE_SECRETS = {
     "intake": ("EMAIL_VERIFICATION_SECRET", "CAPTCHA_HMAC_KEY"),
     "agreements": ("STAFF_API_TOKEN",),
-    "notifications": ("EMAIL_VERIFICATION_SECRET",),
-    "casework": ("AGREEMENTS_API_TOKEN", "AUDIT_HMAC_KEY"),
+    "notifications": ("EMAIL_VERIFICATION_SECRET", "PORTAL_LINK_SECRET"),
+    "casework": ("AGREEMENTS_API_TOKEN", "AUDIT_HMAC_KEY", "PORTAL_LINK_SECRET"),
 }
 
 

@@ -34,6 +34,7 @@ REAL_MAIL: dict[str, Any] = {
     "intake_base_url": "https://apply.agency.com",
     "email_verification_secret": "Vf-5ecret-0f-m0re-than-32-characters",
     "portal_link_secret": "P0rtal-l1nk-5ecret-0f-m0re-than-32-chars",
+    "portal_url": "https://portal.agency.com",
     "ledger_anchor_emails": ["ledger-archive@agency.com"],
 }
 SETTINGS_VARIABLES = {
@@ -71,6 +72,7 @@ def test_production_refuses_every_development_default_and_missing_secret() -> No
     assert variables(NotificationsSettings()) == [
         "AMQP_URL",
         "PORTAL_LINK_SECRET",
+        "PORTAL_URL",
         "EMAIL_VERIFICATION_SECRET",
         "MONGODB_URL",
         "SMTP_HOST",

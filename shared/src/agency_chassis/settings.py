@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AmqpDsn, Field, MongoDsn, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -215,7 +216,20 @@ class PortalLinkSettings(SharedSettings):
     portal_url: str = "http://localhost:8003"
 
     def production_problems(self) -> list[SettingProblem]:
-        secret = self.shared_secret_problem(
+        problems = super().production_problems()
+        if secret := self.shared_secret_problem(
             "portal_link_secret", DEVELOPMENT_PORTAL_SECRET, "notifications and casework"
-        )
-        return super().production_problems() + ([secret] if secret else [])
+        ):
+            problems.append(secret)
+        if self.kept_default("portal_url"):
+            problems.append(self.unset_problem("portal_url", "would send clients' links to their own machine"))
+        elif not _https_or_loopback(self.portal_url):
+            reason = "not https:// (nor http:// on this machine): the portal's links are credentials"
+            problems.append(SettingProblem("PORTAL_URL", reason))
+        return problems
+
+
+def _https_or_loopback(url: str) -> bool:
+    """``url`` is https://, or http:// to this machine (where browsers treat plain HTTP as secure)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"))

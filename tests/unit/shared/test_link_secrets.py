@@ -18,10 +18,13 @@ CASES = [
     (VerificationSettings, "email_verification_secret", DEVELOPMENT_VERIFICATION_SECRET, "intake and notifications"),
     (PortalLinkSettings, "portal_link_secret", DEVELOPMENT_PORTAL_SECRET, "notifications and casework"),
 ]
+# What each class needs besides its secret.
+OTHERS: dict[type[SharedSettings], dict[str, str]] = {PortalLinkSettings: {"portal_url": "https://portal.agency.com"}}
 
 
 def problems(settings_class: type[SharedSettings], **values: object) -> list[str]:
-    return [str(problem) for problem in settings_class.model_validate({**BROKER, **values}).production_problems()]
+    given = {**BROKER, **OTHERS.get(settings_class, {}), **values}
+    return [str(problem) for problem in settings_class.model_validate(given).production_problems()]
 
 
 @pytest.mark.parametrize(("settings_class", "field", "development", "holders"), CASES)
@@ -49,3 +52,24 @@ def test_the_broker_problem_still_comes_first() -> None:
         "AMQP_URL",
         "PORTAL_LINK_SECRET",
     ]
+
+
+NOT_HTTPS = "PORTAL_URL: not https:// (nor http:// on this machine): the portal's links are credentials"
+
+
+@pytest.mark.parametrize(
+    ("portal_url", "refused"),
+    [
+        (None, "PORTAL_URL: not set; the default http://localhost:8003 would send clients' links to their own machine"),
+        ("http://portal.agency.com", NOT_HTTPS),
+        ("ftp://portal.agency.com", NOT_HTTPS),
+        ("https://portal.agency.com", None),
+        ("http://localhost:8003", None),  # docker compose on one machine: browsers treat localhost as secure
+        ("http://127.0.0.1:8003", None),
+    ],
+)
+def test_production_wants_the_portals_public_https_address(portal_url: str | None, refused: str | None) -> None:
+    values = {"portal_link_secret": "x" * MIN_SECRET_LENGTH}
+    given = {**BROKER, **values, **({} if portal_url is None else {"portal_url": portal_url})}
+    found = [str(problem) for problem in PortalLinkSettings.model_validate(given).production_problems()]
+    assert found == ([] if refused is None else [refused])
