@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
+from pymongo.errors import ServerSelectionTimeoutError
 
 import agreements.main
 from agency_shared.events import ApplicantErased, ApplicantErasedData, DocumentReceived, utc_now
@@ -24,7 +25,8 @@ from casework.access import Role
 from casework.audit import AuditQuery
 from casework.cases import Case
 from casework.documents.checklists import known_items
-from casework.documents.store import BUCKET, CHUNK_BYTES, CaseDocuments, FileAbout, StoredFile
+from casework.documents.store import BUCKET, CHUNK_BYTES, DOCUMENTS, CaseDocuments, FileAbout, StoredFile
+from casework.documents.uploads import UploadSlots
 from casework.settings import CaseworkSettings
 from tests.support.apps import serving
 from tests.support.broker import publish_events, wait_settled
@@ -486,6 +488,93 @@ async def test_the_sweep_deletes_an_unfinished_uploads_chunks_after_an_hour(
     download = await documents.read(str(finished.file_id))
     assert download is not None
     assert (await download.read()).startswith(b"%PDF-")
+
+
+async def stalled(body: bytes, sent: int, release: asyncio.Event) -> AsyncIterator[bytes]:
+    """The first ``sent`` bytes of ``body``, then nothing until ``release`` (a connection gone quiet), then the rest."""
+    yield body[:sent]
+    await release.wait()
+    yield body[sent:]
+
+
+async def test_a_stalled_upload_is_refused_and_one_case_cannot_take_every_slot(
+    casework_settings: CaseworkSettings, mongo: MongoClient
+) -> None:
+    settings = settings_with(casework_settings, document_upload_idle_seconds=2.0, document_uploads_at_once=8)
+    async with running_casework(settings) as casework, casework.signed_in(Role.OPERATOR) as operator:
+        case = await casework.open_application()
+        await requested(casework, operator, case, "application_letter", "contact_id")
+        async with client_of(casework, case) as client:
+            body, headers = multipart(pdf(padding=300_000), "letter.pdf", "application/pdf", client.csrf)
+            headers = {**headers, "Accept": "application/json"}
+            release = asyncio.Event()  # never set: these senders stall part-way through the file
+            posts = [
+                asyncio.create_task(
+                    client.http.post(f"/portal/documents/{item}", content=stalled(body, 100_000, release),
+                                     headers=headers)
+                )
+                for item in ("application_letter", "contact_id")
+            ]  # fmt: skip
+            slots: UploadSlots = casework.app.state.adapters.upload_slots
+
+            async def both_sending() -> bool:
+                return slots.sending(case.id) == 2
+
+            # Both hold the case's two slots: a third upload of the same case is refused at once, to retry later.
+            await eventually(both_sending)
+            third = await client.upload("application_letter", pdf())
+            assert third.status_code == 429
+            assert (third.json()["reason"], third.headers["Retry-After"]) == ("busy_case", "60")
+            # The stalled ones are refused once the body has sent nothing for DOCUMENT_UPLOAD_IDLE_SECONDS.
+            refused = await asyncio.gather(*posts)
+            assert [(r.status_code, r.json()["reason"]) for r in refused] == [(408, "too_slow")] * 2
+            assert refused[0].json()["message"].startswith("The upload took too long and was stopped")
+            assert slots.sending(case.id) == 0
+            # Nothing of them is kept, and the case may upload again.
+            assert await stored_files(mongo, settings.mongodb_db) == (0, 0)
+            again = await client.upload("application_letter", pdf())
+            assert again.status_code == 201, again.text
+        assert (await casework.case(case.id)).status == "awaiting_documents"
+
+
+async def test_a_file_whose_record_cannot_be_written_is_not_kept(
+    casework_settings: CaseworkSettings, mongo: MongoClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_casework(casework_settings) as casework, casework.signed_in(Role.OPERATOR) as operator:
+        case = await casework.open_application()
+        await requested(casework, operator, case, "application_letter")
+
+        async def database_gone(*_: object) -> bool:
+            raise ServerSelectionTimeoutError("the database went away between the file and its record")
+
+        monkeypatch.setattr(casework.app.state.adapters.document_handling, "received", database_gone)
+        async with client_of(casework, case) as client:
+            with pytest.raises(ServerSelectionTimeoutError):  # the app's error answer (500) in a real server
+                await client.upload("application_letter", pdf(padding=600_000))
+        assert await stored_files(mongo, casework_settings.mongodb_db) == (0, 0)
+        assert (await casework.case(case.id)).status == "awaiting_documents"
+
+
+async def test_an_upload_for_an_item_accepted_meanwhile_is_refused_and_not_kept(
+    casework_settings: CaseworkSettings, mongo: MongoClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_casework(casework_settings) as casework, casework.signed_in(Role.OPERATOR) as operator:
+        case = await casework.open_application()
+        await requested(casework, operator, case, "application_letter")
+        handling = casework.app.state.adapters.document_handling
+        record = handling.received
+
+        async def staff_accepted_it_meanwhile(*args: Any) -> bool:
+            # While the file streamed in, staff marked the item as received by other means.
+            await mongo[casework_settings.mongodb_db][DOCUMENTS].update_one({}, {"$set": {"state": "accepted"}})
+            result: bool = await record(*args)
+            return result
+
+        monkeypatch.setattr(handling, "received", staff_accepted_it_meanwhile)
+        async with client_of(casework, case) as client:
+            answer = await client.upload("application_letter", pdf(padding=600_000))
+        assert (answer.status_code, answer.json()["reason"]) == (409, "not_outstanding")
+        assert await stored_files(mongo, casework_settings.mongodb_db) == (0, 0)
 
 
 async def test_memory_stays_bounded_with_twenty_uploads_at_once(casework_settings: CaseworkSettings) -> None:

@@ -35,6 +35,7 @@ from casework.cases import Case
 from casework.chat import REMINDER_ALERTS, ChatAlerts, case_alert
 from casework.documents.handling import DocumentHandling
 from casework.documents.store import CaseDocuments, publish_unannounced
+from casework.documents.uploads import UploadSlots
 from casework.handlers import build_router
 from casework.handling import CaseHandling, Publish
 from casework.portal import documents_routes
@@ -78,7 +79,7 @@ class Adapters:
         self.on_owner_alert = on_owner_alert or self._owner_alert_in_chat
         self.outbound = OutboundWebhooks(settings, self.access)
         # The portal's uploads this replica streams at once (DOCUMENT_UPLOADS_AT_ONCE); the rest wait, unread.
-        self.upload_slots = asyncio.Semaphore(settings.document_uploads_at_once)
+        self.upload_slots = UploadSlots(settings.document_uploads_at_once)
 
     async def open(self) -> None:
         settings = self._settings

@@ -125,6 +125,10 @@ class CaseworkSettings(MongoSettings, PortalLinkSettings):
     # Uploads a replica receives at once (each holds about 2 MB while it streams); more wait their turn, their
     # bodies unread (the connection's flow control holds them back), so memory is bounded however many arrive.
     document_uploads_at_once: int = Field(default=8, ge=1)
+    # An upload whose body sends nothing for DOCUMENT_UPLOAD_IDLE_SECONDS, or takes longer than
+    # DOCUMENT_UPLOAD_SECONDS in all, is refused (408): a trickle cannot hold an upload slot for ever.
+    document_upload_idle_seconds: float = Field(default=60.0, gt=0)
+    document_upload_seconds: float = Field(default=900.0, gt=0)
     # Outbound webhooks to the agency's CRM (Standard Webhooks): after a secret is rotated the old one keeps
     # signing too for this long; each attempt's timeout; how often the delivery loop looks for due deliveries
     # and how long a replica holds one it sends; WEBHOOK_RETRY_SCALE multiplies the retry schedule (tests only).

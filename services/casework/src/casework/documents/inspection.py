@@ -56,6 +56,10 @@ class DocumentLimits:
     max_pixels: int
     max_inflate_ratio: int
     max_inflated_bytes: int
+    # How long the body may go without a byte, and take in all (``receive_upload``): a slow link from mainland China
+    # gets there; a sender that trickles bytes to hold one of the replica's upload slots does not.
+    idle_seconds: float = 60.0
+    upload_seconds: float = 900.0
 
     def inflated_allowance(self, size: int) -> int:
         """How much a PDF of ``size`` bytes may inflate to in all: ``ratio`` times its size (at least 1 MB: a small

@@ -227,9 +227,11 @@ class CaseDocuments:
         async for chunk in cursor:
             yield bytes(chunk["data"])
 
-    async def delete_file(self, file_id: Any) -> None:
+    async def delete_file(self, file_id: str | ObjectId) -> None:
+        """Delete a file and its chunks (one already gone is no error); ``file_id`` as ``StoredFile`` has it or as
+        GridFS does."""
         with contextlib.suppress(NoFile):
-            await self.bucket.delete(file_id)
+            await self.bucket.delete(_object_id(file_id) if isinstance(file_id, str) else file_id)
 
     async def received(self, case_id: uuid.UUID, key: str, stored: StoredFile) -> bool:
         """Add a kept file to its item, which is then received (awaiting staff); False if the item is no longer
@@ -243,7 +245,7 @@ class CaseDocuments:
         if result.matched_count == 1 and not erased:
             return True
         if erased:  # erased meanwhile: nothing of the upload stays
-            await self.delete_file(_object_id(stored.file_id))
+            await self.delete_file(stored.file_id)
             await self._items.update_one(
                 {"_id": _id(case_id, key), "files.file_id": stored.file_id}, {"$set": {"files.$.name": ERASED}}
             )

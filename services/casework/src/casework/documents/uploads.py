@@ -8,7 +8,9 @@ so memory stays bounded however many upload at once."""
 import asyncio
 import hashlib
 import tempfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,66 @@ MAX_FIELD_BYTES = 256
 SPOOL_BYTES = 1024 * 1024
 FILE_FIELD = "file"
 CSRF_FIELD = "csrf_token"
+
+
+async def _paced(request: Request, limits: DocumentLimits) -> AsyncIterator[bytes]:
+    """The body's chunks; ``RefusedDocument`` (408) once none came for ``idle_seconds`` or the whole took longer
+    than ``upload_seconds``."""
+    chunks = request.stream()
+    deadline = asyncio.get_running_loop().time() + limits.upload_seconds
+    try:
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                async with asyncio.timeout(min(limits.idle_seconds, left)):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if left <= limits.idle_seconds:
+                    raise RefusedDocument(408, "too_slow", f"not received in {limits.upload_seconds:g} s") from None
+                raise RefusedDocument(408, "too_slow", f"no data for {limits.idle_seconds:g} s") from None
+            yield chunk
+    finally:
+        await chunks.aclose()
+
+
+class UploadSlots:
+    """The uploads one replica streams at once: ``at_once`` in all, ``per_case`` of one case's.
+
+    A request waits at most ``wait_seconds`` for a slot (then ``RefusedDocument`` 503, to try again later); a case
+    already sending ``per_case`` files is refused at once (429): one portal link cannot take every slot.
+    """
+
+    def __init__(self, at_once: int, per_case: int = 2, wait_seconds: float = 30.0) -> None:
+        self._slots = asyncio.Semaphore(at_once)
+        self._per_case = per_case
+        self._wait_seconds = wait_seconds
+        self._sending: Counter[object] = Counter()
+
+    def sending(self, case: object) -> int:
+        """How many of ``case``'s uploads hold or wait for a slot now."""
+        return self._sending[case]
+
+    @asynccontextmanager
+    async def slot(self, case: object) -> AsyncIterator[None]:
+        if self._sending[case] >= self._per_case:
+            raise RefusedDocument(429, "busy_case", f"this case is already sending {self._per_case} files")
+        self._sending[case] += 1
+        try:
+            try:
+                async with asyncio.timeout(self._wait_seconds):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise RefusedDocument(503, "busy", f"no upload slot free in {self._wait_seconds:g} s") from None
+            try:
+                yield
+            finally:
+                self._slots.release()
+        finally:
+            self._sending[case] -= 1
+            if not self._sending[case]:
+                del self._sending[case]
 
 
 class CsrfRefused(Exception):
@@ -204,7 +266,7 @@ async def receive_upload(
     upload = _Upload(documents, about, limits, csrf_matches)
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _paced(request, limits):
             received += len(chunk)
             if received > limits.max_bytes + ENVELOPE_BYTES:
                 raise RefusedDocument(413, "too_large", f"larger than {limits.max_bytes:,} bytes")

@@ -5,6 +5,7 @@ A refused upload answers its status with the reason in the client's language and
 client that asks for it), and stores nothing. The pages are the portal's (``casework.portal.pages.render``): its
 language, headers and base template."""
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, FastAPI, Request
@@ -24,12 +25,18 @@ router = APIRouter(tags=["portal"])
 DOCUMENTS_PATH = "/portal/documents"
 
 
+# When a client refused for a busy replica (or its own uploads still running) may try again.
+RETRY_AFTER_SECONDS = 60
+
+
 def limits_of(settings: CaseworkSettings) -> DocumentLimits:
     return DocumentLimits(
         max_bytes=settings.document_max_bytes,
         max_pixels=settings.document_max_pixels,
         max_inflate_ratio=settings.document_max_inflate_ratio,
         max_inflated_bytes=settings.document_max_inflated_bytes,
+        idle_seconds=settings.document_upload_idle_seconds,
+        upload_seconds=settings.document_upload_seconds,
     )
 
 
@@ -63,7 +70,7 @@ async def upload(request: Request, item: str, visitor: PortalClient) -> Response
         return _refused(request, locale, RefusedDocument(409, "not_outstanding", f"this document is {requested.state}"))
     links = portal_links(request)
     try:
-        async with adapters_of(request).upload_slots:  # bounded memory: the others wait, their bodies unread
+        async with adapters_of(request).upload_slots.slot(visitor.case.id):  # the others wait, their bodies unread
             stored = await receive_upload(
                 request,
                 documents,
@@ -77,7 +84,12 @@ async def upload(request: Request, item: str, visitor: PortalClient) -> Response
     except RefusedDocument as refused:
         logger.info("case %s: an upload for %s refused: %s %s", visitor.case.id, item, refused.status, refused.detail)
         return _refused(request, locale, refused)
-    if not await adapters_of(request).document_handling.received(visitor.case, requested.key, stored):
+    try:
+        taken = await adapters_of(request).document_handling.received(visitor.case, requested.key, stored)
+    except BaseException:  # the database went away, or the request was cancelled: no file without its record
+        await asyncio.shield(documents.delete_file(stored.file_id))
+        raise
+    if not taken:
         await documents.delete_file(stored.file_id)
         return _refused(request, locale, RefusedDocument(409, "not_outstanding", "this document is no longer awaited"))
     logger.info("case %s: %s received (%d bytes, %s)", visitor.case.id, requested.key, stored.size, stored.sha256)
@@ -95,11 +107,18 @@ def _refused(request: Request, link_locale: str, refused: RefusedDocument) -> Re
     message = translate(f"portal_documents.refused.{refused.reason}", portal_locale(request, link_locale))
     if _wants_json(request):
         body = {"detail": refused.detail, "reason": refused.reason, "field": "file", "message": message}
-        return JSONResponse(body, refused.status, headers=HEADERS)
+        return JSONResponse(body, refused.status, headers={**HEADERS, **_retry_after(refused)})
     # The language switch leads back to the checklist (the upload's address answers POST only).
     context = {"message": message, "detail": refused.detail, "field": "file", "back": DOCUMENTS_PATH,
                "switch_path": DOCUMENTS_PATH}  # fmt: skip
-    return render(request, "portal_documents_refused.html", context, refused.status, link_locale)
+    response = render(request, "portal_documents_refused.html", context, refused.status, link_locale)
+    response.headers.update(_retry_after(refused))
+    return response
+
+
+def _retry_after(refused: RefusedDocument) -> dict[str, str]:
+    """A refusal for being busy (503, or the case's other uploads: 429) says when to try again."""
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)} if refused.status in (429, 503) else {}
 
 
 def install(app: FastAPI) -> None:

@@ -150,10 +150,9 @@ class LinkRequests:
         for case in cases:
             if case.client_email is None:
                 continue
-            event = self.announcement(case, case.client_email, correlation_id)
             try:
-                await self.publish(event)
-            except Exception as exc:  # the client can ask again; nothing is half-done
+                await self.publish(self.announcement(case, case.client_email, correlation_id))
+            except Exception as exc:  # one case's failure stops no other; the client can ask again, nothing half-done
                 logger.warning("portal link of case %s not announced (%r)", case.reference, exc)
                 continue
             sent += 1
