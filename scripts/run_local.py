@@ -49,6 +49,9 @@ AMQP_PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 BROKER_TOOL_SECONDS = 120  # a rabbitmqctl / rabbitmq-plugins call against a node in a bad state can wait for ever
 
 
+HANDSHAKE_ATTEMPTS = 3
+
+
 def amqp_answers(host: str, port: int, timeout: float = 10.0) -> bool:
     """Whether the broker begins the AMQP handshake: an open port alone can be a broker that has stopped answering."""
     try:
@@ -78,7 +81,8 @@ def ensure_rabbitmq(amqp_url: str) -> None:
     """A broker that answers AMQP at ``amqp_url``; a local one that is down, stopped or wedged is (re)started."""
     parts = urlsplit(amqp_url)
     host, port = parts.hostname or "localhost", parts.port or 5672
-    if amqp_answers(host, port):
+    # A broker on a busy machine may take a while to answer: asked three times before it is taken for wedged.
+    if any(amqp_answers(host, port) for _ in range(HANDSHAKE_ATTEMPTS)):
         return
     what_to_do = (
         "Install it (Debian: apt-get install rabbitmq-server, then rabbitmq-server -detached), "

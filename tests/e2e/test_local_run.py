@@ -221,7 +221,7 @@ async def test_the_runner_restarts_a_local_rabbitmq_that_accepts_connections_but
         tool.chmod(0o755)
     env = {**os.environ, "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/", "PATH": f"{tools}:{os.environ['PATH']}"}
     try:
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):  # three handshakes of 10 s before it restarts
             while not port_open("127.0.0.1", port):  # noqa: ASYNC110 - a child process's port
                 await asyncio.sleep(0.05)
             runner = await asyncio.create_subprocess_exec(
