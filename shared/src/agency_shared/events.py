@@ -482,10 +482,13 @@ class DocumentReceived(Event):
 
 
 class PortalLinkRequestedData(Model):
-    """A client asked for a new link to their case's portal page (casework); ``link`` is the signed link to email.
+    """A client asked for a new link to their case's portal page (casework).
 
-    Exactly one of ``application_id`` and ``enquiry_id`` is set (what the case is about: an erasure of it stops
-    the email)."""
+    ``portal_generation`` is the case's current link generation: notifications signs the link when it composes
+    the email, so no working link sits in the broker's queues (or their dead letters). Events of an earlier
+    casework carry the signed ``link`` and its ``expires_at`` instead; exactly one of ``link`` and
+    ``portal_generation`` is set. Exactly one of ``application_id`` and ``enquiry_id`` is set (what the case is
+    about: an erasure of it stops the email)."""
 
     case_id: uuid.UUID
     application_id: uuid.UUID | None = None
@@ -494,14 +497,19 @@ class PortalLinkRequestedData(Model):
     email: str
     name: str
     locale: Locale
-    link: str
-    expires_at: AwareDatetime
+    portal_generation: int | None = Field(default=None, ge=0)
+    link: str | None = None
+    expires_at: AwareDatetime | None = None
     requested_at: AwareDatetime
 
     @model_validator(mode="after")
     def _one_subject(self) -> "PortalLinkRequestedData":
         if (self.application_id is None) == (self.enquiry_id is None):
             raise ValueError("exactly one of application_id and enquiry_id")
+        if (self.link is None) == (self.portal_generation is None):
+            raise ValueError("exactly one of link and portal_generation")
+        if (self.link is None) != (self.expires_at is None):
+            raise ValueError("expires_at comes with link, and only with it")
         return self
 
 

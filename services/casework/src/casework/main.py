@@ -102,9 +102,7 @@ class Adapters:
         self.link_requests = LinkRequests(
             self.cases,
             limits,
-            portal_links_of(settings),
             self._publish,
-            settings.portal_url,
             settings.portal_link_requests_per_ip_hour,
             settings.portal_link_requests_per_email_hour,
         )

@@ -525,9 +525,12 @@ def ledger_checkpoint(event: LedgerCheckpointed, archive: str, mail_from: str) -
     )
 
 
-def portal_link(event: PortalLinkRequested, mail_from: str, staff: Sequence[str] = ()) -> EmailMessage:
-    """The new portal link a client asked for, in their language: fixed text, the link, when it expires and the
-    reference, to the case's client (the address casework has on the case, never the one typed into the form)."""
+def portal_link(
+    event: PortalLinkRequested, link: str, expires_at: datetime, mail_from: str, staff: Sequence[str] = ()
+) -> EmailMessage:
+    """The new portal ``link`` a client asked for, in their language: fixed text, the link, when it expires and
+    the reference, to the case's client (the address casework has on the case, never the one typed into the
+    form)."""
     data = event.data
     return _compose(
         template="portal_link",
@@ -538,9 +541,9 @@ def portal_link(event: PortalLinkRequested, mail_from: str, staff: Sequence[str]
         reply_to=tuple(parse_address(address) for address in staff),
         event=event,
         context={
-            "link": data.link,
+            "link": link,
             "reference": data.reference,
-            "expires": data.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "expires": expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         },
     )
 

@@ -370,14 +370,23 @@ class Emails:
             return None
         return self._portal_link(data.case_id, data.portal_generation, data.locale)
 
-    def _portal_link(self, case_id: uuid.UUID, generation: int, locale: Locale) -> str:
-        token = self._portal.issue(case_id, generation, locale, self._now())
+    def _portal_link(self, case_id: uuid.UUID, generation: int, locale: Locale, now: datetime | None = None) -> str:
+        token = self._portal.issue(case_id, generation, locale, now or self._now())
         return f"{self._portal_url}/portal/open?t={token}"
 
     def of_portal_link(self, event: PortalLinkRequested) -> Notice:
-        """The new link a client asked for, to their case's address; a failure alerts nobody (anyone can ask)."""
+        """The new link a client asked for, to their case's address, signed now for the case's current generation
+        (an earlier casework's event carries its signed link); a failure alerts nobody (anyone can ask)."""
         data = event.data
-        email = composed(event, "portal_link", data.email, partial(portal_link, event, self._mail_from, self._staff))
+
+        def email_with_link() -> EmailMessage:
+            if data.link is not None and data.expires_at is not None:
+                return portal_link(event, data.link, data.expires_at, self._mail_from, self._staff)
+            now = self._now()
+            link = self._portal_link(data.case_id, data.portal_generation or 0, data.locale, now)
+            return portal_link(event, link, now + self._portal.valid_for, self._mail_from, self._staff)
+
+        email = composed(event, "portal_link", data.email, email_with_link)
         subject = (
             Subject("application_id", data.application_id)
             if data.application_id is not None

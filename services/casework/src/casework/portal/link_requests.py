@@ -22,7 +22,6 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from agency_chassis.portal_links import PortalLinks
 from agency_shared.events import Event, PortalLinkRequested, PortalLinkRequestedData, derived_id, utc_now
 from casework.cases import Case
 from casework.portal.session import case_generation
@@ -114,9 +113,7 @@ class LinkRequests:
 
     cases: MongoCases
     limits: MongoRequestLimits
-    links: PortalLinks
     publish: Publish
-    portal_url: str
     per_ip: int
     per_email: int
     now: Callable[[], datetime] = utc_now
@@ -160,8 +157,8 @@ class LinkRequests:
         return sent
 
     def announcement(self, case: Case, email: str, correlation_id: str) -> PortalLinkRequested:
+        """The request, naming the case's current link generation: notifications signs the link as it sends it."""
         now = self.now()
-        token = self.links.issue(case.id, case_generation(case), case.locale, now)
         application_id = case.application_id
         return PortalLinkRequested(
             event_id=derived_id(PortalLinkRequested.routing_key, str(case.id), correlation_id),
@@ -174,8 +171,7 @@ class LinkRequests:
                 email=email,
                 name=case.client_name or "",
                 locale=case.locale,
-                link=f"{self.portal_url.rstrip('/')}/portal/open?t={token}",
-                expires_at=now + self.links.valid_for,
+                portal_generation=case_generation(case),
                 requested_at=now,
             ),
         )
