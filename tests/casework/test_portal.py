@@ -21,6 +21,7 @@ from casework.access import Role
 from casework.cases import Case, HistoryEntry
 from casework.portal.reacceptance import NotRecorded, publish_unannounced_reacceptances, reaccept
 from casework.settings import CaseworkSettings
+from casework.storage import CaseErased
 from tests.support.broker import depth, take
 from tests.support.casework import Casework, running_casework
 from tests.support.portal import (
@@ -299,6 +300,36 @@ async def test_a_reacceptance_the_broker_did_not_confirm_is_announced_by_the_swe
     assert event.data.application_id == case.application_id
     assert event.data.agreement_version == current["version"]
     assert event.data.client_ip == "198.51.100.7"
+
+
+async def test_a_reacceptance_under_way_during_an_erasure_keeps_nothing(with_agreements: Casework) -> None:
+    """The client's POST passed its session check, then staff erased the case: whichever finishes first, neither
+    the client's address nor their browser stays, and nothing is announced."""
+    agreements_client = with_agreements.app.state.agreements
+    current = await agreements_client.current_agreement()
+    cases = with_agreements.cases
+    kept = cases._reacceptances  # what the erasure must leave empty
+    published: list[Event] = []
+
+    async def publish(event: Event) -> None:
+        published.append(event)
+
+    # The erasure first, the re-acceptance (read before it) after.
+    early = await client_case(with_agreements)
+    assert early.application_id is not None
+    await cases.erase(early.application_id, utc_now())
+    with pytest.raises(CaseErased):
+        await reaccept(early, current["version"], current["sha256"], "198.51.100.7", "UA", utc_now(),
+                       agreements_client, cases, publish)  # fmt: skip
+    # The re-acceptance first, the erasure after.
+    late = await client_case(with_agreements)
+    assert late.application_id is not None
+    await reaccept(late, current["version"], current["sha256"], "198.51.100.8", "UA", utc_now(),
+                   agreements_client, cases, publish)  # fmt: skip
+    assert await kept.count_documents({"case_id": str(late.id)}) == 1
+    await cases.erase(late.application_id, utc_now())
+    assert await kept.count_documents({}) == 0
+    assert [event.data.application_id for event in published] == [late.application_id]  # type: ignore[attr-defined]
 
 
 async def test_a_known_and_an_unknown_address_get_the_same_answer(casework_app: Casework, amqp_url: str) -> None:

@@ -32,6 +32,10 @@ SortKey = Literal["opened_at", "status_since", "due_at", "company", "status"]
 SORT_KEYS: tuple[SortKey, ...] = ("opened_at", "status_since", "due_at", "company", "status")
 
 
+class CaseErased(Exception):
+    """The case's subject was erased meanwhile: what was being kept for it is not."""
+
+
 class CaseChanged(Exception):
     """Someone else changed the case since it was read (its version moved): read it again and retry."""
 
@@ -247,8 +251,6 @@ class MongoCases:
         await self._orphans.delete_many({"subject": str(subject_id)})
         erased = 0
         for case in await self.of_subject(subject_id):
-            # The portal's re-acceptances hold the client's address and browser: the ledger keeps their hashes.
-            await self._reacceptances.delete_many({"case_id": str(case.id)})
             # A reminder claimed but not yet confirmed by the broker keeps its event (the client's name and
             # address) for the sweep: it is not sent any more.
             await self._reminders.update_many(
@@ -273,6 +275,9 @@ class MongoCases:
                     break
             else:
                 raise CaseChanged(str(case.id))
+            # The portal's re-acceptances hold the client's address and browser (the ledger keeps their hashes):
+            # deleted last, so one kept while the case was being blanked goes too (``keep_reacceptance``).
+            await self._reacceptances.delete_many({"case_id": str(case.id)})
         return erased
 
     async def open_cases_of(self, email: str) -> list[Case]:
@@ -310,12 +315,17 @@ class MongoCases:
 
     async def keep_reacceptance(self, case: Case, record: Mapping[str, Any], entry: HistoryEntry) -> dict[str, Any]:
         """Store the client's re-acceptance of ``record["version"]`` unless one is stored (the first wins), with a
-        line on the case's timeline; the stored one."""
+        line on the case's timeline; the stored one. ``CaseErased`` if the case's subject was erased: one whose
+        portal request passed the session check just before an erasure keeps nothing (``erase`` marks the
+        subject first and deletes the re-acceptances last, so one of the two always sees the other)."""
         key = f"{case.id}:{record['version']}"
         await self._reacceptances.update_one(
             {"_id": key}, {"$setOnInsert": {**record, "case_id": str(case.id)}}, upsert=True
         )
-        await self._push_once({"_id": str(case.id)}, entry)
+        if await self.was_erased(case.subject_id):
+            await self._reacceptances.delete_many({"case_id": str(case.id)})
+            raise CaseErased(str(case.id))
+        await self._push_once({"_id": str(case.id), "erased_at": None}, entry)
         stored = await self._reacceptances.find_one({"_id": key})
         assert stored is not None
         return stored

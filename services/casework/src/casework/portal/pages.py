@@ -22,6 +22,7 @@ from casework.portal.link_requests import FormTokens, InvalidEmail, checked_emai
 from casework.portal.reacceptance import AgreementMoved, NotRecorded, reaccept, reacceptance_of
 from casework.portal.session import COOKIE, PATH, PortalClient, PortalPoster, PortalRefusal, portal_links
 from casework.settings import CaseworkSettings
+from casework.storage import CaseErased
 from casework.web import templates
 
 router = APIRouter(tags=["portal"], include_in_schema=False)
@@ -201,6 +202,8 @@ async def accept_agreement(
         return _problem(request, visitor.claim.locale, 409, "portal.problem.agreement_moved", field="version")
     except (AgreementsUnavailable, AgreementsRefused, NotRecorded):
         return _problem(request, visitor.claim.locale, 503, "portal.problem.try_again")
+    except CaseErased:  # erased while this request was under way: as any later request of the session sees it
+        raise PortalRefusal("gone", 410, visitor.claim.locale) from None
     return _portal_response(request, RedirectResponse(f"{PATH}?accepted=1", status_code=303))
 
 
