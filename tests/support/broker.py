@@ -1,7 +1,9 @@
 """Looking into RabbitMQ queues from tests with aio-pika, independent of the services' own code."""
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from urllib.parse import quote
 
@@ -137,23 +139,39 @@ PUBLISH_ATTEMPTS = 3
 async def publish_events(amqp_url: str, events: Sequence[Event]) -> None:
     """Publish many events on one confirmed channel, as intake would.
 
-    A confirm that does not come within ``CONFIRM_SECONDS`` (seen once in a few full runs on this 2-core machine:
-    a test waited for ever) is a publish to repeat, as intake's publisher would: the events carry their ids, so
-    the consumers take a repeat as the redelivery it is. After ``PUBLISH_ATTEMPTS`` the test fails, saying so."""
+    A publish that does not complete within ``CONFIRM_SECONDS`` (seen in a few full runs on this 2-core machine: a
+    test waited for ever) is repeated on a new connection, as intake's publisher would: the events carry their ids,
+    so the consumers take a repeat as the redelivery it is. After ``PUBLISH_ATTEMPTS`` the test fails, saying at
+    which step each attempt stopped (connecting, the exchange, the confirm) and how busy the event loop's thread
+    pool was (connecting to ``localhost`` resolves the name there), also as a warning (shown for an xfail too)."""
+    stopped: list[str] = []
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        step = ["connecting"]
         try:
             async with asyncio.timeout(CONFIRM_SECONDS):
-                await _publish_confirmed(amqp_url, events)
+                await _publish_confirmed(amqp_url, events, step)
             return
         except TimeoutError:
-            if attempt == PUBLISH_ATTEMPTS:
-                raise AssertionError(f"the broker confirmed no publish in {PUBLISH_ATTEMPTS} attempts") from None
+            stopped.append(f"attempt {attempt}: {step[0]}, {thread_pool_state()}")
+    diagnosis = f"the broker confirmed no publish in {PUBLISH_ATTEMPTS} attempts ({'; '.join(stopped)})"
+    warnings.warn(diagnosis, stacklevel=2)
+    raise AssertionError(diagnosis)
 
 
-async def _publish_confirmed(amqp_url: str, events: Sequence[Event]) -> None:
+def thread_pool_state() -> str:
+    """The running loop's default thread pool: its threads and the work waiting for one."""
+    pool = getattr(asyncio.get_running_loop(), "_default_executor", None)
+    if not isinstance(pool, ThreadPoolExecutor):
+        return "no thread pool yet"
+    return f"thread pool {len(pool._threads)}/{pool._max_workers} threads, {pool._work_queue.qsize()} jobs waiting"
+
+
+async def _publish_confirmed(amqp_url: str, events: Sequence[Event], step: list[str]) -> None:
     async with channel(amqp_url) as ch:
+        step[0] = "declaring the exchange"
         exchange = await ch.get_exchange("wechat_agency.events")
-        for event in events:
+        for number, event in enumerate(events, 1):
+            step[0] = f"awaiting the confirm of event {number} of {len(events)}"
             await exchange.publish(
                 aio_pika.Message(
                     event.model_dump_json().encode(),

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -101,13 +102,19 @@ def set_queue_policy(
 MANAGEMENT_API = os.environ.get("TEST_RABBITMQ_API", f"http://{RABBITMQ_HOST}:15672/api")
 API_AUTHORIZATION = "Basic " + base64.b64encode(b"guest:guest").decode()
 _api_answers: bool | None = None
+# After the API failed to answer, how long this process uses `rabbitmqctl` before it asks the API again (a loaded
+# broker's API may miss one call; every `rabbitmqctl` call costs a second of CPU, so not for the rest of the run).
+API_RETRY_SECONDS = 30.0
+_api_retry_at = 0.0
 
 
 def management_api(method: str, path: str, body: dict[str, Any] | None = None) -> bool:
-    """Call the management API; False (and never again in this process) if it does not answer."""
-    global _api_answers  # one probe per process
+    """Call the management API; False if it does not answer (and for ``API_RETRY_SECONDS`` after)."""
+    global _api_answers, _api_retry_at
     if _api_answers is False:
-        return False
+        if time.monotonic() < _api_retry_at:
+            return False
+        _api_answers = None  # ask again
     request = urllib.request.Request(  # noqa: S310 - a fixed local URL
         f"{MANAGEMENT_API}{path}",
         data=json.dumps(body).encode() if body is not None else None,
@@ -123,13 +130,13 @@ def management_api(method: str, path: str, body: dict[str, Any] | None = None) -
     except (urllib.error.URLError, OSError):
         if _api_answers:
             raise
-        _api_answers = False
+        _api_answers, _api_retry_at = False, time.monotonic() + API_RETRY_SECONDS
         return False
 
 
 def api_available() -> bool:
-    """Whether the management API answers (probed once per process)."""
-    if _api_answers is None:
+    """Whether the management API answers (probed once, and again ``API_RETRY_SECONDS`` after it did not)."""
+    if _api_answers is None or (_api_answers is False and time.monotonic() >= _api_retry_at):
         with contextlib.suppress(urllib.error.HTTPError):
             management_api("GET", "/overview")
     return bool(_api_answers)
