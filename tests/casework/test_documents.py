@@ -537,12 +537,13 @@ async def test_a_stalled_upload_is_refused_and_one_case_cannot_take_every_slot(
         assert (await casework.case(case.id)).status == "awaiting_documents"
 
 
-@pytest.mark.parametrize("meanwhile", ["database_gone", "item_accepted"])
-async def test_a_file_that_gets_no_record_is_not_kept(
+@pytest.mark.parametrize("meanwhile", ["database_gone", "item_accepted", "failure_after_the_record"])
+async def test_a_file_is_kept_exactly_when_its_record_is(
     casework_settings: CaseworkSettings, mongo: MongoClient, monkeypatch: pytest.MonkeyPatch, meanwhile: str
 ) -> None:
     """Between the file stored and its record written, the database went away (the request fails: a 500 in a real
-    server) or staff marked the item as received by other means (409): either way the file goes."""
+    server) or staff marked the item as received by other means (409): the file goes. A failure after the record
+    (moving the case to review) leaves the file with its record: the client's document, listed on its item."""
     db = casework_settings.mongodb_db
     async with running_casework(casework_settings) as casework, casework.signed_in(Role.OPERATOR) as operator:
         case = await casework.open_application()
@@ -557,15 +558,30 @@ async def test_a_file_that_gets_no_record_is_not_kept(
             result: bool = await record(*args)
             return result
 
-        monkeypatch.setattr(handling, "received", interfered)
+        async def database_gone_after(*_: object) -> None:
+            raise ServerSelectionTimeoutError("the database went away after the record")
+
+        if meanwhile == "failure_after_the_record":
+            monkeypatch.setattr(handling, "_to_review", database_gone_after)
+        else:
+            monkeypatch.setattr(handling, "received", interfered)
         async with client_of(casework, case) as client:
-            if meanwhile == "database_gone":
-                with pytest.raises(ServerSelectionTimeoutError):
-                    await client.upload("application_letter", pdf(padding=600_000))
-            else:
+            if meanwhile == "item_accepted":
                 answer = await client.upload("application_letter", pdf(padding=600_000))
                 assert (answer.status_code, answer.json()["reason"]) == (409, "not_outstanding")
-        assert await stored_files(mongo, db) == (0, 0)
+            else:
+                with pytest.raises(ServerSelectionTimeoutError):
+                    await client.upload("application_letter", pdf(padding=600_000))
+        item = await casework.app.state.adapters.documents.item(case.id, "application_letter")
+        if meanwhile == "failure_after_the_record":
+            assert item is not None
+            assert item.state == "received"
+            [kept] = item.files
+            stream = await casework.app.state.adapters.documents.read(kept.file_id)
+            assert stream is not None
+            assert await stream.read() == pdf(padding=600_000)
+        else:
+            assert await stored_files(mongo, db) == (0, 0)
 
 
 async def test_memory_stays_bounded_with_twenty_uploads_at_once(casework_settings: CaseworkSettings) -> None:

@@ -43,7 +43,7 @@ LINK_QUEUE = NOTIFICATIONS_PORTAL_LINK_REQUESTED.name
 
 @pytest.fixture
 async def casework_app(casework_settings: CaseworkSettings) -> AsyncIterator[Casework]:
-    async with running_casework(settings_with(casework_settings, portal_url="https://portal.agency.example")) as cw:
+    async with running_casework(casework_settings) as cw:
         yield cw
 
 

@@ -120,6 +120,7 @@ class System:
     inbox: Inbox
     amqp_url: str
     mongo: AsyncMongoClient[dict[str, Any]]
+    notifications: NotificationsSettings
 
     def scheduler(self, clock: Clock, **options: Any) -> ReminderScheduler:
         scheduler = self.adapters.reminder_scheduler(now=clock, interval=0.05)
@@ -144,7 +145,9 @@ async def running_system(
     casework_app = casework.main.create_app(settings)
     async with serving(notifications.main.create_app(notifications_settings), casework_app):
         adapters: Adapters = casework_app.state.adapters
-        yield System(Casework(casework_app, settings), adapters, inbox, str(settings.amqp_url), mongo)
+        yield System(
+            Casework(casework_app, settings), adapters, inbox, str(settings.amqp_url), mongo, notifications_settings
+        )
 
 
 @pytest.fixture
@@ -201,14 +204,14 @@ async def _each_chaser_links_the_case_of_its_generation(
 ) -> None:
     """The client's link in each chaser (plain text and HTML alike) names the case and the link generation of when it
     was sent: the day-3 one the revoked generation, which the portal refuses; the day-7 one the new, which it opens."""
-    settings = system.casework.settings
+    settings, portal_url = system.casework.settings, system.notifications.portal_url  # notifications writes them
     links = []
     for generation, message in enumerate(chasers):
-        [link], [href] = portal_links_in(message, settings.portal_url)
+        [link], [href] = portal_links_in(message, portal_url)
         assert href == link
         claim = portal_links_of(settings).check(token_of(link), utc_now())
         assert (claim.case_id, claim.generation, claim.locale) == (case.id, generation, "zh-CN")
-        links.append(link.removeprefix(settings.portal_url.rstrip("/")))
+        links.append(link.removeprefix(portal_url.rstrip("/")))
     async with portal_browser(system.casework.app) as browser:
         assert (await browser.open(links[0])).status_code == 410
         assert (await browser.open(links[1])).status_code == 303

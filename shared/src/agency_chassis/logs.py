@@ -72,6 +72,19 @@ class OutgoingUrls(logging.Filter):
         return True
 
 
+class AccessPaths(logging.Filter):
+    """uvicorn's access lines name the request's path with its query string; the query may hold a credential (the
+    portal's ``/portal/open?t=<token>``) or a search for a person: the path is kept, the query shown as ``?…``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.split("?", 1)[0] + "?…" if isinstance(arg, str) and arg.startswith("/") and "?" in arg else arg
+                for arg in record.args
+            )
+        return True
+
+
 def _origin_if_url(arg: object) -> object:
     """An argument that prints as an absolute http(s) URL (httpx passes its ``URL``), as its origin."""
     if isinstance(arg, int | float | bytes | None):
@@ -130,7 +143,9 @@ def configure_logging(service: str, level: str, log_format: LogFormat = "json", 
         foreign.setLevel(logging.NOTSET)  # LOG_LEVEL decides for them too
     access.propagate = not access_off
     # Outgoing requests (webhooks, chat robots, single sign-on) are logged by httpx with their URL: origin only.
-    outgoing = logging.getLogger("httpx")
-    for earlier in [f for f in outgoing.filters if isinstance(f, OutgoingUrls)]:
-        outgoing.removeFilter(earlier)
-    outgoing.addFilter(OutgoingUrls())
+    # Incoming ones by uvicorn with their path: without its query.
+    for name, kind in (("httpx", OutgoingUrls), ("uvicorn.access", AccessPaths)):
+        logger = logging.getLogger(name)
+        for earlier in [f for f in logger.filters if isinstance(f, kind)]:
+            logger.removeFilter(earlier)
+        logger.addFilter(kind())

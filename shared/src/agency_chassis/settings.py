@@ -212,8 +212,6 @@ class PortalLinkSettings(SharedSettings):
     portal_link_secret: SecretStr = SecretStr(DEVELOPMENT_PORTAL_SECRET)
     # How long a portal link works after it was sent (the client can ask for a new one any time).
     portal_link_days: int = Field(default=30, ge=1, le=365)
-    # Where clients open the portal (the links in emails point here): casework's public address.
-    portal_url: str = "http://localhost:8003"
 
     def production_problems(self) -> list[SettingProblem]:
         problems = super().production_problems()
@@ -221,6 +219,17 @@ class PortalLinkSettings(SharedSettings):
             "portal_link_secret", DEVELOPMENT_PORTAL_SECRET, "notifications and casework"
         ):
             problems.append(secret)
+        return problems
+
+
+class PortalEmailSettings(PortalLinkSettings):
+    """The service that writes the portal's links into emails (notifications): where they point."""
+
+    # Where clients open the portal: casework's public address.
+    portal_url: str = "http://localhost:8003"
+
+    def production_problems(self) -> list[SettingProblem]:
+        problems = super().production_problems()
         if self.kept_default("portal_url"):
             problems.append(self.unset_problem("portal_url", "would send clients' links to their own machine"))
         elif not _https_or_loopback(self.portal_url):

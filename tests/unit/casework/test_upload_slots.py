@@ -44,18 +44,21 @@ async def test_a_case_has_two_at_once_and_a_failed_upload_gives_its_slot_back() 
         async with slots.slot("case-a"):
             raise ValueError("broken")
     assert slots.sending("case-a") == 0
-    # All eight come back: eight cases hold one each at once.
+    # All eight come back: eight cases hold one each, all at once.
+    inside, release = [], asyncio.Event()
+
+    async def hold(case: str) -> None:
+        async with slots.slot(case):
+            inside.append(case)
+            await release.wait()
+
     async with asyncio.TaskGroup() as group:
-        held = asyncio.Event()
-
-        async def hold(case: str) -> None:
-            async with slots.slot(case):
-                await held.wait()
-
         for number in range(8):
             group.create_task(hold(f"case-{number}"))
-        await asyncio.sleep(0)
-        held.set()
+        async with asyncio.timeout(1):
+            while len(inside) < 8:  # noqa: ASYNC110 - the holders are tasks of this loop
+                await asyncio.sleep(0)
+        release.set()
 
 
 async def test_a_request_cancelled_while_waiting_leaves_no_count() -> None:

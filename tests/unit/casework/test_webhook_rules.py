@@ -178,6 +178,9 @@ def test_a_canonical_address_or_a_name_with_digits_is_an_endpoint_url() -> None:
         (["64:ff9b::a00:1"], "64:ff9b::a00:1"),
         (["64:ff9b::a9fe:a9fe"], "64:ff9b::a9fe:a9fe"),
         (["64:ff9b:1::a00:1"], "64:ff9b:1::a00:1"),
+        (["64:ff9b:1:a00:1:0:808:808"], "64:ff9b:1:a00:1:0:808:808"),  # local-use NAT64: refused whole
+        (["::a00:1"], "::a00:1"),  # IPv4-compatible
+        (["::ffff:0:a00:1"], "::ffff:0:a00:1"),  # SIIT's IPv4-translated
         (["2002:a00:1::1"], "2002:a00:1::1"),
         (["2001:0:4136:e378:8000:63bf:f5ff:fffe"], "2001:0:4136:e378:8000:63bf:f5ff:fffe"),  # client 10.0.0.1
         (["64:ff9b::808:808"], None),  # NAT64 to 8.8.8.8: public

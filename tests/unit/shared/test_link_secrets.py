@@ -6,6 +6,7 @@ from agency_chassis.settings import (
     DEVELOPMENT_PORTAL_SECRET,
     DEVELOPMENT_VERIFICATION_SECRET,
     MIN_SECRET_LENGTH,
+    PortalEmailSettings,
     PortalLinkSettings,
     SharedSettings,
     VerificationSettings,
@@ -17,9 +18,10 @@ BROKER = {"amqp_url": "amqp://svc:pw@rabbit:5672/"}
 CASES = [
     (VerificationSettings, "email_verification_secret", DEVELOPMENT_VERIFICATION_SECRET, "intake and notifications"),
     (PortalLinkSettings, "portal_link_secret", DEVELOPMENT_PORTAL_SECRET, "notifications and casework"),
+    (PortalEmailSettings, "portal_link_secret", DEVELOPMENT_PORTAL_SECRET, "notifications and casework"),
 ]
 # What each class needs besides its secret.
-OTHERS: dict[type[SharedSettings], dict[str, str]] = {PortalLinkSettings: {"portal_url": "https://portal.agency.com"}}
+OTHERS: dict[type[SharedSettings], dict[str, str]] = {PortalEmailSettings: {"portal_url": "https://portal.agency.com"}}
 
 
 def problems(settings_class: type[SharedSettings], **values: object) -> list[str]:
@@ -71,5 +73,5 @@ NOT_HTTPS = "PORTAL_URL: not https:// (nor http:// on this machine): the portal'
 def test_production_wants_the_portals_public_https_address(portal_url: str | None, refused: str | None) -> None:
     values = {"portal_link_secret": "x" * MIN_SECRET_LENGTH}
     given = {**BROKER, **values, **({} if portal_url is None else {"portal_url": portal_url})}
-    found = [str(problem) for problem in PortalLinkSettings.model_validate(given).production_problems()]
+    found = [str(problem) for problem in PortalEmailSettings.model_validate(given).production_problems()]
     assert found == ([] if refused is None else [refused])

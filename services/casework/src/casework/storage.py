@@ -327,7 +327,8 @@ class MongoCases:
             raise CaseErased(str(case.id))
         await self._push_once({"_id": str(case.id), "erased_at": None}, entry)
         stored = await self._reacceptances.find_one({"_id": key})
-        assert stored is not None
+        if stored is None:  # the erasure deleted it meanwhile
+            raise CaseErased(str(case.id))
         return stored
 
     async def unpublished_reacceptances(self, accepted_before: datetime, limit: int = 100) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from pydantic import AnyHttpUrl, Field, field_validator
 from agency_chassis.settings import (
     CommaSeparated,
     MongoSettings,
-    PortalLinkSettings,
+    PortalEmailSettings,
     SettingProblem,
     SmtpSettings,
     VerificationSettings,
@@ -16,7 +16,7 @@ from agency_chassis.settings import (
 )
 
 
-class NotificationsSettings(SmtpSettings, MongoSettings, VerificationSettings, PortalLinkSettings):
+class NotificationsSettings(SmtpSettings, MongoSettings, VerificationSettings, PortalEmailSettings):
     notifications_port: int = 8002
     staff_language: Literal["en", "zh-CN"] = "en"
     # SMTP connections kept open and reused across messages, per process.

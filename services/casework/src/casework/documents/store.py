@@ -233,6 +233,17 @@ class CaseDocuments:
         with contextlib.suppress(NoFile):
             await self.bucket.delete(_object_id(file_id) if isinstance(file_id, str) else file_id)
 
+    async def delete_unless_recorded(self, case_id: uuid.UUID, key: str, file_id: str) -> None:
+        """After a failure between storing a file and the end of recording it: delete the file unless its item
+        lists it (then it is the client's document, whatever failed after). When that cannot be told (the database
+        is away), the file stays: a file without a record is only stored bytes, a record without its file a loss."""
+        try:
+            recorded = await self._items.find_one({"_id": _id(case_id, key), "files.file_id": file_id}, {"_id": 1})
+            if recorded is None:
+                await self.delete_file(file_id)
+        except Exception as exc:
+            logger.warning("file %s of case %s kept: whether it was recorded is unknown (%r)", file_id, case_id, exc)
+
     async def received(self, case_id: uuid.UUID, key: str, stored: StoredFile) -> bool:
         """Add a kept file to its item, which is then received (awaiting staff); False if the item is no longer
         waiting for one (staff accepted it meanwhile, or it was never asked for) or its case was erased: an upload

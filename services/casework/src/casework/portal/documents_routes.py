@@ -87,7 +87,7 @@ async def upload(request: Request, item: str, visitor: PortalClient) -> Response
     try:
         taken = await adapters_of(request).document_handling.received(visitor.case, requested.key, stored)
     except BaseException:  # the database went away, or the request was cancelled: no file without its record
-        await asyncio.shield(documents.delete_file(stored.file_id))
+        await asyncio.shield(documents.delete_unless_recorded(visitor.case.id, requested.key, stored.file_id))
         raise
     if not taken:
         await documents.delete_file(stored.file_id)

@@ -21,15 +21,24 @@ async def resolve(host: str, port: int) -> list[str]:
     return [str(sockaddr[0]) for *_, sockaddr in answers]
 
 
-# IPv6 prefixes that carry an IPv4 address in their last 32 bits, translated to IPv4 on the way (NAT64: RFC 6052's
-# well-known prefix and RFC 8215's local-use one); Python counts them as global, whatever the IPv4 address is.
-NAT64_PREFIXES = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+# RFC 6052's well-known NAT64 prefix: an IPv4 address in the last 32 bits, translated to IPv4 on the way; Python
+# counts it as global, whatever the IPv4 address is.
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+# Refused whole: the local-use NAT64 prefix (RFC 8215; where its IPv4 address sits depends on the operator's prefix
+# length), IPv4-compatible addresses (deprecated) and SIIT's IPv4-translated ones, which Python also calls global.
+TRANSLATED_PREFIXES = (
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
 
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Global and not multicast, and so is any IPv4 address it carries (IPv4-mapped, 6to4, Teredo, NAT64): a
     ``64:ff9b::a00:1`` reaches ``10.0.0.1`` on a network that translates IPv6 to IPv4."""
     if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and any(address in prefix for prefix in TRANSLATED_PREFIXES):
         return False
     embedded = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
     return embedded is None or (embedded.is_global and not embedded.is_multicast)
@@ -42,7 +51,7 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
         return address.sixtofour
     if address.teredo is not None:
         return address.teredo[1]  # the client's address (the server's is public by design)
-    if any(address in prefix for prefix in NAT64_PREFIXES):
+    if address in NAT64_PREFIX:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
