@@ -9,8 +9,8 @@ import asyncio
 import hashlib
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,7 @@ FILE_FIELD = "file"
 CSRF_FIELD = "csrf_token"
 
 
-async def _paced(request: Request, limits: DocumentLimits) -> AsyncIterator[bytes]:
+async def _paced(request: Request, limits: DocumentLimits) -> AsyncGenerator[bytes, None]:
     """The body's chunks; ``RefusedDocument`` (408) once none came for ``idle_seconds`` or the whole took longer
     than ``upload_seconds``."""
     chunks = request.stream()
@@ -266,16 +266,17 @@ async def receive_upload(
     upload = _Upload(documents, about, limits, csrf_matches)
     received = 0
     try:
-        async for chunk in _paced(request, limits):
-            received += len(chunk)
-            if received > limits.max_bytes + ENVELOPE_BYTES:
-                raise RefusedDocument(413, "too_large", f"larger than {limits.max_bytes:,} bytes")
-            try:
-                parser.write(chunk)
-            except MultipartParseError as exc:
-                raise RefusedDocument(400, "malformed", f"not a well-formed multipart body: {exc}") from None
-            for kind, value in events.drain():
-                await upload.on(kind, value)
+        async with aclosing(_paced(request, limits)) as chunks:  # a refusal part-way closes the body's stream now
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > limits.max_bytes + ENVELOPE_BYTES:
+                    raise RefusedDocument(413, "too_large", f"larger than {limits.max_bytes:,} bytes")
+                try:
+                    parser.write(chunk)
+                except MultipartParseError as exc:
+                    raise RefusedDocument(400, "malformed", f"not a well-formed multipart body: {exc}") from None
+                for kind, value in events.drain():
+                    await upload.on(kind, value)
         parser.finalize()
         for kind, value in events.drain():
             await upload.on(kind, value)
