@@ -23,9 +23,13 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 @dataclass
 class Clock:
-    """The time StaffAccess reads; tests move it instead of sleeping."""
+    """The time StaffAccess reads; tests move it instead of sleeping.
 
-    now: datetime = field(default_factory=lambda: datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    It starts at the real time (to the second): sessions and sign-in counters carry TTL indexes that the database
+    applies by its own clock, and a fixed date in the past had its TTL monitor delete a test's live session at a
+    random moment (a 401 in a full run, seen twice)."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
 
     def __call__(self) -> datetime:
         return self.now
