@@ -63,34 +63,35 @@ def url_origin(url: str) -> str:
     return f"{parts.scheme}://{host}{'' if port is None else f':{port}'}" + ("/…" if further else "/")
 
 
-class OutgoingUrls(logging.Filter):
-    """httpx logs every request's full URL at INFO ("HTTP Request: POST https://…"); this keeps its origin only."""
+class _ArgumentFilter(logging.Filter):
+    """Rewrites each argument of a record (``rewrite``) before its message is formatted."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_origin_if_url(arg) for arg in record.args)
+            record.args = tuple(self.rewrite(arg) for arg in record.args)
         return True
 
+    def rewrite(self, arg: object) -> object:
+        raise NotImplementedError
 
-class AccessPaths(logging.Filter):
+
+class OutgoingUrls(_ArgumentFilter):
+    """httpx logs every request's full URL at INFO ("HTTP Request: POST https://…"); this keeps its origin only."""
+
+    def rewrite(self, arg: object) -> object:
+        """An argument that prints as an absolute http(s) URL (httpx passes its ``URL``), as its origin."""
+        if isinstance(arg, int | float | bytes | None):
+            return arg
+        text = str(arg)
+        return url_origin(text) if text.startswith(("http://", "https://")) else arg
+
+
+class AccessPaths(_ArgumentFilter):
     """uvicorn's access lines name the request's path with its query string; the query may hold a credential (the
     portal's ``/portal/open?t=<token>``) or a search for a person: the path is kept, the query shown as ``?…``."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                arg.split("?", 1)[0] + "?…" if isinstance(arg, str) and arg.startswith("/") and "?" in arg else arg
-                for arg in record.args
-            )
-        return True
-
-
-def _origin_if_url(arg: object) -> object:
-    """An argument that prints as an absolute http(s) URL (httpx passes its ``URL``), as its origin."""
-    if isinstance(arg, int | float | bytes | None):
-        return arg
-    text = str(arg)
-    return url_origin(text) if text.startswith(("http://", "https://")) else arg
+    def rewrite(self, arg: object) -> object:
+        return arg.split("?", 1)[0] + "?…" if isinstance(arg, str) and arg.startswith("/") and "?" in arg else arg
 
 
 class JsonLineFormatter(JsonFormatter):
