@@ -9,7 +9,14 @@ from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq import spec
 
-from agency_chassis.publishing import EventPublisher, PublishFailed, publish_confirmed
+from agency_chassis.coalescing import CoalescedWrites
+from agency_chassis.publishing import (
+    CoalescingConnection,
+    EventPublisher,
+    MessageCopy,
+    PublishFailed,
+    publish_confirmed,
+)
 from tests.support.events import application_submitted
 from tests.support.servers import rabbitmqctl
 
@@ -23,7 +30,10 @@ async def test_readiness_follows_the_publishing_connection(amqp_url: str) -> Non
     assert not await publisher.ready()
 
 
-async def test_readiness_is_lost_with_the_connection_and_comes_back_with_it(amqp_url: str) -> None:
+async def test_readiness_is_lost_with_the_connection_and_comes_back_with_it(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushes = count_flushes(monkeypatch)
     publisher = EventPublisher(amqp_url, timeout=5, service="test")
     await publisher.start()
     try:
@@ -33,8 +43,69 @@ async def test_readiness_is_lost_with_the_connection_and_comes_back_with_it(amqp
             rabbitmqctl("close_connection", pid, "test: the broker drops the publisher")
         await wait_until(lambda: not publisher.ready_now(), timeout=10)
         await wait_until(publisher.ready_now, timeout=30)  # the robust connection reconnects by itself
+        # ... on a coalescing transport again: the copy leaves through it and is confirmed.
+        flushes.clear()
+        queue = await declared_queue(amqp_url, "publisher.after-reconnect")
+        await publisher.send_copy(copy(b"after"), queue)
+        assert flushes, "the reconnected publisher no longer writes through CoalescedWrites"
+        assert await bodies_in(amqp_url, queue) == [b"after"]
     finally:
         await publisher.stop()
+
+
+async def test_the_publishes_of_one_loop_turn_leave_together_and_each_is_confirmed(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushes = count_flushes(monkeypatch)
+    queue = await declared_queue(amqp_url, "publisher.coalesced")
+    publisher = EventPublisher(amqp_url, timeout=10, service="test")
+    await publisher.start()
+    try:
+        flushes.clear()
+        bodies = [f"message {number} 消息".encode() for number in range(60)]
+        # All at once, as a busy intake publishes for the requests it read in one turn of its loop.
+        await asyncio.gather(*(publisher.send_copy(copy(body), queue) for body in bodies))
+    finally:
+        await publisher.stop()
+    # What RabbitMQ took: every message once, whole, in the order it was published.
+    assert await bodies_in(amqp_url, queue) == bodies
+    # Each publish is one write of aiormq's; they left in a few socket writes, not one each.
+    assert sum(flushes) >= len(bodies)
+    assert len(flushes) <= 3, flushes
+
+
+def count_flushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many of aiormq's writes each of CoalescedWrites' socket writes carried, from now on."""
+    flushes: list[int] = []
+    flush = CoalescedWrites.flush
+
+    def counted(writes: CoalescedWrites) -> None:
+        if writes._kept:
+            flushes.append(len(writes._kept))
+        flush(writes)
+
+    monkeypatch.setattr(CoalescedWrites, "flush", counted)
+    return flushes
+
+
+def copy(body: bytes) -> MessageCopy:
+    return MessageCopy(body, message_id=body.hex(), correlation_id=None, content_type="text/plain", message_type=None)
+
+
+async def declared_queue(amqp_url: str, name: str) -> str:
+    async with await aio_pika.connect_robust(amqp_url) as connection:
+        channel = await connection.channel()
+        await channel.declare_queue(name, durable=True)
+    return name
+
+
+async def bodies_in(amqp_url: str, queue: str) -> list[bytes]:
+    bodies = []
+    async with await aio_pika.connect_robust(amqp_url) as connection:
+        declared = await (await connection.channel()).declare_queue(queue, passive=True)
+        while (message := await declared.get(no_ack=True, fail=False)) is not None:
+            bodies.append(message.body)
+    return bodies
 
 
 async def test_publishing_before_start_fails_loudly(amqp_url: str) -> None:
@@ -44,7 +115,8 @@ async def test_publishing_before_start_fails_loudly(amqp_url: str) -> None:
 
 
 async def confirming_channel(amqp_url: str) -> tuple[aio_pika.abc.AbstractRobustConnection, AbstractChannel]:
-    connection = await aio_pika.connect_robust(amqp_url)
+    """A channel as the publisher has it: confirms on, returns raise, on a coalescing connection."""
+    connection = await aio_pika.connect_robust(amqp_url, connection_class=CoalescingConnection)
     return connection, await connection.channel(publisher_confirms=True, on_return_raises=True)
 
 

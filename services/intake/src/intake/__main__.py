@@ -6,6 +6,7 @@ from functools import partial
 import uvicorn
 
 from agency_chassis import dead_letters, policies
+from agency_chassis.coalescing import HTTP_PROTOCOL
 from agency_chassis.metrics import shared_by_workers
 from agency_chassis.startup import load_settings
 from intake.main import create_app
@@ -42,6 +43,8 @@ def serve(settings: IntakeSettings) -> None:
         access_log=False,
         # Which X-Forwarded-For to believe is intake's own setting (TRUSTED_PROXIES), not uvicorn's.
         proxy_headers=False,
+        # uvicorn's httptools protocol, its responses' head and body written as one (see the module).
+        http=HTTP_PROTOCOL,
     )
 
 
