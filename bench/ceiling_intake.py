@@ -11,6 +11,7 @@ the gap between this and intake is what publishing with confirms costs.
 import uvicorn
 from fastapi import FastAPI
 
+from agency_chassis.coalescing import HTTP_PROTOCOL
 from agency_shared.events import Event
 from intake.main import create_app
 from intake.settings import IntakeSettings
@@ -39,6 +40,7 @@ def main() -> None:
         workers=settings.intake_workers,
         access_log=False,
         log_level="warning",
+        http=HTTP_PROTOCOL,  # as intake serves
     )
 
 

@@ -1,7 +1,6 @@
 """CoalescedWrites: what is written in one turn of the event loop leaves as one write; and uvicorn's protocol on it."""
 
 import asyncio
-import inspect
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +9,7 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from agency_chassis.coalescing import HTTP_PROTOCOL, CoalescedWrites, CoalescingHttpProtocol
+from agency_chassis.coalescing import FLUSH_BYTES, HTTP_PROTOCOL, CoalescedWrites, CoalescingHttpProtocol
 
 
 class RecordingWriter:
@@ -108,15 +107,36 @@ async def test_abort_drops_what_is_kept() -> None:
     assert (inner.sent, aborted) == ([], [True])
 
 
-async def test_an_empty_write_schedules_nothing_and_the_buffer_counts_what_is_kept() -> None:
+class Buffered:
+    def get_write_buffer_size(self) -> int:
+        return 5
+
+
+@pytest.mark.parametrize("wrapped", ["transport", "stream writer"])
+async def test_an_empty_write_schedules_nothing_and_what_waits_counts_what_is_kept(wrapped: str) -> None:
     writes, inner = coalesced()
-    inner.get_write_buffer_size = lambda: 5  # type: ignore[attr-defined]
+    if wrapped == "transport":
+        del inner.transport
+        inner.get_write_buffer_size = Buffered().get_write_buffer_size  # type: ignore[attr-defined]
+    else:
+        inner.transport = Buffered()
     writes.write(b"")
-    assert writes.get_write_buffer_size() == 5
+    assert writes.buffered_bytes() == 5
     writes.write(b"abc")
-    assert writes.get_write_buffer_size() == 8
+    assert writes.buffered_bytes() == 8
     await next_turn()
     assert inner.sent == [b"abc"]
+
+
+async def test_a_writer_that_never_yields_is_sent_at_the_high_water_mark() -> None:
+    writes, inner = coalesced()
+    chunk = b"x" * (FLUSH_BYTES // 4)
+    for _ in range(4):
+        writes.write(chunk)
+    assert inner.sent == [chunk * 4]  # sent at once, so the transport's flow control sees it
+    writes.write(b"tail")
+    await next_turn()
+    assert inner.sent == [chunk * 4, b"tail"]
 
 
 def test_uvicorn_takes_the_protocol_by_name_and_builds_it_on_its_httptools_protocol() -> None:
@@ -124,7 +144,6 @@ def test_uvicorn_takes_the_protocol_by_name_and_builds_it_on_its_httptools_proto
     config.load()
     assert config.http_protocol_class is CoalescingHttpProtocol
     assert issubclass(CoalescingHttpProtocol, HttpToolsProtocol)
-    assert "transport" in inspect.signature(HttpToolsProtocol.connection_made).parameters
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -134,6 +153,20 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = (b"0123456789" * (size // 10 + 1))[:size]
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(size).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def count_flushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many writes each of CoalescedWrites' flushes that sent anything carried."""
+    flushes: list[int] = []
+    flush = CoalescedWrites.flush
+
+    def counted(writes: CoalescedWrites) -> None:
+        if writes._kept:
+            flushes.append(len(writes._kept))
+        flush(writes)
+
+    monkeypatch.setattr(CoalescedWrites, "flush", counted)
+    return flushes
 
 
 @pytest.fixture
@@ -160,6 +193,25 @@ async def read_all(port: int, request: bytes) -> bytes:
         data = await reader.read()  # until the server closes
     writer.close()
     return data
+
+
+async def test_a_responses_head_and_body_leave_in_one_write(server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    flushes = count_flushes(monkeypatch)
+    data = await read_all(server, b"GET /5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"\r\n\r\n01234")
+    assert flushes == [2]  # head and body, together
+
+
+async def test_an_answer_to_a_client_that_half_closed_is_sent(server: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    writer.write(b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
+    writer.write_eof()  # all it will send, as `printf ... | nc -N` does
+    async with asyncio.timeout(10):
+        data = await reader.read()
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"\r\n\r\n012")
 
 
 async def test_pipelined_keep_alive_responses_and_a_closing_one_arrive_whole(server: int) -> None:

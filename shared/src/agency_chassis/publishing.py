@@ -22,7 +22,7 @@ from faststream.rabbit import RabbitBroker, RabbitExchange
 from faststream.rabbit.publisher import RabbitPublisher
 from yarl import URL
 
-from agency_chassis.coalescing import CoalescedWrites
+from agency_chassis.coalescing import FLUSH_BYTES, CoalescedWrites
 from agency_chassis.metrics import PUBLISH_CONFIRM, PUBLISH_FAILURES, publish_failure_reason
 from agency_shared.events import Event
 from agency_shared.topology import EVENTS_EXCHANGE
@@ -64,6 +64,7 @@ async def publish_confirmed(
     exchange: str,
     routing_key: str,
     properties: spec.Basic.Properties,
+    written_first: bool = False,
 ) -> None:
     """Publish on aio-pika's channel through aiormq's ``basic_publish``; return once the broker confirmed it.
 
@@ -75,13 +76,21 @@ async def publish_confirmed(
     ``PublishError`` when the message was returned. Our AMQP properties go out as they are,
     without an aio-pika ``Message`` built around them.
 
-    The frames are handed to the connection's writer without waiting for each to be written
-    out (``wait=False``): on a ``CoalescingConnection`` the publishes of one turn of the event
-    loop then leave in one socket write (see there). Only the confirm is awaited.
+    The frames are handed to the connection's writer without waiting for them to be written
+    out: on a ``CoalescingConnection`` the publishes of one turn of the event loop then leave
+    in one socket write. ``written_first`` waits for that write (aiormq's ``wait``), holding
+    the channel, so that the publishes behind it wait too: the publisher asks for it while
+    RabbitMQ is not reading (``CoalescingConnection.congested``), and they then time out unsent
+    instead of piling up in memory, to be delivered after they were reported failed.
     """
     underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
     await underlay.basic_publish(
-        body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=MANDATORY, wait=False
+        body,
+        exchange=exchange,
+        routing_key=routing_key,
+        properties=properties,
+        mandatory=MANDATORY,
+        wait=written_first,
     )
 
 
@@ -90,7 +99,9 @@ async def publish_confirmed(
 # through one per turn of the loop, each in a socket write of its own: a busy intake, whose every turn
 # publishes for all the requests it read, lost to that more than coalescing won (one process, 32
 # connections: 1,483/s plain, 1,343/s coalesced with room for 10, 1,831/s with room for 64). Room for
-# 256 keeps a turn's publishes together; what waits there is bounded by the requests in flight.
+# 256 keeps a turn's publishes together (at most 256 publishes, about 1 MB, wait there). Set on aiormq's
+# class, it holds for every connection in the process: FastStream's consumers' too (a longer queue for
+# their acks, nothing else).
 WRITES_QUEUED = 256
 aiormq.Connection.FRAME_BUFFER_SIZE = WRITES_QUEUED
 
@@ -104,10 +115,19 @@ class CoalescingTransport(aiormq.TransportFactory):
     leave together, and RabbitMQ confirms them together.
     """
 
+    def __init__(self) -> None:
+        self.writes: CoalescedWrites | None = None  # the latest connection's
+
     async def create(self, url: URL, **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         opened = TLSTransportFactory() if url.scheme == "amqps" else TCPTransportFactory()
         reader, writer = await opened.create(url, **kwargs)
-        return reader, cast(asyncio.StreamWriter, CoalescedWrites(writer))
+        self.writes = CoalescedWrites(writer)
+        return reader, cast(asyncio.StreamWriter, self.writes)
+
+    def congested(self) -> bool:
+        """RabbitMQ is behind in reading what we wrote (its flow control, a stalled network): a
+        transport's high-water mark of bytes waits to be sent."""
+        return self.writes is not None and self.writes.buffered_bytes() >= FLUSH_BYTES
 
 
 class CoalescingConnection(aio_pika.RobustConnection):
@@ -129,7 +149,11 @@ class CoalescingConnection(aio_pika.RobustConnection):
 
     def __init__(self, url: URL, *args: Any, **kwargs: Any) -> None:
         super().__init__(url, *args, **kwargs)
-        self.kwargs["transport_factory"] = CoalescingTransport()
+        self._transport_factory = CoalescingTransport()
+        self.kwargs["transport_factory"] = self._transport_factory
+
+    def congested(self) -> bool:
+        return self._transport_factory.congested()
 
 
 class EventPublisher:
@@ -145,7 +169,7 @@ class EventPublisher:
         self._timeout = timeout
         self._service = service
         self._confirm_seconds = PUBLISH_CONFIRM.labels(service)
-        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._connection: CoalescingConnection | None = None
         self._channel: aio_pika.abc.AbstractRobustChannel | None = None
 
     async def start(self) -> None:
@@ -201,11 +225,16 @@ class EventPublisher:
     async def _send(self, body: bytes, exchange: str, routing_key: str, properties: spec.Basic.Properties) -> None:
         start = time.perf_counter()
         try:
-            if self._channel is None:
+            if self._channel is None or self._connection is None:
                 raise ConnectionError("the publisher is not started")
             async with asyncio.timeout(self._timeout):
                 await publish_confirmed(
-                    self._channel, body, exchange=exchange, routing_key=routing_key, properties=properties
+                    self._channel,
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=properties,
+                    written_first=self._connection.congested(),
                 )
         except Exception as exc:  # timeout, connection loss, NO_ROUTE, nack: all mean "not accepted"
             PUBLISH_FAILURES.labels(self._service, publish_failure_reason(exc)).inc()
