@@ -9,7 +9,6 @@ from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq import spec
 
-from agency_chassis.coalescing import CoalescedWrites
 from agency_chassis.publishing import (
     CoalescingConnection,
     EventPublisher,
@@ -17,6 +16,7 @@ from agency_chassis.publishing import (
     PublishFailed,
     publish_confirmed,
 )
+from tests.support.coalescing import count_flushes
 from tests.support.events import application_submitted
 from tests.support.servers import rabbitmqctl
 
@@ -72,20 +72,6 @@ async def test_the_publishes_of_one_loop_turn_leave_together_and_each_is_confirm
     # Each publish is one write of aiormq's; they left in a few socket writes, not one each.
     assert sum(flushes) >= len(bodies)
     assert len(flushes) <= 3, flushes
-
-
-def count_flushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many of aiormq's writes each of CoalescedWrites' socket writes carried, from now on."""
-    flushes: list[int] = []
-    flush = CoalescedWrites.flush
-
-    def counted(writes: CoalescedWrites) -> None:
-        if writes._kept:
-            flushes.append(len(writes._kept))
-        flush(writes)
-
-    monkeypatch.setattr(CoalescedWrites, "flush", counted)
-    return flushes
 
 
 def copy(body: bytes) -> MessageCopy:

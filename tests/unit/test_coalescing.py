@@ -10,6 +10,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from agency_chassis.coalescing import FLUSH_BYTES, HTTP_PROTOCOL, CoalescedWrites, CoalescingHttpProtocol
+from tests.support.coalescing import count_flushes
 
 
 class RecordingWriter:
@@ -153,20 +154,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = (b"0123456789" * (size // 10 + 1))[:size]
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(size).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-def count_flushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many writes each of CoalescedWrites' flushes that sent anything carried."""
-    flushes: list[int] = []
-    flush = CoalescedWrites.flush
-
-    def counted(writes: CoalescedWrites) -> None:
-        if writes._kept:
-            flushes.append(len(writes._kept))
-        flush(writes)
-
-    monkeypatch.setattr(CoalescedWrites, "flush", counted)
-    return flushes
 
 
 @pytest.fixture
