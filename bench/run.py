@@ -17,11 +17,6 @@ from bench import consumers, end_to_end, intake_load, uploads
 from bench.stack import ROOT, Stack, write_results
 
 SECTIONS = ("intake", "consumers", "e2e", "memory", "uploads")
-# A full test run soon after the benchmarks was seen to fail with RabbitMQ silent for three minutes (README, Tests).
-AFTERWARDS = (
-    "RabbitMQ still holds the quorum-queue log of the messages published here: before `make test`, restart it "
-    "(rabbitmqctl stop; rabbitmq-server -detached)"
-)
 
 
 def machine() -> dict[str, Any]:
@@ -130,7 +125,6 @@ def main() -> None:
             write_results(results, path)
     print(table(results))
     print(f"written to {path.relative_to(ROOT)}", file=sys.stderr)
-    print(AFTERWARDS, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,47 @@ def ensure_rabbitmq(amqp_url: str) -> None:
         sys.exit(f"RabbitMQ could not be started at {host}:{port} ({problem}). {what_to_do}")
 
 
+# RabbitMQ 3.x counts each quorum queue as 3 open files in its file handle cache, whose limit is the open-files
+# limit the broker was started with, less 97 (927 under the usual 1024), and each new connection must obtain one
+# from that same count. Once the queues' reservations fill it, every new AMQP connection waits, with nothing in
+# the broker's log, until queues are deleted (seen here: `aio_pika.connect` getting no answer for 15 s, and a
+# whole test run standing still for 3 minutes with 308 quorum queues declared). One deployment declares 220
+# (20 consumer queues, each with its DLQ and 9 delay queues); a test run keeps up to three vhosts of them. The
+# queues open few of the files they count (the broker had about 50 open), so for the tests the count is raised
+# until the broker restarts; the open-files limit is the broker's own (raising it takes a restart outside
+# `su`'s PAM limits, which a test run does not do). RabbitMQ 4.x has no such count: the query fails there.
+FILE_HANDLES_NEEDED = 8192
+
+
+def broker_eval(expression: str) -> str | None:
+    """What the local node answers to ``rabbitmqctl eval``, or None if it does not (no node, no such function)."""
+    try:
+        asked = subprocess.run(
+            ["rabbitmqctl", "-q", "eval", expression],
+            check=False, capture_output=True, text=True, timeout=BROKER_TOOL_SECONDS,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return asked.stdout.strip() if asked.returncode == 0 else None
+
+
+def room_for_queues(amqp_url: str) -> None:
+    """A local RabbitMQ 3.x counting fewer than ``FILE_HANDLES_NEEDED`` open files is told to count that many."""
+    local = (urlsplit(amqp_url).hostname or "localhost") in ("localhost", "127.0.0.1")
+    if not local or not shutil.which("rabbitmqctl"):
+        return
+    limit = broker_eval("file_handle_cache:get_limit().")
+    if limit is None or not limit.isdigit() or int(limit) >= FILE_HANDLES_NEEDED:
+        return
+    if broker_eval(f"file_handle_cache:set_limit({FILE_HANDLES_NEEDED}).") != "ok":
+        log(f"RabbitMQ counts at most {limit} open files and did not take more: a test run may stall (README)")
+        return
+    log(
+        f"RabbitMQ counted at most {limit} open files, 3 for each quorum queue, and new connections wait once the "
+        f"queues fill that: it counts {FILE_HANDLES_NEEDED} now, until it restarts"
+    )
+
+
 def local_management_api(amqp_url: str) -> str | None:
     """The local broker's management API (the plugin enabled if need be), or None if it does not answer."""
     host = urlsplit(amqp_url).hostname or "localhost"
@@ -142,6 +183,7 @@ def main() -> int:
     if sys.argv[1:] == ["--check-broker"]:
         amqp_url = env.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
         ensure_rabbitmq(amqp_url)
+        room_for_queues(amqp_url)  # a test run keeps up to three vhosts of quorum queues at once
         # The tests make and delete a vhost each through the management API (milliseconds; each rabbitmqctl call
         # boots an Erlang VM); without it they fall back to rabbitmqctl.
         local_management_api(amqp_url)

@@ -255,14 +255,6 @@ NAME_TYPED, EMAIL_TYPED, MESSAGE = (str(ENQUIRY[field]) for field in ("name", "e
 ENQUIRER = (NAME_TYPED, EMAIL_TYPED, MESSAGE.splitlines()[0])
 
 
-@pytest.mark.xfail(
-    reason="open defect (2026-12-06): in full `make test` runs only, the broker never confirms the publish of the "
-    "held enquiry and its verification after the erasure, on three fresh connections; alone or with its file this "
-    "test passes (25-29 s). Not reproduced on 2026-12-06 (a worker's full run, the agreements tests on 3 workers, the "
-    "worker's files in order: XPASS). When it fails, publish_events's warning says at which step each attempt stopped "
-    "and how busy the loop's thread pool was. Runs, and reports XPASS when fixed.",
-    strict=False,
-)
 async def test_an_enquiry_is_erased_everywhere_and_nothing_brings_it_back(
     staff_settings: AgreementsSettings,
     intake_settings: IntakeSettings,

@@ -237,4 +237,99 @@ async def test_the_runner_restarts_a_local_rabbitmq_that_accepts_connections_but
             os.kill(int(answering_pid.read_text()), signal.SIGKILL)
     assert runner.returncode == 0, out.decode()
     assert "accepts connections but does not answer AMQP; restarting it" in out.decode()
-    assert calls.read_text().splitlines() == ["rabbitmqctl -q stop", "rabbitmq-server -detached"]
+    # Then it asks the new broker how many open files it counts (this stand-in does not say, so nothing more).
+    assert calls.read_text().splitlines() == ["rabbitmqctl -q stop", "rabbitmq-server -detached", LIMIT_ASKED]
+
+
+LIMIT_ASKED = "rabbitmqctl -q eval file_handle_cache:get_limit()."
+LIMIT_SET = "rabbitmqctl -q eval file_handle_cache:set_limit(8192)."
+
+
+@dataclass
+class StandInBroker:
+    """A broker that answers the AMQP handshake, with a stand-in for ``rabbitmqctl`` on PATH.
+
+    ``rabbitmqctl -q eval file_handle_cache:get_limit().`` prints what the file ``limit`` holds, or fails
+    where there is none (as RabbitMQ 4.x, which has no such count); ``…set_limit(N).`` writes N there and
+    prints ``ok``, unless the file ``refuse`` exists. Every call is written to ``calls``.
+    """
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:
+        tools = self.folder / "bin"
+        tools.mkdir(parents=True)
+        (tools / "rabbitmqctl").write_text(
+            f'#!/bin/sh\necho "rabbitmqctl $*" >> {self.calls}\n'
+            'case "$3" in\n'
+            f"  *get_limit*) [ -f {self.limit} ] || exit 1; cat {self.limit} ;;\n"
+            f"  *set_limit*) [ -f {self.folder / 'refuse'} ] && exit 2\n"
+            f'    echo "$3" | tr -dc 0-9 > {self.limit}; echo ok ;;\n'
+            "esac\nexit 0\n"
+        )
+        (tools / "rabbitmqctl").chmod(0o755)
+        self.path = f"{tools}:{os.environ['PATH']}"
+
+    @property
+    def calls(self) -> Path:
+        return self.folder / "calls"
+
+    @property
+    def limit(self) -> Path:
+        return self.folder / "limit"
+
+    async def check_broker(self) -> tuple[int, str]:
+        """``run_local.py --check-broker`` (what ``make test`` runs first) against this broker: its code and output."""
+        answering = await asyncio.create_subprocess_exec(sys.executable, "-c", ANSWERING_BROKER, str(self.port))
+        env = {**os.environ, "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{self.port}/", "PATH": self.path}
+        try:
+            async with asyncio.timeout(120):
+                while not port_open("127.0.0.1", self.port):  # noqa: ASYNC110 - a child process's port
+                    await asyncio.sleep(0.05)
+                runner = await asyncio.create_subprocess_exec(
+                    sys.executable, str(ROOT / "scripts" / "run_local.py"), "--check-broker",
+                    env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                )  # fmt: skip
+                out, _ = await runner.communicate()
+        finally:
+            answering.kill()
+            await answering.wait()
+        assert runner.returncode is not None
+        return runner.returncode, out.decode()
+
+
+async def test_a_local_rabbitmq_that_counts_too_few_open_files_is_told_to_count_more(tmp_path: Path) -> None:
+    # RabbitMQ 3.x started with the usual 1024 open files counts 927, 3 for each quorum queue: a test run's
+    # queues fill that, and then every new connection waits. The tests need it to count 8192.
+    broker = StandInBroker(tmp_path)
+    broker.limit.write_text("927\n")
+    code, out = await broker.check_broker()
+    assert code == 0, out
+    assert "RabbitMQ counted at most 927 open files, 3 for each quorum queue" in out
+    assert "it counts 8192 now, until it restarts" in out
+    assert broker.calls.read_text().splitlines() == [LIMIT_ASKED, LIMIT_SET]
+    assert broker.limit.read_text() == "8192"
+
+
+async def test_a_local_rabbitmq_that_refuses_to_count_more_is_named_and_the_check_goes_on(tmp_path: Path) -> None:
+    broker = StandInBroker(tmp_path)
+    broker.limit.write_text("927\n")
+    (tmp_path / "refuse").touch()
+    code, out = await broker.check_broker()
+    assert code == 0, out  # the broker answers: the tests run, and may stall as before
+    assert "RabbitMQ counts at most 927 open files and did not take more: a test run may stall" in out
+    assert broker.calls.read_text().splitlines() == [LIMIT_ASKED, LIMIT_SET]
+
+
+async def test_a_local_rabbitmq_with_room_for_the_queues_or_without_that_count_is_left_as_it_is(
+    tmp_path: Path,
+) -> None:
+    roomy, newer = StandInBroker(tmp_path / "roomy"), StandInBroker(tmp_path / "newer")
+    roomy.limit.write_text("65439\n")  # started with room; `newer` has no count: the query fails, as on 4.x
+    for broker in (roomy, newer):
+        code, out = await broker.check_broker()
+        assert code == 0, out
+        assert "open files" not in out
+        assert broker.calls.read_text().splitlines() == [LIMIT_ASKED]
+    assert roomy.limit.read_text() == "65439\n"

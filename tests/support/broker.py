@@ -143,7 +143,8 @@ async def publish_events(amqp_url: str, events: Sequence[Event]) -> None:
     test waited for ever) is repeated on a new connection, as intake's publisher would: the events carry their ids,
     so the consumers take a repeat as the redelivery it is. After ``PUBLISH_ATTEMPTS`` the test fails, saying at
     which step each attempt stopped (connecting, the exchange, the confirm) and how busy the event loop's thread
-    pool was (connecting to ``localhost`` resolves the name there), also as a warning (shown for an xfail too)."""
+    pool was (connecting to ``localhost`` resolves the name there), also as a warning. (Connecting is where a RabbitMQ
+    3.x whose count of open files its quorum queues had filled kept new connections waiting: README, Tests.)"""
     stopped: list[str] = []
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         step = ["connecting"]
