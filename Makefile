@@ -50,7 +50,7 @@ lint: $(BIN)/.installed
 # and SMTP server); then the whole-system tests (four services, Chromium) on two, so they do not
 # starve each other or the broker on two cores; then the fault tests alone: they stop and start the
 # machine's RabbitMQ.
-pytest: $(BIN)/.installed
+pytest: $(BIN)/.installed broker
 	$(BIN)/pytest -m "not faults and not e2e" -n 3 --dist loadfile
 	$(BIN)/pytest -m e2e -n 2 --dist loadfile
 	$(BIN)/pytest -m faults

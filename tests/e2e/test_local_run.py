@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import shlex
 import signal
 import sys
 import uuid
@@ -241,17 +242,20 @@ async def test_the_runner_restarts_a_local_rabbitmq_that_accepts_connections_but
     assert calls.read_text().splitlines() == ["rabbitmqctl -q stop", "rabbitmq-server -detached", LIMIT_ASKED]
 
 
-LIMIT_ASKED = "rabbitmqctl -q eval file_handle_cache:get_limit()."
+LIMIT_ASKED = (
+    'rabbitmqctl -q eval case rabbit_misc:version() of "3." ++ _ -> file_handle_cache:get_limit(); _ -> none end.'
+)
 LIMIT_SET = "rabbitmqctl -q eval file_handle_cache:set_limit(8192)."
 
 
 @dataclass
 class StandInBroker:
-    """A broker that answers the AMQP handshake, with a stand-in for ``rabbitmqctl`` on PATH.
+    """A broker that answers the AMQP handshake, with stand-ins for ``rabbitmqctl`` and ``rabbitmq-plugins`` on PATH.
 
-    ``rabbitmqctl -q eval file_handle_cache:get_limit().`` prints what the file ``limit`` holds, or fails
-    where there is none (as RabbitMQ 4.x, which has no such count); ``…set_limit(N).`` writes N there and
-    prints ``ok``, unless the file ``refuse`` exists. Every call is written to ``calls``.
+    Asked for its count of open files, the ``rabbitmqctl`` stand-in prints what the file ``answer`` holds
+    (``none`` for a 4.x node), or fails as a non-root user's call does on Debian where the file ``not-root``
+    exists; ``…set_limit(N).`` writes N to ``answer`` and prints ``ok``, unless the file ``refuse`` exists.
+    Every call is written to ``calls``.
     """
 
     folder: Path
@@ -260,15 +264,21 @@ class StandInBroker:
     def __post_init__(self) -> None:
         tools = self.folder / "bin"
         tools.mkdir(parents=True)
+        calls, answer = shlex.quote(str(self.calls)), shlex.quote(str(self.answer))
+        not_root, refuse = (shlex.quote(str(self.folder / name)) for name in ("not-root", "refuse"))
         (tools / "rabbitmqctl").write_text(
-            f'#!/bin/sh\necho "rabbitmqctl $*" >> {self.calls}\n'
+            f'#!/bin/sh\necho "rabbitmqctl $*" >> {calls}\n'
+            f"[ -f {not_root} ] && {{ echo 'Only root or rabbitmq should run rabbitmqctl' >&2; exit 1; }}\n"
             'case "$3" in\n'
-            f"  *get_limit*) [ -f {self.limit} ] || exit 1; cat {self.limit} ;;\n"
-            f"  *set_limit*) [ -f {self.folder / 'refuse'} ] && exit 2\n"
-            f'    echo "$3" | tr -dc 0-9 > {self.limit}; echo ok ;;\n'
+            f"  *set_limit*) [ -f {refuse} ] && exit 2\n"
+            f'    echo "$3" | tr -dc 0-9 > {answer}; echo ok ;;\n'
+            f"  *get_limit*) cat {answer} ;;\n"
             "esac\nexit 0\n"
         )
-        (tools / "rabbitmqctl").chmod(0o755)
+        # Were the management API's port closed, the check would enable the plugin: not on this machine's broker.
+        (tools / "rabbitmq-plugins").write_text("#!/bin/sh\nexit 0\n")
+        for tool in tools.iterdir():
+            tool.chmod(0o755)
         self.path = f"{tools}:{os.environ['PATH']}"
 
     @property
@@ -276,8 +286,8 @@ class StandInBroker:
         return self.folder / "calls"
 
     @property
-    def limit(self) -> Path:
-        return self.folder / "limit"
+    def answer(self) -> Path:
+        return self.folder / "answer"
 
     async def check_broker(self) -> tuple[int, str]:
         """``run_local.py --check-broker`` (what ``make test`` runs first) against this broker: its code and output."""
@@ -299,37 +309,44 @@ class StandInBroker:
         return runner.returncode, out.decode()
 
 
-async def test_a_local_rabbitmq_that_counts_too_few_open_files_is_told_to_count_more(tmp_path: Path) -> None:
+async def test_a_local_rabbitmq_3_that_counts_too_few_open_files_is_told_to_count_more(tmp_path: Path) -> None:
     # RabbitMQ 3.x started with the usual 1024 open files counts 927, 3 for each quorum queue: a test run's
     # queues fill that, and then every new connection waits. The tests need it to count 8192.
     broker = StandInBroker(tmp_path)
-    broker.limit.write_text("927\n")
+    broker.answer.write_text("927\n")
     code, out = await broker.check_broker()
     assert code == 0, out
     assert "RabbitMQ counted at most 927 open files, 3 for each quorum queue" in out
-    assert "it counts 8192 now, until it restarts" in out
+    assert "it counts 8192 now, until the node or its app restarts" in out
     assert broker.calls.read_text().splitlines() == [LIMIT_ASKED, LIMIT_SET]
-    assert broker.limit.read_text() == "8192"
+    assert broker.answer.read_text() == "8192"
 
 
-async def test_a_local_rabbitmq_that_refuses_to_count_more_is_named_and_the_check_goes_on(tmp_path: Path) -> None:
-    broker = StandInBroker(tmp_path)
-    broker.limit.write_text("927\n")
-    (tmp_path / "refuse").touch()
-    code, out = await broker.check_broker()
-    assert code == 0, out  # the broker answers: the tests run, and may stall as before
-    assert "RabbitMQ counts at most 927 open files and did not take more: a test run may stall" in out
-    assert broker.calls.read_text().splitlines() == [LIMIT_ASKED, LIMIT_SET]
+async def test_a_rabbitmq_that_does_not_answer_or_refuses_is_named_and_the_check_goes_on(tmp_path: Path) -> None:
+    refusing, not_root, odd = (StandInBroker(tmp_path / name) for name in ("refusing", "not-root", "odd"))
+    refusing.answer.write_text("927\n")
+    (refusing.folder / "refuse").touch()
+    (not_root.folder / "not-root").touch()
+    odd.answer.write_text("infinity\n")
+    said = {}
+    for broker in (refusing, not_root, odd):
+        code, said[broker.folder.name] = await broker.check_broker()
+        assert code == 0, said[broker.folder.name]  # the broker answers AMQP: the tests run (and may stall)
+    assert "RabbitMQ counts at most 927 open files and did not take more: a test run may stall" in said["refusing"]
+    assert refusing.calls.read_text().splitlines() == [LIMIT_ASKED, LIMIT_SET]
+    assert "failed (exit code 1): Only root or rabbitmq should run rabbitmqctl" in said["not-root"]
+    assert not_root.calls.read_text().splitlines() == [LIMIT_ASKED]
+    assert "RabbitMQ answered 'infinity' when asked how many open files it counts; left as it is" in said["odd"]
+    assert odd.calls.read_text().splitlines() == [LIMIT_ASKED]
 
 
-async def test_a_local_rabbitmq_with_room_for_the_queues_or_without_that_count_is_left_as_it_is(
-    tmp_path: Path,
-) -> None:
+async def test_a_local_rabbitmq_with_room_for_the_queues_or_not_3x_is_left_as_it_is(tmp_path: Path) -> None:
     roomy, newer = StandInBroker(tmp_path / "roomy"), StandInBroker(tmp_path / "newer")
-    roomy.limit.write_text("65439\n")  # started with room; `newer` has no count: the query fails, as on 4.x
+    roomy.answer.write_text("65439\n")  # started with room
+    newer.answer.write_text("none\n")  # what a 4.x node answers
     for broker in (roomy, newer):
         code, out = await broker.check_broker()
         assert code == 0, out
         assert "open files" not in out
         assert broker.calls.read_text().splitlines() == [LIMIT_ASKED]
-    assert roomy.limit.read_text() == "65439\n"
+    assert roomy.answer.read_text() == "65439\n"
