@@ -220,24 +220,17 @@ async def test_the_runner_restarts_a_local_rabbitmq_that_accepts_connections_but
     )
     for tool in tools.iterdir():
         tool.chmod(0o755)
-    env = {**os.environ, "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/", "PATH": f"{tools}:{os.environ['PATH']}"}
     try:
-        async with asyncio.timeout(120):  # three handshakes of 10 s before it restarts
-            while not port_open("127.0.0.1", port):  # noqa: ASYNC110 - a child process's port
-                await asyncio.sleep(0.05)
-            runner = await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "scripts" / "run_local.py"), "--check-broker",
-                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            out, _ = await runner.communicate()
+        # Three handshakes of 10 s before it restarts.
+        code, out = await check_broker(port, f"{tools}:{os.environ['PATH']}")
     finally:
         if wedged.returncode is None:
             wedged.kill()
         await wedged.wait()
         if answering_pid.exists():
             os.kill(int(answering_pid.read_text()), signal.SIGKILL)
-    assert runner.returncode == 0, out.decode()
-    assert "accepts connections but does not answer AMQP; restarting it" in out.decode()
+    assert code == 0, out
+    assert "accepts connections but does not answer AMQP; restarting it" in out
     # Then it asks the new broker how many open files it counts (this stand-in does not say, so nothing more).
     assert calls.read_text().splitlines() == ["rabbitmqctl -q stop", "rabbitmq-server -detached", LIMIT_ASKED]
 
@@ -290,23 +283,29 @@ class StandInBroker:
         return self.folder / "answer"
 
     async def check_broker(self) -> tuple[int, str]:
-        """``run_local.py --check-broker`` (what ``make test`` runs first) against this broker: its code and output."""
+        """``run_local.py --check-broker`` against this broker, started for it: the code and output."""
         answering = await asyncio.create_subprocess_exec(sys.executable, "-c", ANSWERING_BROKER, str(self.port))
-        env = {**os.environ, "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{self.port}/", "PATH": self.path}
         try:
-            async with asyncio.timeout(120):
-                while not port_open("127.0.0.1", self.port):  # noqa: ASYNC110 - a child process's port
-                    await asyncio.sleep(0.05)
-                runner = await asyncio.create_subprocess_exec(
-                    sys.executable, str(ROOT / "scripts" / "run_local.py"), "--check-broker",
-                    env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                )  # fmt: skip
-                out, _ = await runner.communicate()
+            return await check_broker(self.port, self.path)
         finally:
             answering.kill()
             await answering.wait()
-        assert runner.returncode is not None
-        return runner.returncode, out.decode()
+
+
+async def check_broker(port: int, path: str) -> tuple[int, str]:
+    """``run_local.py --check-broker`` (what ``make test`` runs first) with a broker on ``port`` and ``path`` as PATH,
+    once that port takes connections: its exit code and output."""
+    env = {**os.environ, "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/", "PATH": path}
+    async with asyncio.timeout(120):
+        while not port_open("127.0.0.1", port):  # noqa: ASYNC110 - a child process's port
+            await asyncio.sleep(0.05)
+        runner = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "scripts" / "run_local.py"), "--check-broker",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await runner.communicate()
+    assert runner.returncode is not None
+    return runner.returncode, out.decode()
 
 
 async def test_a_local_rabbitmq_3_that_counts_too_few_open_files_is_told_to_count_more(tmp_path: Path) -> None:
