@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -70,12 +70,20 @@ def amqp_answers(host: str, port: int, timeout: float = 10.0) -> bool:
 
 
 def broker_tool(*command: str) -> int:
-    """Run rabbitmqctl / rabbitmq-plugins, bounded in time; its exit code (124 when it timed out)."""
+    """Run rabbitmqctl / rabbitmq-plugins, bounded in time; its exit code (124 when it timed out or could not run)."""
+    ran = run_broker_tool(command, BROKER_TOOL_SECONDS)
+    return 124 if ran is None else ran.returncode
+
+
+def run_broker_tool(command: Sequence[str], seconds: float) -> "subprocess.CompletedProcess[str] | None":
+    """``command`` run to its end within ``seconds`` (its output kept), or None, said in a line, if it was not."""
     try:
-        return subprocess.run(command, check=False, capture_output=True, timeout=BROKER_TOOL_SECONDS).returncode
+        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=seconds)
     except subprocess.TimeoutExpired:
-        log(f"`{' '.join(command)}` did not finish in {BROKER_TOOL_SECONDS}s")
-        return 124
+        log(f"`{' '.join(command)}` did not finish in {seconds:.0f}s")
+    except OSError as exc:
+        log(f"`{command[0]}` could not run: {exc}")
+    return None
 
 
 def ensure_rabbitmq(amqp_url: str) -> None:
@@ -128,15 +136,9 @@ BROKER_EVAL_SECONDS = 30
 
 
 def broker_eval(expression: str) -> str | None:
-    """What the local node answers to ``rabbitmqctl eval``; None, said in a line, if it did not answer in time."""
-    command = ["rabbitmqctl", "-q", "eval", expression]
-    try:
-        asked = subprocess.run(command, check=False, capture_output=True, text=True, timeout=BROKER_EVAL_SECONDS)
-    except subprocess.TimeoutExpired:
-        log(f"`rabbitmqctl eval {expression}` did not answer in {BROKER_EVAL_SECONDS}s")
-        return None
-    except OSError as exc:
-        log(f"`rabbitmqctl eval` could not run: {exc}")
+    """What the local node answers to ``rabbitmqctl eval``; None, said in a line, if it did not answer."""
+    asked = run_broker_tool(["rabbitmqctl", "-q", "eval", expression], BROKER_EVAL_SECONDS)
+    if asked is None:
         return None
     if asked.returncode != 0:
         said = (asked.stderr or asked.stdout).strip().splitlines()
